@@ -1,0 +1,216 @@
+"""The project config: one YAML file (default ``data/project.yaml``) names every input and setting.
+
+Every field has a documented default; the Dagster partitions (``layer`` × ``latents``) are derived
+from ``hookpoints`` and ``latents``. Bad values fail at load time with a one-line message that names
+the field and the fix, before any heavy work starts.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DEFAULT_CONFIG = "data/project.yaml"
+CONFIG_ENV = "AUTOINTERP_CONFIG"
+
+
+class ConfigError(ValueError):
+    """A config problem, stated in one line with the fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CorpusConfig(_Strict):
+    source: str = Field(
+        "cpython",
+        description="'cpython' (pydoc topics + stdlib docstrings, offline), a local .txt/.jsonl/.parquet "
+        "file or directory, or 'hf:<dataset>[:<config>]' streamed from the Hugging Face Hub.",
+    )
+    split: str = Field("train", description="Dataset split for hf: sources.")
+    text_column: str = Field("text", description="Column holding the text (jsonl, parquet, hf).")
+    n_tokens: int = Field(131_072, gt=0, description="Token budget: rows = n_tokens // ctx_len.")
+    ctx_len: int = Field(256, ge=8, description="Tokens per corpus row, BOS included (delphi: 256).")
+    bos_token: str | None = Field(
+        "<|endoftext|>",
+        description="Token put first in every row and between documents; its position is excluded from "
+        "latents (its norm is ~150x the others). None = the tokenizer's bos_token.",
+    )
+    seed: int = Field(22, description="Shuffle seed for document order.")
+
+
+class SaeConfig(_Strict):
+    source: str = Field(
+        "train",
+        description="'train' = train TopK SAEs in the pipeline (offline default), or a directory in "
+        "sparsify layout (<dir>/<hookpoint>/cfg.json + sae.safetensors).",
+    )
+    expansion_factor: int = Field(8, gt=0, description="Latents = expansion_factor * d_model (train only).")
+    k: int = Field(32, gt=0, description="TopK active latents per token (train only).")
+    train_tokens: int = Field(65_536, gt=0, description="Tokens of the corpus used to train (train only).")
+    epochs: int = Field(2, gt=0, description="Passes over the training tokens (train only).")
+    batch_size: int = Field(4096, gt=0, description="Tokens per optimisation step (train only).")
+    seed: int = Field(0, description="Initialisation seed (train only).")
+
+
+class LatentsConfig(_Strict):
+    start: int = Field(0, ge=0, description="First latent index covered by partitions.")
+    stop: int = Field(2048, gt=0, description="One past the last latent index covered.")
+    range_size: int = Field(1024, gt=0, description="Latents per partition (the 'latents' dimension).")
+    max_per_range: int | None = Field(
+        None, gt=0, description="Explain and score at most this many eligible latents per partition "
+        "(lowest indices first); None = all. Others are listed in latent_status as 'not_selected'."
+    )
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.stop <= self.start:
+            raise ValueError(f"latents.stop ({self.stop}) must be > latents.start ({self.start})")
+        return self
+
+    def ranges(self) -> list[tuple[int, int]]:
+        """[(first, last_inclusive)] per partition."""
+        return [(a, min(a + self.range_size, self.stop) - 1) for a in range(self.start, self.stop, self.range_size)]
+
+
+class CachingConfig(_Strict):
+    batch_rows: int = Field(16, gt=0, description="Corpus rows per forward pass.")
+    dtype: Literal["bfloat16", "float32", "float16"] = Field("bfloat16", description="Subject model dtype.")
+    threads: int = Field(0, ge=0, description="torch threads; 0 = leave torch's default.")
+
+
+class SamplerConfig(_Strict):
+    example_ctx_len: int = Field(32, gt=0, description="Tokens per example window (delphi: 32).")
+    min_examples: int = Field(200, gt=0, description="Activating windows a latent needs to be explained.")
+    n_quantiles: int = Field(10, gt=0, description="Activation quantile bins (deciles).")
+    train_type: Literal["quantiles", "top", "random"] = Field("quantiles", description="Train sampler.")
+    n_train: int = Field(40, gt=0, description="Train examples shown to the explainer.")
+    n_test: int = Field(50, gt=0, description="Activating test examples for scorers (spread over quantiles).")
+    n_non_activating: int = Field(50, ge=0, description="Random windows where the latent never fires.")
+    seed: int = Field(22, description="Sampling seed (per latent via hashing; runs are reproducible).")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.n_test < self.n_quantiles:
+            raise ValueError(f"sampler.n_test ({self.n_test}) must be >= sampler.n_quantiles ({self.n_quantiles})")
+        return self
+
+
+class LLMConfig(_Strict):
+    engine: Literal["vllm", "openai"] = Field("vllm", description="'vllm' in-process or 'openai' (any "
+                                               "OpenAI-compatible server).")
+    model: str = Field("smollm2", description="'smollm2' (offline default), a Hugging Face name or a local dir.")
+    base_url: str | None = Field(None, description="openai engine: server URL, e.g. http://127.0.0.1:8000/v1.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="openai engine: env var holding the key.")
+    max_model_len: int = Field(4096, gt=0, description="vllm: context length.")
+    max_num_seqs: int = Field(64, gt=0, description="vllm: sequences batched at once.")
+    kv_cache_gib: float = Field(2.0, gt=0, description="vllm CPU: KV cache size (VLLM_CPU_KVCACHE_SPACE).")
+    max_concurrency: int = Field(32, gt=0, description="openai: requests in flight.")
+    timeout_s: float = Field(120.0, gt=0, description="openai: per-request timeout.")
+    max_retries: int = Field(6, ge=0, description="openai: retries on timeouts / 429 / 5xx.")
+
+
+class ExplainerConfig(_Strict):
+    llm: LLMConfig = LLMConfig()
+    kind: Literal["default"] = Field("default", description="Explainer prompt family.")
+    max_tokens: int = Field(48, gt=0, description="Generated tokens for an explanation.")
+    temperature: float = Field(0.0, ge=0)
+    threshold: float = Field(0.3, ge=0, le=1, description="Highlight tokens above threshold * example max.")
+    show_activations: bool = Field(True, description="List per-token activation values (0-10).")
+    max_examples: int | None = Field(None, gt=0, description="Show at most this many train examples.")
+    prefill_marker: bool = Field(True, description="Start the answer with the marker line (engines that "
+                                 "allow it); the explanation is still parsed from it.")
+
+
+class ScorerConfig(_Strict):
+    llm: LLMConfig | None = Field(None, description="Scorer LLM; None = the explainer's.")
+    scorers: tuple[Literal["detection", "fuzzing"], ...] = ("detection", "fuzzing")
+    examples_per_prompt: int = Field(5, gt=0, description="Examples shown per scorer prompt.")
+    max_tokens: int = Field(24, gt=0)
+    logprobs: bool = Field(True, description="Read P(1)/(P(0)+P(1)) per example for AUROC.")
+    constrained: bool = Field(True, description="Constrain answers to the list format where the engine can.")
+    threshold: float = Field(0.3, ge=0, le=1, description="Fuzzing: highlight tokens above threshold * max.")
+    seed: int = Field(42)
+
+
+class ProjectConfig(_Strict):
+    name: str = Field("offline-default", description="A label for this project.")
+    database: str = Field("data/autointerp.duckdb", description="DuckDB file (relative to the project root).")
+    workdir: str = Field("data", description="Where models, SAEs and caches are kept.")
+    subject_model: str = Field("smollm2", description="'smollm2' (offline), a Hugging Face name or local dir.")
+    hookpoints: tuple[str, ...] = Field(("layers.6", "layers.12"), min_length=1,
+                                        description="Module names whose output is encoded, e.g. layers.6.")
+    corpus: CorpusConfig = CorpusConfig()
+    sae: SaeConfig = SaeConfig()
+    latents: LatentsConfig = LatentsConfig()
+    caching: CachingConfig = CachingConfig()
+    sampler: SamplerConfig = SamplerConfig()
+    explainer: ExplainerConfig = ExplainerConfig()
+    scorer: ScorerConfig = ScorerConfig()
+
+    @model_validator(mode="after")
+    def _check(self):
+        if len(set(self.hookpoints)) != len(self.hookpoints):
+            raise ValueError(f"hookpoints has duplicates: {list(self.hookpoints)}")
+        s = self.sampler
+        usable = self.corpus.ctx_len - 1  # position 0 is BOS
+        if s.example_ctx_len > usable:
+            raise ValueError(f"sampler.example_ctx_len ({s.example_ctx_len}) must be <= corpus.ctx_len - 1 ({usable})")
+        return self
+
+    @property
+    def scorer_llm(self) -> LLMConfig:
+        return self.scorer.llm or self.explainer.llm
+
+    # --- partitions -------------------------------------------------------------------------
+    def layer_keys(self) -> list[str]:
+        return list(self.hookpoints)
+
+    def latent_keys(self) -> list[str]:
+        width = max(5, len(str(self.latents.stop - 1)))
+        return [f"{a:0{width}d}-{b:0{width}d}" for a, b in self.latents.ranges()]
+
+    def resolve(self, path: str) -> Path:
+        """A path from the config, relative to the directory holding ``data/`` (the project root)."""
+        p = Path(path)
+        return p if p.is_absolute() else project_root() / p
+
+
+def parse_latent_key(key: str) -> tuple[int, int]:
+    a, b = key.split("-")
+    return int(a), int(b)
+
+
+def project_root() -> Path:
+    return Path(os.environ.get("AUTOINTERP_ROOT", Path.cwd()))
+
+
+def config_path() -> Path:
+    p = Path(os.environ.get(CONFIG_ENV, DEFAULT_CONFIG))
+    return p if p.is_absolute() else project_root() / p
+
+
+def load_config(path: str | os.PathLike | None = None) -> ProjectConfig:
+    p = Path(path) if path is not None else config_path()
+    if not p.exists():
+        raise ConfigError(f"config file {p} not found: set {CONFIG_ENV} or create it (see data/project.yaml)")
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {p} is not valid YAML: {str(e).splitlines()[0]}") from None
+    return parse_config(raw, source=str(p))
+
+
+def parse_config(raw: dict, source: str = "<dict>") -> ProjectConfig:
+    try:
+        return ProjectConfig.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{source}: {where}: {msg} (fix the value in the config file)") from None

@@ -1,0 +1,85 @@
+"""One small async interface every LLM engine implements.
+
+A request is a chat (list of {"role", "content"} messages) plus its *own* sampling parameters —
+never shared state between requests (delphi mutates one shared SamplingParams; we don't).
+An optional ``prefill`` starts the assistant's answer (e.g. a marker line) where the engine allows it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Per-request sampling parameters."""
+
+    temperature: float = 0.0
+    max_tokens: int = 64
+    top_logprobs: int | None = None  # return this many alternatives per generated token
+    stop: tuple[str, ...] = ()
+    regex: str | None = None  # constrained decoding where the engine supports it
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    messages: tuple[dict, ...]
+    sampling: Sampling = Sampling()
+    prefill: str = ""  # text the assistant answer is forced to start with (not repeated in .text)
+
+    @staticmethod
+    def of(messages: Sequence[dict], sampling: Sampling = Sampling(), prefill: str = "") -> "ChatRequest":
+        return ChatRequest(tuple(dict(m) for m in messages), sampling, prefill)
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()  # (token text, logprob) alternatives, best first
+
+
+@dataclass
+class ChatResponse:
+    text: str = ""
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    logprobs: list[TokenLogprob] | None = None
+    error: str | None = None  # set when the call failed after retries; text is then empty
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@runtime_checkable
+class LLMClient(Protocol):
+    """Engines: vLLM in-process (``vllm_engine``), any OpenAI-compatible server (``openai_engine``)."""
+
+    engine: str  # "vllm" | "openai"
+    model: str
+
+    def identity(self) -> dict:
+        """What makes this engine's answers what they are (engine, model, revision...), for fingerprints."""
+        ...
+
+    async def generate(self, requests: Sequence[ChatRequest]) -> list[ChatResponse]:
+        """Answer every request; order preserved; failures come back as responses with ``error``."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def sampling_dict(s: Sampling) -> dict:
+    return dataclasses.asdict(s)
+
+
+def stable_hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
