@@ -187,7 +187,12 @@ def parse_latent_key(key: str) -> tuple[int, int]:
 
 
 def project_root() -> Path:
-    return Path(os.environ.get("AUTOINTERP_ROOT", Path.cwd()))
+    """AUTOINTERP_ROOT, else the working directory if it has data/, else the checkout holding this package."""
+    if "AUTOINTERP_ROOT" in os.environ:
+        return Path(os.environ["AUTOINTERP_ROOT"])
+    if (Path.cwd() / DEFAULT_CONFIG).exists():
+        return Path.cwd()
+    return Path(__file__).resolve().parents[2]
 
 
 def config_path() -> Path:

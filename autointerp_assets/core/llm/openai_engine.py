@@ -1,0 +1,191 @@
+"""Any OpenAI-compatible chat server (a ``vllm serve``, a hosted API) behind :class:`LLMClient`.
+
+The SDK's own retries are off (``max_retries=0``); we retry timeouts, connection errors, 429, 5xx and
+malformed bodies ourselves with exponential backoff and full jitter, honouring ``Retry-After``
+(seconds). Other 4xx are not retried. At most ``max_concurrency`` requests are in flight per event
+loop. The API key is read from the environment only and never logged or returned.
+
+vLLM-server extensions are sent only when a request needs them: ``prefill`` adds a final assistant
+message with ``continue_final_message=True, add_generation_prompt=False``; ``regex`` is sent as
+``structured_outputs={"regex": ...}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import time
+import weakref
+from typing import Sequence
+
+from autointerp_assets.core.llm.base import ChatRequest, ChatResponse, TokenLogprob
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_MAX_S = 600.0
+
+
+class _BadResponse(Exception):
+    """The server answered 2xx with something that is not a chat completion."""
+
+
+def _short(e: BaseException, limit: int = 300) -> str:
+    msg = " ".join(str(e).split()) or repr(e)
+    if len(msg) > limit:
+        msg = msg[: limit - 3] + "..."
+    return f"{type(e).__name__}: {msg}"
+
+
+def _retry_after(e: BaseException) -> float | None:
+    response = getattr(e, "response", None)
+    headers = getattr(response, "headers", None)
+    if not headers:
+        return None
+    value = headers.get("retry-after")
+    try:
+        secs = float(value)
+    except (TypeError, ValueError):
+        return None  # absent, or an HTTP date (not supported: fall back to backoff)
+    return min(max(secs, 0.0), RETRY_AFTER_MAX_S)
+
+
+class OpenAIClient:
+    engine = "openai"
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str,
+        api_key_env: str = "OPENAI_API_KEY",
+        max_concurrency: int = 32,
+        timeout_s: float = 120,
+        max_retries: int = 6,
+        backoff_base_s: float = 0.5,
+        backoff_max_s: float = 30,
+    ):
+        self.model = model
+        self.base_url = base_url
+        self.api_key_env = api_key_env
+        self.max_concurrency = max_concurrency
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+        self._semaphores: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # per event loop
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"OpenAIClient(model={self.model!r}, base_url={self.base_url!r})"
+
+    def identity(self) -> dict:
+        return {"engine": "openai", "model": self.model, "base_url": self.base_url}
+
+    def close(self) -> None:
+        self._closed = True  # HTTP clients live only for one generate() call
+
+    # --- generation ----------------------------------------------------------------------------
+    async def generate(self, requests: Sequence[ChatRequest]) -> list[ChatResponse]:
+        if not requests:
+            return []
+        if self._closed:
+            return [ChatResponse(error="RuntimeError: the OpenAI client is closed") for _ in requests]
+        from openai import AsyncOpenAI
+
+        loop = asyncio.get_running_loop()
+        sem = self._semaphores.get(loop)
+        if sem is None:
+            sem = self._semaphores[loop] = asyncio.Semaphore(self.max_concurrency)
+        client = AsyncOpenAI(
+            base_url=self.base_url,
+            api_key=os.environ.get(self.api_key_env) or "EMPTY",
+            max_retries=0,
+            timeout=self.timeout_s,
+        )
+        try:
+            return list(await asyncio.gather(*(self._one(client, sem, r) for r in requests)))
+        finally:
+            await client.close()
+
+    def _kwargs(self, req: ChatRequest) -> dict:
+        s = req.sampling
+        messages = [dict(m) for m in req.messages]
+        extra: dict = {}
+        if req.prefill:
+            messages.append({"role": "assistant", "content": req.prefill})
+            extra.update(continue_final_message=True, add_generation_prompt=False)
+        if s.regex:
+            extra["structured_outputs"] = {"regex": s.regex}
+        kw: dict = dict(model=self.model, messages=messages, temperature=s.temperature,
+                        max_tokens=s.max_tokens, seed=s.seed)
+        if s.stop:
+            kw["stop"] = list(s.stop)
+        if s.top_logprobs is not None:
+            kw.update(logprobs=True, top_logprobs=s.top_logprobs)
+        if extra:
+            kw["extra_body"] = extra
+        return kw
+
+    def _backoff(self, attempt: int) -> float:
+        return random.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2**attempt))
+
+    async def _one(self, client, sem: asyncio.Semaphore, req: ChatRequest) -> ChatResponse:
+        import openai
+
+        kw = self._kwargs(req)
+        t0 = time.perf_counter()
+        last: BaseException | None = None
+        for attempt in range(self.max_retries + 1):
+            wait: float | None = None
+            try:
+                async with sem:
+                    completion = await client.chat.completions.create(**kw)
+                return self._response(completion, req, time.perf_counter() - t0)
+            except openai.APIStatusError as e:
+                last = e
+                if e.status_code != 429 and e.status_code < 500:
+                    break  # the request itself is wrong: retrying won't help
+                wait = _retry_after(e)
+            except (openai.APIConnectionError, openai.APIResponseValidationError,
+                    json.JSONDecodeError, _BadResponse) as e:  # APITimeoutError is an APIConnectionError
+                last = e
+            except Exception as e:  # an SDK/parsing surprise: not retried
+                last = e
+                break
+            if attempt < self.max_retries:
+                delay = wait if wait is not None else self._backoff(attempt)
+                log.debug("openai request failed (%s); retry %d in %.2fs", type(last).__name__, attempt + 1, delay)
+                await asyncio.sleep(delay)
+        assert last is not None
+        return ChatResponse(error=_short(last), latency_s=time.perf_counter() - t0)
+
+    @staticmethod
+    def _response(completion, req: ChatRequest, latency: float) -> ChatResponse:
+        choices = getattr(completion, "choices", None)
+        if not choices:
+            raise _BadResponse(f"no choices in response: {str(completion)[:120]!r}")
+        choice = choices[0]
+        text = choice.message.content or ""
+        lps = None
+        if req.sampling.top_logprobs is not None and choice.logprobs is not None and choice.logprobs.content:
+            lps = [
+                TokenLogprob(
+                    token=t.token,
+                    logprob=float(t.logprob),
+                    top=tuple(sorted(((a.token, float(a.logprob)) for a in (t.top_logprobs or ())),
+                                     key=lambda x: -x[1])),
+                )
+                for t in choice.logprobs.content
+            ]
+        usage = completion.usage
+        details = getattr(usage, "prompt_tokens_details", None) if usage else None
+        return ChatResponse(
+            text=text,
+            prompt_tokens=int(usage.prompt_tokens or 0) if usage else 0,
+            completion_tokens=int(usage.completion_tokens or 0) if usage else 0,
+            cached_tokens=int(getattr(details, "cached_tokens", 0) or 0),
+            latency_s=latency,
+            logprobs=lps,
+        )

@@ -1,0 +1,190 @@
+"""Every DuckDB table and view of the project, declared once.
+
+Each partitioned table carries the partition columns ``layer`` (hookpoint) and ``latent`` plus the
+fingerprints of what it was made from; ``fingerprints`` holds the JSON each fingerprint hashes.
+A partition (layer, latent range) is rewritten by delete + insert in one transaction
+(``Warehouse.replace_partition``), so readers never see half of one.
+"""
+
+from __future__ import annotations
+
+# Table name -> column DDL. Order here is the documented order (README "Tables").
+TABLES: dict[str, str] = {
+    # fingerprint -> the JSON it hashes (model + revision, SAE, corpus, sampler, explainer/scorer + prompt)
+    "fingerprints": """
+        fingerprint VARCHAR PRIMARY KEY,
+        kind VARCHAR NOT NULL,
+        spec JSON NOT NULL,
+        created_at TIMESTAMP DEFAULT current_timestamp
+    """,
+    # one row per corpus row (context): token ids, BOS first
+    "tokens": """
+        corpus_fp VARCHAR NOT NULL,
+        row_id INTEGER NOT NULL,
+        token_ids INTEGER[] NOT NULL
+    """,
+    # the sparse coder per hookpoint (trained here or loaded)
+    "sparse_coders": """
+        layer VARCHAR NOT NULL,
+        sae_fp VARCHAR NOT NULL,
+        path VARCHAR NOT NULL,
+        d_in INTEGER NOT NULL,
+        num_latents INTEGER NOT NULL,
+        k INTEGER,
+        source VARCHAR NOT NULL,
+        train_tokens BIGINT,
+        fvu DOUBLE,
+        dead_fraction DOUBLE,
+        created_at TIMESTAMP DEFAULT current_timestamp
+    """,
+    # internal: non-zero latent activations streamed by the one forward pass, all partitions at once
+    "activation_cache": """
+        cache_fp VARCHAR NOT NULL,
+        layer VARCHAR NOT NULL,
+        latent INTEGER NOT NULL,
+        row_id INTEGER NOT NULL,
+        pos SMALLINT NOT NULL,
+        value REAL NOT NULL
+    """,
+    # internal: committed batches of the forward pass (resume point) and completion marks
+    "cache_progress": """
+        cache_fp VARCHAR NOT NULL,
+        batch_index INTEGER NOT NULL,
+        row_start INTEGER NOT NULL,
+        row_stop INTEGER NOT NULL,
+        n_nonzero BIGINT NOT NULL,
+        seconds DOUBLE NOT NULL,
+        committed_at TIMESTAMP DEFAULT current_timestamp
+    """,
+    "cache_complete": """
+        cache_fp VARCHAR PRIMARY KEY,
+        n_rows INTEGER NOT NULL,
+        n_tokens BIGINT NOT NULL,
+        n_nonzero BIGINT NOT NULL,
+        seconds DOUBLE NOT NULL,
+        completed_at TIMESTAMP DEFAULT current_timestamp
+    """,
+    # published non-zero activations of a partition (BOS position excluded)
+    "activations": """
+        layer VARCHAR NOT NULL,
+        latent INTEGER NOT NULL,
+        row_id INTEGER NOT NULL,
+        pos SMALLINT NOT NULL,
+        value REAL NOT NULL,
+        activations_fp VARCHAR NOT NULL
+    """,
+    # per latent: firing statistics over the cached corpus
+    "latent_stats": """
+        layer VARCHAR NOT NULL,
+        latent INTEGER NOT NULL,
+        n_firing BIGINT NOT NULL,
+        n_windows BIGINT NOT NULL,
+        density DOUBLE NOT NULL,
+        max_activation REAL,
+        mean_activation REAL,
+        quantile_edges REAL[],
+        status VARCHAR NOT NULL,
+        activations_fp VARCHAR NOT NULL
+    """,
+    # per latent: was it given examples (selected) or not, and why
+    "latent_selection": """
+        layer VARCHAR NOT NULL,
+        latent INTEGER NOT NULL,
+        status VARCHAR NOT NULL,
+        n_windows BIGINT NOT NULL,
+        sampler_fp VARCHAR NOT NULL
+    """,
+    # example windows: train (explainer), test (scorers, disjoint from train), non_activating
+    "examples": """
+        layer VARCHAR NOT NULL,
+        latent INTEGER NOT NULL,
+        split VARCHAR NOT NULL,
+        example_id INTEGER NOT NULL,
+        quantile SMALLINT NOT NULL,
+        row_id INTEGER NOT NULL,
+        start_pos SMALLINT NOT NULL,
+        max_activation REAL NOT NULL,
+        token_ids INTEGER[] NOT NULL,
+        acts REAL[] NOT NULL,
+        sampler_fp VARCHAR NOT NULL
+    """,
+    # one explanation per (layer, latent, explainer fingerprint); failures kept with their raw text
+    "explanations": """
+        layer VARCHAR NOT NULL,
+        latent INTEGER NOT NULL,
+        explainer_fp VARCHAR NOT NULL,
+        status VARCHAR NOT NULL,
+        explanation VARCHAR,
+        raw_text VARCHAR,
+        error VARCHAR,
+        prompt_tokens INTEGER,
+        cached_tokens INTEGER,
+        completion_tokens INTEGER,
+        latency_s DOUBLE,
+        sampler_fp VARCHAR NOT NULL,
+        created_at TIMESTAMP DEFAULT current_timestamp
+    """,
+    # per example shown to a scorer: truth, prediction, probability
+    "score_items": """
+        layer VARCHAR NOT NULL,
+        latent INTEGER NOT NULL,
+        explainer_fp VARCHAR NOT NULL,
+        scorer VARCHAR NOT NULL,
+        scorer_fp VARCHAR NOT NULL,
+        example_id INTEGER NOT NULL,
+        batch_index INTEGER NOT NULL,
+        quantile SMALLINT NOT NULL,
+        activating BOOLEAN NOT NULL,
+        truth BOOLEAN NOT NULL,
+        prediction BOOLEAN,
+        probability DOUBLE
+    """,
+    # per (latent, explainer, scorer): metrics
+    "scores": """
+        layer VARCHAR NOT NULL,
+        latent INTEGER NOT NULL,
+        explainer_fp VARCHAR NOT NULL,
+        scorer VARCHAR NOT NULL,
+        scorer_fp VARCHAR NOT NULL,
+        status VARCHAR NOT NULL,
+        n INTEGER NOT NULL,
+        n_failed INTEGER NOT NULL,
+        balanced_accuracy DOUBLE,
+        accuracy DOUBLE,
+        precision DOUBLE,
+        recall DOUBLE,
+        f1 DOUBLE,
+        auroc DOUBLE,
+        n_batches INTEGER NOT NULL,
+        n_failed_batches INTEGER NOT NULL,
+        failure_reasons VARCHAR[],
+        prompt_tokens BIGINT,
+        completion_tokens BIGINT,
+        latency_s DOUBLE,
+        created_at TIMESTAMP DEFAULT current_timestamp
+    """,
+}
+
+# Tables rewritten per partition (layer, latent range).
+PARTITIONED = ("activations", "latent_stats", "latent_selection", "examples", "explanations", "score_items", "scores")
+
+VIEWS: dict[str, str] = {
+    # the latest-made explanation per latent and explainer, with both headline scores side by side
+    "latent_scores": """
+        SELECT e.layer, e.latent, e.explainer_fp, e.explanation,
+               d.balanced_accuracy AS detection_bacc, d.auroc AS detection_auroc,
+               f.balanced_accuracy AS fuzzing_bacc, f.auroc AS fuzzing_auroc
+        FROM explanations e
+        LEFT JOIN scores d ON d.layer = e.layer AND d.latent = e.latent AND d.explainer_fp = e.explainer_fp
+                          AND d.scorer = 'detection' AND d.status = 'ok'
+        LEFT JOIN scores f ON f.layer = e.layer AND f.latent = e.latent AND f.explainer_fp = e.explainer_fp
+                          AND f.scorer = 'fuzzing' AND f.status = 'ok'
+        WHERE e.status = 'ok'
+    """,
+}
+
+
+def create_statements() -> list[str]:
+    stmts = [f"CREATE TABLE IF NOT EXISTS {name} ({ddl.strip()})" for name, ddl in TABLES.items()]
+    stmts += [f"CREATE OR REPLACE VIEW {name} AS {sql.strip()}" for name, sql in VIEWS.items()]
+    return stmts

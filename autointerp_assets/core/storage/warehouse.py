@@ -1,0 +1,165 @@
+"""The DuckDB warehouse: short transactions, serialized writers, partition-exact rewrites.
+
+DuckDB lets one process write a file at a time. Writers here take a file lock (``<db>.lock``) and
+wait for it, saying who they wait for, instead of surfacing DuckDB's lock error; each write is one
+short transaction. Inserts go BY NAME (never by column position).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import duckdb
+import polars as pl
+from filelock import FileLock, Timeout
+
+from .schema import PARTITIONED, TABLES, create_statements
+
+log = logging.getLogger(__name__)
+
+_LOCK_WAIT_LOG_S = 10.0
+
+
+def arrow_table(result):
+    """A DuckDB result as a pyarrow Table across duckdb 1.4 (fetch_arrow_table) and 1.5 (to_arrow_table)."""
+    fn = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
+    return fn()
+
+
+class Warehouse:
+    def __init__(self, path: str | os.PathLike, lock_timeout_s: float = 3600.0):
+        self.path = Path(path)
+        self.lock_timeout_s = lock_timeout_s
+        self._lock = FileLock(str(self.path) + ".lock")
+        self._initialized = False
+
+    # --- connections ---------------------------------------------------------------------------
+    @contextmanager
+    def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-write connection inside one transaction; commits on success, rolls back on error."""
+        with self._writer_lock():
+            con = self._connect_rw()
+            try:
+                con.begin()
+                yield con
+                con.commit()
+            except BaseException:
+                con.rollback()
+                raise
+            finally:
+                con.close()
+
+    @contextmanager
+    def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection for queries. Taken under the writer lock so it never collides with a writer."""
+        with self._writer_lock():
+            con = self._connect_rw()
+            try:
+                yield con
+            finally:
+                con.close()
+
+    def query(self, sql: str, params: list | tuple | None = None) -> pl.DataFrame:
+        with self.read() as con:
+            return con.execute(sql, params or []).pl()
+
+    def scalar(self, sql: str, params: list | tuple | None = None):
+        with self.read() as con:
+            row = con.execute(sql, params or []).fetchone()
+            return None if row is None else row[0]
+
+    def _connect_rw(self) -> duckdb.DuckDBPyConnection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + 120
+        while True:  # another program (not ours, so not under our lock) may hold DuckDB's own lock
+            try:
+                con = duckdb.connect(str(self.path))
+                break
+            except duckdb.IOException as e:
+                if "lock" not in str(e).lower() or time.monotonic() > deadline:
+                    raise
+                log.warning("waiting for %s: held by another process (%s)", self.path, str(e).splitlines()[0][:120])
+                time.sleep(1.0)
+        if not self._initialized:
+            for stmt in create_statements():
+                con.execute(stmt)
+            self._initialized = True
+        return con
+
+    @contextmanager
+    def _writer_lock(self):
+        start = time.monotonic()
+        while True:
+            try:
+                self._lock.acquire(timeout=_LOCK_WAIT_LOG_S)
+                break
+            except Timeout:
+                waited = time.monotonic() - start
+                if waited > self.lock_timeout_s:
+                    raise TimeoutError(
+                        f"{self.path} stayed locked by another writer for {waited:.0f}s: wait for it to finish "
+                        f"or raise lock_timeout_s"
+                    ) from None
+                log.warning("waiting %.0fs for the DuckDB writer lock %s (another run is writing)", waited,
+                            self._lock.lock_file)
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    # --- helpers -------------------------------------------------------------------------------
+    def init(self) -> None:
+        with self.write():
+            pass
+
+    def record_fingerprint(self, con: duckdb.DuckDBPyConnection, fp: str, kind: str, spec: Mapping) -> None:
+        con.execute(
+            "INSERT INTO fingerprints (fingerprint, kind, spec) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            [fp, kind, json.dumps(spec, sort_keys=True, default=str)],
+        )
+
+    @staticmethod
+    def insert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> int:
+        if table not in TABLES:
+            raise KeyError(f"unknown table {table}")
+        if frame.is_empty():
+            return 0
+        con.register("_frame", frame.to_arrow())
+        try:
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _frame")
+        finally:
+            con.unregister("_frame")
+        return frame.height
+
+    @staticmethod
+    def delete_partition(con, table: str, layer: str, first: int, last: int, where: Mapping | None = None) -> None:
+        if table not in PARTITIONED:
+            raise KeyError(f"{table} is not partitioned")
+        extra = "".join(f" AND {k} = ?" for k in (where or {}))
+        con.execute(
+            f"DELETE FROM {table} WHERE layer = ? AND latent BETWEEN ? AND ?{extra}",
+            [layer, first, last, *(where or {}).values()],
+        )
+
+    def replace_partition(self, layer: str, first: int, last: int, frames: Mapping[str, pl.DataFrame],
+                          where: Mapping[str, Mapping] | None = None,
+                          fingerprints: Mapping[str, tuple[str, Mapping]] | None = None) -> dict[str, int]:
+        """Replace exactly the rows of (layer, first..last) in each table, all in one transaction.
+
+        ``where[table]`` narrows the delete (e.g. to one explainer fingerprint, so other explainers'
+        rows of the same latents stay).
+        """
+        counts = {}
+        with self.write() as con:
+            for fp, (kind, spec) in (fingerprints or {}).items():
+                self.record_fingerprint(con, fp, kind, spec)
+            for table, frame in frames.items():
+                self.delete_partition(con, table, layer, first, last, (where or {}).get(table))
+                counts[table] = self.insert(con, table, frame)
+        return counts

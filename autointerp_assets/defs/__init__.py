@@ -1,0 +1,1 @@
+"""The thin Dagster shell: partitions, resources and one asset module per stage."""

@@ -1,0 +1,33 @@
+"""Resources injected into assets: the project (config + DuckDB warehouse) and the LLM engines."""
+
+from __future__ import annotations
+
+import dagster as dg
+from pydantic import Field
+
+from ..core import pipeline
+from ..core.config import LLMConfig, ProjectConfig, load_config
+from ..core.llm import make_client
+
+
+class ProjectResource(dg.ConfigurableResource):
+    """The project config file and the DuckDB warehouse it names."""
+
+    config_path: str = Field(default="", description="Project YAML; '' = $AUTOINTERP_CONFIG or data/project.yaml")
+
+    def config(self) -> ProjectConfig:
+        return load_config(self.config_path or None)
+
+    def context(self, log) -> pipeline.Context:
+        return pipeline.Context.of(self.config(), log.info)
+
+
+class LLMResource(dg.ConfigurableResource):
+    """Gives LLM clients for the explainer / scorer configs; vLLM engines are started once per process."""
+
+    def client(self, cfg: LLMConfig, workdir) -> object:
+        return make_client(cfg, str(workdir))
+
+
+def default_resources() -> dict:
+    return {"project": ProjectResource(), "llm": LLMResource()}
