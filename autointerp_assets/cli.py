@@ -20,8 +20,17 @@ def _print_frame(frame) -> None:
         print(frame)
 
 
+QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
 def cmd_run(args) -> int:
+    import warnings
+
     import dagster as dg
+
+    # the CLI materializes partitions one by one; Dagster warns that the assets' backfill policies differ
+    warnings.filterwarnings("ignore", message=".*multiple backfill policies.*")
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
     from .core import pipeline
     from .core.config import load_config
@@ -35,9 +44,8 @@ def cmd_run(args) -> int:
     keys = PARTITIONS.get_partition_keys()
     with (dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()) as inst:
         def go(selection, partition_key=None):
-            res = dg.materialize(ALL, selection=selection, partition_key=partition_key, instance=inst,
-                                 resources=resources, raise_on_error=True)
-            return res
+            return dg.materialize(ALL, selection=selection, partition_key=partition_key, instance=inst,
+                                  resources=resources, raise_on_error=True, run_config=QUIET)
 
         print(f"[autointerp] {len(keys)} partitions: {', '.join(keys)}", flush=True)
         go([corpus_tokens, sparse_coders])

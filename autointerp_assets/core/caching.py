@@ -149,7 +149,7 @@ def cache_batches(model, coders: Mapping[str, object], rows: np.ndarray, batch_r
     with Residuals(model, list(coders)) as res:
         for a, b in iter_batches(n_rows, batch_rows, start_row):
             t0 = time.perf_counter()
-            resid = res.run(torch.from_numpy(rows[a:b]).long())
+            resid = res.run(torch.tensor(rows[a:b], dtype=torch.long))
             out = [encode_batch(resid[h], coders[h], a, latent_lo, latent_hi, h) for h in coders]
             dt = time.perf_counter() - t0
             if progress:
@@ -163,7 +163,7 @@ def collect_training_residuals(model, hookpoints: Sequence[str], rows: np.ndarra
     chunks: dict[str, list[torch.Tensor]] = {h: [] for h in hookpoints}
     with Residuals(model, hookpoints) as res:
         for a, b in iter_batches(len(rows), batch_rows):
-            resid = res.run(torch.from_numpy(rows[a:b]).long())
+            resid = res.run(torch.tensor(rows[a:b], dtype=torch.long))
             for h in hookpoints:
                 r = resid[h][:, 1:, :]
                 chunks[h].append(r.reshape(-1, r.shape[-1]).float())

@@ -29,13 +29,12 @@ def run(coro):
 # --- vLLM in-process --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def vllm_client():
-    pytest.importorskip("vllm")
-    from autointerp_assets.core.llm.vllm_engine import get_vllm_client
-    from autointerp_assets.core.subject_model import resolve_model
+    # The session's shared engine (same settings as the pipeline tests); closed at session end.
+    from autointerp_assets.core.config import LLMConfig
+    from autointerp_assets.core.llm import make_client
+    from autointerp_assets_tests.conftest import TEST_LLM
 
-    client = get_vllm_client(resolve_model("smollm2", DATA), max_model_len=2048, kv_cache_gib=1.0)
-    yield client
-    client.close()  # explicit shutdown: no "engine core exited unexpectedly" noise at exit
+    return make_client(LLMConfig(**TEST_LLM), str(DATA))
 
 
 def test_vllm_greedy_answer(vllm_client):

