@@ -136,3 +136,20 @@ def test_summary_reads_duckdb(warehouse):
     assert summary.height >= 4
     assert set(summary.columns) >= {"layer", "latents", "latents_scored", "median_detection_bacc", "median_fuzzing_bacc"}
     assert all(0 <= v <= 1 for v in summary["median_detection_bacc"].drop_nulls())
+
+
+def test_existing_sparsify_checkpoint_is_loaded_not_trained(warehouse, tmp_root):
+    from autointerp_assets.core import pipeline
+
+    trained = warehouse.query("SELECT layer, path, sae_fp, num_latents FROM sparse_coders ORDER BY layer")
+    root = str(__import__("pathlib").Path(trained["path"][0]).parent)
+    cfg_path = write_config(tmp_root / "pretrained.yaml", {"database": str(tmp_root / "pretrained.duckdb"),
+                                                           "sae": {"source": root}})
+    infos = pipeline.run_sparse_coders(pipeline.Context.of(load_config(cfg_path)))
+    assert [(i["layer"], i["path"], i["sae_fp"], i["num_latents"], i["source"]) for i in infos] == \
+        [(r["layer"], r["path"], r["sae_fp"], r["num_latents"], root) for r in trained.iter_rows(named=True)]
+    bad = write_config(tmp_root / "too-many-latents.yaml", {"database": str(tmp_root / "pretrained.duckdb"),
+                                                            "sae": {"source": root},
+                                                            "latents": {"start": 0, "stop": 5000, "range_size": 1000}})
+    with pytest.raises(ValueError, match="lower latents.stop"):
+        pipeline.run_sparse_coders(pipeline.Context.of(load_config(bad)))

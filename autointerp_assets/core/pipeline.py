@@ -432,6 +432,8 @@ def run_scores(ctx: Context, client, layer: str, first: int, last: int) -> dict:
     efp = fingerprint("explainer", explainer_spec(cfg, ctx.workdir))
     expl = ctx.wh.query("SELECT latent, explanation FROM explanations WHERE layer = ? AND latent BETWEEN ? AND ? "
                         "AND explainer_fp = ? AND status = 'ok' ORDER BY latent", [layer, first, last, efp])
+    samp = ctx.wh.scalar("SELECT any_value(sampler_fp) FROM examples WHERE layer = ? AND latent BETWEEN ? AND ?",
+                         [layer, first, last]) or ""
     exs = load_examples(ctx, layer, first, last, ["test", "non_activating"])
     jobs = [scorers.ScoreJob(f"{layer}/{lat}", text, exs.get(lat, {}).get("test", []),
                              exs.get(lat, {}).get("non_activating", []))
@@ -453,7 +455,7 @@ def run_scores(ctx: Context, client, layer: str, first: int, last: int) -> dict:
                                   "probability": i.probability})
             ok = m["n"] - m["n_failed"] > 0 and m["balanced_accuracy"] is not None
             score_rows.append({"layer": layer, "latent": lat, "explainer_fp": efp, "scorer": kind, "scorer_fp": sfp,
-                               "status": "ok" if ok else "failed", "n": m["n"], "n_failed": m["n_failed"],
+                               "sampler_fp": samp, "status": "ok" if ok else "failed", "n": m["n"], "n_failed": m["n_failed"],
                                "balanced_accuracy": m["balanced_accuracy"], "accuracy": m["accuracy"],
                                "precision": m["precision"], "recall": m["recall"], "f1": m["f1"], "auroc": m["auroc"],
                                "n_batches": res.n_batches, "n_failed_batches": res.n_failed_batches,

@@ -146,6 +146,7 @@ TABLES: dict[str, str] = {
         explainer_fp VARCHAR NOT NULL,
         scorer VARCHAR NOT NULL,
         scorer_fp VARCHAR NOT NULL,
+        sampler_fp VARCHAR NOT NULL,
         status VARCHAR NOT NULL,
         n INTEGER NOT NULL,
         n_failed INTEGER NOT NULL,
@@ -182,6 +183,21 @@ VIEWS: dict[str, str] = {
         WHERE e.status = 'ok'
     """,
 }
+
+
+def columns(table: str) -> dict[str, str]:
+    """Declared columns of a table: name -> type (constraints dropped)."""
+    out = {}
+    for line in TABLES[table].strip().splitlines():
+        name, typ = line.strip().rstrip(",").split()[:2]
+        out[name] = typ
+    return out
+
+
+def migration_statements(existing: dict[str, set[str]]) -> list[str]:
+    """ALTER statements adding declared columns that an older database lacks (as nullable columns)."""
+    return [f"ALTER TABLE {t} ADD COLUMN {c} {typ}" for t, cols in existing.items() if t in TABLES
+            for c, typ in columns(t).items() if c not in cols]
 
 
 def create_statements() -> list[str]:

@@ -19,7 +19,7 @@ import duckdb
 import polars as pl
 from filelock import FileLock, Timeout
 
-from .schema import PARTITIONED, TABLES, create_statements
+from .schema import PARTITIONED, TABLES, create_statements, migration_statements
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,11 @@ class Warehouse:
                 log.warning("waiting for %s: held by another process (%s)", self.path, str(e).splitlines()[0][:120])
                 time.sleep(1.0)
         if not self._initialized:
-            for stmt in create_statements():
+            existing: dict[str, set[str]] = {}
+            for t, c in con.execute("SELECT table_name, column_name FROM information_schema.columns "
+                                    "WHERE table_schema = 'main'").fetchall():
+                existing.setdefault(t, set()).add(c)
+            for stmt in migration_statements(existing) + create_statements():
                 con.execute(stmt)
             self._initialized = True
         return con

@@ -1,0 +1,55 @@
+"""The warehouse: partition-exact replacement in one transaction, inserts by name, schema upgrades."""
+
+import duckdb
+import polars as pl
+import pytest
+
+from autointerp_assets.core.storage import Warehouse
+
+
+def _stats(layer, latents, status="alive"):
+    return pl.DataFrame({"layer": layer, "latent": latents, "n_firing": [1] * len(latents),
+                         "n_windows": [1] * len(latents), "density": [0.1] * len(latents),
+                         "status": status, "activations_fp": "activations-x"})
+
+
+def test_replace_partition_touches_only_its_rows(tmp_path):
+    wh = Warehouse(tmp_path / "w.duckdb")
+    wh.replace_partition("layers.1", 0, 9, {"latent_stats": _stats("layers.1", list(range(10)))})
+    wh.replace_partition("layers.1", 10, 19, {"latent_stats": _stats("layers.1", list(range(10, 20)))})
+    wh.replace_partition("layers.2", 0, 9, {"latent_stats": _stats("layers.2", list(range(10)))})
+    wh.replace_partition("layers.1", 0, 9, {"latent_stats": _stats("layers.1", [3, 4], status="dead")})
+    got = wh.query("SELECT layer, count(*) AS n, string_agg(DISTINCT status) AS s FROM latent_stats "
+                   "GROUP BY layer, latent // 10 ORDER BY ALL").rows()
+    assert got == [("layers.1", 2, "dead"), ("layers.1", 10, "alive"), ("layers.2", 10, "alive")]
+
+
+def test_failed_write_rolls_back_the_delete(tmp_path):
+    wh = Warehouse(tmp_path / "w.duckdb")
+    wh.replace_partition("layers.1", 0, 9, {"latent_stats": _stats("layers.1", list(range(10)))})
+    bad = _stats("layers.1", [1]).drop("status")  # NOT NULL column missing -> the insert fails
+    with pytest.raises(duckdb.Error):
+        wh.replace_partition("layers.1", 0, 9, {"latent_stats": bad})
+    assert wh.scalar("SELECT count(*) FROM latent_stats") == 10  # old rows survive, lock released
+    wh.replace_partition("layers.1", 0, 9, {"latent_stats": _stats("layers.1", [0])})
+    assert wh.scalar("SELECT count(*) FROM latent_stats") == 1
+
+
+def test_insert_is_by_name_not_position(tmp_path):
+    wh = Warehouse(tmp_path / "w.duckdb")
+    frame = _stats("layers.1", [7]).select(["status", "latent", "activations_fp", "density", "n_windows",
+                                            "n_firing", "layer"])
+    wh.replace_partition("layers.1", 0, 9, {"latent_stats": frame})
+    assert wh.query("SELECT layer, latent, status FROM latent_stats").rows() == [("layers.1", 7, "alive")]
+
+
+def test_older_database_gains_new_columns(tmp_path):
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE latent_selection (layer VARCHAR, latent INTEGER, status VARCHAR)")
+    con.execute("INSERT INTO latent_selection VALUES ('layers.1', 1, 'selected')")
+    con.close()
+    wh = Warehouse(path)
+    cols = wh.query("SELECT column_name FROM information_schema.columns WHERE table_name = 'latent_selection'")
+    assert {"n_windows", "sampler_fp"} <= set(cols["column_name"])
+    assert wh.scalar("SELECT count(*) FROM latent_selection") == 1
