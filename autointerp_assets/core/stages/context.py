@@ -1,0 +1,87 @@
+"""What every stage needs (config, warehouse, workdir, log) and the identities fingerprints are built from."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+from .. import explainers, scorers
+from ..config import LLMConfig, ProjectConfig
+from ..fingerprint import file_digest, fingerprint
+from ..storage import Warehouse
+from ..subject_model import resolve_model
+
+log = logging.getLogger(__name__)
+Log = Callable[[str], None]
+
+
+@lru_cache(maxsize=16)
+def _dir_revision(path: str) -> str:
+    p = Path(path)
+    parts = [file_digest(p / "config.json", limit=None)]
+    for w in sorted(p.glob("*.safetensors")):
+        parts.append(file_digest(w))
+    return ":".join(parts)
+
+
+def model_identity(name: str, workdir: Path) -> dict:
+    """Name + revision (digest of the local files) without loading the model."""
+    resolved = resolve_model(name, workdir)
+    rev = _dir_revision(resolved) if Path(resolved).is_dir() else "hub"
+    return {"name": name, "revision": rev}
+
+
+def llm_identity(cfg: LLMConfig, workdir: Path) -> dict:
+    ident = {"engine": cfg.engine, "model": cfg.model}
+    if cfg.engine == "vllm":
+        ident["revision"] = model_identity(cfg.model, workdir)["revision"]
+    else:
+        ident["base_url"] = cfg.base_url
+    return ident
+
+
+def corpus_spec(cfg: ProjectConfig, workdir: Path) -> dict:
+    return {"corpus": cfg.corpus.model_dump(), "tokenizer": model_identity(cfg.subject_model, workdir)}
+
+
+def explainer_spec(cfg: ProjectConfig, workdir: Path) -> dict:
+    e = cfg.explainer
+    return {"llm": llm_identity(e.llm, workdir), "settings": e.model_dump(exclude={"llm"}),
+            "prompt_version": explainers.EXPLAINER_PROMPT_VERSION}
+
+
+def scorer_spec(cfg: ProjectConfig, workdir: Path, kind: str) -> dict:
+    s = cfg.scorer
+    return {"llm": llm_identity(cfg.scorer_llm, workdir), "kind": kind,
+            "settings": s.model_dump(exclude={"llm", "scorers"}),
+            "prompt_version": scorers.SCORER_PROMPT_VERSION[kind]}
+
+
+@dataclass
+class Context:
+    """What every stage needs: the config, its warehouse, the workdir, a logger."""
+
+    cfg: ProjectConfig
+    wh: Warehouse
+    log: Log = log.info
+
+    @property
+    def workdir(self) -> Path:
+        return self.cfg.resolve(self.cfg.workdir)
+
+    @classmethod
+    def of(cls, cfg: ProjectConfig, log_fn: Log | None = None) -> "Context":
+        return cls(cfg, Warehouse(cfg.resolve(cfg.database)), log_fn or log.info)
+
+    def model_dir(self) -> str:
+        return resolve_model(self.cfg.subject_model, self.workdir)
+
+    def corpus_fp(self) -> str:
+        return fingerprint("corpus", corpus_spec(self.cfg, self.workdir))
+
+
+def rate(n: int, secs: float) -> float:
+    return round(n / secs, 3) if secs > 0 else 0.0

@@ -1,0 +1,45 @@
+"""Stage corpus_tokens: pack the corpus into BOS-first rows in table `tokens`."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import polars as pl
+
+from .. import corpus
+from ..storage.warehouse import arrow_table
+from .context import Context, corpus_spec
+
+
+def run_corpus(ctx: Context) -> dict:
+    from transformers import AutoTokenizer
+
+    cfg = ctx.cfg.corpus
+    tok = AutoTokenizer.from_pretrained(ctx.model_dir())
+    n_rows = cfg.n_tokens // cfg.ctx_len
+    t0 = time.perf_counter()
+    rows = corpus.pack_rows(corpus.iter_documents(cfg), tok, cfg.ctx_len, n_rows, corpus.bos_id(cfg, tok))
+    fp = ctx.corpus_fp()
+    frame = pl.DataFrame({"corpus_fp": [fp] * n_rows, "row_id": np.arange(n_rows, dtype=np.int32),
+                          "token_ids": rows.tolist()}, schema_overrides={"token_ids": pl.List(pl.Int32)})
+    with ctx.wh.write() as con:
+        ctx.wh.record_fingerprint(con, fp, "corpus", corpus_spec(ctx.cfg, ctx.workdir))
+        con.execute("DELETE FROM tokens WHERE corpus_fp = ?", [fp])
+        ctx.wh.insert(con, "tokens", frame)
+    secs = time.perf_counter() - t0
+    ctx.log(f"corpus {cfg.source}: {n_rows} rows x {cfg.ctx_len} tokens in {secs:.1f}s ({fp})")
+    return {"corpus_fp": fp, "rows": n_rows, "tokens": n_rows * cfg.ctx_len, "seconds": round(secs, 2)}
+
+
+def load_rows(ctx: Context, limit: int | None = None) -> np.ndarray:
+    fp = ctx.corpus_fp()
+    with ctx.wh.read() as con:
+        tbl = con.execute(
+            f"SELECT token_ids FROM tokens WHERE corpus_fp = ? ORDER BY row_id {'LIMIT ' + str(limit) if limit else ''}",
+            [fp])
+        tbl = arrow_table(tbl)
+    if tbl.num_rows == 0:
+        raise RuntimeError(f"no corpus rows for {fp}: materialize corpus_tokens first")
+    col = tbl.column("token_ids").combine_chunks()
+    return np.asarray(col.flatten(), dtype=np.int32).reshape(tbl.num_rows, -1)
