@@ -101,6 +101,19 @@ class SamplerConfig(_Strict):
         return self
 
 
+class PriceConfig(_Strict):
+    """US dollars per million tokens (a hosted model's price list); all 0 for local engines."""
+
+    prompt: float = Field(0.0, ge=0, description="$ per 1M uncached prompt tokens.")
+    cached: float = Field(0.0, ge=0, description="$ per 1M prompt tokens served from the prompt cache.")
+    completion: float = Field(0.0, ge=0, description="$ per 1M generated tokens.")
+
+    def cost(self, prompt_tokens: int, cached_tokens: int, completion_tokens: int) -> float:
+        cached = min(cached_tokens, prompt_tokens)
+        return ((prompt_tokens - cached) * self.prompt + cached * self.cached
+                + completion_tokens * self.completion) / 1e6
+
+
 class LLMConfig(_Strict):
     engine: Literal["vllm", "openai"] = Field("vllm", description="'vllm' in-process or 'openai' (any "
                                                "OpenAI-compatible server).")
@@ -113,29 +126,60 @@ class LLMConfig(_Strict):
     max_concurrency: int = Field(32, gt=0, description="openai: requests in flight.")
     timeout_s: float = Field(120.0, gt=0, description="openai: per-request timeout.")
     max_retries: int = Field(6, ge=0, description="openai: retries on timeouts / 429 / 5xx.")
+    backoff_base_s: float = Field(0.5, ge=0, description="openai: first retry waits up to this (full jitter), "
+                                  "doubling per retry; a Retry-After header wins.")
+    backoff_max_s: float = Field(30.0, ge=0, description="openai: cap on one backoff wait.")
+    price: PriceConfig = Field(PriceConfig(), description="$ per 1M prompt / cached / completion tokens, for the "
+                               "llm_calls ledger and the budget (0 = free, e.g. a local engine).")
 
 
 class ExplainerConfig(_Strict):
     llm: LLMConfig = LLMConfig()
-    kind: Literal["default"] = Field("default", description="Explainer prompt family.")
+    kind: Literal["default", "contrastive", "single_token", "logit"] = Field(
+        "default", description="Prompt family: 'default' (highlighted train examples + activation values), "
+        "'contrastive' (also shows non-activating windows as counterexamples), 'single_token' (asks which "
+        "token(s) the latent fires on), 'logit' (also lists the tokens the latent's decoder direction "
+        "promotes through the model's unembedding).")
+    chain_of_thought: bool = Field(False, description="Let the explainer reason in a few lines before the "
+                                   "marker line (more completion tokens; max_tokens is raised to >= 160).")
     max_tokens: int = Field(48, gt=0, description="Generated tokens for an explanation.")
     temperature: float = Field(0.0, ge=0)
     threshold: float = Field(0.3, ge=0, le=1, description="Highlight tokens above threshold * example max.")
     show_activations: bool = Field(True, description="List per-token activation values (0-10).")
     max_examples: int | None = Field(None, gt=0, description="Show at most this many train examples.")
+    n_counterexamples: int = Field(10, ge=1, description="contrastive: non-activating windows shown.")
+    n_logit_tokens: int = Field(10, ge=1, description="logit: promoted tokens listed.")
     prefill_marker: bool = Field(True, description="Start the answer with the marker line (engines that "
-                                 "allow it); the explanation is still parsed from it.")
+                                 "allow it); the explanation is still parsed from it. Ignored with chain_of_thought.")
 
 
 class ScorerConfig(_Strict):
     llm: LLMConfig | None = Field(None, description="Scorer LLM; None = the explainer's.")
-    scorers: tuple[Literal["detection", "fuzzing"], ...] = ("detection", "fuzzing")
+    scorers: tuple[Literal["detection", "fuzzing", "fuzzing_active"], ...] = Field(
+        ("detection", "fuzzing"), min_length=1,
+        description="'detection' (no highlights), 'fuzzing' (true highlights on activating examples vs the "
+        "same number of random highlights on non-activating ones), 'fuzzing_active' (true highlights vs "
+        "highlights on below-threshold tokens of the same activating examples).")
     examples_per_prompt: int = Field(5, gt=0, description="Examples shown per scorer prompt.")
     max_tokens: int = Field(24, gt=0)
+    temperature: float = Field(0.0, ge=0, description="Scorer sampling temperature.")
     logprobs: bool = Field(True, description="Read P(1)/(P(0)+P(1)) per example for AUROC.")
     constrained: bool = Field(True, description="Constrain answers to the list format where the engine can.")
     threshold: float = Field(0.3, ge=0, le=1, description="Fuzzing: highlight tokens above threshold * max.")
     seed: int = Field(42)
+
+
+class BudgetConfig(_Strict):
+    """A cap on LLM spend over the whole ledger (table llm_calls) of this database.
+
+    Before sending a stage's requests, latents are admitted in order while their worst-case cost
+    (counted prompt tokens + max_tokens) fits in what is left; the others are stored as
+    'budget_exceeded' and the run stops with an error. Raise the cap and re-run: only those latents run.
+    """
+
+    max_cost_usd: float | None = Field(None, gt=0, description="Stop before the ledger's total cost exceeds this.")
+    max_tokens: int | None = Field(None, gt=0, description="Stop before the ledger's prompt + completion tokens "
+                                   "exceed this.")
 
 
 class ProjectConfig(_Strict):
@@ -152,6 +196,7 @@ class ProjectConfig(_Strict):
     sampler: SamplerConfig = SamplerConfig()
     explainer: ExplainerConfig = ExplainerConfig()
     scorer: ScorerConfig = ScorerConfig()
+    budget: BudgetConfig = Field(BudgetConfig(), description="Optional cap on LLM spend ($ or tokens).")
 
     @model_validator(mode="after")
     def _check(self):

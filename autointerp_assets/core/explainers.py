@@ -19,6 +19,11 @@ from .llm.base import ChatRequest, Sampling
 from .records import Example
 
 EXPLAINER_PROMPT_VERSION = "default-v1"  # bump whenever the template or few-shots change
+# per kind: bump one when its own additions change (the default template is shared by all kinds)
+KIND_PROMPT_VERSION = {"default": "default-v1", "contrastive": "contrastive-v1",
+                       "single_token": "single-token-v1", "logit": "logit-v1"}
+COT_PROMPT_VERSION = "cot-v1"
+COT_MIN_TOKENS = 160  # room for a few lines of reasoning plus the marker line
 
 OPEN, CLOSE = "<<", ">>"
 MARKER = "[EXPLANATION]:"
@@ -65,6 +70,20 @@ _FEW_SHOT_ACT = [
         MARKER + " Words inside a quoted string literal in code.",
     ),
 ]
+_KIND_NOTE = {
+    "default": "",
+    "contrastive": " After the examples come counterexamples: text where the latent does NOT fire. "
+                   "Your explanation must fit the examples and exclude the counterexamples.",
+    "single_token": " This latent is expected to fire on one specific token or a small set of tokens. "
+                    "Name the token(s) exactly, in quotes, and the context they appear in if it matters.",
+    "logit": " After the examples comes the list of tokens the latent makes the model more likely to "
+             "predict next; use it when it agrees with the examples.",
+}
+_COT_NOTE = (
+    " Before answering, think briefly: in at most three short lines, list what the marked tokens and "
+    "their contexts share. Then write the marker line."
+)
+
 _FEW_SHOT_PLAIN = [
     ("\n".join(line for line in user.split("\n") if not line.startswith("Activations:")), answer)
     for user, answer in _FEW_SHOT_ACT
@@ -143,27 +162,53 @@ def format_examples(
     return "\n".join(lines)
 
 
+def prompt_version(cfg: ExplainerConfig) -> str:
+    """The template version of this explainer kind (+ chain of thought), for its fingerprint."""
+    v = f"{EXPLAINER_PROMPT_VERSION}/{KIND_PROMPT_VERSION[cfg.kind]}"
+    return v + f"/{COT_PROMPT_VERSION}" if cfg.chain_of_thought else v
+
+
+def format_counterexamples(examples: Sequence[Example]) -> str:
+    return "\n".join(f"Counterexample {n}: " + "".join(display_token(t) for t in ex.str_tokens)
+                     for n, ex in enumerate(examples, 1))
+
+
 def build_explainer_request(
     cfg: ExplainerConfig,
     examples: Sequence[Example],
     latent_max: float,
     max_listed: int = MAX_LISTED_ACTIVATIONS,
+    counterexamples: Sequence[Example] = (),
+    logit_tokens: Sequence[str] = (),
 ) -> ChatRequest:
     """One chat request asking for the explanation of a latent from its train examples.
 
     ``max_listed``: tokens listed per example on its "Activations:" line (the strongest, in text order).
+    ``counterexamples`` (kind contrastive): non-activating windows shown after the examples.
+    ``logit_tokens`` (kind logit): tokens the latent's decoder direction promotes through the unembedding.
     """
     if cfg.max_examples is not None:
         examples = list(examples)[: cfg.max_examples]
-    system = _SYSTEM.format(act_note=_ACT_NOTE if cfg.show_activations else "")
+    system = _SYSTEM.format(act_note=_ACT_NOTE if cfg.show_activations else "") + _KIND_NOTE[cfg.kind]
+    if cfg.chain_of_thought:
+        system += _COT_NOTE
     messages: list[dict] = [{"role": "system", "content": system}]
     for user, assistant in (_FEW_SHOT_ACT if cfg.show_activations else _FEW_SHOT_PLAIN):
         messages.append({"role": "user", "content": user})
         messages.append({"role": "assistant", "content": assistant})
-    messages.append({"role": "user", "content": format_examples(cfg, examples, latent_max, max_listed)})
-    prefill = MARKER if cfg.prefill_marker else ""
+    user = format_examples(cfg, examples, latent_max, max_listed)
+    if cfg.kind == "contrastive" and counterexamples:
+        user += "\n\n" + format_counterexamples(list(counterexamples)[: cfg.n_counterexamples])
+    if cfg.kind == "logit" and logit_tokens:
+        shown = ", ".join('"' + (display_token(t).strip() or repr(t)) + '"'
+                          for t in list(logit_tokens)[: cfg.n_logit_tokens])
+        user += "\n\nTokens this latent promotes: " + shown
+    messages.append({"role": "user", "content": user})
+    # chain of thought needs the answer to start with reasoning, so no marker prefill
+    prefill = MARKER if cfg.prefill_marker and not cfg.chain_of_thought else ""
+    max_tokens = max(cfg.max_tokens, COT_MIN_TOKENS) if cfg.chain_of_thought else cfg.max_tokens
     # No newline stop: small models often open with a blank line; the parser takes the first non-empty one.
-    sampling = Sampling(temperature=cfg.temperature, max_tokens=cfg.max_tokens)
+    sampling = Sampling(temperature=cfg.temperature, max_tokens=max_tokens)
     return ChatRequest.of(messages, sampling, prefill=prefill)
 
 
@@ -173,22 +218,24 @@ def fit_explainer_request(
     latent_max: float,
     count_tokens: Callable[[ChatRequest], int],
     max_prompt_tokens: int,
+    **extras,
 ) -> tuple[ChatRequest, int]:
     """``build_explainer_request`` shrunk until ``count_tokens(request) <= max_prompt_tokens``.
 
     First lists fewer activation values per example (10, 5, 3), then shows fewer examples, kept evenly
-    spread over the given order (which runs across quantiles). Returns the request and the number of
+    spread over the given order (which runs across quantiles). ``extras`` (counterexamples,
+    logit_tokens) are passed through unchanged. Returns the request and the number of
     examples it shows; if even one example does not fit, the one-example request is returned as is.
     """
     if cfg.max_examples is not None:
         examples = list(examples)[: cfg.max_examples]
     examples = list(examples)
-    req = build_explainer_request(cfg, examples, latent_max)
+    req = build_explainer_request(cfg, examples, latent_max, **extras)
     if count_tokens(req) <= max_prompt_tokens:
         return req, len(examples)
     listed = [5, 3] if cfg.show_activations else []
     for k in listed:
-        req = build_explainer_request(cfg, examples, latent_max, max_listed=k)
+        req = build_explainer_request(cfg, examples, latent_max, max_listed=k, **extras)
         if count_tokens(req) <= max_prompt_tokens:
             return req, len(examples)
     k = listed[-1] if listed else MAX_LISTED_ACTIVATIONS
@@ -197,7 +244,7 @@ def fit_explainer_request(
         n = min(n - 1, int(n * 0.9))
         n = max(n, 1)
         subset = [examples[i * total // n] for i in range(n)]
-        req = build_explainer_request(cfg, subset, latent_max, max_listed=k)
+        req = build_explainer_request(cfg, subset, latent_max, max_listed=k, **extras)
         if count_tokens(req) <= max_prompt_tokens:
             return req, n
     return req, n
@@ -232,3 +279,14 @@ def parse_explanation(text: str, prefill: str = "") -> str | None:
     if not line or not any(c.isalnum() for c in line) or len(line) > MAX_EXPLANATION_CHARS:
         return None
     return line
+
+
+def promoted_tokens(w_dec, unembed, norm_weight=None, k: int = 10):
+    """Per latent row of ``w_dec`` [latents, d], the ids of the ``k`` tokens its direction raises most
+    through the unembedding [vocab, d] (logit lens; the final norm's gain applied first when given)."""
+    import torch
+
+    d = w_dec.float()
+    if norm_weight is not None:
+        d = d * norm_weight.float()
+    return torch.topk(d @ unembed.float().T, k, dim=-1).indices

@@ -3,6 +3,8 @@
 Pure code (no engine, no storage). Differences from delphi, on purpose:
 - every batch of every latent goes to the engine in one ``generate`` call (the engine batches them);
 - the final partial batch states its own size and is answerable (delphi fails it every time);
+- ``fuzzing_active`` (delphi's "active" fuzzing) pairs each activating test example shown with its true
+  highlights (truth 1) with the same example highlighted on below-threshold tokens (truth 0);
 - fuzzing's fake highlights copy the run pattern of a random activating example and land at random
   positions drawn from a per-latent ``random.Random`` (no global seed, no fixed position-24 token);
 - a failed batch (engine error or unparseable answer) leaves its items with ``prediction=None`` and
@@ -22,8 +24,8 @@ from .explainers import display_token, highlight
 from .llm.base import ChatRequest, ChatResponse, LLMClient, Sampling, TokenLogprob
 from .records import Example
 
-ScorerKind = Literal["detection", "fuzzing"]
-SCORER_PROMPT_VERSION = {"detection": "detection-v1", "fuzzing": "fuzzing-v1"}
+ScorerKind = Literal["detection", "fuzzing", "fuzzing_active"]
+SCORER_PROMPT_VERSION = {"detection": "detection-v1", "fuzzing": "fuzzing-v1", "fuzzing_active": "fuzzing-active-v1"}
 
 
 @dataclass
@@ -65,6 +67,7 @@ class ScoreResult:
     completion_tokens: int = 0
     cached_tokens: int = 0
     latency_s: float = 0.0  # sum over this latent's requests (they overlap inside the engine)
+    responses: list[ChatResponse] = field(default_factory=list)  # one per batch, in batch order (accounting)
 
 
 # --- prompts (ours) -------------------------------------------------------------------------------
@@ -123,6 +126,10 @@ _FEW_SHOT = {
 }
 
 
+_SYSTEM["fuzzing_active"] = _SYSTEM["fuzzing"]
+_FEW_SHOT["fuzzing_active"] = _FEW_SHOT["fuzzing"]
+
+
 def answer_regex(n: int) -> str:
     """The exact answer format for n examples, e.g. "[1, 0, 1]"."""
     return rf"\[[01](, [01]){{{n - 1}}}\]"
@@ -146,7 +153,7 @@ def build_scorer_request(kind: str, explanation: str, shown: Sequence[str], cfg:
         messages.append({"role": "assistant", "content": assistant})
     messages.append({"role": "user", "content": _user_message(explanation, shown)})
     sampling = Sampling(
-        temperature=0.0,
+        temperature=cfg.temperature,
         # "[1, 0, 1]" needs about 2 tokens per entry; never let max_tokens cut a long list short
         max_tokens=max(cfg.max_tokens, 3 * n + 4),
         top_logprobs=5 if cfg.logprobs else None,
@@ -202,6 +209,23 @@ def fake_mask(length: int, run_lengths: Sequence[int], rng: random.Random) -> li
     return mask
 
 
+def wrong_mask(true: Sequence[bool], rng: random.Random, tries: int = 20) -> list[bool] | None:
+    """A mask with the true mask's run pattern (where it fits) on tokens the true mask leaves out;
+    None when every token is highlighted (no wrong highlight exists)."""
+    allowed = [i for i, m in enumerate(true) if not m]
+    if not allowed:
+        return None
+    runs = _runs(true) or [1]
+    for _ in range(tries):
+        mask = fake_mask(len(true), runs, rng)
+        if any(mask) and not any(m and t for m, t in zip(mask, true)):
+            return mask
+    mask = [False] * len(true)
+    for j in rng.sample(allowed, min(sum(runs), len(allowed))):
+        mask[j] = True
+    return mask
+
+
 def _shown(str_tokens: Sequence[str], mask: Sequence[bool]) -> str:
     toks = [display_token(t) for t in str_tokens]
     return highlight(toks, [1.0 if m else 0.0 for m in mask], 0.5)
@@ -230,6 +254,15 @@ def build_scorer_batches(
         for ex in non_activating:
             entries.append((ScoreItem(ex.example_id, -1, False, None, False, quantile=ex.quantile),
                             "".join(display_token(t) for t in ex.str_tokens)))
+    elif kind == "fuzzing_active":
+        for ex in test:
+            mask = true_mask(ex, cfg.threshold)
+            entries.append((ScoreItem(ex.example_id, -1, True, True, True, quantile=ex.quantile),
+                            _shown(ex.str_tokens, mask)))
+            wrong = wrong_mask(mask, rng)
+            if wrong is not None:
+                entries.append((ScoreItem(ex.example_id, -1, True, False, False, quantile=ex.quantile),
+                                _shown(ex.str_tokens, wrong)))
     else:
         masks = [true_mask(ex, cfg.threshold) for ex in test]
         donors = [_runs(m) for m in masks if any(m)] or [[1]]
@@ -318,26 +351,44 @@ async def score_latents(
     client: LLMClient, kind: str, jobs: Sequence[ScoreJob], cfg: ScorerConfig
 ) -> list[ScoreResult]:
     """Score every job with one ``client.generate`` call holding all their batches."""
-    per_job = [
-        build_scorer_batches(kind, job.explanation, job.test, job.non_activating, cfg, job.key) for job in jobs
-    ]
-    requests = [b.request for batches in per_job for b in batches]
+    return (await score_all(client, [kind], jobs, cfg))[kind]
+
+
+async def score_all(
+    client: LLMClient, kinds: Sequence[str], jobs: Sequence[ScoreJob], cfg: ScorerConfig
+) -> dict[str, list[ScoreResult]]:
+    """Every kind x job x batch in ONE ``client.generate`` call, so the engine sees all of them at once
+    (bounded only by its own capacity); results per kind, in job order."""
+    per = {kind: [build_scorer_batches(kind, job.explanation, job.test, job.non_activating, cfg, job.key)
+                  for job in jobs] for kind in kinds}
+    requests = [b.request for kind in kinds for batches in per[kind] for b in batches]
     responses = await client.generate(requests) if requests else []
     if len(responses) != len(requests):
         raise RuntimeError(f"engine returned {len(responses)} responses for {len(requests)} requests")
-    results, k = [], 0
-    for job, batches in zip(jobs, per_job):
-        res = ScoreResult(job.key, kind, [it for b in batches for it in b.items], len(batches), 0)
-        for batch in batches:
-            resp = responses[k]
-            k += 1
-            res.prompt_tokens += resp.prompt_tokens
-            res.completion_tokens += resp.completion_tokens
-            res.cached_tokens += resp.cached_tokens
-            res.latency_s += resp.latency_s
-            reason = apply_response(batch, resp)
-            if reason is not None:
-                res.n_failed_batches += 1
-                res.failure_reasons.append(reason)
-        results.append(res)
-    return results
+    out: dict[str, list[ScoreResult]] = {}
+    k = 0
+    for kind in kinds:
+        results = []
+        for job, batches in zip(jobs, per[kind]):
+            res = ScoreResult(job.key, kind, [it for b in batches for it in b.items], len(batches), 0)
+            for batch in batches:
+                resp = responses[k]
+                k += 1
+                res.responses.append(resp)
+                res.prompt_tokens += resp.prompt_tokens
+                res.completion_tokens += resp.completion_tokens
+                res.cached_tokens += resp.cached_tokens
+                res.latency_s += resp.latency_s
+                reason = apply_response(batch, resp)
+                if reason is not None:
+                    res.n_failed_batches += 1
+                    res.failure_reasons.append(reason)
+            results.append(res)
+        out[kind] = results
+    return out
+
+
+def scorer_requests(kinds: Sequence[str], job: ScoreJob, cfg: ScorerConfig) -> list[ChatRequest]:
+    """The requests one latent would send (to estimate its cost before sending)."""
+    return [b.request for kind in kinds
+            for b in build_scorer_batches(kind, job.explanation, job.test, job.non_activating, cfg, job.key)]

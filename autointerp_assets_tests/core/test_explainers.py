@@ -7,6 +7,8 @@ from autointerp_assets.core.explainers import (
     highlight,
     normalize,
     parse_explanation,
+    prompt_version,
+    promoted_tokens,
 )
 from autointerp_assets.core.records import Example
 
@@ -172,3 +174,54 @@ def test_display_token_escapes():
     assert display_token(" <<=") == " < <="
     req = build_explainer_request(ExplainerConfig(), [_ex(0, [">>>", " f", "(x)"], [0.0, 2.0, 0.0])], 2.0)
     assert req.messages[-1]["content"].split("\n")[0] == "Example 1: > > ><< f>>(x)"
+
+
+def _neg(i, length=8):
+    return Example(100 + i, tuple(f" z{i}_{j}" for j in range(length)), (0.0,) * length, False, -1)
+
+
+def test_kinds_change_prompt_and_version():
+    exs, negs, logit = _examples(3), [_neg(i) for i in range(12)], [" cat", " dog", "\n"]
+    base = build_explainer_request(ExplainerConfig(), exs, 6.0, counterexamples=negs, logit_tokens=logit)
+    # extras are ignored by the default kind
+    assert base == build_explainer_request(ExplainerConfig(), exs, 6.0)
+    con = build_explainer_request(ExplainerConfig(kind="contrastive", n_counterexamples=4), exs, 6.0,
+                                  counterexamples=negs)
+    user = con.messages[-1]["content"]
+    assert [l.split(":")[0] for l in user.split("\n") if l.startswith("Counterexample")] == \
+        [f"Counterexample {i}" for i in range(1, 5)]
+    assert "\nCounterexample 1:  z0_0 z0_1 z0_2" in user
+    assert "<<" not in user.split("Counterexample 1")[1] and "NOT fire" in con.messages[0]["content"]
+    lg = build_explainer_request(ExplainerConfig(kind="logit", n_logit_tokens=2), exs, 6.0, logit_tokens=logit)
+    assert lg.messages[-1]["content"].endswith('Tokens this latent promotes: "cat", "dog"')
+    st = build_explainer_request(ExplainerConfig(kind="single_token"), exs, 6.0)
+    assert "specific token" in st.messages[0]["content"]
+    cot = build_explainer_request(ExplainerConfig(chain_of_thought=True, max_tokens=48), exs, 6.0)
+    assert cot.prefill == "" and cot.sampling.max_tokens == 160 and "think" in cot.messages[0]["content"]
+    versions = {prompt_version(ExplainerConfig(kind=k, chain_of_thought=c))
+                for k in ("default", "contrastive", "single_token", "logit") for c in (False, True)}
+    assert len(versions) == 8 and prompt_version(ExplainerConfig()) == "default-v1/default-v1"
+    # a chain-of-thought answer is parsed from its last marker line
+    assert parse_explanation("The marked tokens are animals.\n[EXPLANATION]: Animal nouns.", cot.prefill) == \
+        "Animal nouns."
+
+
+def test_fit_keeps_extras():
+    exs, negs = _examples(40), [_neg(i) for i in range(5)]
+    cfg = ExplainerConfig(kind="contrastive")
+    chars = lambda r: sum(len(m["content"]) for m in r.messages)
+    full = build_explainer_request(cfg, exs, 6.0, counterexamples=negs)
+    req, n = fit_explainer_request(cfg, exs, 6.0, chars, chars(full) // 2, counterexamples=negs)
+    assert n < 40 and "Counterexample 5:" in req.messages[-1]["content"] and chars(req) <= chars(full) // 2
+
+
+def test_promoted_tokens_is_the_logit_lens_top_k():
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    w_dec, unembed, norm = torch.randn(3, 8, generator=g), torch.randn(50, 8, generator=g), torch.rand(8, generator=g)
+    ids = promoted_tokens(w_dec, unembed, norm, k=4)
+    assert ids.shape == (3, 4)
+    for i in range(3):
+        logits = [float((w_dec[i] * norm) @ unembed[v]) for v in range(50)]
+        assert ids[i].tolist() == sorted(range(50), key=lambda v: -logits[v])[:4]

@@ -16,7 +16,11 @@ from autointerp_assets.core.scorers import (
     fake_mask,
     parse_scorer_answer,
     probabilities_from_logprobs,
+    score_all,
     score_latents,
+    scorer_requests,
+    true_mask,
+    wrong_mask,
 )
 
 
@@ -48,7 +52,8 @@ def _example_lines(batch):
 
 
 def test_versions():
-    assert SCORER_PROMPT_VERSION == {"detection": "detection-v1", "fuzzing": "fuzzing-v1"}
+    assert SCORER_PROMPT_VERSION == {"detection": "detection-v1", "fuzzing": "fuzzing-v1",
+                                     "fuzzing_active": "fuzzing-active-v1"}
 
 
 @pytest.mark.parametrize("kind", ["detection", "fuzzing"])
@@ -305,3 +310,55 @@ def test_score_latents_empty():
     assert asyncio.run(score_latents(client, "fuzzing", [], ScorerConfig())) == []
     res = asyncio.run(score_latents(client, "fuzzing", [ScoreJob("k", "x", [], [])], ScorerConfig()))
     assert res[0].n_batches == 0 and res[0].items == []
+
+
+def _marked(line: str) -> list[str]:
+    return re.findall(r"<<(.*?)>>", line)
+
+
+def test_fuzzing_active_pairs_true_and_wrong_highlights_of_activating_examples():
+    test, neg = _data(7, 6)
+    batches = build_scorer_batches("fuzzing_active", "x", test, neg, ScorerConfig(examples_per_prompt=5), "k")
+    items = [it for b in batches for it in b.items]
+    # every activating test example twice (right + wrong highlights); non-activating examples unused
+    assert sorted(it.example_id for it in items) == sorted([ex.example_id for ex in test] * 2)
+    assert all(it.activating for it in items)
+    assert sum(it.truth for it in items) == 7 and sum(not it.truth for it in items) == 7
+    by_id = {ex.example_id: ex for ex in test}
+    for b in batches:
+        for it, line in zip(b.items, _example_lines(b)):
+            ex = by_id[it.example_id]
+            hot = {ex.str_tokens[j] for j, m in enumerate(true_mask(ex, 0.3)) if m}
+            marked = set("".join(_marked(line)).replace(" t", "| t").split("|")) - {""}
+            if it.truth:
+                assert marked == hot, line
+            else:  # same number of marked tokens, none of them above the threshold
+                assert marked and not (marked & hot) and len(marked) == len(hot), line
+
+
+def test_wrong_mask_edge_cases():
+    rng = random.Random(0)
+    assert wrong_mask([True, True], rng) is None  # nothing left to highlight wrongly
+    for _ in range(20):
+        m = wrong_mask([False, True, True, False, False, False], rng)
+        assert sum(m) == 2 and not (m[1] or m[2])
+
+
+def test_score_all_sends_every_kind_in_one_call_and_keeps_responses():
+    cfg = ScorerConfig(examples_per_prompt=5, temperature=0.7)
+    test, neg = _data(4, 4)
+    jobs = [ScoreJob("A", "one", test, neg), ScoreJob("B", "two", test[:2], neg[:1])]
+    kinds = ["detection", "fuzzing", "fuzzing_active"]
+    reqs = [r for j in jobs for r in scorer_requests(kinds, j, cfg)]
+    assert all(r.sampling.temperature == 0.7 for r in reqs)
+    script = {r.messages[-1]["content"]: ChatResponse(text="[" + ", ".join(["1"] * int(
+        re.search(r"list of (\d+)", r.messages[-1]["content"]).group(1))) + "]", prompt_tokens=3) for r in reqs}
+    client = ScriptedClient(script)
+    out = asyncio.run(score_all(client, kinds, jobs, cfg))
+    assert len(client.calls) == 1 and len(client.calls[0]) == len(reqs)
+    assert list(out) == kinds
+    for kind in kinds:
+        assert [r.key for r in out[kind]] == ["A", "B"]
+        for r in out[kind]:
+            assert len(r.responses) == r.n_batches and r.n_failed_batches == 0
+            assert r.prompt_tokens == 3 * r.n_batches

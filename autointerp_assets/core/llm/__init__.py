@@ -45,5 +45,7 @@ def make_client(cfg: LLMConfig, workdir: str) -> LLMClient:
             max_concurrency=cfg.max_concurrency,
             timeout_s=cfg.timeout_s,
             max_retries=cfg.max_retries,
+            backoff_base_s=cfg.backoff_base_s,
+            backoff_max_s=cfg.backoff_max_s,
         )
     raise ValueError(f"llm.engine {cfg.engine!r} is unknown: use 'vllm' or 'openai'")

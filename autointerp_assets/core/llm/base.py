@@ -53,6 +53,7 @@ class ChatResponse:
     latency_s: float = 0.0
     logprobs: list[TokenLogprob] | None = None
     error: str | None = None  # set when the call failed after retries; text is then empty
+    attempts: int = 1  # HTTP attempts made (retries + 1); 1 for in-process engines
 
     @property
     def ok(self) -> bool:

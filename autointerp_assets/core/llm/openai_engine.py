@@ -142,7 +142,9 @@ class OpenAIClient:
             try:
                 async with sem:
                     completion = await client.chat.completions.create(**kw)
-                return self._response(completion, req, time.perf_counter() - t0)
+                resp = self._response(completion, req, time.perf_counter() - t0)
+                resp.attempts = attempt + 1
+                return resp
             except openai.APIStatusError as e:
                 last = e
                 if e.status_code != 429 and e.status_code < 500:
@@ -159,7 +161,7 @@ class OpenAIClient:
                 log.debug("openai request failed (%s); retry %d in %.2fs", type(last).__name__, attempt + 1, delay)
                 await asyncio.sleep(delay)
         assert last is not None
-        return ChatResponse(error=_short(last), latency_s=time.perf_counter() - t0)
+        return ChatResponse(error=_short(last), latency_s=time.perf_counter() - t0, attempts=attempt + 1)
 
     @staticmethod
     def _response(completion, req: ChatRequest, latency: float) -> ChatResponse:

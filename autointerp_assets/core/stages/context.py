@@ -50,7 +50,7 @@ def corpus_spec(cfg: ProjectConfig, workdir: Path) -> dict:
 def explainer_spec(cfg: ProjectConfig, workdir: Path) -> dict:
     e = cfg.explainer
     return {"llm": llm_identity(e.llm, workdir), "settings": e.model_dump(exclude={"llm"}),
-            "prompt_version": explainers.EXPLAINER_PROMPT_VERSION}
+            "prompt_version": explainers.prompt_version(e)}
 
 
 def scorer_spec(cfg: ProjectConfig, workdir: Path, kind: str) -> dict:

@@ -1,68 +1,127 @@
-"""Stage explanations: one explainer request per selected latent; failures kept with the raw answer."""
+"""Stage explanations: one explainer request per selected latent; failures kept with the raw answer.
+
+All of a partition's requests go to the engine in one ``generate`` call (the engine bounds what is in
+flight). Every call lands in the ``llm_calls`` ledger with the results, in one transaction. With a
+budget, latents are admitted in order while their worst case fits; the rest are stored as
+``budget_exceeded`` and :class:`BudgetExceeded` is raised after the commit; a re-run sends only those.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
-from typing import Callable
 
 import polars as pl
 
 from .. import explainers
-from ..config import LLMConfig
+from ..llm import accounting
+from ..llm.accounting import BudgetExceeded
 from ..fingerprint import fingerprint
-from ..subject_model import resolve_model
 from .context import Context, explainer_spec, rate
-from .examples import load_examples
+from .examples import _token_strings, load_examples
+from .llm_runs import BUDGET_EXCEEDED, commit, new_run_id, pending, prompt_counter, spent
 
 
-def _prompt_counter(llm: LLMConfig, workdir: Path) -> Callable:
-    """Prompt length in tokens with the LLM's own chat template when it is local, else ~4 chars/token."""
-    from transformers import AutoTokenizer
+def _safetensors_tensor(model_dir: Path, names: tuple[str, ...]):
+    """The first of ``names`` found in the model's safetensors (sharded or not), read alone."""
+    from safetensors import safe_open
 
-    try:
-        tok = AutoTokenizer.from_pretrained(resolve_model(llm.model, workdir))
-    except Exception:  # remote-only model names: estimate
-        return lambda req: sum(len(m["content"]) for m in req.messages) // 4 + len(req.prefill) // 4 + 16
+    index = model_dir / "model.safetensors.index.json"
+    where = json.loads(index.read_text())["weight_map"] if index.exists() else None
+    for name in names:
+        files = [where[name]] if where and name in where else ([] if where else ["model.safetensors"])
+        for f in files:
+            path = model_dir / f
+            if path.exists():
+                with safe_open(str(path), "pt") as st:
+                    if name in st.keys():
+                        return st.get_tensor(name)
+    return None
 
-    def count(req) -> int:
-        text = tok.apply_chat_template(list(req.messages), add_generation_prompt=True, tokenize=False)
-        return len(tok(text + req.prefill, add_special_tokens=False)["input_ids"])
 
-    return count
+def logit_tokens(ctx: Context, layer: str, first: int, last: int, k: int) -> dict[int, list[str]]:
+    """Per latent of the range, the k tokens its decoder direction promotes through the subject model's
+    unembedding (W_dec row @ W_U^T, after the final norm's gain). Reads only W_dec and the unembedding
+    / norm tensors (never the full model), once per partition."""
+    from safetensors import safe_open
+
+    path = ctx.wh.scalar("SELECT path FROM sparse_coders WHERE layer = ? ORDER BY created_at DESC LIMIT 1", [layer])
+    sae_file = Path(path or "") / "sae.safetensors"
+    if not sae_file.exists():
+        raise RuntimeError(f"explainer.kind 'logit' needs the sparse coder of {layer} ({sae_file} is missing): "
+                           "materialize sparse_coders first or use another explainer kind")
+    with safe_open(str(sae_file), "pt") as st:
+        w_dec = st.get_slice("W_dec")[first:last + 1]
+    model_dir = Path(ctx.model_dir())
+    unembed = _safetensors_tensor(model_dir, ("lm_head.weight", "model.embed_tokens.weight"))
+    if unembed is None:
+        raise RuntimeError(f"no lm_head.weight or model.embed_tokens.weight in {model_dir}: "
+                           "explainer.kind 'logit' needs the subject model's unembedding")
+    norm = _safetensors_tensor(model_dir, ("model.norm.weight",))
+    ids = explainers.promoted_tokens(w_dec, unembed, norm, k)
+    vocab = _token_strings(str(model_dir))
+    return {first + i: [vocab[t] for t in row] for i, row in enumerate(ids.tolist())}
 
 
 def run_explanations(ctx: Context, client, layer: str, first: int, last: int) -> dict:
-    cfg = ctx.cfg
-    efp = fingerprint("explainer", explainer_spec(cfg, ctx.workdir))
-    exs = load_examples(ctx, layer, first, last, ["train"])
+    cfg, ecfg = ctx.cfg, ctx.cfg.explainer
+    spec = explainer_spec(cfg, ctx.workdir)
+    efp = fingerprint("explainer", spec)
+    splits = ["train", "non_activating"] if ecfg.kind == "contrastive" else ["train"]
+    exs = load_examples(ctx, layer, first, last, splits)
     sfp = ctx.wh.scalar("SELECT any_value(sampler_fp) FROM latent_selection WHERE layer = ? AND latent BETWEEN ? AND ?",
                         [layer, first, last]) or ""
     maxes = dict(ctx.wh.query("SELECT latent, max_activation FROM latent_stats WHERE layer = ? AND latent BETWEEN ? AND ?",
                               [layer, first, last]).iter_rows())
-    latents = sorted(exs)
-    count = _prompt_counter(cfg.explainer.llm, ctx.workdir)
-    budget = cfg.explainer.llm.max_model_len - cfg.explainer.max_tokens - 8
-    reqs = [explainers.fit_explainer_request(cfg.explainer, exs[lat]["train"], float(maxes.get(lat) or 0.0),
-                                             count, budget)[0] for lat in latents]
+    resume = pending(ctx, "explanations", layer, first, last, efp)
+    latents = [lat for lat in sorted(exs) if "train" in exs[lat] and (not resume or lat in resume)]
+    logits = logit_tokens(ctx, layer, first, last, ecfg.n_logit_tokens) if ecfg.kind == "logit" and latents else {}
+    count = prompt_counter(ecfg.llm, ctx.workdir)
+    room = ecfg.llm.max_model_len - ecfg.max_tokens - 8
+    reqs = [explainers.fit_explainer_request(ecfg, exs[lat]["train"], float(maxes.get(lat) or 0.0), count, room,
+                                             counterexamples=exs[lat].get("non_activating", ()),
+                                             logit_tokens=logits.get(lat, ()))[0] for lat in latents]
+    n_sent = len(reqs)
+    if accounting.limited(cfg.budget):
+        estimates = [accounting.worst_case(ecfg.llm, [r], [count(r)]) for r in reqs]
+        n_sent = accounting.admit(cfg.budget, spent(ctx), estimates)
     t0 = time.perf_counter()
-    responses = asyncio.run(client.generate(reqs)) if reqs else []
+    responses = asyncio.run(client.generate(reqs[:n_sent])) if n_sent else []
     secs = time.perf_counter() - t0
-    rows = []
-    for lat, req, resp in zip(latents, reqs, responses):
+    run_id, rows, ledger = new_run_id(), [], []
+    for i, (lat, req) in enumerate(zip(latents, reqs)):
+        row = {"layer": layer, "latent": lat, "explainer_fp": efp, "sampler_fp": sfp}
+        if i >= n_sent:
+            rows.append({**row, "status": BUDGET_EXCEEDED, "explanation": None, "raw_text": None,
+                         "error": "not sent: the budget would have been exceeded", "prompt_tokens": 0,
+                         "cached_tokens": 0, "completion_tokens": 0, "latency_s": 0.0, "cost_usd": 0.0})
+            continue
+        resp = responses[i]
+        call = accounting.call_row(ecfg.llm, resp, run_id=run_id, layer=layer, latent=lat, stage="explanations",
+                                   role="explainer", explainer_fp=efp, fingerprint=efp, scorer=None, batch_index=None)
+        ledger.append(call)
         text = explainers.parse_explanation(resp.text, req.prefill) if resp.ok else None
         status = "llm_error" if not resp.ok else ("ok" if text else "parse_error")
-        rows.append({"layer": layer, "latent": lat, "explainer_fp": efp, "status": status, "explanation": text,
-                     "raw_text": req.prefill + resp.text, "error": resp.error, "prompt_tokens": resp.prompt_tokens,
-                     "cached_tokens": resp.cached_tokens, "completion_tokens": resp.completion_tokens,
-                     "latency_s": resp.latency_s, "sampler_fp": sfp})
-    frame = pl.DataFrame(rows, schema_overrides={"explanation": pl.Utf8, "error": pl.Utf8}) if rows else pl.DataFrame()
-    ctx.wh.replace_partition(layer, first, last, {"explanations": frame}, where={"explanations": {"explainer_fp": efp}},
-                             fingerprints={efp: ("explainer", explainer_spec(cfg, ctx.workdir))})
+        rows.append({**row, "status": status, "explanation": text, "raw_text": req.prefill + resp.text,
+                     "error": resp.error, "prompt_tokens": resp.prompt_tokens, "cached_tokens": resp.cached_tokens,
+                     "completion_tokens": resp.completion_tokens, "latency_s": resp.latency_s,
+                     "cost_usd": call["cost_usd"]})
+    frame = pl.DataFrame(rows, schema_overrides={"explanation": pl.Utf8, "error": pl.Utf8, "raw_text": pl.Utf8,
+                                                 "cost_usd": pl.Float64, "latency_s": pl.Float64}) \
+        if rows else pl.DataFrame()
+    commit(ctx, layer, first, last, efp, {"explanations": frame}, ledger, {efp: ("explainer", spec)},
+           only_latents=latents if resume else None)
     st = frame["status"].value_counts().rows() if rows else []
-    return {"explainer_fp": efp, "status": dict(st), "latents": len(rows), "seconds": round(secs, 2),
-            "latents_per_s": rate(len(rows), secs),
-            "prompt_tokens": int(sum(r["prompt_tokens"] for r in rows)),
-            "completion_tokens": int(sum(r["completion_tokens"] for r in rows)),
-            "sample": [(r["latent"], r["explanation"]) for r in rows[:5]]}
+    out = {"explainer_fp": efp, "explainer_kind": ecfg.kind, "status": dict(st), "latents": len(rows),
+           "resumed": bool(resume), "seconds": round(secs, 2), "latents_per_s": rate(n_sent, secs),
+           **accounting.totals(ledger),
+           "sample": [(r["latent"], r["explanation"]) for r in rows[:5]]}
+    if n_sent < len(reqs):
+        err = BudgetExceeded(f"budget reached: {len(reqs) - n_sent} of {len(reqs)} latents of {layer} "
+                             f"{first}-{last} not explained (status budget_exceeded); raise budget.max_cost_usd / "
+                             "budget.max_tokens and re-run to continue")
+        err.summary = out
+        raise err
+    return out

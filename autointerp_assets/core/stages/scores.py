@@ -1,4 +1,9 @@
-"""Stage scores: detection and fuzzing of every ok explanation; per-latent metrics."""
+"""Stage scores: every configured scorer of every ok explanation; per-latent metrics.
+
+Every kind x latent x batch goes to the engine in ONE ``generate`` call. A malformed answer fails only
+its batch; a latent whose batches all fail gets status 'failed' with its reasons; neither fails the
+partition. Calls land in the ``llm_calls`` ledger; the budget works as in the explanations stage.
+"""
 
 from __future__ import annotations
 
@@ -10,64 +15,109 @@ import polars as pl
 
 from .. import metrics, scorers
 from ..fingerprint import fingerprint
+from ..llm import accounting
+from ..llm.accounting import BudgetExceeded
 from .context import Context, explainer_spec, rate, scorer_spec
 from .examples import load_examples
+from .llm_runs import BUDGET_EXCEEDED, commit, new_run_id, pending, prompt_counter, spent
+
+F64 = ("balanced_accuracy", "accuracy", "precision", "recall", "f1", "auroc", "latency_s", "cost_usd")
+
+
+def _score_row(base: dict, res: scorers.ScoreResult | None, m: dict | None, cost: float) -> dict:
+    if res is None:  # not sent (budget)
+        return {**base, "status": BUDGET_EXCEEDED, "n": 0, "n_failed": 0, "balanced_accuracy": None,
+                "accuracy": None, "precision": None, "recall": None, "f1": None, "auroc": None, "n_batches": 0,
+                "n_failed_batches": 0, "failure_reasons": ["not sent: the budget would have been exceeded"],
+                "prompt_tokens": 0, "completion_tokens": 0, "latency_s": 0.0, "cost_usd": 0.0}
+    ok = m["n"] - m["n_failed"] > 0 and m["balanced_accuracy"] is not None
+    return {**base, "status": "ok" if ok else "failed", "n": m["n"], "n_failed": m["n_failed"],
+            **{k: m[k] for k in ("balanced_accuracy", "accuracy", "precision", "recall", "f1", "auroc")},
+            "n_batches": res.n_batches, "n_failed_batches": res.n_failed_batches,
+            "failure_reasons": list(res.failure_reasons), "prompt_tokens": res.prompt_tokens,
+            "completion_tokens": res.completion_tokens, "latency_s": res.latency_s, "cost_usd": cost}
 
 
 def run_scores(ctx: Context, client, layer: str, first: int, last: int) -> dict:
-    cfg = ctx.cfg
+    cfg, scfg, llm = ctx.cfg, ctx.cfg.scorer, ctx.cfg.scorer_llm
     efp = fingerprint("explainer", explainer_spec(cfg, ctx.workdir))
+    resume = pending(ctx, "scores", layer, first, last, efp)
     expl = ctx.wh.query("SELECT latent, explanation FROM explanations WHERE layer = ? AND latent BETWEEN ? AND ? "
                         "AND explainer_fp = ? AND status = 'ok' ORDER BY latent", [layer, first, last, efp])
     samp = ctx.wh.scalar("SELECT any_value(sampler_fp) FROM examples WHERE layer = ? AND latent BETWEEN ? AND ?",
                          [layer, first, last]) or ""
     exs = load_examples(ctx, layer, first, last, ["test", "non_activating"])
+    # resuming after a budget stop: score what is not finished (pending, or explained since then)
+    done = set() if not resume else set(ctx.wh.query(
+        "SELECT DISTINCT latent FROM scores WHERE layer = ? AND latent BETWEEN ? AND ? AND explainer_fp = ? "
+        "AND status <> ?", [layer, first, last, efp, BUDGET_EXCEEDED])["latent"].to_list())
     jobs = [scorers.ScoreJob(f"{layer}/{lat}", text, exs.get(lat, {}).get("test", []),
                              exs.get(lat, {}).get("non_activating", []))
-            for lat, text in expl.iter_rows()]
-    item_rows, score_rows, fps = [], [], {}
+            for lat, text in expl.iter_rows() if lat not in done]
+    kinds = list(scfg.scorers)
+    specs = {k: scorer_spec(cfg, ctx.workdir, k) for k in kinds}
+    sfps = {k: fingerprint("scorer", specs[k]) for k in kinds}
+    n_sent = len(jobs)
+    if accounting.limited(cfg.budget) and jobs:
+        count = prompt_counter(llm, ctx.workdir)
+        estimates = []
+        for job in jobs:
+            reqs = scorers.scorer_requests(kinds, job, scfg)
+            estimates.append(accounting.worst_case(llm, reqs, [count(r) for r in reqs]))
+        n_sent = accounting.admit(cfg.budget, spent(ctx), estimates)
     t0 = time.perf_counter()
-    for kind in cfg.scorer.scorers:
-        sfp = fingerprint("scorer", scorer_spec(cfg, ctx.workdir, kind))
-        fps[sfp] = ("scorer", scorer_spec(cfg, ctx.workdir, kind))
-        results = asyncio.run(scorers.score_latents(client, kind, jobs, cfg.scorer)) if jobs else []
-        for res in results:
-            lat = int(res.key.rsplit("/", 1)[1])
+    results = asyncio.run(scorers.score_all(client, kinds, jobs[:n_sent], scfg)) if n_sent else {k: [] for k in kinds}
+    secs = time.perf_counter() - t0
+    run_id = new_run_id()
+    item_rows, score_rows, ledger = [], [], []
+    for kind in kinds:
+        for j, job in enumerate(jobs):
+            lat = int(job.key.rsplit("/", 1)[1])
+            base = {"layer": layer, "latent": lat, "explainer_fp": efp, "scorer": kind, "scorer_fp": sfps[kind],
+                    "sampler_fp": samp}
+            if j >= n_sent:
+                score_rows.append(_score_row(base, None, None, 0.0))
+                continue
+            res = results[kind][j]
+            calls = [accounting.call_row(llm, resp, run_id=run_id, layer=layer, latent=lat, stage="scores",
+                                         role="scorer", explainer_fp=efp, fingerprint=sfps[kind], scorer=kind,
+                                         batch_index=b) for b, resp in enumerate(res.responses)]
+            ledger += calls
             m = metrics.classification_metrics([i.truth for i in res.items], [i.prediction for i in res.items],
                                                [i.probability for i in res.items])
             for i in res.items:
-                item_rows.append({"layer": layer, "latent": lat, "explainer_fp": efp, "scorer": kind, "scorer_fp": sfp,
-                                  "example_id": i.example_id, "batch_index": i.batch_index, "quantile": i.quantile,
-                                  "activating": i.activating, "truth": i.truth, "prediction": i.prediction,
-                                  "probability": i.probability})
-            ok = m["n"] - m["n_failed"] > 0 and m["balanced_accuracy"] is not None
-            score_rows.append({"layer": layer, "latent": lat, "explainer_fp": efp, "scorer": kind, "scorer_fp": sfp,
-                               "sampler_fp": samp, "status": "ok" if ok else "failed", "n": m["n"], "n_failed": m["n_failed"],
-                               "balanced_accuracy": m["balanced_accuracy"], "accuracy": m["accuracy"],
-                               "precision": m["precision"], "recall": m["recall"], "f1": m["f1"], "auroc": m["auroc"],
-                               "n_batches": res.n_batches, "n_failed_batches": res.n_failed_batches,
-                               "failure_reasons": list(res.failure_reasons), "prompt_tokens": res.prompt_tokens,
-                               "completion_tokens": res.completion_tokens, "latency_s": res.latency_s})
-    secs = time.perf_counter() - t0
-    f64 = {k: pl.Float64 for k in ("balanced_accuracy", "accuracy", "precision", "recall", "f1", "auroc", "probability")}
+                item_rows.append({"layer": layer, "latent": lat, "explainer_fp": efp, "scorer": kind,
+                                  "scorer_fp": sfps[kind], "example_id": i.example_id, "batch_index": i.batch_index,
+                                  "quantile": i.quantile, "activating": i.activating, "truth": i.truth,
+                                  "prediction": i.prediction, "probability": i.probability})
+            score_rows.append(_score_row(base, res, m, sum(c["cost_usd"] for c in calls)))
     frames = {
-        "score_items": pl.DataFrame(item_rows, schema_overrides={k: v for k, v in f64.items() if k == "probability"}
-                                    | {"prediction": pl.Boolean}) if item_rows else pl.DataFrame(),
-        "scores": pl.DataFrame(score_rows, schema_overrides={k: v for k, v in f64.items() if k != "probability"}
+        "score_items": pl.DataFrame(item_rows, schema_overrides={"probability": pl.Float64, "prediction": pl.Boolean})
+        if item_rows else pl.DataFrame(),
+        "scores": pl.DataFrame(score_rows, schema_overrides={k: pl.Float64 for k in F64}
                                | {"failure_reasons": pl.List(pl.Utf8)}) if score_rows else pl.DataFrame(),
     }
-    ctx.wh.replace_partition(layer, first, last, frames,
-                             where={t: {"explainer_fp": efp} for t in frames}, fingerprints=fps)
+    latents = [int(j.key.rsplit("/", 1)[1]) for j in jobs]
+    commit(ctx, layer, first, last, efp, frames, ledger, {sfps[k]: ("scorer", specs[k]) for k in kinds},
+           only_latents=latents if resume else None)
     summary = {}
-    for kind in cfg.scorer.scorers:
-        vals = [r["balanced_accuracy"] for r in score_rows if r["scorer"] == kind and r["status"] == "ok"]
-        aucs = [r["auroc"] for r in score_rows if r["scorer"] == kind and r["auroc"] is not None]
-        summary[kind] = {"latents_scored": len(vals),
+    for kind in kinds:
+        mine = [r for r in score_rows if r["scorer"] == kind]
+        vals = [r["balanced_accuracy"] for r in mine if r["status"] == "ok"]
+        aucs = [r["auroc"] for r in mine if r["auroc"] is not None]
+        summary[kind] = {"latents_scored": len(vals), "latents_failed": sum(r["status"] == "failed" for r in mine),
                          "median_balanced_accuracy": float(np.median(vals)) if vals else None,
                          "median_auroc": float(np.median(aucs)) if aucs else None,
-                         "failed_batches": sum(r["n_failed_batches"] for r in score_rows if r["scorer"] == kind)}
-    return {"explainer_fp": efp, "latents": len(jobs), "seconds": round(secs, 2),
-            "latents_per_s": rate(len(jobs), secs), "scorers": summary,
-            "balanced_accuracies": {k: [r["balanced_accuracy"] for r in score_rows if r["scorer"] == k and r["status"] == "ok"]
-                                    for k in cfg.scorer.scorers},
-            "prompt_tokens": int(sum(r["prompt_tokens"] or 0 for r in score_rows))}
+                         "failed_batches": sum(r["n_failed_batches"] for r in mine)}
+    out = {"explainer_fp": efp, "latents": len(jobs), "resumed": bool(resume), "seconds": round(secs, 2),
+           "latents_per_s": rate(n_sent, secs), "scorers": summary,
+           "balanced_accuracies": {k: [r["balanced_accuracy"] for r in score_rows if r["scorer"] == k and r["status"] == "ok"]
+                                   for k in kinds},
+           **accounting.totals(ledger)}
+    if n_sent < len(jobs):
+        err = BudgetExceeded(f"budget reached: {len(jobs) - n_sent} of {len(jobs)} latents of {layer} {first}-{last} "
+                             "not scored (status budget_exceeded); raise budget.max_cost_usd / budget.max_tokens "
+                             "and re-run to continue")
+        err.summary = out
+        raise err
+    return out

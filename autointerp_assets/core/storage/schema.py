@@ -108,7 +108,8 @@ TABLES: dict[str, str] = {
         acts REAL[] NOT NULL,
         sampler_fp VARCHAR NOT NULL
     """,
-    # one explanation per (layer, latent, explainer fingerprint); failures kept with their raw text
+    # one explanation per (layer, latent, explainer fingerprint); failures kept with their raw text;
+    # status ok / parse_error / llm_error / budget_exceeded (not sent: a re-run continues with these)
     "explanations": """
         layer VARCHAR NOT NULL,
         latent INTEGER NOT NULL,
@@ -121,6 +122,7 @@ TABLES: dict[str, str] = {
         cached_tokens INTEGER,
         completion_tokens INTEGER,
         latency_s DOUBLE,
+        cost_usd DOUBLE,
         sampler_fp VARCHAR NOT NULL,
         created_at TIMESTAMP DEFAULT current_timestamp
     """,
@@ -162,6 +164,31 @@ TABLES: dict[str, str] = {
         prompt_tokens BIGINT,
         completion_tokens BIGINT,
         latency_s DOUBLE,
+        cost_usd DOUBLE,
+        created_at TIMESTAMP DEFAULT current_timestamp
+    """,
+    # the LLM ledger: one row per request whose results were committed (append-only: re-runs add rows,
+    # so spend is never forgotten); the budget is checked against its totals
+    "llm_calls": """
+        run_id VARCHAR NOT NULL,
+        layer VARCHAR NOT NULL,
+        latent INTEGER NOT NULL,
+        stage VARCHAR NOT NULL,
+        role VARCHAR NOT NULL,
+        explainer_fp VARCHAR NOT NULL,
+        fingerprint VARCHAR NOT NULL,
+        scorer VARCHAR,
+        batch_index INTEGER,
+        engine VARCHAR NOT NULL,
+        model VARCHAR NOT NULL,
+        status VARCHAR NOT NULL,
+        error VARCHAR,
+        attempts INTEGER NOT NULL,
+        prompt_tokens INTEGER NOT NULL,
+        cached_tokens INTEGER NOT NULL,
+        completion_tokens INTEGER NOT NULL,
+        latency_s DOUBLE NOT NULL,
+        cost_usd DOUBLE NOT NULL,
         created_at TIMESTAMP DEFAULT current_timestamp
     """,
 }

@@ -1,20 +1,30 @@
 import dagster as dg
 
 from ...core import pipeline
+from ...core.llm.accounting import BudgetExceeded
 from ..metadata import table_md
 from ..partitions import PARTITIONS, bounds
 from ..resources import LLMResource, ProjectResource
 from .examples import examples
 
 
+def budget_failure(e: BudgetExceeded) -> dg.Failure:
+    """A budget stop: the committed work and its spend are reported; the run stops (a re-run continues)."""
+    summary = {k: v for k, v in getattr(e, "summary", {}).items() if isinstance(v, (int, float, str, bool))}
+    return dg.Failure(description=str(e), metadata=summary, allow_retries=False)
+
+
 @dg.asset(group_name="explanations", kinds={"vllm", "duckdb"}, partitions_def=PARTITIONS, deps=[examples],
           description="One explanation per selected latent and explainer fingerprint; parse failures kept with "
-                      "their raw text (never scored).")
+                      "their raw text (never scored). Every LLM call is accounted in llm_calls.")
 def explanations(context: dg.AssetExecutionContext, project: ProjectResource, llm: LLMResource) -> dg.MaterializeResult:
     ctx = project.context(context.log)
     layer, first, last = bounds(context.partition_key)
     client = llm.client(ctx.cfg.explainer.llm, ctx.workdir)
-    out = pipeline.run_explanations(ctx, client, layer, first, last)
+    try:
+        out = pipeline.run_explanations(ctx, client, layer, first, last)
+    except BudgetExceeded as e:
+        raise budget_failure(e) from None
     sample = [{"latent": lat, "explanation": (text or "(parse failure)")[:120]} for lat, text in out.pop("sample")]
     status = out.pop("status")
     return dg.MaterializeResult(metadata={
