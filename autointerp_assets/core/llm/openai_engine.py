@@ -76,6 +76,8 @@ class OpenAIClient:
         self.backoff_max_s = backoff_max_s
         self._semaphores: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # per event loop
         self._closed = False
+        self.in_flight = 0  # requests awaiting the server now, and the most ever (throughput checks)
+        self.peak_in_flight = 0
 
     def __repr__(self) -> str:
         return f"OpenAIClient(model={self.model!r}, base_url={self.base_url!r})"
@@ -141,7 +143,12 @@ class OpenAIClient:
             wait: float | None = None
             try:
                 async with sem:
-                    completion = await client.chat.completions.create(**kw)
+                    self.in_flight += 1
+                    self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+                    try:
+                        completion = await client.chat.completions.create(**kw)
+                    finally:
+                        self.in_flight -= 1
                 resp = self._response(completion, req, time.perf_counter() - t0)
                 resp.attempts = attempt + 1
                 return resp
