@@ -1,9 +1,10 @@
 """One forward pass over the corpus for every hookpoint, stopped after the deepest hook.
 
-Hooks capture each hookpoint's output; once all have fired the forward pass is aborted, so layers
-after the deepest hook (and the LM head) never run. The residuals are encoded by each hookpoint's
-sparse coder and only non-zero activations leave this module, as flat numpy arrays per batch.
-Position 0 (BOS) is excluded: its norm is ~150x the others in SmolLM2.
+Hooks capture each hookpoint's output, or its input for coders that read a module's input
+(transcoders, ``resid_pre`` SAEs) -- chosen per hookpoint. Once all have fired the forward pass is
+aborted, so layers after the deepest hook (and the LM head) never run. The activations are encoded
+by each hookpoint's sparse coder and only non-zero latents leave this module, as flat numpy arrays
+per batch. Position 0 (BOS) is excluded: its norm is ~150x the others in SmolLM2.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import difflib
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator, Mapping, Sequence
+import re
+from typing import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -40,12 +42,45 @@ def load_subject_model(model: str, dtype: str = "bfloat16", threads: int = 0):
 
 def resolve_hookpoints(model: torch.nn.Module, names: Sequence[str]) -> dict[str, torch.nn.Module]:
     """Map each hookpoint to a module; ``layers.6`` also finds ``model.layers.6`` in a CausalLM."""
+    return {name: mod for name, (_full, mod) in _named(model, names).items()}
+
+
+def hook_width(model: torch.nn.Module, hookpoints: Sequence[str], inputs: Collection[str] = ()) -> dict[str, int]:
+    """Width at each hookpoint (its input for those in ``inputs``), from one 2-token forward pass."""
+    with Residuals(model, hookpoints, inputs) as res:
+        return {name: int(t.shape[-1]) for name, t in res.run(torch.tensor([[0, 1]])).items()}
+
+
+def meta_model(model_dir: str) -> torch.nn.Module:
+    """The subject model's module tree on the meta device: names and shapes without loading weights."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir))
+
+
+_BLOCK = re.compile(r"(^|\.)(layers|h|blocks|layer)\.\d+$")
+
+
+def expected_width(model: torch.nn.Module, hookpoint: str, hook_input: bool) -> int | None:
+    """Width at a hookpoint known without running the model: residual blocks and Linear modules; else None."""
+    name, mod = _named(model, [hookpoint])[hookpoint]
+    if isinstance(mod, torch.nn.Linear):
+        return mod.in_features if hook_input else mod.out_features
+    if _BLOCK.search(name):
+        cfg = getattr(model, "config", None)
+        cfg = getattr(cfg, "get_text_config", lambda: cfg)()
+        return getattr(cfg, "hidden_size", None)
+    return None
+
+
+def _named(model: torch.nn.Module, names: Sequence[str]) -> dict[str, tuple[str, torch.nn.Module]]:
     modules = dict(model.named_modules())
     out = {}
     for name in names:
         for prefix in ("", "model.", "transformer.", "gpt_neox.", "model.language_model."):
             if prefix + name in modules:
-                out[name] = modules[prefix + name]
+                out[name] = (prefix + name, modules[prefix + name])
                 break
         else:
             near = difflib.get_close_matches(name, modules.keys(), n=3, cutoff=0.5)
@@ -53,39 +88,45 @@ def resolve_hookpoints(model: torch.nn.Module, names: Sequence[str]) -> dict[str
     return out
 
 
-def hook_width(model: torch.nn.Module, hookpoints: Sequence[str]) -> dict[str, int]:
-    """d_model at each hookpoint, from one 2-token forward pass."""
-    got = {}
-    with Residuals(model, hookpoints) as res:
-        ids = torch.tensor([[0, 1]])
-        for name, t in res.run(ids).items():
-            got[name] = int(t.shape[-1])
-    return got
-
-
 class Residuals:
-    """Context manager: forward hooks on the hookpoints; ``run(ids)`` returns {hookpoint: [B, T, d]}."""
+    """Context manager: hooks on the hookpoints; ``run(ids)`` returns {hookpoint: [B, T, d]}.
 
-    def __init__(self, model: torch.nn.Module, hookpoints: Sequence[str]):
+    Hookpoints in ``inputs`` capture the module's input (a forward pre-hook), the others its output.
+    """
+
+    def __init__(self, model: torch.nn.Module, hookpoints: Sequence[str], inputs: Collection[str] = ()):
         self.model = model
         self.modules = resolve_hookpoints(model, hookpoints)
+        self.inputs = set(inputs)
         self._captured: dict[str, torch.Tensor] = {}
         self._handles = []
 
     def __enter__(self):
         for name, mod in self.modules.items():
-            self._handles.append(mod.register_forward_hook(self._hook(name)))
+            if name in self.inputs:
+                self._handles.append(mod.register_forward_pre_hook(self._pre_hook(name), with_kwargs=True))
+            else:
+                self._handles.append(mod.register_forward_hook(self._hook(name)))
         return self
 
     def __exit__(self, *exc):
         for h in self._handles:
             h.remove()
 
+    def _store(self, name, tensor):
+        self._captured[name] = tensor
+        if len(self._captured) == len(self.modules):
+            raise _StopForward  # everything captured: skip the remaining layers
+
     def _hook(self, name):
         def fn(_mod, _inp, output):
-            self._captured[name] = output[0] if isinstance(output, tuple) else output
-            if len(self._captured) == len(self.modules):
-                raise _StopForward  # everything captured: skip the remaining layers
+            self._store(name, output[0] if isinstance(output, tuple) else output)
+
+        return fn
+
+    def _pre_hook(self, name):
+        def fn(_mod, args, kwargs):
+            self._store(name, args[0] if args else kwargs["hidden_states"])
 
         return fn
 
@@ -100,7 +141,6 @@ class Residuals:
         if missing:
             raise HookpointError(f"hookpoints {sorted(missing)} never ran in the forward pass")
         return self._captured
-
 
 @dataclass
 class BatchActivations:
@@ -120,17 +160,14 @@ def iter_batches(n_rows: int, batch_rows: int, start_row: int = 0) -> Iterator[t
 
 def encode_batch(residual: torch.Tensor, coder, row_start: int, latent_lo: int, latent_hi: int,
                  hookpoint: str) -> BatchActivations:
-    """Encode [B, T, d] residuals, drop BOS (pos 0), keep latents in [latent_lo, latent_hi)."""
+    """Encode [B, T, d] activations with any SparseCoder, drop BOS (pos 0), keep latents in [lo, hi)."""
     b, t, d = residual.shape
-    x = residual[:, 1:, :].reshape(-1, d).to(coder.dtype)
-    with torch.no_grad():
-        enc = coder.encode(x)
-    acts, idx = enc.top_acts, enc.top_indices  # [N, k]
-    k = idx.shape[1]
-    flat_tok = torch.arange(x.shape[0]).repeat_interleave(k)
+    x = residual[:, 1:, :].reshape(-1, d)
+    acts, idx = coder.encode(x)  # [N, m]
+    m = idx.shape[1]
     idx, acts = idx.reshape(-1), acts.reshape(-1).float()
     keep = (acts > 0) & (idx >= latent_lo) & (idx < latent_hi)
-    tok = flat_tok[keep]
+    tok = keep.nonzero().squeeze(1) // max(m, 1)
     return BatchActivations(
         hookpoint,
         idx[keep].numpy().astype(np.int32),
@@ -140,21 +177,21 @@ def encode_batch(residual: torch.Tensor, coder, row_start: int, latent_lo: int, 
     )
 
 
-def cache_batches(model, coders: Mapping[str, object], rows: np.ndarray, batch_rows: int,
-                  latent_lo: int, latent_hi: int, start_row: int = 0,
-                  progress: Callable[[int, int, float], None] | None = None,
+def cache_batches(model, coders: Mapping[str, object], batches: Iterable[tuple[int, np.ndarray]],
+                  latent_lo: int, latent_hi: int,
                   ) -> Iterator[tuple[int, int, list[BatchActivations], float]]:
-    """Yield (row_start, row_stop, per-hookpoint activations, seconds) per batch, from ``start_row``."""
-    n_rows = len(rows)
-    with Residuals(model, list(coders)) as res:
-        for a, b in iter_batches(n_rows, batch_rows, start_row):
+    """For each (row_start, rows) batch: one early-stopped forward pass, every hookpoint encoded.
+
+    Yields (row_start, row_stop, per-hookpoint activations, seconds). ``batches`` is consumed lazily,
+    so a caller streaming rows from storage keeps memory independent of the corpus size.
+    """
+    inputs = [h for h, c in coders.items() if getattr(c, "hook_input", False)]
+    with Residuals(model, list(coders), inputs) as res:
+        for a, rows in batches:
             t0 = time.perf_counter()
-            resid = res.run(torch.tensor(rows[a:b], dtype=torch.long))
+            resid = res.run(torch.from_numpy(np.ascontiguousarray(rows, dtype=np.int64)))
             out = [encode_batch(resid[h], coders[h], a, latent_lo, latent_hi, h) for h in coders]
-            dt = time.perf_counter() - t0
-            if progress:
-                progress(b, n_rows, dt)
-            yield a, b, out, dt
+            yield a, a + len(rows), out, time.perf_counter() - t0
 
 
 def collect_training_residuals(model, hookpoints: Sequence[str], rows: np.ndarray, batch_rows: int

@@ -47,9 +47,22 @@ class CorpusConfig(_Strict):
 class SaeConfig(_Strict):
     source: str = Field(
         "train",
-        description="'train' = train TopK SAEs in the pipeline (offline default), or a directory in "
-        "sparsify layout (<dir>/<hookpoint>/cfg.json + sae.safetensors).",
+        description="'train' = train TopK SAEs in the pipeline (offline default); a local directory; or "
+        "'hf:<repo>' on the Hugging Face Hub (only the hookpoints' sub-directories are downloaded). The coder of "
+        "a hookpoint lives in <source>/<paths[hookpoint] or hookpoint>/.",
     )
+    format: Literal["auto", "sparsify", "saelens", "gemmascope"] = Field(
+        "auto",
+        description="Checkpoint format: 'sparsify' (cfg.json + sae.safetensors; SAEs and transcoders), 'saelens' "
+        "(cfg.json + sae_weights.safetensors; standard/ReLU, topk, jumprelu), 'gemmascope' (params.npz, JumpReLU); "
+        "'auto' = told by the files in each hookpoint's directory.",
+    )
+    paths: dict[str, str] = Field(
+        default_factory=dict,
+        description="Sub-directory of source per hookpoint when it is not the hookpoint's name, e.g. "
+        "{layers.20: layer_20/width_16k/average_l0_71} (Gemma Scope) or {layers.8: blocks.8.hook_resid_pre} (SAELens).",
+    )
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) for 'hf:' sources.")
     expansion_factor: int = Field(8, gt=0, description="Latents = expansion_factor * d_model (train only).")
     k: int = Field(32, gt=0, description="TopK active latents per token (train only).")
     train_tokens: int = Field(65_536, gt=0, description="Tokens of the corpus used to train (train only).")
@@ -79,9 +92,14 @@ class LatentsConfig(_Strict):
 
 
 class CachingConfig(_Strict):
-    batch_rows: int = Field(16, gt=0, description="Corpus rows per forward pass.")
+    batch_rows: int = Field(16, gt=0, description="Corpus rows per forward pass; each batch commits with its "
+                            "progress mark (a killed run resumes after the last committed batch).")
     dtype: Literal["bfloat16", "float32", "float16"] = Field("bfloat16", description="Subject model dtype.")
     threads: int = Field(0, ge=0, description="torch threads; 0 = leave torch's default.")
+    read_rows: int = Field(512, gt=0, description="Corpus rows read from DuckDB at a time (memory stays "
+                           "independent of corpus.n_tokens).")
+    duckdb_memory_gb: float = Field(1.0, gt=0, description="DuckDB memory limit while sorting the finished cache "
+                                    "by (layer, latent); larger sorts spill to disk.")
 
 
 class SamplerConfig(_Strict):

@@ -49,6 +49,23 @@ def test_forward_pass_stops_after_the_deepest_hook(lm):
     assert torch.allclose(out["layers.3"], full[4], atol=1e-5)  # hidden_states[i+1] = output of layer i
 
 
+def test_input_hooks_read_the_module_input_and_stop_before_it_runs(lm):
+    ran = []
+    h4 = lm.model.layers[4].register_forward_hook(lambda *a: ran.append(4))
+    ids = torch.tensor([[0, 504, 2112, 314]])
+    try:
+        with caching.Residuals(lm, ["layers.1", "layers.4"], inputs=["layers.4"]) as res:
+            out = res.run(ids)
+    finally:
+        h4.remove()
+    assert ran == []  # the deepest hook reads layer 4's input: layer 4 itself never runs
+    full = lm(input_ids=ids, output_hidden_states=True).hidden_states
+    assert torch.allclose(out["layers.4"], full[4], atol=1e-5)  # input of layer 4 = output of layer 3
+    assert torch.allclose(out["layers.1"], full[2], atol=1e-5)
+    assert caching.hook_width(lm, ["layers.4", "layers.2.mlp.down_proj"], inputs=["layers.2.mlp.down_proj"]) == \
+        {"layers.4": 576, "layers.2.mlp.down_proj": 1536}
+
+
 def test_encode_matches_a_reference_topk(sae_dir):
     sae = load_sparse_coder(sae_dir, "layers.2")
     torch.manual_seed(1)
@@ -57,7 +74,7 @@ def test_encode_matches_a_reference_topk(sae_dir):
     # reference: relu(W (x - b_dec) + b), keep the top 4 per token; BOS (pos 0) excluded
     x = resid[:, 1:, :].reshape(-1, 576)
     with torch.no_grad():
-        pre = torch.relu((x - sae.b_dec) @ sae.encoder.weight.T + sae.encoder.bias)
+        pre = torch.relu((x - sae.sae.b_dec) @ sae.sae.encoder.weight.T + sae.sae.encoder.bias)
     vals, idx = pre.topk(4, dim=-1)
     ref = {(10 + t // 5, 1 + t % 5, int(i)): float(v) for t in range(10) for v, i in zip(vals[t], idx[t]) if v > 0}
     mine = {(int(r), int(p), int(l)): float(v) for r, p, l, v in zip(got.row_id, got.pos, got.latent, got.value)}
@@ -69,7 +86,7 @@ def test_encode_matches_a_reference_topk(sae_dir):
 
 
 def test_checkpoint_layout_errors(sae_dir, tmp_path):
-    with pytest.raises(SparseCoderError, match="hookpoints present: \\['layers.2'\\]"):
+    with pytest.raises(SparseCoderError, match=r"no sparse coder for hookpoint 'layers.7'.*nearest.*\['layers.2'\]"):
         load_sparse_coder(sae_dir, "layers.7")
     with pytest.raises(SparseCoderError, match="does not exist"):
         load_sparse_coder(tmp_path / "nowhere", "layers.2")

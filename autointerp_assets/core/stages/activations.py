@@ -1,20 +1,29 @@
-"""Stage activations: one resumable forward pass for every hookpoint, then per-partition publishing."""
+"""Stage activations: one resumable forward pass for every hookpoint, then per-partition publishing.
+
+The forward pass streams each batch's non-zeros into ``activation_batches`` together with its
+``cache_progress`` mark (one transaction), reading the corpus ``caching.read_rows`` rows at a time,
+so memory does not grow with the corpus and a killed run resumes after its last committed batch.
+When the pass is complete the batches move, sorted by (layer, latent, token), into
+``activation_cache`` (DuckDB sorts out of core under ``caching.duckdb_memory_gb``). Publishing a
+partition is one row in ``activation_partitions``; the ``activations`` view reads through it.
+"""
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
+from typing import Callable, Iterator
 
-import polars as pl
+import numpy as np
+import pyarrow as pa
 
 from .. import caching
 from ..fingerprint import fingerprint
-from ..sparse_coders import load_sparse_coder
+from ..storage.warehouse import arrow_table
 from .context import Context, model_identity
-from .corpus import load_rows
-from .sparse_coders import coder_rows
+from .sparse_coders import check_width, coder_rows, load_coders
 
-CACHE_VERSION = "topk-nonzero-v1"
+CACHE_VERSION = "sparse-fp16-v2"
+FP16_MAX = 65504.0
 
 
 def activations_fp(ctx: Context, layer: str, coders: dict[str, dict]) -> str:
@@ -29,64 +38,129 @@ def cache_fp(ctx: Context, coders: dict[str, dict]) -> str:
                                  "latents": [lat.start, lat.stop]})
 
 
-def ensure_cache(ctx: Context) -> tuple[str, dict]:
-    """One forward pass over the corpus for all hookpoints (resumable); reused when already complete."""
+def fp16_bits(values: np.ndarray) -> np.ndarray:
+    """float32 -> IEEE float16 bit patterns (uint16), clamped to float16's finite range."""
+    return np.clip(values, -FP16_MAX, FP16_MAX).astype(np.float16).view(np.uint16)
+
+
+def stream_rows(ctx: Context, start_row: int, n_rows: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(row_start, rows) batches of ``caching.batch_rows``, read from DuckDB ``read_rows`` at a time."""
+    batch = ctx.cfg.caching.batch_rows
+    chunk = max(batch, ctx.cfg.caching.read_rows // batch * batch)  # whole batches per read
+    fp = ctx.corpus_fp()
+    for lo in range(start_row, n_rows, chunk):
+        hi = min(lo + chunk, n_rows)
+        with ctx.wh.read() as con:
+            tbl = arrow_table(con.execute("SELECT token_ids FROM tokens WHERE corpus_fp = ? AND row_id >= ? "
+                                          "AND row_id < ? ORDER BY row_id", [fp, lo, hi]))
+        col = tbl.column("token_ids").combine_chunks()
+        rows = np.asarray(col.flatten(), dtype=np.int64).reshape(tbl.num_rows, -1)
+        if len(rows) != hi - lo:
+            raise RuntimeError(f"corpus rows {lo}..{hi} of {fp} are missing: re-materialize corpus_tokens")
+        for a in range(0, len(rows), batch):
+            yield lo + a, rows[a:a + batch]
+
+
+def ensure_cache(ctx: Context, on_commit: Callable[[int, int], None] | None = None) -> tuple[str, dict]:
+    """One forward pass over the corpus for all hookpoints (resumable); reused when already complete.
+
+    ``on_commit(row_start, row_stop)`` is called after each batch is committed.
+    """
     cfg = ctx.cfg
     coders = coder_rows(ctx)
     cfp = cache_fp(ctx, coders)
+    ctx_len = cfg.corpus.ctx_len
     with ctx.wh.read() as con:
         done = con.execute("SELECT n_tokens, n_nonzero, seconds FROM cache_complete WHERE cache_fp = ?", [cfp]).fetchone()
         start_row = con.execute("SELECT coalesce(max(row_stop), 0) FROM cache_progress WHERE cache_fp = ?",
                                 [cfp]).fetchone()[0]
+        n_rows = con.execute("SELECT count(*) FROM tokens WHERE corpus_fp = ?", [ctx.corpus_fp()]).fetchone()[0]
     if done:
         ctx.log(f"activation cache {cfp} complete: reusing it (no forward pass)")
         return cfp, {"reused": True, "tokens": done[0], "nonzero": done[1], "seconds": done[2]}
-    rows = load_rows(ctx)
-    n_rows = len(rows)
+    if n_rows == 0:
+        raise RuntimeError(f"no corpus rows for {ctx.corpus_fp()}: materialize corpus_tokens first")
+    if n_rows * ctx_len >= 2**31:
+        raise ValueError(f"{n_rows * ctx_len} tokens exceed the cache's 2^31 token index: lower corpus.n_tokens")
     if start_row:
-        ctx.log(f"resuming activation cache {cfp} at row {start_row}/{n_rows}")
+        ctx.log(f"resuming activation cache {cfp} at row {start_row}/{n_rows} (batches before it are committed)")
     with ctx.wh.write() as con:  # rows past the resume point can only be leftovers; keep the cache exact
-        con.execute("DELETE FROM activation_cache WHERE cache_fp = ? AND row_id >= ?", [cfp, start_row])
+        con.execute("DELETE FROM activation_batches WHERE cache_fp = ? AND token >= ?", [cfp, start_row * ctx_len])
     lm, _ = caching.load_subject_model(ctx.model_dir(), cfg.caching.dtype, cfg.caching.threads)
-    saes = {h: load_sparse_coder(Path(coders[h]["path"]).parent, h) for h in cfg.hookpoints}
-    t_start, done_tokens, last_log = time.perf_counter(), 0, 0.0
-    total_nz = 0
-    for a, b, per_hook, secs in caching.cache_batches(lm, saes, rows, cfg.caching.batch_rows,
-                                                       cfg.latents.start, cfg.latents.stop, start_row):
-        frame = pl.concat([pl.DataFrame({"cache_fp": cfp, "layer": ba.hookpoint, "latent": ba.latent,
-                                         "row_id": ba.row_id, "pos": ba.pos, "value": ba.value})
-                           for ba in per_hook])
-        with ctx.wh.write() as con:  # a batch and its progress mark commit together
-            ctx.wh.insert(con, "activation_cache", frame)
-            con.execute("INSERT INTO cache_progress (cache_fp, batch_index, row_start, row_stop, n_nonzero, seconds)"
-                        " VALUES (?, ?, ?, ?, ?, ?)", [cfp, a // cfg.caching.batch_rows, a, b, frame.height, secs])
-        total_nz += frame.height
-        done_tokens += (b - a) * cfg.corpus.ctx_len
+    saes = load_coders(coders)
+    inputs = [h for h, c in saes.items() if c.hook_input]
+    for h, width in caching.hook_width(lm, list(saes), inputs).items():  # exact, before the corpus pass
+        check_width(h, saes[h], width)
+    t_start, last_log, done_tokens = time.perf_counter(), 0.0, 0
+    total = n_rows * ctx_len
+    batches = stream_rows(ctx, start_row, n_rows)
+    for a, b, per_hook, secs in caching.cache_batches(lm, saes, batches, cfg.latents.start, cfg.latents.stop):
+        n_nz = _write_batch(ctx, cfp, a, b, per_hook, secs)
+        if on_commit:
+            on_commit(a, b)
+        done_tokens += (b - a) * ctx_len
         el = time.perf_counter() - t_start
-        if el - last_log > 10 or b == n_rows:
+        if el - last_log > 10 or b == n_rows or a == start_row:
             last_log = el
             rate = done_tokens / max(el, 1e-9)
-            eta = (n_rows - b) * cfg.corpus.ctx_len / max(rate, 1e-9)
-            ctx.log(f"caching: {b * cfg.corpus.ctx_len}/{n_rows * cfg.corpus.ctx_len} tokens, "
-                    f"{rate:,.0f} tok/s, ETA {eta:.0f}s")
+            ctx.log(f"caching: {b * ctx_len:,}/{total:,} tokens ({b / n_rows:.0%}), {rate:,.0f} tok/s, "
+                    f"ETA {(n_rows - b) * ctx_len / max(rate, 1e-9):.0f}s, last batch {n_nz:,} non-zeros")
+    forward_s = time.perf_counter() - t_start
+    n_nz = _finish(ctx, cfp, n_rows, forward_s)
     elapsed = time.perf_counter() - t_start
-    with ctx.wh.write() as con:
-        n_nz = con.execute("SELECT count(*) FROM activation_cache WHERE cache_fp = ?", [cfp]).fetchone()[0]
-        con.execute("INSERT INTO cache_complete (cache_fp, n_rows, n_tokens, n_nonzero, seconds) VALUES (?,?,?,?,?) "
-                    "ON CONFLICT DO NOTHING", [cfp, n_rows, n_rows * cfg.corpus.ctx_len, n_nz, elapsed])
-    tokens = (n_rows - start_row) * cfg.corpus.ctx_len
+    ctx.log(f"activation cache {cfp}: {n_nz:,} non-zeros sorted by (layer, latent) in {elapsed - forward_s:.1f}s")
+    tokens = (n_rows - start_row) * ctx_len
     return cfp, {"reused": False, "tokens": tokens, "nonzero": int(n_nz), "seconds": round(elapsed, 2),
                  "tokens_per_s": round(tokens / max(elapsed, 1e-9), 1)}
 
 
+def _write_batch(ctx: Context, cfp: str, a: int, b: int, per_hook: list, secs: float) -> int:
+    """A batch's non-zeros and its progress mark, in one transaction."""
+    ctx_len, n = ctx.cfg.corpus.ctx_len, 0
+    with ctx.wh.write() as con:
+        for ba in per_hook:
+            if not len(ba.latent):
+                continue
+            tbl = pa.table({"latent": ba.latent, "token": ba.row_id * np.int32(ctx_len) + ba.pos.astype(np.int32),
+                            "value_bits": fp16_bits(ba.value)})
+            con.register("_batch", tbl)
+            try:
+                con.execute("INSERT INTO activation_batches SELECT ?, ?, latent, token, value_bits FROM _batch",
+                            [cfp, ba.hookpoint])
+            finally:
+                con.unregister("_batch")
+            n += len(ba.latent)
+        con.execute("INSERT INTO cache_progress (cache_fp, batch_index, row_start, row_stop, n_nonzero, seconds)"
+                    " VALUES (?, ?, ?, ?, ?, ?)", [cfp, a // ctx.cfg.caching.batch_rows, a, b, n, secs])
+    return n
+
+
+def _finish(ctx: Context, cfp: str, n_rows: int, seconds: float) -> int:
+    """Move the streamed batches, sorted by (layer, latent, token), into activation_cache; mark complete."""
+    with ctx.wh.write() as con:
+        con.execute(f"SET memory_limit = '{ctx.cfg.caching.duckdb_memory_gb}GB'")
+        con.execute("DELETE FROM activation_cache WHERE cache_fp = ?", [cfp])
+        con.execute("INSERT INTO activation_cache SELECT cache_fp, layer, latent, token, value_bits "
+                    "FROM activation_batches WHERE cache_fp = ? ORDER BY layer, latent, token", [cfp])
+        con.execute("DELETE FROM activation_batches WHERE cache_fp = ?", [cfp])
+        n_nz = con.execute("SELECT count(*) FROM activation_cache WHERE cache_fp = ?", [cfp]).fetchone()[0]
+        con.execute("INSERT INTO cache_complete (cache_fp, n_rows, n_tokens, n_nonzero, seconds) VALUES (?,?,?,?,?) "
+                    "ON CONFLICT DO NOTHING", [cfp, n_rows, n_rows * ctx.cfg.corpus.ctx_len, n_nz, seconds])
+    with ctx.wh.write() as con:
+        con.execute("CHECKPOINT")  # compress the sorted rows now (and free the staging blocks)
+    return int(n_nz)
+
+
 def publish_activations(ctx: Context, cfp: str, layer: str, first: int, last: int) -> int:
+    """Make (layer, first..last) of cache ``cfp`` the partition's activations; replaces exactly it."""
     coders = coder_rows(ctx)
     afp = activations_fp(ctx, layer, coders)
     with ctx.wh.write() as con:
-        ctx.wh.delete_partition(con, "activations", layer, first, last)
-        con.execute("INSERT INTO activations BY NAME SELECT layer, latent, row_id, pos, value, ? AS activations_fp "
-                    "FROM activation_cache WHERE cache_fp = ? AND layer = ? AND latent BETWEEN ? AND ? "
-                    "ORDER BY latent, row_id, pos", [afp, cfp, layer, first, last])
-        n = con.execute("SELECT count(*) FROM activations WHERE layer = ? AND latent BETWEEN ? AND ?",
-                        [layer, first, last]).fetchone()[0]
+        con.execute("DELETE FROM activation_partitions WHERE layer = ? AND first_latent <= ? AND last_latent >= ?",
+                    [layer, last, first])
+        n = con.execute("SELECT count(*) FROM activation_cache WHERE cache_fp = ? AND layer = ? "
+                        "AND latent BETWEEN ? AND ?", [cfp, layer, first, last]).fetchone()[0]
+        con.execute("INSERT INTO activation_partitions (layer, first_latent, last_latent, cache_fp, activations_fp, "
+                    "ctx_len, n_nonzero) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [layer, first, last, cfp, afp, ctx.cfg.corpus.ctx_len, n])
     return int(n)

@@ -1,4 +1,4 @@
-"""Stage sparse_coders: train TopK SAEs on the hookpoints' residuals, or load a sparsify checkpoint."""
+"""Stage sparse_coders: train TopK SAEs on the hookpoints' residuals, or load a checkpoint in any format."""
 
 from __future__ import annotations
 
@@ -9,75 +9,95 @@ import polars as pl
 
 from .. import caching
 from ..fingerprint import fingerprint
-from ..sparse_coders import coder_info, load_sparse_coder, train_topk_sae
+from ..sparse_coders import (SparseCoderError, checkpoint_dir, coder_info, load_dir, resolve_source, subdir,
+                             train_topk_sae)
 from .context import Context, model_identity
 from .corpus import load_rows
 
+_LOAD_ONLY = {"format", "paths", "revision"}  # loading settings: not part of what training makes (keeps old fps)
+
 
 def sae_train_spec(ctx: Context) -> dict:
-    return {"sae": ctx.cfg.sae.model_dump(), "hookpoints": list(ctx.cfg.hookpoints),
+    return {"sae": ctx.cfg.sae.model_dump(exclude=_LOAD_ONLY), "hookpoints": list(ctx.cfg.hookpoints),
             "corpus_fp": ctx.corpus_fp(), "model": model_identity(ctx.cfg.subject_model, ctx.workdir),
             "dtype": ctx.cfg.caching.dtype}
 
 
 def sae_root(ctx: Context) -> Path:
-    if ctx.cfg.sae.source != "train":
-        return ctx.cfg.resolve(ctx.cfg.sae.source)
-    return ctx.workdir / "sparse_coders" / fingerprint("sae-train", sae_train_spec(ctx))
+    sae = ctx.cfg.sae
+    if sae.source == "train":
+        return ctx.workdir / "sparse_coders" / fingerprint("sae-train", sae_train_spec(ctx))
+    if sae.source.startswith("hf:"):
+        return resolve_source(sae.source, [subdir(h, sae.paths) for h in ctx.cfg.hookpoints], sae.revision)
+    return resolve_source(str(ctx.cfg.resolve(sae.source)), [])
 
 
 def run_sparse_coders(ctx: Context) -> list[dict]:
     cfg = ctx.cfg
+    hooks = list(cfg.hookpoints)
+    stray = sorted(set(cfg.sae.paths) - set(hooks))
+    if stray:
+        raise SparseCoderError(f"sae.paths names {stray}, which are not hookpoints {hooks}: fix sae.paths")
+    # Hookpoint names are checked on the model's module tree (no weights loaded) before anything heavy.
+    skeleton = caching.meta_model(ctx.model_dir())
+    caching.resolve_hookpoints(skeleton, hooks)
     root = sae_root(ctx)
     stats: dict[str, dict] = {}
-    hooks = list(cfg.hookpoints)
-    missing = [h for h in hooks if not (root / h / "sae.safetensors").exists()]
-    lm = None
-    if cfg.sae.source == "train" and missing:
-        lm, _ = caching.load_subject_model(ctx.model_dir(), cfg.caching.dtype, cfg.caching.threads)
-        n_rows = max(1, cfg.sae.train_tokens // cfg.corpus.ctx_len)
-        rows = load_rows(ctx, n_rows)
-        t0 = time.perf_counter()
-        resid = caching.collect_training_residuals(lm, missing, rows, cfg.caching.batch_rows)
-        ctx.log(f"collected {len(rows) * (cfg.corpus.ctx_len - 1)} training tokens at {missing} "
-                f"in {time.perf_counter() - t0:.1f}s")
-        for h in missing:
-            sae, st = train_topk_sae(resid.pop(h), cfg.sae, log=lambda m, h=h: ctx.log(f"{h}: {m}"))
-            tmp = root / (h + ".tmp")
-            sae.save_to_disk(tmp)
-            tmp.rename(root / h)  # atomic: a half-written SAE is never picked up
-            stats[h] = st
+    if cfg.sae.source == "train":
+        stats = _train_missing(ctx, root, [h for h in hooks if not (root / h / "sae.safetensors").exists()])
     infos = []
+    paths = {} if cfg.sae.source == "train" else cfg.sae.paths
     for h in hooks:
-        sae = load_sparse_coder(root, h)
-        info = coder_info(root, h, sae)
-        _check_width(ctx, h, info.d_in, lm)
-        if cfg.latents.stop > info.num_latents:
-            raise ValueError(f"latents.stop ({cfg.latents.stop}) exceeds the {info.num_latents} latents of the "
-                             f"sparse coder at {h}: lower latents.stop")
+        d = checkpoint_dir(root, h, paths)
+        coder = load_dir(d, "sparsify" if cfg.sae.source == "train" else cfg.sae.format)
+        check_width(h, coder, caching.expected_width(skeleton, h, coder.hook_input))
+        if cfg.latents.stop > coder.num_latents:
+            raise SparseCoderError(f"latents.stop ({cfg.latents.stop}) exceeds the {coder.num_latents} latents of "
+                                   f"the sparse coder at {h}: lower latents.stop")
+        info = coder_info(d, h, coder)
         st = stats.get(h, {})
         infos.append({"layer": h, "sae_fp": fingerprint("sae", {"digest": info.digest}), "path": info.path,
-                      "d_in": info.d_in, "num_latents": info.num_latents, "k": info.k,
+                      "d_in": info.d_in, "num_latents": info.num_latents, "k": info.k, "format": info.format,
+                      "architecture": info.architecture, "hook_input": info.hook_input,
                       "source": cfg.sae.source, "train_tokens": st.get("train_tokens"),
                       "fvu": st.get("fvu"), "dead_fraction": st.get("dead_fraction")})
-    frame = pl.DataFrame(infos)
+    frame = pl.DataFrame(infos, schema_overrides={"train_tokens": pl.Int64, "fvu": pl.Float64,
+                                                  "dead_fraction": pl.Float64, "k": pl.Int64})
     with ctx.wh.write() as con:
         con.execute(f"DELETE FROM sparse_coders WHERE layer IN ({','.join('?' * len(hooks))})", hooks)
         for i in infos:
-            prev = con.execute("SELECT 1 FROM fingerprints WHERE fingerprint = ?", [i["sae_fp"]]).fetchone()
-            if not prev:
-                ctx.wh.record_fingerprint(con, i["sae_fp"], "sae", {"layer": i["layer"], "path": i["path"]})
+            ctx.wh.record_fingerprint(con, i["sae_fp"], "sae", {"layer": i["layer"], "path": i["path"],
+                                                                "format": i["format"]})
         ctx.wh.insert(con, "sparse_coders", frame)
     return infos
 
 
-def _check_width(ctx: Context, hookpoint: str, d_in: int, lm=None) -> None:
-    from transformers import AutoConfig
+def _train_missing(ctx: Context, root: Path, missing: list[str]) -> dict[str, dict]:
+    if not missing:
+        return {}
+    cfg = ctx.cfg
+    lm, _ = caching.load_subject_model(ctx.model_dir(), cfg.caching.dtype, cfg.caching.threads)
+    rows = load_rows(ctx, max(1, cfg.sae.train_tokens // cfg.corpus.ctx_len))
+    t0 = time.perf_counter()
+    resid = caching.collect_training_residuals(lm, missing, rows, cfg.caching.batch_rows)
+    ctx.log(f"collected {len(rows) * (cfg.corpus.ctx_len - 1)} training tokens at {missing} "
+            f"in {time.perf_counter() - t0:.1f}s")
+    stats = {}
+    for h in missing:
+        sae, st = train_topk_sae(resid.pop(h), cfg.sae, log=lambda m, h=h: ctx.log(f"{h}: {m}"))
+        tmp = root / (h + ".tmp")
+        sae.save_to_disk(tmp)
+        tmp.rename(root / h)  # atomic: a half-written SAE is never picked up
+        stats[h] = st
+    return stats
 
-    width = getattr(AutoConfig.from_pretrained(ctx.model_dir()), "hidden_size", None)
-    if width is not None and width != d_in:
-        raise ValueError(f"the sparse coder at {hookpoint} expects d_in={d_in} but the model's width is {width}: "
-                         f"use the SAE trained for this model/hookpoint")
+
+def check_width(hookpoint: str, coder, width: int | None) -> None:
+    """d_in must equal the model's width where the coder reads (None = not known without a forward pass)."""
+    if width is not None and width != coder.d_in:
+        where = "input" if coder.hook_input else "output"
+        raise SparseCoderError(f"the sparse coder at {hookpoint} expects d_in={coder.d_in} but the model's {where} "
+                               f"there has width {width}: use the coder trained for this model and hookpoint")
 
 
 def coder_rows(ctx: Context) -> dict[str, dict]:
@@ -87,3 +107,8 @@ def coder_rows(ctx: Context) -> dict[str, dict]:
     if set(got) != set(hooks):
         raise RuntimeError(f"no sparse coder recorded for {sorted(set(hooks) - set(got))}: materialize sparse_coders")
     return got
+
+
+def load_coders(rows: dict[str, dict]) -> dict:
+    """The recorded coder of each hookpoint, loaded from its directory in its format."""
+    return {h: load_dir(Path(r["path"]), r.get("format") or "sparsify") for h, r in rows.items()}

@@ -31,20 +31,25 @@ TABLES: dict[str, str] = {
         d_in INTEGER NOT NULL,
         num_latents INTEGER NOT NULL,
         k INTEGER,
+        format VARCHAR,
+        architecture VARCHAR,
+        hook_input BOOLEAN,
         source VARCHAR NOT NULL,
         train_tokens BIGINT,
         fvu DOUBLE,
         dead_fraction DOUBLE,
         created_at TIMESTAMP DEFAULT current_timestamp
     """,
-    # internal: non-zero latent activations streamed by the one forward pass, all partitions at once
+    # internal: the non-zero latent activations of a finished forward pass (all partitions at once),
+    # compact: token = row_id * ctx_len + pos, value_bits = the value as IEEE float16 bits; rows are
+    # sorted by (layer, latent, token) so zone maps skip other latents and bitpacking/RLE compress
+    # (~3-4 bytes per non-zero on disk). Read it through the `activations` view.
     "activation_cache": """
         cache_fp VARCHAR NOT NULL,
         layer VARCHAR NOT NULL,
         latent INTEGER NOT NULL,
-        row_id INTEGER NOT NULL,
-        pos SMALLINT NOT NULL,
-        value REAL NOT NULL
+        token INTEGER NOT NULL,
+        value_bits USMALLINT NOT NULL
     """,
     # internal: committed batches of the forward pass (resume point) and completion marks
     "cache_progress": """
@@ -64,14 +69,17 @@ TABLES: dict[str, str] = {
         seconds DOUBLE NOT NULL,
         completed_at TIMESTAMP DEFAULT current_timestamp
     """,
-    # published non-zero activations of a partition (BOS position excluded)
-    "activations": """
+    # published partitions of `activations`: which cache serves (layer, first..last); replacing a row
+    # replaces exactly that partition in the view, in one transaction
+    "activation_partitions": """
         layer VARCHAR NOT NULL,
-        latent INTEGER NOT NULL,
-        row_id INTEGER NOT NULL,
-        pos SMALLINT NOT NULL,
-        value REAL NOT NULL,
-        activations_fp VARCHAR NOT NULL
+        first_latent INTEGER NOT NULL,
+        last_latent INTEGER NOT NULL,
+        cache_fp VARCHAR NOT NULL,
+        activations_fp VARCHAR NOT NULL,
+        ctx_len INTEGER NOT NULL,
+        n_nonzero BIGINT NOT NULL,
+        published_at TIMESTAMP DEFAULT current_timestamp
     """,
     # per latent: firing statistics over the cached corpus
     "latent_stats": """
@@ -83,6 +91,7 @@ TABLES: dict[str, str] = {
         max_activation REAL,
         mean_activation REAL,
         quantile_edges REAL[],
+        histogram INTEGER[],
         status VARCHAR NOT NULL,
         activations_fp VARCHAR NOT NULL
     """,
@@ -194,9 +203,36 @@ TABLES: dict[str, str] = {
 }
 
 # Tables rewritten per partition (layer, latent range).
-PARTITIONED = ("activations", "latent_stats", "latent_selection", "examples", "explanations", "score_items", "scores")
+PARTITIONED = ("latent_stats", "latent_selection", "latent_neighbours", "examples", "explanations", "score_items",
+               "scores")
+
+# Internal tables that are empty between runs: batches streamed by a running forward pass (same
+# compact columns as activation_cache, in batch order), moved sorted into activation_cache at the end.
+STAGING: dict[str, str] = {
+    "activation_batches": """
+        cache_fp VARCHAR NOT NULL,
+        layer VARCHAR NOT NULL,
+        latent INTEGER NOT NULL,
+        token INTEGER NOT NULL,
+        value_bits USMALLINT NOT NULL
+    """,
+}
+
+# IEEE float16 bits (USMALLINT) -> REAL: sign * (1024 + mantissa) * 2^(exponent - 25), subnormals m * 2^-24.
+FP16_TO_REAL = """(CASE WHEN ({b}::INTEGER >> 10) & 31 = 0 THEN ({b}::INTEGER & 1023) * pow(2, -24)
+        ELSE (1024 + ({b}::INTEGER & 1023)) * pow(2, (({b}::INTEGER >> 10) & 31) - 25) END
+        * CASE WHEN {b} >= 32768 THEN -1 ELSE 1 END)::REAL"""
 
 VIEWS: dict[str, str] = {
+    # published non-zero activations, one row per (layer, latent, row_id, pos), BOS excluded; value is
+    # float16-exact. A partition is visible once published (activation_partitions), never half of one.
+    "activations": f"""
+        SELECT c.layer, c.latent, (c.token // p.ctx_len)::INTEGER AS row_id, (c.token % p.ctx_len)::SMALLINT AS pos,
+               {FP16_TO_REAL.format(b="c.value_bits")} AS value, p.activations_fp
+        FROM activation_partitions p
+        JOIN activation_cache c ON c.cache_fp = p.cache_fp AND c.layer = p.layer
+                                AND c.latent BETWEEN p.first_latent AND p.last_latent
+    """,
     # the latest-made explanation per latent and explainer, with both headline scores side by side
     "latent_scores": """
         SELECT e.layer, e.latent, e.explainer_fp, e.explanation,
@@ -222,12 +258,21 @@ def columns(table: str) -> dict[str, str]:
 
 
 def migration_statements(existing: dict[str, set[str]]) -> list[str]:
-    """ALTER statements adding declared columns that an older database lacks (as nullable columns)."""
-    return [f"ALTER TABLE {t} ADD COLUMN {c} {typ}" for t, cols in existing.items() if t in TABLES
-            for c, typ in columns(t).items() if c not in cols]
+    """ALTER statements adding declared columns that an older database lacks (as nullable columns).
+
+    A database from before the compact activation cache (activation_cache with row_id/pos/value and a
+    table `activations`) drops both and forgets its forward passes: they are recomputed on demand.
+    """
+    out = []
+    if "activation_cache" in existing and "token" not in existing["activation_cache"]:
+        out += ["DROP TABLE IF EXISTS activations", "DROP TABLE activation_cache"]
+        out += [f"DELETE FROM {t}" for t in ("cache_progress", "cache_complete") if t in existing]
+        existing = {t: c for t, c in existing.items() if t not in ("activations", "activation_cache")}
+    return out + [f"ALTER TABLE {t} ADD COLUMN {c} {typ}" for t, cols in existing.items() if t in TABLES
+                  for c, typ in columns(t).items() if c not in cols]
 
 
 def create_statements() -> list[str]:
-    stmts = [f"CREATE TABLE IF NOT EXISTS {name} ({ddl.strip()})" for name, ddl in TABLES.items()]
+    stmts = [f"CREATE TABLE IF NOT EXISTS {name} ({ddl.strip()})" for name, ddl in {**TABLES, **STAGING}.items()]
     stmts += [f"CREATE OR REPLACE VIEW {name} AS {sql.strip()}" for name, sql in VIEWS.items()]
     return stmts

@@ -28,13 +28,27 @@ def activations(context: dg.AssetExecutionContext, project: ProjectResource) -> 
         "nonzero": sum(counts.values()), "nonzero_per_partition": dg.MetadataValue.json(counts)})
 
 
+def bars_md(counts: list[int], labels: list[str], title: str) -> dg.MetadataValue:
+    """Pre-binned counts as a markdown bar table."""
+    top = max(counts) or 1
+    lines = [f"**{title}** (n={sum(counts)})", "", "| bin from | count | |", "|---|---:|---|"]
+    lines += [f"| {lab} | {c} | {'█' * round(20 * c / top)} |" for lab, c in zip(labels, counts)]
+    return dg.MetadataValue.md("\n".join(lines))
+
+
 @dg.asset(group_name="activations", kinds={"duckdb"}, partitions_def=PARTITIONS, deps=[activations],
-          description="Per latent: firing count, density, max/mean activation, quantile edges, status "
-                      "(alive / too_rare / dead).")
+          description="Per latent: firing count, density, max/mean activation, quantile edges, a 16-bin activation "
+                      "histogram, status (alive / too_rare / dead; every latent listed).")
 def latent_stats(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.MaterializeResult:
     layer, first, last = bounds(context.partition_key)
     out = pipeline.run_latent_stats(project.context(context.log), layer, first, last)
     logd = [math.log10(d) for d in out["densities"] if d > 0]
+    bins = len(out["pooled_histogram"])
     return dg.MaterializeResult(metadata={
         **{f"latents_{k}": v for k, v in out["status_counts"].items()},
-        "density_histogram": histogram_md(logd, -6, 0, 12, "log10 firing density of live latents")})
+        "dead_latents": dg.MetadataValue.json(out["dead"][:200]),
+        "too_rare_latents": dg.MetadataValue.json(out["too_rare"][:200]),
+        "corpus_tokens": int(out["n_tokens"]),
+        "density_histogram": histogram_md(logd, -6, 0, 12, "log10 firing density of live latents"),
+        "activation_histogram": bars_md(out["pooled_histogram"], [f"{i / bins:.2f}" for i in range(bins)],
+                                        "activations of alive latents, relative to each latent's max")})

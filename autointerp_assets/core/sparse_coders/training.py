@@ -1,68 +1,17 @@
-"""Sparse coders: load sparsify-layout checkpoints, or train TopK SAEs for the offline default.
+"""Train TopK SAEs for the offline default (saved in sparsify layout, so they load like any checkpoint).
 
-On-disk layout (EleutherAI sparsify): ``<dir>/<hookpoint>/cfg.json`` + ``sae.safetensors``.
-Only the requested hookpoints are read (delphi's hub path loads every layer of a repo).
-Training follows sparsify's recipe: decoder-bias initialised at the data mean, unit-norm decoder,
-gradient parallel to decoder directions removed, SignSGD under a schedule-free wrapper.
+Follows sparsify's recipe: decoder-bias initialised at the data mean, unit-norm decoder, gradient
+parallel to decoder directions removed, SignSGD under a schedule-free wrapper.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
-from .config import SaeConfig
-from .fingerprint import file_digest
-
-
-class SparseCoderError(ValueError):
-    pass
-
-
-@dataclass
-class CoderInfo:
-    hookpoint: str
-    path: str
-    d_in: int
-    num_latents: int
-    k: int | None
-    digest: str
-    fvu: float | None = None
-    dead_fraction: float | None = None
-    train_tokens: int | None = None
-
-
-def checkpoint_dir(root: Path, hookpoint: str) -> Path:
-    return Path(root) / hookpoint
-
-
-def load_sparse_coder(root: str | Path, hookpoint: str, device: str = "cpu"):
-    from sparsify import SparseCoder
-
-    d = checkpoint_dir(Path(root), hookpoint)
-    if not Path(root).exists():
-        raise SparseCoderError(f"sparse coder dir {root} does not exist: fix sae.source")
-    if not (d / "cfg.json").exists() or not (d / "sae.safetensors").exists():
-        have = sorted(p.name for p in Path(root).iterdir() if p.is_dir())
-        raise SparseCoderError(
-            f"{d} lacks cfg.json + sae.safetensors (sparsify layout <dir>/<hookpoint>/...); "
-            f"hookpoints present: {have[:10]}"
-        )
-    return SparseCoder.load_from_disk(d, device=device)
-
-
-def coder_info(root: str | Path, hookpoint: str, sae=None) -> CoderInfo:
-    d = checkpoint_dir(Path(root), hookpoint)
-    cfg = json.loads((d / "cfg.json").read_text())
-    digest = file_digest(d / "sae.safetensors", limit=None) + ":" + file_digest(d / "cfg.json", limit=None)
-    if sae is None:
-        sae = load_sparse_coder(root, hookpoint)
-    return CoderInfo(hookpoint, str(d), int(sae.d_in), int(sae.num_latents), cfg.get("k"), digest)
+from ..config import SaeConfig
 
 
 def _fvu(sae, x: torch.Tensor, chunk: int = 8192) -> float:
