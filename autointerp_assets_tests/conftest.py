@@ -29,8 +29,9 @@ TINY = {
     "sae": {"expansion_factor": 2, "k": 16, "train_tokens": 16384, "epochs": 1, "batch_size": 1024},
     "latents": {"start": 0, "stop": 64, "range_size": 32, "max_per_range": 4},
     "caching": {"batch_rows": 16},
+    # centred windows + embedding hard negatives: the full examples path end to end (MiniLM, ~15 s)
     "sampler": {"min_examples": 12, "n_quantiles": 2, "n_train": 6, "n_test": 4, "n_non_activating": 4,
-                "example_ctx_len": 16},
+                "example_ctx_len": 16, "window": "centred", "non_activating_source": "embedding"},
     "explainer": {"llm": TEST_LLM, "max_tokens": 32},
     "scorer": {"examples_per_prompt": 4},
 }

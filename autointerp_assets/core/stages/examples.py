@@ -1,42 +1,77 @@
-"""Stage examples: train / test / non-activating windows of a partition (SQL in core.examples)."""
+"""Stage examples: train / test / non-activating windows of a partition (the science in core.examples)."""
 
 from __future__ import annotations
 
 from functools import lru_cache
 from typing import Sequence
 
+import polars as pl
+
 from .. import examples as examples_mod
+from ..examples import embeddings
+from ..examples.neighbours import decoder_rows
 from ..fingerprint import fingerprint
 from ..records import Example
 from .context import Context
 
 
-def _split_statements(sql: str) -> list[str]:
-    return [s.strip() for s in sql.split(";") if s.strip()]
+def _decode_fn(model_dir: str):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    return lambda ids: tok.batch_decode(ids)
 
 
 def run_examples(ctx: Context, layer: str, first: int, last: int) -> dict:
-    cfg = ctx.cfg
+    cfg, s = ctx.cfg, ctx.cfg.sampler
     afp = ctx.wh.scalar("SELECT any_value(activations_fp) FROM activations WHERE layer = ? AND latent BETWEEN ? AND ?",
                         [layer, first, last])
     if afp is None:
         raise RuntimeError(f"no activations for {layer} {first}-{last}: materialize activations first")
-    spec = examples_mod.sampler_spec(cfg.sampler, afp, cfg.latents.max_per_range)
+    corpus_fp = ctx.corpus_fp()
+    key, embedded = None, {}
+    if s.non_activating_source == "embedding":  # embed the corpus windows once (cached, resumable), outside the write
+        key = embeddings.model_key(s.embedding_model)
+        embedded = embeddings.ensure_window_embeddings(ctx.wh, corpus_fp, s.example_ctx_len, cfg.corpus.ctx_len,
+                                                       s.embedding_model, _decode_fn(ctx.model_dir()), ctx.log)
+    w_dec = None
+    if s.neighbour_type == "decoder":
+        path = ctx.wh.scalar("SELECT path FROM sparse_coders WHERE layer = ? ORDER BY created_at DESC LIMIT 1", [layer])
+        if path is None:
+            raise RuntimeError(f"neighbour_type 'decoder' needs the sparse coder of {layer}: materialize sparse_coders")
+        w_dec = decoder_rows(path, first, last)
+    spec = examples_mod.sampler_spec(s, afp, cfg.latents.max_per_range, {"key": key} if key else None)
     sfp = fingerprint("sampler", spec)
-    params = {"layer": layer, "first": first, "last": last, "corpus_fp": ctx.corpus_fp()}
-    sql = examples_mod.build_examples_sql(cfg.sampler, cfg.corpus.ctx_len, cfg.latents.max_per_range)
     with ctx.wh.write() as con:
         ctx.wh.record_fingerprint(con, sfp, "sampler", spec)
-        for stmt in _split_statements(sql):
-            con.execute(stmt, {k: v for k, v in params.items() if f"${k}" in stmt})
-        for table in ("examples", "latent_selection"):
+        examples_mod.build_examples(con, s, cfg.corpus.ctx_len, cfg.latents.max_per_range, layer, first, last,
+                                    corpus_fp, w_dec=w_dec, embedding_key=key)
+        for table in ("examples", "latent_selection", "latent_neighbours"):
             ctx.wh.delete_partition(con, table, layer, first, last)
         con.execute("INSERT INTO examples BY NAME SELECT *, ? AS sampler_fp FROM _examples", [sfp])
-        con.execute("INSERT INTO latent_selection BY NAME SELECT ? AS layer, latent, status, n_windows, ? AS sampler_fp "
-                    "FROM _selection", [layer, sfp])
-        status = dict(con.execute("SELECT status, count(*) FROM _selection GROUP BY status").fetchall())
+        sel = examples_mod.selection_frame(con, layer)
+        ctx.wh.insert(con, "latent_selection", sel.with_columns(sampler_fp=pl.lit(sfp)))
+        con.execute("INSERT INTO latent_neighbours BY NAME SELECT ? AS layer, latent, rank, neighbour, similarity, "
+                    "? AS kind, ? AS sampler_fp FROM _neighbours", [layer, s.neighbour_type, sfp])
         splits = dict(con.execute("SELECT split, count(*) FROM _examples GROUP BY split").fetchall())
-    return {"sampler_fp": sfp, "latents": status, "examples": splits}
+        sources = dict(con.execute("SELECT source, count(*) FROM _examples WHERE split = 'non_activating' "
+                                   "GROUP BY source").fetchall())
+        n_neighbours = con.execute("SELECT count(*) FROM _neighbours").fetchone()[0]
+    status = dict(sel.group_by("status").len().iter_rows())
+    unexplained = sel.filter(pl.col("status").is_in(["too_rare", "dead"]))
+    return {"sampler_fp": sfp, "latents": status, "examples": splits, "negative_sources": sources,
+            "neighbour_rows": n_neighbours, "embedded_windows": embedded.get("embedded_windows", 0),
+            "too_rare": unexplained.filter(pl.col("status") == "too_rare")["latent"].to_list(),
+            "dead": unexplained.filter(pl.col("status") == "dead")["latent"].to_list(),
+            "short": sel.filter((pl.col("status") == "selected") & (
+                (pl.col("n_train") < s.n_train) | (pl.col("n_test") < s.n_test)
+                | (pl.col("n_non_activating") < s.n_non_activating)))["latent"].to_list()}
+
+
+def check_examples(ctx: Context, layer: str, first: int, last: int) -> dict:
+    """The sampling rules checked on the stored partition (see core.examples.checks)."""
+    with ctx.wh.read() as con:
+        return examples_mod.disjointness(con, layer, first, last)
 
 
 @lru_cache(maxsize=4)

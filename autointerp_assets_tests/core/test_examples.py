@@ -1,0 +1,195 @@
+"""Examples on hand-built activations with known answers: windows, every train sampler, test, negatives."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from autointerp_assets.core import examples as ex
+from autointerp_assets.core.config import ConfigError, SamplerConfig, parse_config
+from autointerp_assets.core.storage import Warehouse
+from autointerp_assets_tests.core.examples_data import CORPUS, write_activations, write_tokens
+
+CTX, W, NW = 33, 8, 4  # rows of 33 tokens (BOS + 32): 4 fixed windows of 8 per row
+ROWS = 30
+BASE = dict(example_ctx_len=8, min_examples=10, n_quantiles=2, n_train=4, n_test=4, n_non_activating=4)
+
+
+def unit_value(r: int, k: int) -> float:
+    return (r * NW + k + 1) / 4  # distinct, exact in float16
+
+
+def strong_latent(latent: int = 0, rows=range(20)) -> list[tuple]:
+    """Fires once per window (offset 3) in the given rows, value rising with (row, window)."""
+    return [(latent, r, 1 + k * W + 3, unit_value(r, k)) for r in rows for k in range(NW)]
+
+
+@pytest.fixture()
+def wh(tmp_path) -> Warehouse:
+    w = Warehouse(tmp_path / "ex.duckdb")
+    rng = np.random.default_rng(0)
+    write_tokens(w, [[0] + rng.integers(1, 50, CTX - 1).tolist() for _ in range(ROWS)])
+    return w
+
+
+def build(wh, acts, ctx_len=CTX, first=0, last=3, max_per_range=None, **cfg) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(examples, latent selection) of the range; the neighbours table lands in ``wh.last_neighbours``."""
+    write_activations(wh, "L", first, last, ctx_len, acts)
+    scfg = SamplerConfig(**{**BASE, **cfg})
+    with wh.write() as con:
+        ex.build_examples(con, scfg, ctx_len, max_per_range, "L", first, last, CORPUS)
+        wh.last_neighbours = con.execute("SELECT latent, neighbour, similarity, rank FROM _neighbours "
+                                         "ORDER BY latent, rank").fetchall()
+        return con.execute("SELECT * FROM _examples ORDER BY latent, split, example_id").pl(), \
+            ex.selection_frame(con, "L").sort("latent")
+
+
+def split(frame, name, latent=0):
+    return frame.filter((pl.col("split") == name) & (pl.col("latent") == latent))
+
+
+def test_top_sampler_takes_the_strongest_windows_and_tokens_match_the_corpus(wh):
+    e, _ = build(wh, strong_latent(), train_type="top")
+    train = split(e, "train")
+    top = sorted((unit_value(r, k) for r in range(20) for k in range(NW)), reverse=True)[:4]
+    assert sorted(train["max_activation"].to_list(), reverse=True) == top
+    rows = wh.query("SELECT row_id, token_ids FROM tokens ORDER BY row_id")["token_ids"].to_list()
+    for r in train.iter_rows(named=True):
+        assert r["start_pos"] == 1 + (r["example_id"] % NW) * W
+        assert r["token_ids"] == rows[r["row_id"]][r["start_pos"]:r["start_pos"] + W]
+        assert r["acts"][3] == r["max_activation"] and sum(a > 0 for a in r["acts"]) == 1
+
+
+def test_quantile_bins_and_even_spread_over_them(wh):
+    e, _ = build(wh, strong_latent(), n_quantiles=4, n_train=6, n_test=8, min_examples=14)
+    # 80 windows ranked by value: bin 0 = the strongest 20, ... bin 3 = the weakest 20
+    ranked = sorted(((unit_value(r, k), r * NW + k) for r in range(20) for k in range(NW)), reverse=True)
+    bin_of = {wid: i // 20 for i, (_, wid) in enumerate(ranked)}
+    act = e.filter(pl.col("split") != "non_activating")
+    assert all(bin_of[i] == q for i, q in zip(act["example_id"], act["quantile"]))
+    # 6 train over 4 bins: 2, 2, 1, 1 (remainder to the strongest); 8 test: 2 per bin
+    assert split(e, "train").group_by("quantile").len().sort("quantile")["len"].to_list() == [2, 2, 1, 1]
+    assert split(e, "test").group_by("quantile").len().sort("quantile")["len"].to_list() == [2, 2, 2, 2]
+    assert not set(split(e, "train")["example_id"]) & set(split(e, "test")["example_id"])
+
+
+def test_random_sampler_is_seeded_and_mix_takes_the_top_share(wh):
+    a, _ = build(wh, strong_latent(), train_type="random", seed=1)
+    b, _ = build(wh, strong_latent(), train_type="random", seed=1)
+    c, _ = build(wh, strong_latent(), train_type="random", seed=2)
+    assert a.equals(b)
+    assert set(split(a, "train")["example_id"]) != set(split(c, "train")["example_id"])
+    m, _ = build(wh, strong_latent(), train_type="mix", ratio_top=0.5, n_train=6, n_quantiles=2)
+    vals = sorted(split(m, "train")["max_activation"].to_list(), reverse=True)
+    top = sorted((unit_value(r, k) for r in range(20) for k in range(NW)), reverse=True)
+    assert vals[:3] == top[:3]  # round(0.5 * 6) strongest, the other 3 spread over the bins
+    assert split(m, "train").filter(pl.col("max_activation") < top[2])["quantile"].n_unique() == 2
+
+
+def test_too_rare_and_dead_latents_are_listed_not_skipped(wh):
+    acts = strong_latent(0) + [(1, r, 2, 1.0) for r in range(3)]
+    e, sel = build(wh, acts, max_per_range=None)
+    assert sel.select("latent", "status", "n_windows").rows() == [
+        (0, "selected", 80, ), (1, "too_rare", 3), (2, "dead", 0), (3, "dead", 0)]
+    assert set(e["latent"]) == {0}
+    _, capped = build(wh, strong_latent(0) + strong_latent(2), max_per_range=1)
+    assert capped.filter(pl.col("latent") == 2)["status"][0] == "not_selected"
+
+
+def test_centred_windows_put_the_peak_at_the_offset_and_never_share_tokens_with_train(wh):
+    # peaks at every window's first token: a centred window (offset 6) reaches into the previous window
+    acts = [(0, r, 1 + k * W, unit_value(r, k)) for r in range(20) for k in range(NW)]
+    e, _ = build(wh, acts, window="centred", centre_offset=6, n_train=8, n_test=8, min_examples=16)
+    for r in e.filter(pl.col("split") != "non_activating").iter_rows(named=True):
+        peak = 1 + (r["example_id"] % NW) * W
+        assert r["start_pos"] == min(max(peak - 6, 1), CTX - W)
+        assert r["acts"][peak - r["start_pos"]] == r["max_activation"] == max(r["acts"])
+        assert len(r["token_ids"]) == W
+    train, test = split(e, "train"), split(e, "test")
+    for t in test.iter_rows(named=True):  # the rule: no token (row, pos) in both a train and a test window
+        for s in train.filter(pl.col("row_id") == t["row_id"]).iter_rows(named=True):
+            assert s["start_pos"] + W <= t["start_pos"] or t["start_pos"] + W <= s["start_pos"]
+    assert test.height == 8
+    with wh.write() as con:  # the stored-partition check agrees
+        wh.insert(con, "examples", e.with_columns(sampler_fp=pl.lit("s")))
+        assert ex.disjointness(con, "L", 0, 3) == {"overlapping_windows": 0, "shared_peaks": 0, "firing_negatives": 0}
+
+
+def test_random_negatives_are_silent_distinct_and_seeded_per_latent(wh):
+    acts = strong_latent(0, rows=range(10)) + strong_latent(1, rows=range(5, 20))
+    e, sel = build(wh, acts, n_non_activating=12)
+    neg0, neg1 = split(e, "non_activating", 0), split(e, "non_activating", 1)
+    assert neg0.height == neg1.height == 12 and sel["n_non_activating"].to_list()[:2] == [12, 12]
+    assert neg0["example_id"].n_unique() == 12  # without replacement
+    assert all(r >= 10 for r in neg0["row_id"]) and all(r < 5 or r >= 20 for r in neg1["row_id"])
+    assert all(max(a) == 0 for a in e.filter(pl.col("split") == "non_activating")["acts"])
+    assert set(neg0["example_id"]) != set(neg1["example_id"])  # not the same draws for every latent
+    assert set(neg0["source"]) == {"random"}
+
+
+def test_cooccurrence_neighbours_are_exact_jaccard_and_their_negatives_never_contain_the_latent(wh):
+    a = [(0, r, 1 + k * W + 1, 1.0) for r in range(12) for k in range(NW)]            # 48 windows, rows 0-11
+    b = [(1, r, 1 + k * W + 2, unit_value(r, k)) for r in range(6, 18) for k in range(NW)]  # rows 6-17: 24 shared
+    c = [(2, r, 1 + k * W + 5, 0.5) for r in range(10, 30) for k in range(NW)]         # rows 10-29: 8 shared with a
+    e, _ = build(wh, a + b + c, non_activating_source="neighbours", n_non_activating=10, windows_per_neighbour=6)
+    nb = wh.last_neighbours
+    jac = {(0, 1): 24 / (48 + 48 - 24), (0, 2): 8 / (48 + 80 - 8)}
+    assert [(x[0], x[1], x[3]) for x in nb if x[0] == 0] == [(0, 1, 1), (0, 2, 2)]
+    assert [round(x[2], 6) for x in nb if x[0] == 0] == [round(jac[(0, 1)], 6), round(jac[(0, 2)], 6)]
+    neg = split(e, "non_activating", 0)
+    assert neg.height == 10
+    fires_a = {(r, k) for r in range(12) for k in range(NW)}
+    assert not {(r, i % NW) for r, i in zip(neg["row_id"], neg["example_id"])} & fires_a
+    # neighbour 1 first: its 6 strongest windows outside latent 0 (rows 16-17), then neighbour 2's
+    from_b = neg.filter(pl.col("neighbour") == 1)
+    strongest_b = sorted(((unit_value(r, k), r * NW + k) for r in range(12, 18) for k in range(NW)), reverse=True)[:6]
+    assert sorted(from_b["example_id"]) == sorted(i for _, i in strongest_b)
+    assert set(neg["source"]) == {"neighbours"} and neg.filter(pl.col("neighbour") == 2).height == 4
+
+
+def test_decoder_neighbours_are_the_highest_cosines(tmp_path):
+    from safetensors.torch import save_file
+    import torch
+
+    w = torch.tensor([[1.0, 0, 0], [0.9, 0.1, 0], [0, 1, 0], [-1, 0, 0], [0.6, 0.8, 0]])
+    nb = ex.neighbours.decoder_neighbours(w, first=100, latents=[100, 102], n_neighbours=2, block=1)
+    cos = torch.nn.functional.normalize(w, dim=1) @ torch.nn.functional.normalize(w, dim=1).T
+    assert nb.filter(pl.col("latent") == 100)["neighbour"].to_list() == [101, 104]
+    assert nb.filter(pl.col("latent") == 102)["neighbour"].to_list() == [104, 101]
+    assert nb["similarity"][0] == pytest.approx(float(cos[0, 1]))
+    save_file({"W_dec": w, "encoder.weight": w.T.contiguous()}, str(tmp_path / "sae.safetensors"))
+    assert torch.equal(ex.neighbours.decoder_rows(tmp_path, 1, 3), w[1:4])
+
+
+def test_the_disjointness_check_fails_on_overlapping_data(wh):
+    write_activations(wh, "L", 0, 3, CTX, [(0, 0, 5, 2.0), (0, 0, 20, 1.0)])
+    row = {"layer": "L", "latent": 0, "quantile": 0, "row_id": 0, "max_activation": 2.0, "sampler_fp": "s",
+           "token_ids": [1] * W}
+    bad = pl.DataFrame([
+        {**row, "split": "train", "example_id": 0, "start_pos": 1, "acts": [0.0, 0, 0, 0, 2.0, 0, 0, 0]},
+        {**row, "split": "test", "example_id": 1, "start_pos": 4, "acts": [0.0, 2.0, 0, 0, 0, 0, 0, 0]},  # overlaps
+        {**row, "split": "test", "example_id": 2, "start_pos": 17, "acts": [0.0, 0, 0, 1.0, 0, 0, 0, 0]},  # clean
+        {**row, "split": "non_activating", "example_id": 3, "start_pos": 17, "acts": [0.0] * W},  # latent fires
+    ], schema_overrides={"acts": pl.List(pl.Float32), "token_ids": pl.List(pl.Int32)})
+    with wh.write() as con:
+        wh.insert(con, "examples", bad)
+        assert ex.disjointness(con, "L", 0, 3) == {"overlapping_windows": 1, "shared_peaks": 1, "firing_negatives": 1}
+        assert ex.disjointness(con, "L", 4, 7) == {"overlapping_windows": 0, "shared_peaks": 0, "firing_negatives": 0}
+
+
+def test_sampler_settings_are_validated_with_the_fix():
+    with pytest.raises(ConfigError, match="centre_offset.*example_ctx_len"):
+        parse_config({"sampler": {"example_ctx_len": 16, "centre_offset": 16}})
+    with pytest.raises(ConfigError, match="min_examples.*n_train \\+ n_test"):
+        parse_config({"sampler": {"min_examples": 50}})
+    with pytest.raises(ConfigError, match="example_ctx_len.*ctx_len"):
+        parse_config({"corpus": {"ctx_len": 16}, "sampler": {"example_ctx_len": 16}})
+    assert SamplerConfig(example_ctx_len=32).peak_offset == 24
+
+
+def test_every_setting_is_in_the_fingerprint():
+    base = ex.sampler_spec(SamplerConfig(), "a", None)
+    for change in ({"window": "centred"}, {"non_activating_source": "neighbours"}, {"neighbour_type": "decoder"},
+                   {"ratio_top": 0.3}, {"embedding_queries": 3}, {"windows_per_neighbour": 2}):
+        assert ex.sampler_spec(SamplerConfig(**change), "a", None) != base
