@@ -8,15 +8,23 @@ from pydantic import Field
 from ..core import pipeline
 from ..core.config import LLMConfig, ProjectConfig, load_config
 from ..core.llm import make_client
+from ..core.registry import Registry, load_registry, registry_path
 
 
 class ProjectResource(dg.ConfigurableResource):
-    """The project config file and the DuckDB warehouse it names."""
+    """The project config file, the explainer registry beside it, and the DuckDB warehouse it names."""
 
     config_path: str = Field(default="", description="Project YAML; '' = $AUTOINTERP_CONFIG or data/project.yaml")
+    explainer: str = Field(default="", description="Explainer name from the registry; '' = its active_explainer "
+                           "(the explainer_change sensor pins the name in the runs it requests)")
+
+    def registry(self) -> Registry:
+        cfg = load_config(self.config_path or None)
+        return load_registry(cfg, registry_path(self.config_path or None))
 
     def config(self) -> ProjectConfig:
-        return load_config(self.config_path or None)
+        """The project config with the registry's active (or the pinned) explainer and scorer swapped in."""
+        return self.registry().apply(load_config(self.config_path or None), self.explainer or None)
 
     def context(self, log) -> pipeline.Context:
         return pipeline.Context.of(self.config(), log.info)

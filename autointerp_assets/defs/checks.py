@@ -1,0 +1,82 @@
+"""Partitioned asset checks that read the warehouse (train/test disjointness lives inside ``examples``).
+
+- ``examples_not_empty``: the partition selected latents and gave each of them train and test windows
+  (a partition whose latents are all dead or too rare would otherwise pass through silently).
+- ``explanations_cover_selection``: the active explainer wrote a row (ok or a recorded failure) for every
+  selected latent of the partition.
+- ``scores_for_every_explanation``: every ok explanation of the active explainer has a score from every
+  configured scorer.
+"""
+
+# no `from __future__ import annotations`: Dagster inspects the context annotation at definition time
+import dagster as dg
+
+from ..core.registry import explainer_fp
+from .assets import examples, explanations, scores
+from .metadata import table_md
+from .partitions import PARTITIONS, bounds
+from .resources import ProjectResource
+
+
+def _partition(context, project: ProjectResource):
+    cfg = project.config()
+    ctx = project.context(context.log)
+    return ctx, cfg, *bounds(context.partition_key)
+
+
+@dg.asset_check(asset=examples, partitions_def=PARTITIONS,
+                description="The partition has selected latents, each with train and test windows.")
+def examples_not_empty(context: dg.AssetCheckExecutionContext, project: ProjectResource) -> dg.AssetCheckResult:
+    ctx, _, layer, first, last = _partition(context, project)
+    status = dict(ctx.wh.query(
+        "SELECT status, count(*) FROM latent_selection WHERE layer = ? AND latent BETWEEN ? AND ? GROUP BY ALL",
+        [layer, first, last]).iter_rows())
+    short = ctx.wh.scalar(
+        "SELECT count(*) FROM (SELECT latent FROM latent_selection WHERE status = 'selected' AND layer = ? "
+        "AND latent BETWEEN ? AND ?) s WHERE (SELECT count(DISTINCT split) FROM examples e WHERE e.layer = ? "
+        "AND e.latent = s.latent AND e.split IN ('train', 'test')) < 2", [layer, first, last, layer])
+    selected = status.get("selected", 0)
+    return dg.AssetCheckResult(
+        passed=selected > 0 and short == 0,
+        description=None if selected else "no latent of this partition was selected: all dead or too rare "
+                                          "(lower sampler.min_examples or use a larger corpus)",
+        metadata={"selected": selected, "selected_without_train_or_test": short,
+                  **{f"latents_{k}": v for k, v in status.items() if k != "selected"}})
+
+
+@dg.asset_check(asset=explanations, partitions_def=PARTITIONS,
+                description="The active explainer has a row (ok or a recorded failure) for every selected latent.")
+def explanations_cover_selection(context: dg.AssetCheckExecutionContext,
+                                 project: ProjectResource) -> dg.AssetCheckResult:
+    ctx, cfg, layer, first, last = _partition(context, project)
+    efp = explainer_fp(cfg)
+    counts = ctx.wh.query(
+        "SELECT count(*) FILTER (WHERE e.latent IS NULL) AS missing, count(e.latent) AS explained, "
+        "count(*) FILTER (WHERE e.status = 'ok') AS ok "
+        "FROM latent_selection s LEFT JOIN explanations e ON e.layer = s.layer AND e.latent = s.latent "
+        "AND e.explainer_fp = ? WHERE s.status = 'selected' AND s.layer = ? AND s.latent BETWEEN ? AND ?",
+        [efp, layer, first, last]).row(0, named=True)
+    return dg.AssetCheckResult(passed=counts["missing"] == 0 and counts["explained"] > 0,
+                               metadata={"explainer_fp": efp, **counts})
+
+
+@dg.asset_check(asset=scores, partitions_def=PARTITIONS,
+                description="Every ok explanation of the active explainer is scored by every configured scorer.")
+def scores_for_every_explanation(context: dg.AssetCheckExecutionContext,
+                                 project: ProjectResource) -> dg.AssetCheckResult:
+    ctx, cfg, layer, first, last = _partition(context, project)
+    efp = explainer_fp(cfg)
+    missing = ctx.wh.query(
+        "SELECT e.latent, k.scorer FROM explanations e CROSS JOIN (SELECT unnest(?::VARCHAR[]) AS scorer) k "
+        "WHERE e.explainer_fp = ? AND e.status = 'ok' AND e.layer = ? AND e.latent BETWEEN ? AND ? "
+        "AND NOT EXISTS (SELECT 1 FROM scores s WHERE s.layer = e.layer AND s.latent = e.latent "
+        "AND s.explainer_fp = e.explainer_fp AND s.scorer = k.scorer) ORDER BY ALL",
+        [list(cfg.scorer.scorers), efp, layer, first, last])
+    explained = ctx.wh.scalar("SELECT count(*) FROM explanations WHERE explainer_fp = ? AND status = 'ok' "
+                              "AND layer = ? AND latent BETWEEN ? AND ?", [efp, layer, first, last])
+    return dg.AssetCheckResult(passed=missing.is_empty(), metadata={
+        "explainer_fp": efp, "ok_explanations": explained, "missing_scores": missing.height,
+        "missing": table_md(missing.head(20).to_dicts())})
+
+
+CHECKS = [examples_not_empty, explanations_cover_selection, scores_for_every_explanation]
