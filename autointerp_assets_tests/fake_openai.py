@@ -135,3 +135,18 @@ class FakeOpenAIServer:
                                       "choices": [choice], "usage": usage})
         finally:
             self.in_flight -= 1
+
+
+if __name__ == "__main__":  # a separate process for benchmarks: prints its URL, serves until killed
+    import argparse
+    import time
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--latency-s", type=float, default=0.0)
+    ap.add_argument("--capacity", type=int, default=None)
+    ap.add_argument("--fault-rate", type=float, default=0.0)
+    a = ap.parse_args()
+    with FakeOpenAIServer(fault_rate=a.fault_rate, latency_s=a.latency_s, capacity=a.capacity) as srv:
+        print(srv.url, flush=True)
+        while True:
+            time.sleep(3600)
