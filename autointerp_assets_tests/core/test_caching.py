@@ -99,3 +99,63 @@ def test_model_path_errors(tmp_path):
     with pytest.raises(ModelError, match="config.json"):
         resolve_model(str(tmp_path / "empty"), tmp_path)
     assert resolve_model("HuggingFaceTB/SmolLM2-135M", tmp_path) == "HuggingFaceTB/SmolLM2-135M"
+
+
+def test_activations_view_decodes_the_compact_cache_and_latent_stats_reads_it(tmp_path):
+    import numpy as np
+    import polars as pl
+
+    from autointerp_assets.core import pipeline
+    from autointerp_assets.core.config import load_config
+    from autointerp_assets.core.stages.activations import fp16_bits
+    from autointerp_assets.core.storage.schema import FP16_TO_REAL
+    from autointerp_assets_tests.conftest import write_config
+
+    ctx = pipeline.Context.of(load_config(write_config(tmp_path / "p.yaml", {"database": str(tmp_path / "w.duckdb")})))
+    ctx_len = ctx.cfg.corpus.ctx_len
+    vals = np.array([1.0, 2.0, 4.0, 0.3, 70000.0, 2.0**-20], dtype=np.float32)
+    cache = pl.DataFrame({"cache_fp": "c", "layer": "layers.1", "latent": [0, 0, 0, 1, 5, 6],
+                          "token": [1, ctx_len + 20, 5 * ctx_len + 100, 3, 7, 9],
+                          "value_bits": fp16_bits(vals)}, schema_overrides={"value_bits": pl.UInt16})
+    with ctx.wh.write() as con:
+        ctx.wh.insert(con, "tokens", pl.DataFrame({"corpus_fp": ctx.corpus_fp(), "row_id": list(range(10)),
+                                                   "token_ids": [[0] * ctx_len] * 10}))
+        ctx.wh.insert(con, "activation_cache", cache)
+        con.execute("INSERT INTO activation_partitions (layer, first_latent, last_latent, cache_fp, activations_fp, "
+                    "ctx_len, n_nonzero) VALUES ('layers.1', 0, 3, 'c', 'activations-x', ?, 4)", [ctx_len])
+    got = ctx.wh.query("SELECT latent, row_id, pos, value FROM activations ORDER BY ALL").rows()
+    assert got == [(0, 0, 1, 1.0), (0, 1, 20, 2.0), (0, 5, 100, 4.0), (1, 0, 3, float(np.float16(0.3)))]
+    # latents 5 and 6 exist in the cache but are outside every published partition: invisible
+    decoded = ctx.wh.query(f"SELECT {FP16_TO_REAL.format(b='value_bits')} AS v FROM activation_cache "
+                           "ORDER BY latent")["v"]
+    assert decoded.to_list()[-2:] == [65504.0, float(np.float16(2.0**-20))]  # clamped max, subnormal
+    out = pipeline.run_latent_stats(ctx, "layers.1", 0, 3)
+    stats = ctx.wh.query("SELECT latent, n_firing, n_windows, max_activation, mean_activation, histogram, status "
+                         "FROM latent_stats ORDER BY latent").rows()
+    hist0 = [0] * 16
+    hist0[4] = hist0[8] = hist0[15] = 1  # 1/4, 2/4 and 4/4 of the max in 16 bins
+    assert stats[0] == (0, 3, 3, 4.0, pytest.approx(7 / 3), hist0, "too_rare")
+    assert stats[1][:4] == (1, 1, 1, pytest.approx(0.3, abs=1e-3)) and stats[1][5] == [0] * 15 + [1]
+    assert [s[6] for s in stats] == ["too_rare", "too_rare", "dead", "dead"] and stats[2][5] is None
+    assert out["dead"] == [2, 3] and out["too_rare"] == [0, 1]
+
+
+def test_a_database_from_before_the_compact_cache_is_migrated(tmp_path):
+    import duckdb
+
+    from autointerp_assets.core.storage import Warehouse
+
+    con = duckdb.connect(str(tmp_path / "old.duckdb"))
+    con.execute("CREATE TABLE activation_cache (cache_fp VARCHAR, layer VARCHAR, latent INTEGER, row_id INTEGER, "
+                "pos SMALLINT, value REAL)")
+    con.execute("CREATE TABLE activations (layer VARCHAR, latent INTEGER, row_id INTEGER, pos SMALLINT, value REAL, "
+                "activations_fp VARCHAR)")
+    con.execute("CREATE TABLE cache_complete (cache_fp VARCHAR PRIMARY KEY, n_rows INTEGER, n_tokens BIGINT, "
+                "n_nonzero BIGINT, seconds DOUBLE)")
+    con.execute("INSERT INTO activations VALUES ('layers.1', 1, 1, 1, 1.0, 'a')")
+    con.execute("INSERT INTO cache_complete VALUES ('c', 1, 1, 1, 1.0)")
+    con.close()
+    wh = Warehouse(tmp_path / "old.duckdb")
+    kinds = dict(wh.query("SELECT table_name, table_type FROM information_schema.tables").rows())
+    assert kinds["activations"] == "VIEW" and kinds["activation_cache"] == "BASE TABLE"
+    assert wh.scalar("SELECT count(*) FROM cache_complete") == 0  # the old pass is recomputed on demand
