@@ -174,15 +174,7 @@ TABLES: dict[str, str] = {
         completion_tokens BIGINT,
         latency_s DOUBLE,
         cost_usd DOUBLE,
-        created_at TIMESTAMP DEFAULT current_timestamp,
-        control BOOLEAN DEFAULT false,
-        metric VARCHAR,
-        value DOUBLE,
-        ci_low DOUBLE,
-        ci_high DOUBLE,
-        auroc_ci_low DOUBLE,
-        auroc_ci_high DOUBLE,
-        latent_range VARCHAR
+        created_at TIMESTAMP DEFAULT current_timestamp
     """,
     # the LLM ledger: one row per request whose results were committed (append-only: re-runs add rows,
     # so spend is never forgotten); the budget is checked against its totals
