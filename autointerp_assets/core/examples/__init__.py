@@ -40,11 +40,11 @@ def build_examples(con, cfg: SamplerConfig, ctx_len: int, max_per_range: int | N
         sel = [r[0] for r in con.execute("SELECT latent FROM _selection WHERE status = 'selected' ORDER BY latent")
                .fetchall()]
         frame = neighbours.decoder_neighbours(w_dec, first, sel, cfg.n_neighbours)
-        con.register("_nb_frame", frame.to_arrow())
-        con.execute("CREATE OR REPLACE TEMP TABLE _neighbours AS SELECT * FROM _nb_frame")
-        con.unregister("_nb_frame")
     else:
-        run_sql(con, neighbours.cooccurrence_sql(cfg.n_neighbours), params)
+        frame = neighbours.cooccurrence_neighbours(con, cfg.n_neighbours)
+    con.register("_nb_frame", frame.to_arrow())
+    con.execute("CREATE OR REPLACE TEMP TABLE _neighbours AS SELECT * FROM _nb_frame")
+    con.unregister("_nb_frame")
     run_sql(con, train_test_sql(cfg, ctx_len), params)
     run_sql(con, random_negatives_sql(cfg, ctx_len), params)
     if cfg.non_activating_source == "neighbours":

@@ -122,11 +122,18 @@ def train_test_sql(cfg: SamplerConfig, ctx_len: int) -> str:
     CREATE OR REPLACE TEMP TABLE _train AS {_train_sql(cfg)};
 
     -- test: only units whose shown window shares no token with a train window of the latent
-    CREATE OR REPLACE TEMP TABLE _test AS {_spread(f'''(
+    CREATE OR REPLACE TEMP TABLE _test AS {_spread(_test_pool(cfg), cfg.n_test)};
+    """
+
+
+def _test_pool(cfg: SamplerConfig) -> str:
+    if cfg.window == "fixed":  # fixed windows share a token only when they are the same unit
+        return "(SELECT r.* FROM _ranked r ANTI JOIN _train t USING (latent, row_id, win))"
+    w = cfg.example_ctx_len
+    return f"""(
             SELECT r.* FROM _ranked r WHERE NOT EXISTS (
                 SELECT 1 FROM _train t WHERE t.latent = r.latent AND t.row_id = r.row_id
-                  AND t.start_pos < r.start_pos + {w} AND r.start_pos < t.start_pos + {w}))''', cfg.n_test)};
-    """
+                  AND t.start_pos < r.start_pos + {w} AND r.start_pos < t.start_pos + {w}))"""
 
 
 def random_negatives_sql(cfg: SamplerConfig, ctx_len: int) -> str:
@@ -190,20 +197,20 @@ def examples_sql(cfg: SamplerConfig, ctx_len: int) -> str:
         FROM _neg;
 
     CREATE OR REPLACE TEMP TABLE _examples AS
-        WITH pos AS (
-            SELECT p.latent, p.row_id, p.win, p.start_pos + i AS pos, i FROM _picked p, range({w}) r(i)
-        ), arrays AS (
-            SELECT pos.latent, pos.row_id, pos.win, list(coalesce(a.value, 0.0) ORDER BY pos.i)::REAL[] AS acts
-            FROM pos LEFT JOIN _acts a ON a.latent = pos.latent AND a.row_id = pos.row_id AND a.pos = pos.pos
+        WITH hits AS (  -- the latent's non-zeros inside each picked window (few per window)
+            SELECT p.latent, p.row_id, p.win, list(a.pos - p.start_pos) AS idx, list(a.value) AS val
+            FROM _picked p JOIN _acts a ON a.latent = p.latent AND a.row_id = p.row_id
+                AND a.pos >= p.start_pos AND a.pos < p.start_pos + {w}
             GROUP BY ALL
         )
         SELECT $layer AS layer, p.latent, p.split, (p.row_id * {nw} + p.win)::INTEGER AS example_id,
                p.quantile::SMALLINT AS quantile, p.row_id, p.start_pos::SMALLINT AS start_pos,
                p.max_act::REAL AS max_activation,
                list_slice(t.token_ids, p.start_pos + 1, p.start_pos + {w}) AS token_ids,
-               a.acts, p.source, p.neighbour, p.similarity
+               list_transform(range({w}), i -> coalesce(h.val[list_position(h.idx, i)], 0.0)::REAL) AS acts,
+               p.source, p.neighbour, p.similarity
         FROM _picked p
-        JOIN arrays a USING (latent, row_id, win)
+        LEFT JOIN hits h USING (latent, row_id, win)
         JOIN tokens t ON t.corpus_fp = $corpus_fp AND t.row_id = p.row_id;
     """
 
