@@ -95,15 +95,42 @@ TABLES: dict[str, str] = {
         status VARCHAR NOT NULL,
         activations_fp VARCHAR NOT NULL
     """,
-    # per latent: was it given examples (selected) or not, and why
+    # per latent: was it given examples (selected) or not, and why (too_rare / dead / not_selected),
+    # with its activating windows and how many train / test / non-activating examples it got
     "latent_selection": """
         layer VARCHAR NOT NULL,
         latent INTEGER NOT NULL,
         status VARCHAR NOT NULL,
         n_windows BIGINT NOT NULL,
+        n_train INTEGER,
+        n_test INTEGER,
+        n_non_activating INTEGER,
         sampler_fp VARCHAR NOT NULL
     """,
-    # example windows: train (explainer), test (scorers, disjoint from train), non_activating
+    # per selected latent: its top-n most similar latents of the same range (sampler.neighbour_type:
+    # Jaccard co-occurrence over windows, or decoder cosine); rank 1 = most similar
+    "latent_neighbours": """
+        layer VARCHAR NOT NULL,
+        latent INTEGER NOT NULL,
+        rank INTEGER NOT NULL,
+        neighbour INTEGER NOT NULL,
+        similarity REAL NOT NULL,
+        kind VARCHAR NOT NULL,
+        sampler_fp VARCHAR NOT NULL
+    """,
+    # sentence embedding (unit norm) of every fixed window of a corpus, once per (corpus, window
+    # length, embedding model): shared by all latents and layers (embedding hard negatives)
+    "window_embeddings": """
+        corpus_fp VARCHAR NOT NULL,
+        example_ctx_len INTEGER NOT NULL,
+        model VARCHAR NOT NULL,
+        row_id INTEGER NOT NULL,
+        win INTEGER NOT NULL,
+        embedding FLOAT[] NOT NULL
+    """,
+    # example windows: train (explainer), test (scorers; no token shared with a train window of the
+    # latent), non_activating (source random / neighbours / embedding; neighbour = the similar latent
+    # it came from, similarity = its neighbour or embedding similarity)
     "examples": """
         layer VARCHAR NOT NULL,
         latent INTEGER NOT NULL,
@@ -115,6 +142,9 @@ TABLES: dict[str, str] = {
         max_activation REAL NOT NULL,
         token_ids INTEGER[] NOT NULL,
         acts REAL[] NOT NULL,
+        source VARCHAR,
+        neighbour INTEGER,
+        similarity REAL,
         sampler_fp VARCHAR NOT NULL
     """,
     # one explanation per (layer, latent, explainer fingerprint); failures kept with their raw text;
