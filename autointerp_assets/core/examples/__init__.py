@@ -48,7 +48,7 @@ def build_examples(con, cfg: SamplerConfig, ctx_len: int, max_per_range: int | N
     run_sql(con, train_test_sql(cfg, ctx_len), params)
     run_sql(con, random_negatives_sql(cfg, ctx_len), params)
     if cfg.non_activating_source == "neighbours":
-        run_sql(con, neighbours.neighbour_negatives_sql(cfg), params)
+        neighbours.neighbour_negatives(con, cfg)
     elif cfg.non_activating_source == "embedding":
         if embedding_key is None:
             raise ValueError("non_activating_source 'embedding' needs embedding_key (see embeddings.model_key)")

@@ -96,30 +96,41 @@ def decoder_neighbours(w_dec: torch.Tensor, first: int, latents: list[int], n_ne
                          "rank": torch.cat(out["rank"]).numpy().astype("int32")})
 
 
-def neighbour_negatives_sql(cfg: SamplerConfig) -> str:
-    """Temp table ``_neg_primary`` from ``_neighbours``: per neighbour (in rank order), the windows among
-    its ``4 * windows_per_neighbour`` strongest where the latent is silent, at most ``windows_per_neighbour``.
+def neighbour_negatives(con, cfg: SamplerConfig) -> None:
+    """Temp table ``_neg_primary`` from ``_neighbours``: per neighbour in rank order, its strongest
+    windows where the latent is silent (at most ``windows_per_neighbour``).
 
-    Looking only at a neighbour's strongest windows bounds the work (latents × neighbours × 4k rows,
-    not × every window of every neighbour); a neighbour that co-fires with the latent in most of them
-    yields fewer, and the next neighbours (then random windows) make up the count.
+    Exact, with bounded work: neighbours are taken in rounds of doubling rank width (first just enough
+    to fill ``n_non_activating`` if each gives its share), each round in one SQL statement over every
+    latent still short, so most latents touch only their first few neighbours' windows.
     """
-    k = cfg.windows_per_neighbour
-    return f"""
-    CREATE OR REPLACE TEMP TABLE _neg_primary AS
-        WITH strongest AS (
-            SELECT latent, row_id, win, max_act FROM _wins
-            QUALIFY row_number() OVER (PARTITION BY latent ORDER BY max_act DESC, row_id, win) <= {4 * k}
+    k, n = cfg.windows_per_neighbour, cfg.n_non_activating
+    con.execute("CREATE OR REPLACE TEMP TABLE _neg_primary (latent INTEGER, row_id INTEGER, win INTEGER, "
+                "neighbour INTEGER, similarity REAL, ord BIGINT)")
+    max_rank = con.execute("SELECT coalesce(max(rank), 0) FROM _neighbours").fetchone()[0]
+    lo, width = 1, max(1, -(-n // k))
+    while lo <= max_rank:
+        hi = lo + width - 1
+        con.execute(f"""
+        INSERT INTO _neg_primary
+        WITH short AS (
+            SELECT s.latent FROM _selection s
+            LEFT JOIN (SELECT latent, count(DISTINCT (row_id, win)) AS got FROM _neg_primary GROUP BY latent) p
+                USING (latent)
+            WHERE s.status = 'selected' AND coalesce(p.got, 0) < {n}
         ), cand AS (
             SELECT nb.latent, nb.neighbour, nb.similarity, nb.rank, w.row_id, w.win, w.max_act
-            FROM _neighbours nb JOIN strongest w ON w.latent = nb.neighbour
+            FROM _neighbours nb SEMI JOIN short USING (latent)
+            JOIN _wins w ON w.latent = nb.neighbour
             ANTI JOIN _wins x ON x.latent = nb.latent AND x.row_id = w.row_id AND x.win = w.win
+            WHERE nb.rank BETWEEN {lo} AND {hi}
         )
         SELECT latent, row_id, win, neighbour, similarity,
-               row_number() OVER (PARTITION BY latent ORDER BY rank, max_act DESC, row_id, win) AS ord
+               rank * 1000000 + row_number() OVER (PARTITION BY latent, neighbour ORDER BY max_act DESC, row_id, win)
         FROM cand
-        QUALIFY row_number() OVER (PARTITION BY latent, neighbour ORDER BY max_act DESC, row_id, win) <= {k};
-    """
+        QUALIFY row_number() OVER (PARTITION BY latent, neighbour ORDER BY max_act DESC, row_id, win) <= {k}
+        """)
+        lo, width = hi + 1, width * 2
 
 
 def decoder_rows(checkpoint: str | Path, first: int, last: int) -> torch.Tensor:
