@@ -1,0 +1,208 @@
+"""Examples benchmark (not a test): one full latent range of the offline default, SQL vs a per-latent
+Python implementation measured in the same run (goal: >= 20x faster).
+
+Data: the real activations and tokens of the offline default (``make run``), read from a read-only
+copy of ``data/autointerp.duckdb`` (or ``--source``) and written into a scratch warehouse. Both sides
+start from the same warehouse and end with the rows inserted into table ``examples``; the sampler is
+``data/project.yaml``'s, with every eligible latent of the range selected (max_per_range = None).
+
+    .venv/bin/python benchmarks/examples.py [--layer layers.6] [--first 0] [--last 1023] [--embedding]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from autointerp_assets.core import examples as ex  # noqa: E402
+from autointerp_assets.core.config import load_config  # noqa: E402
+from autointerp_assets.core.storage import Warehouse  # noqa: E402
+from autointerp_assets_tests.core.examples_data import CORPUS, write_activations, write_tokens  # noqa: E402
+
+
+def load_source(path: Path, layer: str, first: int, last: int):
+    with tempfile.TemporaryDirectory() as d:  # never open the project's file itself (a run may hold it)
+        copy = Path(d) / "src.duckdb"
+        shutil.copy(path, copy)
+        con = duckdb.connect(str(copy), read_only=True)
+        acts = con.execute("SELECT latent, row_id, pos, value FROM activations WHERE layer = ? AND latent BETWEEN ? "
+                           "AND ?", [layer, first, last]).fetchall()
+        fp = con.execute("SELECT corpus_fp FROM tokens GROUP BY 1 ORDER BY count(*) DESC LIMIT 1").fetchone()[0]
+        rows = [r[0] for r in con.execute("SELECT token_ids FROM tokens WHERE corpus_fp = ? ORDER BY row_id", [fp])
+                .fetchall()]
+        sae = con.execute("SELECT any_value(path) FROM sparse_coders WHERE layer = ?", [layer]).fetchone()[0]
+        con.close()
+    return acts, rows, sae
+
+
+def sql_build(wh: Warehouse, cfg, ctx_len: int, layer: str, first: int, last: int, key=None, w_dec=None) -> int:
+    with wh.write() as con:
+        ex.build_examples(con, cfg, ctx_len, None, layer, first, last, CORPUS, w_dec=w_dec, embedding_key=key)
+        con.execute("DELETE FROM examples")
+        con.execute("INSERT INTO examples BY NAME SELECT *, 'bench' AS sampler_fp FROM _examples")
+        return con.execute("SELECT count(*) FROM examples").fetchone()[0]
+
+
+def python_build(wh: Warehouse, cfg, ctx_len: int, layer: str, first: int, last: int, bulk: bool) -> int:
+    """The straightforward way, latent by latent (fixed windows, quantile train, disjoint quantile test,
+    random negatives without replacement). ``bulk=False``: each latent's activations are queried when
+    it is processed (a per-latent loader); ``bulk=True``: the range is pulled into Python first."""
+    w, q = cfg.example_ctx_len, cfg.n_quantiles
+    nw = ex.windows_per_row(ctx_len, w)
+    out = []
+    with wh.read() as con:
+        tokens = [r[0] for r in con.execute("SELECT token_ids FROM tokens WHERE corpus_fp = ? ORDER BY row_id",
+                                            [CORPUS]).fetchall()]
+        by_latent = defaultdict(list)
+        if bulk:
+            for lat, row, pos, val in con.execute("SELECT latent, row_id, pos, value FROM activations WHERE layer = ? "
+                                                  "AND latent BETWEEN ? AND ?", [layer, first, last]).fetchall():
+                by_latent[lat].append((row, pos, val))
+        for lat in range(first, last + 1):
+            if not bulk:
+                by_latent[lat] = con.execute("SELECT row_id, pos, value FROM activations WHERE layer = ? AND latent = ?",
+                                             [layer, lat]).fetchall()
+            _one_latent(cfg, lat, layer, by_latent.pop(lat, []), tokens, nw, w, q, out)
+    return _insert(wh, out)
+
+
+def _one_latent(cfg, lat, layer, acts, tokens, nw, w, q, out) -> None:
+    values = {(row, pos): val for row, pos, val in acts}
+    wins: dict[tuple[int, int], float] = {}
+    for (row, pos), val in values.items():
+        k = (pos - 1) // w
+        if k < nw and val > wins.get((row, k), 0.0):
+            wins[(row, k)] = val
+    if len(wins) < cfg.min_examples:
+        return
+    rng = random.Random(cfg.seed * 1_000_003 + lat)
+    ranked = sorted(wins, key=lambda u: (-wins[u], u))
+    size, extra = divmod(len(ranked), q)
+    bins, start = [], 0
+    for i in range(q):
+        stop = start + size + (i < extra)
+        bins.append([(u, i) for u in ranked[start:stop]])
+        start = stop
+    for b in bins:
+        rng.shuffle(b)
+
+    def spread(pools, n):
+        picked, depth = [], 0
+        while len(picked) < n and any(len(p) > depth for p in pools):
+            picked += [p[depth] for p in pools if len(p) > depth][: n - len(picked)]
+            depth += 1
+        return picked
+
+    train = spread(bins, cfg.n_train)
+    used = {u for u, _ in train}
+    test = spread([[x for x in b if x[0] not in used] for b in bins], cfg.n_test)
+    negs, seen, tries = [], set(), 0
+    while len(negs) < cfg.n_non_activating and tries < 4 * cfg.n_non_activating + 16:
+        u = divmod(rng.randrange(len(tokens) * nw), nw)
+        tries += 1
+        if u not in wins and u not in seen:
+            seen.add(u)
+            negs.append((u, -1))
+    for split, items in (("train", train), ("test", test), ("non_activating", negs)):
+        for (row, k), quantile in items:
+            start = 1 + k * w
+            out.append({"layer": layer, "latent": lat, "split": split, "example_id": row * nw + k,
+                        "quantile": quantile, "row_id": row, "start_pos": start,
+                        "max_activation": wins.get((row, k), 0.0),
+                        "token_ids": tokens[row][start:start + w],
+                        "acts": [values.get((row, start + i), 0.0) for i in range(w)], "sampler_fp": "bench"})
+
+
+def _insert(wh, out) -> int:
+    frame = pl.DataFrame(out, schema_overrides={"acts": pl.List(pl.Float32), "token_ids": pl.List(pl.Int32),
+                                                "quantile": pl.Int16, "start_pos": pl.Int16,
+                                                "max_activation": pl.Float32})
+    with wh.write() as con:
+        con.execute("DELETE FROM examples")
+        wh.insert(con, "examples", frame)
+        return con.execute("SELECT count(*) FROM examples").fetchone()[0]
+
+
+def timed(fn, repeat: int = 2):
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--source", default=str(ROOT / "data/autointerp.duckdb"))
+    ap.add_argument("--layer", default="layers.6")
+    ap.add_argument("--first", type=int, default=0)
+    ap.add_argument("--last", type=int, default=1023)
+    ap.add_argument("--embedding", action="store_true", help="also time embedding hard negatives (embeds the corpus)")
+    args = ap.parse_args()
+    cfg = load_config(ROOT / "data/project.yaml")
+    ctx_len, s = cfg.corpus.ctx_len, cfg.sampler
+    if not Path(args.source).exists():
+        sys.exit(f"{args.source} not found: run `make run` first (the benchmark uses its activations)")
+    acts, rows, sae_path = load_source(Path(args.source), args.layer, args.first, args.last)
+    with tempfile.TemporaryDirectory() as d:
+        wh = Warehouse(Path(d) / "bench.duckdb")
+        write_tokens(wh, rows)
+        write_activations(wh, args.layer, args.first, args.last, ctx_len, acts)
+        rng = (args.layer, args.first, args.last)
+        print(f"{args.layer} latents {args.first}-{args.last}: {len(acts):,} activations, {len(rows)} rows of "
+              f"{ctx_len}; sampler: example_ctx_len {s.example_ctx_len}, min_examples {s.min_examples}, "
+              f"{s.n_quantiles} quantiles, train {s.n_train} / test {s.n_test} / non-activating {s.n_non_activating}")
+        t_py, n_py = timed(lambda: python_build(wh, s, ctx_len, *rng, bulk=False), repeat=1)
+        t_pyb, n_pyb = timed(lambda: python_build(wh, s, ctx_len, *rng, bulk=True), repeat=1)
+        t_sql, n_sql = timed(lambda: sql_build(wh, s, ctx_len, *rng), repeat=3)
+        selected = wh.scalar("SELECT count(DISTINCT latent) FROM examples")
+        print(f"per-latent Python, a query per latent : {t_py:7.2f} s  ({n_py:,} example rows)")
+        print(f"per-latent Python, range pulled first : {t_pyb:7.2f} s  ({n_pyb:,} example rows)")
+        print(f"SQL (this project, + co-occurrence neighbours table): {t_sql:7.2f} s  ({n_sql:,} example rows, "
+              f"{selected} latents)  -> {t_py / t_sql:.1f}x / {t_pyb / t_sql:.1f}x faster")
+        variants = {
+            "centred windows": s.model_copy(update={"window": "centred"}),
+            "mix train": s.model_copy(update={"train_type": "mix"}),
+            "neighbours (co-occurrence) negatives": s.model_copy(update={"non_activating_source": "neighbours"}),
+            "neighbours (decoder) negatives": s.model_copy(update={"non_activating_source": "neighbours",
+                                                                   "neighbour_type": "decoder"}),
+        }
+        for name, vcfg in variants.items():
+            w_dec = None
+            if vcfg.neighbour_type == "decoder":
+                if not sae_path or not Path(sae_path).exists():
+                    print(f"SQL, {name}: skipped (no sparse coder checkpoint at {sae_path})")
+                    continue
+                w_dec = ex.neighbours.decoder_rows(sae_path, args.first, args.last)
+            t, n = timed(lambda: sql_build(wh, vcfg, ctx_len, *rng, w_dec=w_dec))
+            print(f"SQL, {name:38s}: {t:6.2f} s  ({n:,} rows)")
+        if args.embedding:
+            from autointerp_assets.core.examples import embeddings
+            from autointerp_assets.core.stages.examples import _decode_fn
+            from autointerp_assets.core.stages.context import Context
+
+            ecfg = s.model_copy(update={"non_activating_source": "embedding"})
+            t0 = time.perf_counter()
+            info = embeddings.ensure_window_embeddings(wh, CORPUS, s.example_ctx_len, ctx_len, s.embedding_model,
+                                                       _decode_fn(Context.of(cfg).model_dir()), log=lambda m: None)
+            t_emb = time.perf_counter() - t0
+            t, n = timed(lambda: sql_build(wh, ecfg, ctx_len, *rng, key=info["model"]))
+            print(f"embedding the corpus windows once: {t_emb:.1f} s ({info['embedded_windows']:,} windows)")
+            print(f"SQL, embedding hard negatives (cached): {t:6.2f} s  ({n:,} rows)")
+
+
+if __name__ == "__main__":
+    main()
