@@ -3,6 +3,8 @@
     autointerp run        materialize every asset and partition of the project config, then summarize
     autointerp summary    per-partition summary read from DuckDB
     autointerp sql "..."  run a SQL statement against the warehouse and print the result
+    autointerp snapshot   copy the warehouse for a long SQL session (runs keep writing the original)
+    autointerp explainers list the explainer registry (names, fingerprints, which one is active)
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ def cmd_run(args) -> int:
     from .core import pipeline
     from .core.config import load_config
     from .defs.assets import ALL, PARTITIONED_ASSETS, corpus_tokens, sparse_coders
+    from .defs.checks import CHECKS
     from .defs.partitions import PARTITIONS
     from .defs.resources import default_resources
 
@@ -44,7 +47,7 @@ def cmd_run(args) -> int:
     keys = PARTITIONS.get_partition_keys()
     with (dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()) as inst:
         def go(selection, partition_key=None):
-            return dg.materialize(ALL, selection=selection, partition_key=partition_key, instance=inst,
+            return dg.materialize([*ALL, *CHECKS], selection=selection, partition_key=partition_key, instance=inst,
                                   resources=resources, raise_on_error=True, run_config=QUIET)
 
         print(f"[autointerp] {len(keys)} partitions: {', '.join(keys)}", flush=True)
@@ -68,11 +71,47 @@ def cmd_summary(args) -> int:
 
 
 def cmd_sql(args) -> int:
+    import duckdb
+
     from .core.config import load_config
     from .core.storage import Warehouse
 
     cfg = load_config()
-    _print_frame(Warehouse(cfg.resolve(cfg.database)).query(args.query))
+    try:
+        _print_frame(Warehouse(cfg.resolve(cfg.database)).query(args.query))
+    except duckdb.Error as e:
+        print(f"autointerp sql: {str(e).splitlines()[0]} (tables and views: README 'Tables' and 'SQL'; "
+              f"list them with: autointerp sql \"show tables\")", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_snapshot(args) -> int:
+    from .core.config import load_config
+    from .core.storage import Warehouse
+
+    cfg = load_config()
+    db = cfg.resolve(cfg.database)
+    dest = Warehouse(db).snapshot(args.path or db.with_name(db.stem + ".snapshot.duckdb"))
+    print(f"snapshot of {db} written to {dest}: open it with any DuckDB client for as long as you like "
+          f"(runs keep writing {db.name})")
+    return 0
+
+
+def cmd_explainers(args) -> int:
+    import polars as pl
+
+    from .core.config import config_path, load_config
+    from .core.registry import explainer_fp, load_registry, registry_path
+
+    cfg = load_config()
+    path = registry_path(os.environ.get("AUTOINTERP_CONFIG") or config_path())
+    reg = load_registry(cfg, path)
+    rows = [{"explainer": name, "active": name == reg.active_explainer,
+             "explainer_fp": explainer_fp(reg.apply(cfg, name)), "model": e.llm.model, "engine": e.llm.engine}
+            for name, e in reg.explainers.items()]
+    print(f"registry: {reg.path or f'{path} (absent: the project config explainer is active)'}")
+    _print_frame(pl.DataFrame(rows))
     return 0
 
 
@@ -82,15 +121,19 @@ def main(argv=None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("run", help="materialize everything, then print the summary")
     sub.add_parser("summary", help="per-partition summary from DuckDB")
-    q = sub.add_parser("sql", help="run SQL against the warehouse")
+    q = sub.add_parser("sql", help="run SQL against the warehouse (a short read between writes)")
     q.add_argument("query")
+    snap = sub.add_parser("snapshot", help="copy the warehouse consistently, for long analyst sessions")
+    snap.add_argument("path", nargs="?", help="destination (default: <database>.snapshot.duckdb)")
+    sub.add_parser("explainers", help="the explainer registry: names, fingerprints, the active one")
     args = p.parse_args(argv)
     if args.config:
         os.environ["AUTOINTERP_CONFIG"] = os.path.abspath(args.config)
     from .core.config import ConfigError
 
     try:
-        return {"run": cmd_run, "summary": cmd_summary, "sql": cmd_sql}[args.cmd](args)
+        return {"run": cmd_run, "summary": cmd_summary, "sql": cmd_sql, "snapshot": cmd_snapshot,
+                "explainers": cmd_explainers}[args.cmd](args)
     except ConfigError as e:
         print(f"autointerp: {e}", file=sys.stderr)
         return 2

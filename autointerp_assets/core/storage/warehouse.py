@@ -3,6 +3,11 @@
 DuckDB lets one process write a file at a time. Writers here take a file lock (``<db>.lock``) and
 wait for it, saying who they wait for, instead of surfacing DuckDB's lock error; each write is one
 short transaction. Inserts go BY NAME (never by column position).
+
+A program outside ours (an analyst's ``duckdb`` session, even a read-only one) holds DuckDB's own
+file lock, which blocks every writer. Our connections then wait too (up to ``lock_timeout_s``),
+logging the holder's PID every 10 s, rather than failing a run; ``snapshot()`` gives analysts a
+consistent copy they can keep open as long as they like.
 """
 
 from __future__ import annotations
@@ -30,6 +35,14 @@ def arrow_table(result):
     """A DuckDB result as a pyarrow Table across duckdb 1.4 (fetch_arrow_table) and 1.5 (to_arrow_table)."""
     fn = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
     return fn()
+
+
+def _holder(err: Exception) -> str:
+    """'PID n' from DuckDB's lock error ('Conflicting lock is held in <exe> (PID n)'), else its first line."""
+    import re
+
+    m = re.search(r"\(PID (\d+)\)", str(err))
+    return f"PID {m.group(1)}" if m else str(err).splitlines()[0][:120]
 
 
 class Warehouse:
@@ -76,16 +89,24 @@ class Warehouse:
 
     def _connect_rw(self) -> duckdb.DuckDBPyConnection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + 120
+        start, last_log = time.monotonic(), None
         while True:  # another program (not ours, so not under our lock) may hold DuckDB's own lock
             try:
                 con = duckdb.connect(str(self.path))
                 break
             except duckdb.IOException as e:
-                if "lock" not in str(e).lower() or time.monotonic() > deadline:
+                waited = time.monotonic() - start
+                if "lock" not in str(e).lower():
                     raise
-                log.warning("waiting for %s: held by another process (%s)", self.path, str(e).splitlines()[0][:120])
-                time.sleep(1.0)
+                if waited > self.lock_timeout_s:
+                    raise TimeoutError(f"{self.path} stayed open in another program for {waited:.0f}s "
+                                       f"({_holder(e)}): close that session (analysts: use `autointerp "
+                                       f"snapshot`) or raise lock_timeout_s") from None
+                if last_log is None or time.monotonic() - last_log >= _LOCK_WAIT_LOG_S:
+                    log.warning("waiting %.0fs for %s: DuckDB's lock is held by another program (%s); close that "
+                                "session or give analysts `autointerp snapshot`", waited, self.path, _holder(e))
+                    last_log = time.monotonic()
+                time.sleep(0.5)
         if not self._initialized:
             existing: dict[str, set[str]] = {}
             for t, c in con.execute("SELECT table_name, column_name FROM information_schema.columns "
@@ -116,6 +137,23 @@ class Warehouse:
             yield
         finally:
             self._lock.release()
+
+    def snapshot(self, dest: str | os.PathLike) -> Path:
+        """A consistent copy of the warehouse at ``dest`` (taken between writes) for long analyst sessions."""
+        import shutil
+
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".tmp")
+        with self._writer_lock():
+            con = self._connect_rw()
+            try:
+                con.execute("CHECKPOINT")  # fold the WAL into the file, so the file alone is the database
+            finally:
+                con.close()
+            shutil.copyfile(self.path, tmp)
+        os.replace(tmp, dest)  # readers of an older snapshot at dest never see a half-written file
+        return dest
 
     # --- helpers -------------------------------------------------------------------------------
     def init(self) -> None:

@@ -1,0 +1,61 @@
+"""The SQL views for users (leaderboard, paired differences, latest scores, failures) over known rows."""
+
+from __future__ import annotations
+
+import pytest
+
+from autointerp_assets.core.storage import Warehouse
+
+A, B = "explainer-aaaa", "explainer-bbbb"
+# balanced accuracy per latent (detection) for explainers A and B; B is better on 3 of 4 shared latents
+BACC = {A: {0: 0.50, 1: 0.60, 2: 0.70, 3: 0.80}, B: {0: 0.70, 1: 0.65, 2: 0.70, 3: 0.90, 4: 0.40}}
+
+
+@pytest.fixture()
+def wh(tmp_path) -> Warehouse:
+    wh = Warehouse(tmp_path / "views.duckdb")
+    with wh.write() as con:
+        for efp, per in BACC.items():
+            con.execute("INSERT INTO fingerprints (fingerprint, kind, spec) VALUES (?, 'explainer', ?)",
+                        [efp, f'{{"llm": {{"model": "model-{efp[-1]}"}}}}'])
+            for latent, bacc in per.items():
+                con.execute("INSERT INTO explanations (layer, latent, explainer_fp, status, explanation, prompt_tokens, "
+                            "completion_tokens, sampler_fp) VALUES ('layers.1', ?, ?, 'ok', 'x', 100, 10, 's')",
+                            [latent, efp])
+                con.execute("INSERT INTO scores (layer, latent, explainer_fp, scorer, scorer_fp, sampler_fp, status, "
+                            "n, n_failed, balanced_accuracy, auroc, n_batches, n_failed_batches, prompt_tokens, "
+                            "completion_tokens) VALUES ('layers.1', ?, ?, 'detection', 'sc', 's', 'ok', 10, ?, ?, "
+                            "0.5, 2, 0, 40, 0)", [latent, efp, 1 if latent == 4 else 0, bacc])
+        con.execute("INSERT INTO explanations (layer, latent, explainer_fp, status, raw_text, sampler_fp) "
+                    "VALUES ('layers.1', 5, ?, 'parse_error', 'no marker here', 's')", [A])
+    return wh
+
+
+def test_pairs_compare_explainers_on_the_same_latents(wh):
+    pairs = wh.query("SELECT * FROM explainer_pairs")
+    assert pairs.height == 1
+    row = pairs.row(0, named=True)
+    assert (row["explainer_a"], row["explainer_b"], row["latents"]) == (A, B, 4)  # latent 4: B only
+    diffs = [BACC[B][i] - BACC[A][i] for i in range(4)]  # 0.2, 0.05, 0, 0.1
+    assert row["median_diff"] == pytest.approx(0.075, abs=1e-3)
+    assert row["mean_diff"] == pytest.approx(sum(diffs) / 4, abs=1e-3)
+    assert (row["b_better"], row["a_better"]) == (3, 0)
+    assert row["median_bacc_a"] == pytest.approx(0.65) and row["median_bacc_b"] == pytest.approx(0.70)
+
+
+def test_leaderboard_ranks_by_median_with_tokens_per_latent(wh):
+    lb = wh.query("SELECT * FROM explainer_leaderboard ORDER BY rank")
+    assert lb["explainer_fp"].to_list() == [B, A] and lb["rank"].to_list() == [1, 2]
+    assert lb["model"].to_list() == ["model-b", "model-a"]
+    a = lb.row(1, named=True)
+    assert a["latents_explained"] == 5 and a["ok_rate"] == pytest.approx(0.8) and a["latents_scored"] == 4
+    # A: 4 ok explanations x 110 tokens + 4 scores x 40 tokens over 5 explained latents
+    assert a["tokens_per_latent"] == pytest.approx((4 * 110 + 4 * 40) / 5)
+
+
+def test_latest_scores_and_failures(wh):
+    latest = wh.query("SELECT latent, explainer_fp FROM latest_scores ORDER BY latent")
+    assert latest["latent"].to_list() == [0, 1, 2, 3, 4]  # one row per latent and scorer
+    fails = wh.query("SELECT stage, latent, explainer_fp, status, detail FROM failures ORDER BY stage")
+    assert fails.rows() == [("explanation", 5, A, "parse_error", "no marker here"),
+                            ("score", 4, B, "ok", "1 of 10 items failed: ")]
