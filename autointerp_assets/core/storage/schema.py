@@ -95,15 +95,42 @@ TABLES: dict[str, str] = {
         status VARCHAR NOT NULL,
         activations_fp VARCHAR NOT NULL
     """,
-    # per latent: was it given examples (selected) or not, and why
+    # per latent: was it given examples (selected) or not, and why (too_rare / dead / not_selected),
+    # with its activating windows and how many train / test / non-activating examples it got
     "latent_selection": """
         layer VARCHAR NOT NULL,
         latent INTEGER NOT NULL,
         status VARCHAR NOT NULL,
         n_windows BIGINT NOT NULL,
+        n_train INTEGER,
+        n_test INTEGER,
+        n_non_activating INTEGER,
         sampler_fp VARCHAR NOT NULL
     """,
-    # example windows: train (explainer), test (scorers, disjoint from train), non_activating
+    # per selected latent: its top-n most similar latents of the same range (sampler.neighbour_type:
+    # Jaccard co-occurrence over windows, or decoder cosine); rank 1 = most similar
+    "latent_neighbours": """
+        layer VARCHAR NOT NULL,
+        latent INTEGER NOT NULL,
+        rank INTEGER NOT NULL,
+        neighbour INTEGER NOT NULL,
+        similarity REAL NOT NULL,
+        kind VARCHAR NOT NULL,
+        sampler_fp VARCHAR NOT NULL
+    """,
+    # sentence embedding (unit norm) of every fixed window of a corpus, once per (corpus, window
+    # length, embedding model): shared by all latents and layers (embedding hard negatives)
+    "window_embeddings": """
+        corpus_fp VARCHAR NOT NULL,
+        example_ctx_len INTEGER NOT NULL,
+        model VARCHAR NOT NULL,
+        row_id INTEGER NOT NULL,
+        win INTEGER NOT NULL,
+        embedding FLOAT[] NOT NULL
+    """,
+    # example windows: train (explainer), test (scorers; no token shared with a train window of the
+    # latent), non_activating (source random / neighbours / embedding; neighbour = the similar latent
+    # it came from, similarity = its neighbour or embedding similarity)
     "examples": """
         layer VARCHAR NOT NULL,
         latent INTEGER NOT NULL,
@@ -115,6 +142,9 @@ TABLES: dict[str, str] = {
         max_activation REAL NOT NULL,
         token_ids INTEGER[] NOT NULL,
         acts REAL[] NOT NULL,
+        source VARCHAR,
+        neighbour INTEGER,
+        similarity REAL,
         sampler_fp VARCHAR NOT NULL
     """,
     # one explanation per (layer, latent, explainer fingerprint); failures kept with their raw text;
@@ -244,6 +274,65 @@ VIEWS: dict[str, str] = {
         LEFT JOIN scores f ON f.layer = e.layer AND f.latent = e.latent AND f.explainer_fp = e.explainer_fp
                           AND f.scorer = 'fuzzing' AND f.status = 'ok'
         WHERE e.status = 'ok'
+    """,
+    # per (layer, latent, scorer): the most recently made ok score, whichever explainer made it
+    "latest_scores": """
+        SELECT s.layer, s.latent, s.scorer, s.explainer_fp, e.explanation, s.balanced_accuracy, s.auroc, s.f1,
+               s.n, s.n_failed, s.created_at
+        FROM scores s
+        LEFT JOIN explanations e ON e.layer = s.layer AND e.latent = s.latent AND e.explainer_fp = s.explainer_fp
+        WHERE s.status = 'ok'
+        QUALIFY row_number() OVER (PARTITION BY s.layer, s.latent, s.scorer ORDER BY s.created_at DESC) = 1
+    """,
+    # one row per (explainer, scorer): medians over its latents, explanation success, tokens and $ per latent
+    # (spend from the llm_calls ledger: every request, retries included), ranked by median balanced accuracy
+    "explainer_leaderboard": f"""
+        WITH ex AS (
+            SELECT explainer_fp, count(*) AS latents_explained, avg((status = 'ok')::INT) AS ok_rate,
+                   sum(coalesce(prompt_tokens, 0) + coalesce(completion_tokens, 0)) AS tokens
+            FROM explanations GROUP BY ALL),
+        sc AS (
+            SELECT explainer_fp, scorer, count(*) AS latents_scored, median(balanced_accuracy) AS median_bacc,
+                   avg(balanced_accuracy) AS mean_bacc, median(auroc) AS median_auroc,
+                   sum(coalesce(prompt_tokens, 0) + coalesce(completion_tokens, 0)) AS tokens
+            FROM scores WHERE status = 'ok' GROUP BY ALL),
+        spend AS (SELECT explainer_fp, {"sum(cost_usd)" if "llm_calls" in TABLES else "NULL::DOUBLE"} AS usd
+                  FROM {"llm_calls" if "llm_calls" in TABLES else "explanations"} GROUP BY ALL)
+        SELECT sc.explainer_fp, f.spec->>'$.llm.model' AS model, sc.scorer, ex.latents_explained,
+               round(ex.ok_rate, 3) AS ok_rate, sc.latents_scored, round(sc.median_bacc, 3) AS median_bacc,
+               round(sc.mean_bacc, 3) AS mean_bacc, round(sc.median_auroc, 3) AS median_auroc,
+               round((ex.tokens + sum(sc.tokens) OVER (PARTITION BY sc.explainer_fp)) / ex.latents_explained, 1)
+                   AS tokens_per_latent,
+               spend.usd / ex.latents_explained AS usd_per_latent,
+               rank() OVER (PARTITION BY sc.scorer ORDER BY sc.median_bacc DESC) AS rank
+        FROM sc JOIN ex USING (explainer_fp)
+        LEFT JOIN spend USING (explainer_fp)
+        LEFT JOIN fingerprints f ON f.fingerprint = sc.explainer_fp
+        ORDER BY sc.scorer, rank
+    """,
+    # explainers compared on the same latents: paired differences (b - a) of balanced accuracy per scorer
+    "explainer_pairs": """
+        WITH s AS (SELECT layer, latent, explainer_fp, scorer, balanced_accuracy AS bacc FROM scores
+                   WHERE status = 'ok' AND balanced_accuracy IS NOT NULL)
+        SELECT a.explainer_fp AS explainer_a, b.explainer_fp AS explainer_b, a.scorer, count(*) AS latents,
+               round(median(a.bacc), 3) AS median_bacc_a, round(median(b.bacc), 3) AS median_bacc_b,
+               round(median(b.bacc - a.bacc), 3) AS median_diff, round(avg(b.bacc - a.bacc), 3) AS mean_diff,
+               round(stddev_samp(b.bacc - a.bacc) / sqrt(count(*)), 3) AS se_mean_diff,
+               count(*) FILTER (WHERE b.bacc > a.bacc) AS b_better, count(*) FILTER (WHERE b.bacc < a.bacc) AS a_better
+        FROM s a JOIN s b ON a.layer = b.layer AND a.latent = b.latent AND a.scorer = b.scorer
+                          AND a.explainer_fp < b.explainer_fp
+        GROUP BY ALL ORDER BY a.scorer, latents DESC
+    """,
+    # everything that went wrong, one row each: failed explanations, failed or partly failed scores
+    "failures": """
+        SELECT 'explanation' AS stage, layer, latent, explainer_fp, NULL::VARCHAR AS scorer, status,
+               coalesce(error, left(raw_text, 200)) AS detail, created_at
+        FROM explanations WHERE status <> 'ok'
+        UNION ALL
+        SELECT 'score', layer, latent, explainer_fp, scorer, status,
+               n_failed || ' of ' || n || ' items failed: ' || coalesce(array_to_string(failure_reasons, '; '), ''),
+               created_at
+        FROM scores WHERE status <> 'ok' OR n_failed > 0 OR n_failed_batches > 0
     """,
 }
 
