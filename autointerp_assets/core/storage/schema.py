@@ -81,7 +81,10 @@ TABLES: dict[str, str] = {
         n_nonzero BIGINT NOT NULL,
         published_at TIMESTAMP DEFAULT current_timestamp
     """,
-    # per latent: firing statistics over the cached corpus
+    # per latent: firing statistics over the cached corpus; heuristic flags (core.scoring.heuristics, set by
+    # stage scores_more): position_u = uncertainty coefficient of firing given position, top_token and its
+    # share of the activation mass, tokens_for_mass = token ids carrying scoring_extras.unigram_mass of it,
+    # and the flags flag_positional / flag_single_token / flag_unigram
     "latent_stats": """
         layer VARCHAR NOT NULL,
         latent INTEGER NOT NULL,
@@ -93,7 +96,14 @@ TABLES: dict[str, str] = {
         quantile_edges REAL[],
         histogram INTEGER[],
         status VARCHAR NOT NULL,
-        activations_fp VARCHAR NOT NULL
+        activations_fp VARCHAR NOT NULL,
+        position_u DOUBLE,
+        top_token INTEGER,
+        top_token_share DOUBLE,
+        tokens_for_mass INTEGER,
+        flag_positional BOOLEAN,
+        flag_single_token BOOLEAN,
+        flag_unigram BOOLEAN
     """,
     # per latent: was it given examples (selected) or not, and why (too_rare / dead / not_selected),
     # with its activating windows and how many train / test / non-activating examples it got
@@ -165,7 +175,8 @@ TABLES: dict[str, str] = {
         sampler_fp VARCHAR NOT NULL,
         created_at TIMESTAMP DEFAULT current_timestamp
     """,
-    # per example shown to a scorer: truth, prediction, probability
+    # per example shown to a scorer: truth, prediction, probability; value = the example's own score for
+    # embedding (cosine), surprisal (loss gain, nats/token) and simulation (simulated max, 0-10)
     "score_items": """
         layer VARCHAR NOT NULL,
         latent INTEGER NOT NULL,
@@ -178,9 +189,13 @@ TABLES: dict[str, str] = {
         activating BOOLEAN NOT NULL,
         truth BOOLEAN NOT NULL,
         prediction BOOLEAN,
-        probability DOUBLE
+        probability DOUBLE,
+        value DOUBLE
     """,
-    # per (latent, explainer, scorer): metrics
+    # per (latent, explainer, scorer): metrics. Stage scores_more adds the scorer's primary metric
+    # (balanced_accuracy, auroc, correlation, accuracy) as metric/value with its per-latent bootstrap interval
+    # (ci_low/ci_high; auroc_ci_* for AUROC); control rows are '<scorer>_control' (another latent's
+    # explanation on this latent's examples); latent_range = the partition, e.g. '00000-01023'
     "scores": """
         layer VARCHAR NOT NULL,
         latent INTEGER NOT NULL,
@@ -204,7 +219,15 @@ TABLES: dict[str, str] = {
         completion_tokens BIGINT,
         latency_s DOUBLE,
         cost_usd DOUBLE,
-        created_at TIMESTAMP DEFAULT current_timestamp
+        created_at TIMESTAMP DEFAULT current_timestamp,
+        control BOOLEAN DEFAULT false,
+        metric VARCHAR,
+        value DOUBLE,
+        ci_low DOUBLE,
+        ci_high DOUBLE,
+        auroc_ci_low DOUBLE,
+        auroc_ci_high DOUBLE,
+        latent_range VARCHAR
     """,
     # the LLM ledger: one row per request whose results were committed (append-only: re-runs add rows,
     # so spend is never forgotten); the budget is checked against its totals
@@ -274,6 +297,38 @@ VIEWS: dict[str, str] = {
         LEFT JOIN scores f ON f.layer = e.layer AND f.latent = e.latent AND f.explainer_fp = e.explainer_fp
                           AND f.scorer = 'fuzzing' AND f.status = 'ok'
         WHERE e.status = 'ok'
+    """,
+    # per latent and scorer: the real score next to its random-explanation control ('<scorer>_control'),
+    # both with their bootstrap intervals, and the paired difference real - control
+    "score_controls": """
+        SELECT r.layer, r.latent, r.latent_range, r.explainer_fp, r.scorer, r.metric,
+               r.value AS real, r.ci_low, r.ci_high, c.value AS control, c.ci_low AS control_ci_low,
+               c.ci_high AS control_ci_high, r.value - c.value AS difference
+        FROM scores r
+        JOIN scores c ON c.layer = r.layer AND c.latent = r.latent AND c.explainer_fp = r.explainer_fp
+                     AND c.scorer = r.scorer || '_control' AND c.control AND c.status = 'ok'
+        WHERE NOT coalesce(r.control, false) AND r.status = 'ok'
+    """,
+    # per partition, explainer and scorer: median and IQR of the per-latent values (never pooled across
+    # latents), the control's median, and the median paired difference with its distribution-free 95 %
+    # interval (order statistics k, n + 1 - k; the same rule as core.scoring.bootstrap.median_ci)
+    "scorer_summary": """
+        WITH pairs AS (
+            SELECT r.layer, r.latent_range, r.explainer_fp, r.scorer, r.metric, r.value AS real,
+                   c.value AS control, r.value - c.value AS diff
+            FROM scores r
+            LEFT JOIN scores c ON c.layer = r.layer AND c.latent = r.latent AND c.explainer_fp = r.explainer_fp
+                              AND c.scorer = r.scorer || '_control' AND c.control AND c.status = 'ok'
+            WHERE NOT coalesce(r.control, false) AND r.status = 'ok' AND r.value IS NOT NULL
+              AND r.latent_range IS NOT NULL),
+        agg AS (
+            SELECT layer, latent_range, explainer_fp, scorer, any_value(metric) AS metric, count(*) AS latents,
+                   median(real) AS median, quantile_cont(real, 0.25) AS q25, quantile_cont(real, 0.75) AS q75,
+                   median(control) AS median_control, median(diff) AS median_difference,
+                   list_sort(list(diff) FILTER (WHERE diff IS NOT NULL)) AS d
+            FROM pairs GROUP BY ALL)
+        SELECT * EXCLUDE (d, k), d[k] AS difference_ci_low, d[len(d) + 1 - k] AS difference_ci_high
+        FROM (SELECT *, greatest(floor(len(d) / 2 - 1.959964 * sqrt(len(d)) / 2), 1)::INTEGER AS k FROM agg)
     """,
     # per (layer, latent, scorer): the most recently made ok score, whichever explainer made it
     "latest_scores": """

