@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE  := 1
 export TOKENIZERS_PARALLELISM := false
 export VLLM_LOGGING_LEVEL ?= WARNING
 
-.PHONY: setup run test ui summary clean
+.PHONY: setup browser run test ui summary clean
 
 setup: $(STAMP)
 
@@ -29,7 +29,12 @@ run: setup
 summary: setup
 	$(BIN)/autointerp summary
 
-test: setup
+# Debian's chromium for the headless-browser UI test (Playwright drives /usr/bin/chromium; its own
+# browser download, `playwright install`, is never used). CI runs as root on a fresh machine.
+browser:
+	test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+test: setup browser
 	$(BIN)/python -m pytest -q -ra
 
 ui: setup
