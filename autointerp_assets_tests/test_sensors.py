@@ -11,6 +11,7 @@ from autointerp_assets.core.config import ConfigError, load_config
 from autointerp_assets.core.registry import active_config, explainer_fp
 from autointerp_assets.core.storage import Warehouse
 from autointerp_assets.defs.assets import explanations, scores
+from autointerp_assets.defs.checks import CHECKS
 from autointerp_assets.defs.resources import LLMResource, ProjectResource
 from autointerp_assets.defs.sensors import EXPLAINER_FP_TAG, EXPLAINER_TAG, explainer_change
 from autointerp_assets_tests.automation_base import KEYS, base_project, project_copy, write_registry
@@ -65,10 +66,13 @@ def test_sensor_reexplains_every_partition_on_explainer_change():
         # run them as the daemon would: the pinned explainer comes in through run config
         for r in reqs:
             assert dg.validate_run_config(job, r.run_config)
-            res = dg.materialize([explanations, scores], partition_key=r.partition_key, run_config=r.run_config,
+            res = dg.materialize([explanations, scores, *CHECKS], partition_key=r.partition_key,
+                                 run_config=r.run_config,
                                  tags=r.tags, instance=instance,
                                  resources={"project": ProjectResource(config_path=str(config)), "llm": LLMResource()})
             assert res.success
+            evals = {e.check_name: e.passed for e in res.get_asset_check_evaluations()}
+            assert evals == {"explanations_cover_selection": True, "scores_for_every_explanation": True}
 
         after = {t: counts(wh, t) for t in ("explanations", "scores")}
         for t in after:
@@ -103,3 +107,32 @@ def test_bad_registry_is_one_line_naming_the_fix(tmp_path):
     write_registry(config, {"active": "terse"})
     with pytest.raises(ConfigError, match="allowed keys"):
         active_config(config)
+
+
+@pytest.mark.slow
+def test_asset_checks_pass_on_a_complete_partition_and_fail_on_gaps(tmp_path):
+    """The checks' logic on a snapshot of the materialized project, where gaps can be cut without harm."""
+    from autointerp_assets.defs.checks import examples_status, explanations_status, scores_status
+
+    base, _ = base_project()
+    cfg = active_config(base)
+    wh = Warehouse(Warehouse(cfg.resolve(cfg.database)).snapshot(tmp_path / "snapshot.duckdb"))
+    efp, scorers = explainer_fp(cfg), list(cfg.scorer.scorers)
+    for layer in ("layers.1", "layers.3"):
+        assert examples_status(wh, layer, 0, 31)[0]
+        assert explanations_status(wh, efp, layer, 0, 31)[0]
+        assert scores_status(wh, efp, scorers, layer, 0, 31)[0]
+    assert not examples_status(wh, "layers.1", 32, 63)[0]  # a range where nothing was selected
+    assert not explanations_status(wh, "explainer-never-ran", "layers.1", 0, 31)[0]
+    with wh.write() as con:  # one explained latent loses its scores; one selected latent its explanation
+        lat = con.execute("SELECT min(latent) FROM explanations WHERE explainer_fp = ? AND status = 'ok' "
+                          "AND layer = 'layers.1'", [efp]).fetchone()[0]
+        con.execute("DELETE FROM scores WHERE explainer_fp = ? AND layer = 'layers.1' AND latent = ? "
+                    "AND scorer = ?", [efp, lat, scorers[0]])
+        con.execute("DELETE FROM explanations WHERE explainer_fp = ? AND layer = 'layers.3' AND latent = "
+                    "(SELECT min(latent) FROM explanations WHERE layer = 'layers.3')", [efp])
+    passed, md = scores_status(wh, efp, scorers, "layers.1", 0, 31)
+    assert not passed and md["missing_scores"] == 1
+    passed, md = explanations_status(wh, efp, "layers.3", 0, 31)
+    assert not passed and md["missing"] == 1
+    assert scores_status(wh, efp, scorers, "layers.3", 0, 31)[0]  # untouched where nothing was cut

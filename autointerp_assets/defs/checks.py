@@ -24,24 +24,53 @@ def _partition(context, project: ProjectResource):
     return ctx, cfg, *bounds(context.partition_key)
 
 
-@dg.asset_check(asset=examples, partitions_def=PARTITIONS,
-                description="The partition has selected latents, each with train and test windows.")
-def examples_not_empty(context: dg.AssetCheckExecutionContext, project: ProjectResource) -> dg.AssetCheckResult:
-    ctx, _, layer, first, last = _partition(context, project)
-    status = dict(ctx.wh.query(
+# --- the checks' logic over the warehouse: (passed, metadata) for one partition -------------------
+def examples_status(wh, layer: str, first: int, last: int) -> tuple[bool, dict]:
+    status = dict(wh.query(
         "SELECT status, count(*) FROM latent_selection WHERE layer = ? AND latent BETWEEN ? AND ? GROUP BY ALL",
         [layer, first, last]).iter_rows())
-    short = ctx.wh.scalar(
+    short = wh.scalar(
         "SELECT count(*) FROM (SELECT latent FROM latent_selection WHERE status = 'selected' AND layer = ? "
         "AND latent BETWEEN ? AND ?) s WHERE (SELECT count(DISTINCT split) FROM examples e WHERE e.layer = ? "
         "AND e.latent = s.latent AND e.split IN ('train', 'test')) < 2", [layer, first, last, layer])
     selected = status.get("selected", 0)
+    return selected > 0 and short == 0, {"selected": selected, "selected_without_train_or_test": short,
+                                         **{f"latents_{k}": v for k, v in status.items() if k != "selected"}}
+
+
+def explanations_status(wh, efp: str, layer: str, first: int, last: int) -> tuple[bool, dict]:
+    counts = wh.query(
+        "SELECT count(*) FILTER (WHERE e.latent IS NULL) AS missing, count(e.latent) AS explained, "
+        "count(*) FILTER (WHERE e.status = 'ok') AS ok "
+        "FROM latent_selection s LEFT JOIN explanations e ON e.layer = s.layer AND e.latent = s.latent "
+        "AND e.explainer_fp = ? WHERE s.status = 'selected' AND s.layer = ? AND s.latent BETWEEN ? AND ?",
+        [efp, layer, first, last]).row(0, named=True)
+    return counts["missing"] == 0 and counts["explained"] > 0, {"explainer_fp": efp, **counts}
+
+
+def scores_status(wh, efp: str, scorers: list[str], layer: str, first: int, last: int) -> tuple[bool, dict]:
+    missing = wh.query(
+        "SELECT e.latent, k.scorer FROM explanations e CROSS JOIN (SELECT unnest(?::VARCHAR[]) AS scorer) k "
+        "WHERE e.explainer_fp = ? AND e.status = 'ok' AND e.layer = ? AND e.latent BETWEEN ? AND ? "
+        "AND NOT EXISTS (SELECT 1 FROM scores s WHERE s.layer = e.layer AND s.latent = e.latent "
+        "AND s.explainer_fp = e.explainer_fp AND s.scorer = k.scorer) ORDER BY ALL",
+        [scorers, efp, layer, first, last])
+    explained = wh.scalar("SELECT count(*) FROM explanations WHERE explainer_fp = ? AND status = 'ok' "
+                          "AND layer = ? AND latent BETWEEN ? AND ?", [efp, layer, first, last])
+    return missing.is_empty(), {"explainer_fp": efp, "ok_explanations": explained, "missing_scores": missing.height,
+                                "missing": table_md(missing.head(20).to_dicts())}
+
+
+# --- the Dagster checks ------------------------------------------------------------------------------
+@dg.asset_check(asset=examples, partitions_def=PARTITIONS,
+                description="The partition has selected latents, each with train and test windows.")
+def examples_not_empty(context: dg.AssetCheckExecutionContext, project: ProjectResource) -> dg.AssetCheckResult:
+    ctx, _, layer, first, last = _partition(context, project)
+    passed, md = examples_status(ctx.wh, layer, first, last)
     return dg.AssetCheckResult(
-        passed=selected > 0 and short == 0,
-        description=None if selected else "no latent of this partition was selected: all dead or too rare "
-                                          "(lower sampler.min_examples or use a larger corpus)",
-        metadata={"selected": selected, "selected_without_train_or_test": short,
-                  **{f"latents_{k}": v for k, v in status.items() if k != "selected"}})
+        passed=passed, metadata=md,
+        description=None if md["selected"] else "no latent of this partition was selected: all dead or too rare "
+                                                "(lower sampler.min_examples or use a larger corpus)")
 
 
 @dg.asset_check(asset=explanations, partitions_def=PARTITIONS,
@@ -49,15 +78,8 @@ def examples_not_empty(context: dg.AssetCheckExecutionContext, project: ProjectR
 def explanations_cover_selection(context: dg.AssetCheckExecutionContext,
                                  project: ProjectResource) -> dg.AssetCheckResult:
     ctx, cfg, layer, first, last = _partition(context, project)
-    efp = explainer_fp(cfg)
-    counts = ctx.wh.query(
-        "SELECT count(*) FILTER (WHERE e.latent IS NULL) AS missing, count(e.latent) AS explained, "
-        "count(*) FILTER (WHERE e.status = 'ok') AS ok "
-        "FROM latent_selection s LEFT JOIN explanations e ON e.layer = s.layer AND e.latent = s.latent "
-        "AND e.explainer_fp = ? WHERE s.status = 'selected' AND s.layer = ? AND s.latent BETWEEN ? AND ?",
-        [efp, layer, first, last]).row(0, named=True)
-    return dg.AssetCheckResult(passed=counts["missing"] == 0 and counts["explained"] > 0,
-                               metadata={"explainer_fp": efp, **counts})
+    passed, md = explanations_status(ctx.wh, explainer_fp(cfg), layer, first, last)
+    return dg.AssetCheckResult(passed=passed, metadata=md)
 
 
 @dg.asset_check(asset=scores, partitions_def=PARTITIONS,
@@ -65,18 +87,8 @@ def explanations_cover_selection(context: dg.AssetCheckExecutionContext,
 def scores_for_every_explanation(context: dg.AssetCheckExecutionContext,
                                  project: ProjectResource) -> dg.AssetCheckResult:
     ctx, cfg, layer, first, last = _partition(context, project)
-    efp = explainer_fp(cfg)
-    missing = ctx.wh.query(
-        "SELECT e.latent, k.scorer FROM explanations e CROSS JOIN (SELECT unnest(?::VARCHAR[]) AS scorer) k "
-        "WHERE e.explainer_fp = ? AND e.status = 'ok' AND e.layer = ? AND e.latent BETWEEN ? AND ? "
-        "AND NOT EXISTS (SELECT 1 FROM scores s WHERE s.layer = e.layer AND s.latent = e.latent "
-        "AND s.explainer_fp = e.explainer_fp AND s.scorer = k.scorer) ORDER BY ALL",
-        [list(cfg.scorer.scorers), efp, layer, first, last])
-    explained = ctx.wh.scalar("SELECT count(*) FROM explanations WHERE explainer_fp = ? AND status = 'ok' "
-                              "AND layer = ? AND latent BETWEEN ? AND ?", [efp, layer, first, last])
-    return dg.AssetCheckResult(passed=missing.is_empty(), metadata={
-        "explainer_fp": efp, "ok_explanations": explained, "missing_scores": missing.height,
-        "missing": table_md(missing.head(20).to_dicts())})
+    passed, md = scores_status(ctx.wh, explainer_fp(cfg), list(cfg.scorer.scorers), layer, first, last)
+    return dg.AssetCheckResult(passed=passed, metadata=md)
 
 
 CHECKS = [examples_not_empty, explanations_cover_selection, scores_for_every_explanation]
