@@ -62,3 +62,13 @@ def test_mean_losses_left_padding_does_not_change_the_loss():
     many = surprisal.mean_losses(tok, model, pairs, batch_size=3)
     assert many == pytest.approx(one, abs=1e-3)
     assert one[0] != pytest.approx(one[2], abs=1e-3)
+
+
+def test_shared_context_cache_gives_the_same_losses_as_full_sequences():
+    cfg = load_config(CONFIG_PATH)
+    tok, model = surprisal.load_base_lm(resolve_model(cfg.subject_model, cfg.resolve(cfg.workdir)), "float32")
+    texts = [" hello world", " x = 1\\n", " The quick brown fox jumps over the lazy dog.", " ok"]
+    context = surprisal.prefix("Short greetings and code")
+    cached = surprisal.losses_after(tok, model, context, texts, batch_size=3)
+    full = surprisal.mean_losses(tok, model, [(context, t) for t in texts], batch_size=1)
+    assert cached == pytest.approx(full, abs=1e-3)
