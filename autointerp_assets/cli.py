@@ -33,6 +33,7 @@ def cmd_run(args) -> int:
     # the CLI materializes partitions one by one; Dagster warns that the assets' backfill policies differ
     warnings.filterwarnings("ignore", message="Asset job .* materializes assets with varying BackfillPolicies")
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)  # partitioned asset checks
 
     from .core import pipeline
     from .core.config import load_config
