@@ -24,11 +24,14 @@ import duckdb
 import polars as pl
 from filelock import FileLock, Timeout
 
-from .schema import PARTITIONED, TABLES, create_statements, migration_statements
+from .schema import PARTITIONED, TABLES, VIEWS, create_statements, migration_statements
 
 log = logging.getLogger(__name__)
 
 _LOCK_WAIT_LOG_S = 10.0
+# (path, inode) of files whose schema this process already created or migrated: every stage builds its own
+# Warehouse, and re-running the DDL on each would be one more write transaction per stage
+_SCHEMA_READY: set[tuple[str, int]] = set()
 
 
 def arrow_table(result):
@@ -107,6 +110,12 @@ class Warehouse:
                                 "session or give analysts `autointerp snapshot`", waited, self.path, _holder(e))
                     last_log = time.monotonic()
                 time.sleep(0.5)
+        key = (str(self.path.resolve()), self.path.stat().st_ino)
+        if not self._initialized and key in _SCHEMA_READY:  # this process already brought this file up to date
+            names = [*TABLES, *VIEWS]  # (a read, no DDL) unless the file was replaced under the same inode
+            self._initialized = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = "
+                                            "'main' AND table_name IN (SELECT unnest(?))", [names]).fetchone()[0] \
+                == len(names)
         if not self._initialized:
             existing: dict[str, set[str]] = {}
             for t, c in con.execute("SELECT table_name, column_name FROM information_schema.columns "
@@ -115,6 +124,7 @@ class Warehouse:
             for stmt in migration_statements(existing) + create_statements():
                 con.execute(stmt)
             self._initialized = True
+            _SCHEMA_READY.add(key)
         return con
 
     @contextmanager
