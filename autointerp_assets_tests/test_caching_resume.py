@@ -97,3 +97,27 @@ def test_sigkill_mid_cache_then_rerun_gives_exactly_the_uninterrupted_rows(tmp_p
     assert wh.scalar("SELECT count(*) FROM activation_batches") == 0
     batches = wh.query("SELECT batch_index, count(*) AS n FROM cache_progress GROUP BY ALL ORDER BY ALL")
     assert batches["batch_index"].to_list() == list(range(n_rows // 4)) and set(batches["n"]) == {1}
+
+
+def test_concurrent_callers_share_one_forward_pass(tmp_path):
+    """Two threads that both find the cache unfinished: one computes it, the other waits and reuses it."""
+    import threading
+
+    from autointerp_assets.core import pipeline
+    from autointerp_assets.core.config import load_config
+    from autointerp_assets_tests.conftest import write_config
+
+    cfg = load_config(write_config(tmp_path / "p.yaml", {"database": str(tmp_path / "w.duckdb"),
+                                                         "corpus": {"n_tokens": 4096, "ctx_len": 128}}))
+    ctx = pipeline.Context.of(cfg)
+    pipeline.run_corpus(ctx)
+    pipeline.run_sparse_coders(ctx)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(pipeline.ensure_cache(pipeline.Context.of(cfg))[1]))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r["reused"] for r in results) == [False, True]
+    assert ctx.wh.scalar("SELECT count(*) FROM cache_progress") == 4096 // 128 // cfg.caching.batch_rows
