@@ -91,7 +91,9 @@ def test_every_scorer_and_control_has_a_row_per_explained_latent(warehouse, scor
                                  "('simulation', 'simulation_control', 'intruder', 'detection_control') GROUP BY ALL"
                                  ).iter_rows())
     assert calls["simulation"] == n * 4 and calls["simulation_control"] == n * 4 and calls["intruder"] > 0
-    assert calls["detection_control"] == calls.get("detection_control", 0) > 0
+    assert calls["detection_control"] >= n * 2  # 8 items, 4 per prompt: 2 prompts per latent
+    ctl = rows.filter(pl.col("scorer") == "detection_control")
+    assert (ctl["n_batches"] == 2).all() and (ctl["n"] == 8).all()
 
 
 def test_the_control_uses_another_latents_explanation(warehouse, scored):
