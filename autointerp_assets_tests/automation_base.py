@@ -28,7 +28,13 @@ def project_copy(name: str, registry: dict | None = None) -> Path:
     base = base_project()[0]
     d = ROOT / name
     d.mkdir(parents=True, exist_ok=True)
-    shutil.copy(base, d / "project.yaml")
+    # its own copy of the base database, so one test's explainers never show up in another's
+    cfg = yaml.safe_load(base.read_text())
+    shutil.copy(cfg["database"], d / "autointerp.duckdb")
+    if Path(cfg["database"] + ".wal").exists():
+        shutil.copy(cfg["database"] + ".wal", d / "autointerp.duckdb.wal")
+    cfg["database"] = str(d / "autointerp.duckdb")
+    (d / "project.yaml").write_text(yaml.safe_dump(cfg))
     if registry is not None:
         write_registry(d / "project.yaml", registry)
     return d / "project.yaml"
