@@ -5,11 +5,6 @@ graph and a scores partition page and finds our score-histogram plot (screenshot
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -19,6 +14,7 @@ import pytest
 from autointerp_assets.core.config import load_config
 from autointerp_assets.core.registry import active_config, explainer_fp
 from autointerp_assets.core.storage import Warehouse
+from autointerp_assets_tests.dagster_dev import dagster_dev
 from autointerp_assets_tests.automation_base import KEYS, base_project, project_copy, write_registry
 
 pytestmark = pytest.mark.slow
@@ -34,12 +30,6 @@ SENSOR = """{ sensorOrError(sensorSelector: {repositoryName: "__repository__",
   ... on PythonError { message } } }"""
 RUNS = """query($fp: String!) { runsOrError(filter: {tags: [{key: "autointerp/explainer_fp", value: $fp}]}) {
   ... on Runs { results { runId status tags { key value } } } } }"""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def gql(port: int, query: str, variables: dict | None = None) -> dict:
@@ -70,24 +60,11 @@ def server():
     config = project_copy("live")  # no registry yet: the project config's explainer is active
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\nconcurrency:\n  runs:\n"
                                        "    max_concurrent_runs: 2\n")
-    port = _free_port()
     log = config.parent / "dagster_dev.log"
-    env = {**os.environ, "DAGSTER_HOME": str(home), "AUTOINTERP_CONFIG": str(config),
+    env = {"DAGSTER_HOME": str(home), "AUTOINTERP_CONFIG": str(config),
            "AUTOINTERP_BACKFILL_CRON": "0 0 1 1 *"}  # no scheduled backfill during the test
-    dagster = Path(sys.executable).with_name("dagster")
-    with open(log, "w") as out:  # own process group (like `set -m`), so the whole tree stops on SIGTERM
-        proc = subprocess.Popen([str(dagster), "dev", "-w", str(ROOT / "workspace.yaml"), "-h", "127.0.0.1",
-                                 "-p", str(port)], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    try:
+    with dagster_dev(env, log) as port:
         yield {"port": port, "config": config, "log": log}
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def sensor_ticks(port: int) -> list[dict]:

@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from autointerp_assets_tests.dagster_dev import dagster_dev
+
 
 QUERY = """{ assetNodes { assetKey { path } isPartitioned
   partitionDefinition { dimensionTypes { name } } } }"""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _post(url: str, query: str) -> dict:
@@ -35,15 +25,8 @@ def _post(url: str, query: str) -> dict:
 
 @pytest.mark.slow
 def test_ui_graphql_lists_assets_with_both_dimensions(tmp_path):
-    port = _free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    dagster = Path(sys.executable).with_name("dagster")
-    # own process group (like `set -m`), so the whole tree stops on SIGTERM
-    proc = subprocess.Popen([str(dagster), "dev", "-w", str(ROOT / "workspace.yaml"), "-h", "127.0.0.1",
-                             "-p", str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
+    with dagster_dev({"DAGSTER_HOME": str(tmp_path)}) as port:
         deadline = time.time() + 120
         nodes = None
         while time.time() < deadline:
@@ -70,10 +53,3 @@ def test_ui_graphql_lists_assets_with_both_dimensions(tmp_path):
             if ip.startswith("127."):
                 raise OSError("no non-loopback address to probe")
             socket.create_connection((ip, port), timeout=2)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
