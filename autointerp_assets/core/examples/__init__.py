@@ -1,63 +1,133 @@
 """Examples of a partition: windows, train / test (disjoint by construction) and non-activating windows.
 
-``build_examples`` runs the whole range in one DuckDB connection (SQL, plus blockwise torch for
-decoder neighbours and embedding scores) and leaves temp tables ``_selection`` (per-latent status),
-``_neighbours`` and ``_examples`` for the caller to publish. The rules are in ``sampling``.
+``build_examples`` builds the whole range at once: DuckDB reads the activations and tokens and hashes
+the draws, numpy sorts and reduces (the rules are in ``sampling``), SQL / blockwise torch / sparse
+products give the neighbour and embedding negatives. It returns the rows and also registers them on the
+connection as ``_examples``, ``_selection`` (per-latent status and counts) and ``_neighbours`` for the
+caller to publish with one INSERT each.
 """
 
 from __future__ import annotations
 
-import polars as pl
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
 import torch
 
 from ..config import SamplerConfig
 from . import embeddings, neighbours
 from .checks import disjointness
-from .sampling import (EMPTY_PRIMARY, SAMPLER_VERSION, SELECTION_SQL, examples_sql, negatives_sql,
-                       random_negatives_sql, sampler_spec, train_test_sql, units_sql, windows_per_row)
+from .sampling import (SAMPLER_VERSION, SPLITS, list_array, merge_negatives, random_negatives, rank_units,
+                       read_activations, sampler_spec, selection_of, spread, start_of, test_pool, tokens_2d,
+                       train_of, units_of, window_acts, window_tokens, windows_per_row)
 
-__all__ = ["SAMPLER_VERSION", "SELECTION_SQL", "build_examples", "disjointness", "embeddings", "neighbours",
-           "sampler_spec", "windows_per_row"]
+__all__ = ["SAMPLER_VERSION", "Built", "build_examples", "disjointness", "embeddings", "neighbours", "sampler_spec",
+           "selection_frame", "windows_per_row"]
 
 
-def run_sql(con, sql: str, params: dict) -> None:
-    """Run ;-separated statements, each with the named parameters it uses."""
-    for stmt in (s.strip() for s in sql.split(";")):
-        if stmt:
-            con.execute(stmt, {k: v for k, v in params.items() if f"${k}" in stmt})
+@dataclass
+class Built:
+    examples: pa.Table    # the rows of table ``examples`` without sampler_fp
+    selection: pa.Table   # latent, status, n_windows, n_train, n_test, n_non_activating
+    neighbours: pa.Table  # latent, neighbour, similarity, rank (empty unless the negatives need them)
 
 
 def build_examples(con, cfg: SamplerConfig, ctx_len: int, max_per_range: int | None, layer: str, first: int,
                    last: int, corpus_fp: str, w_dec: torch.Tensor | None = None,
-                   embedding_key: str | None = None) -> None:
-    """All temp tables for one partition. ``w_dec``: decoder rows first..last (neighbour_type 'decoder');
+                   embedding_key: str | None = None) -> Built:
+    """All rows of one partition. ``w_dec``: decoder rows first..last (neighbour_type 'decoder');
     ``embedding_key``: cached window embeddings to use (source 'embedding')."""
-    params = {"layer": layer, "first": first, "last": last, "corpus_fp": corpus_fp}
-    run_sql(con, units_sql(cfg, ctx_len, max_per_range), params)
-    if cfg.neighbour_type == "decoder":
-        if w_dec is None:
-            raise ValueError("neighbour_type 'decoder' needs the decoder rows (w_dec) of the range")
-        sel = [r[0] for r in con.execute("SELECT latent FROM _selection WHERE status = 'selected' ORDER BY latent")
-               .fetchall()]
-        frame = neighbours.decoder_neighbours(w_dec, first, sel, cfg.n_neighbours)
+    source, w = cfg.non_activating_source, cfg.example_ctx_len
+    if source == "neighbours" and cfg.neighbour_type == "decoder" and w_dec is None:
+        raise ValueError("neighbour_type 'decoder' needs the decoder rows (w_dec) of the range")
+    if source == "embedding" and embedding_key is None:
+        raise ValueError("non_activating_source 'embedding' needs embedding_key (see embeddings.model_key)")
+    nw = windows_per_row(ctx_len, w)
+    acts = read_activations(con, layer, first, last, ctx_len)
+    lat, row, win, max_act, peak = units_of(acts, cfg)
+    latents, n_windows, status = selection_of(lat, cfg, first, last, max_per_range)
+    selected = latents[status == "selected"]
+    u = rank_units(con, lat, row, win, max_act, peak, selected, cfg, first)
+    start = start_of(u, cfg, ctx_len)
+    train = train_of(u, cfg)
+    if cfg.window == "fixed":  # fixed windows share a token only when they are the same unit
+        pool = np.setdiff1d(np.arange(len(u.latent)), train, assume_unique=True)
     else:
-        frame = neighbours.cooccurrence_neighbours(con, cfg.n_neighbours)
-    con.register("_nb_frame", frame.to_arrow())
-    con.execute("CREATE OR REPLACE TEMP TABLE _neighbours AS SELECT * FROM _nb_frame")
-    con.unregister("_nb_frame")
-    run_sql(con, train_test_sql(cfg, ctx_len), params)
-    run_sql(con, random_negatives_sql(cfg, ctx_len), params)
-    if cfg.non_activating_source == "neighbours":
-        neighbours.neighbour_negatives(con, cfg)
-    elif cfg.non_activating_source == "embedding":
-        if embedding_key is None:
-            raise ValueError("non_activating_source 'embedding' needs embedding_key (see embeddings.model_key)")
-        embeddings.hard_negatives(con, cfg, ctx_len, corpus_fp, embedding_key)
-    else:
-        run_sql(con, EMPTY_PRIMARY, params)
-    run_sql(con, negatives_sql(cfg), params)
-    run_sql(con, examples_sql(cfg, ctx_len), params)
+        pool = test_pool(u, train, start, w)
+    test = spread(u, pool, cfg.n_test)
+
+    tokens, row_len = tokens_2d(con, corpus_fp, ctx_len)
+    n_total = len(tokens) * nw
+    unit_keys = (lat - first) * n_total + row * nw + win  # sorted: units are in (latent, row, win) order
+    n_neg = cfg.n_non_activating + cfg.n_train_non_activating
+    rnd = random_negatives(con, cfg, selected, unit_keys, len(tokens), nw, n_neg, first)
+    sel_table = pa.table({"latent": latents.astype(np.int32), "status": status.tolist(), "n_windows": n_windows})
+    con.register("_selection", sel_table)
+    nb_table, primary = _neighbours_empty(), None
+    if source in ("neighbours", "embedding"):  # their SQL reads the range's units as tables
+        con.register("_wins", pa.table({"latent": lat.astype(np.int32), "row_id": row.astype(np.int32),
+                                        "win": win.astype(np.int32), "max_act": max_act}))
+        con.register("_ranked", pa.table({"latent": u.latent.astype(np.int32), "row_id": u.row_id.astype(np.int32),
+                                          "win": u.win.astype(np.int32), "rk_top": u.rk_top}))
+        if source == "neighbours":
+            if cfg.neighbour_type == "decoder":
+                frame = neighbours.decoder_neighbours(w_dec, first, selected.tolist(), cfg.n_neighbours)
+            else:
+                frame = neighbours.cooccurrence_neighbours(lat, row * nw + win, selected, cfg.n_neighbours)
+            nb_table = frame.to_arrow()
+            con.register("_neighbours", nb_table)
+            neighbours.neighbour_negatives(con, cfg, n_neg)
+        else:
+            embeddings.hard_negatives(con, cfg, ctx_len, corpus_fp, embedding_key, n_neg)
+        primary = con.execute("SELECT latent, row_id, win, coalesce(neighbour, -1) AS neighbour, similarity, ord "
+                              "FROM _neg_primary").fetchnumpy()
+    con.register("_neighbours", nb_table)
+    neg = merge_negatives(primary, rnd, source, cfg.n_non_activating, cfg.n_train_non_activating, nw)
+
+    # the picked windows: train, test, then the negatives (fixed windows)
+    idx = np.concatenate([train, test])
+    n_act, n_neg_rows = len(idx), len(neg["latent"])
+    p_lat = np.concatenate([u.latent[idx], neg["latent"]])
+    p_row = np.concatenate([u.row_id[idx], neg["wid"] // nw])
+    p_win = np.concatenate([u.win[idx], neg["wid"] % nw])
+    p_start = np.concatenate([start[idx], 1 + (neg["wid"] % nw) * w])
+    split = np.concatenate([np.zeros(len(train), dtype=np.int8), np.ones(len(test), dtype=np.int8),
+                            np.where(neg["train"], 3, 2).astype(np.int8)])
+    acts_2d = window_acts(acts, p_lat, p_row, p_start, w)
+    sim = np.concatenate([np.full(n_act, np.nan, dtype=np.float32), neg["similarity"]])
+    nb = np.concatenate([np.full(n_act, -1, dtype=np.int64), neg["neighbour"]])
+    src = np.concatenate([np.full(n_act, None, dtype=object), neg["source"]])
+    examples = pa.table({
+        "layer": pa.array([layer] * len(p_lat), pa.string()),
+        "latent": p_lat.astype(np.int32),
+        "split": pa.DictionaryArray.from_arrays(pa.array(split), pa.array(SPLITS)).cast(pa.string()),
+        "example_id": (p_row * nw + p_win).astype(np.int32),
+        "quantile": np.concatenate([u.quantile[idx], np.full(n_neg_rows, -1)]).astype(np.int16),
+        "row_id": p_row.astype(np.int32),
+        "start_pos": p_start.astype(np.int16),
+        "max_activation": np.concatenate([u.max_act[idx], np.zeros(n_neg_rows, dtype=np.float32)]),
+        "token_ids": window_tokens(tokens, row_len, p_row, p_start, w),
+        "acts": list_array(acts_2d),
+        "source": pa.array(src, pa.string()),
+        "neighbour": pa.array(nb.astype(np.int32), mask=nb < 0),
+        "similarity": pa.array(sim, mask=np.isnan(sim)),
+    })
+    counts = {s: np.bincount(p_lat[split == i] - first, minlength=len(latents)).astype(np.int32)
+              for i, s in enumerate(SPLITS)}
+    selection = pa.table({"latent": latents.astype(np.int32), "status": status.tolist(), "n_windows": n_windows,
+                          **{f"n_{s}": counts[s] for s in ("train", "test", "non_activating")}})
+    con.register("_selection", selection)
+    con.register("_examples", examples)
+    return Built(examples, selection, nb_table)
 
 
-def selection_frame(con, layer: str) -> pl.DataFrame:
-    return con.execute(SELECTION_SQL, {"layer": layer}).pl()
+def _neighbours_empty() -> pa.Table:
+    return pa.table({"latent": pa.array([], pa.int32()), "neighbour": pa.array([], pa.int32()),
+                     "similarity": pa.array([], pa.float32()), "rank": pa.array([], pa.int32())})
+
+
+def selection_frame(con, layer: str):
+    """Table ``latent_selection``'s rows of the last ``build_examples`` on ``con`` (polars)."""
+    return con.execute("SELECT $layer AS layer, latent, status, n_windows, n_train, n_test, n_non_activating "
+                       "FROM _selection", {"layer": layer}).pl()

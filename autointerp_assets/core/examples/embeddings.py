@@ -103,8 +103,9 @@ def _block_rows(n_queries: int, n_windows: int, budget: int = 1 << 25) -> int:
     return max(1, budget // max(n_queries * n_windows, 1))
 
 
-def hard_negatives(con, cfg: SamplerConfig, ctx_len: int, corpus_fp: str, key: str) -> None:
-    """Temp table ``_neg_primary`` from ``_ranked`` / ``_wins`` / ``_selection`` and the cached embeddings."""
+def hard_negatives(con, cfg: SamplerConfig, ctx_len: int, corpus_fp: str, key: str, n: int) -> None:
+    """Temp table ``_neg_primary`` (the ``n`` nearest silent windows per latent) from ``_ranked`` / ``_wins`` /
+    ``_selection`` and the cached embeddings."""
     nw = windows_per_row(ctx_len, cfg.example_ctx_len)
     n_rows = con.execute("SELECT count(*) FROM tokens WHERE corpus_fp = ?", [corpus_fp]).fetchone()[0]
     n_win = n_rows * nw
@@ -136,7 +137,7 @@ def hard_negatives(con, cfg: SamplerConfig, ctx_len: int, corpus_fp: str, key: s
     li_f = torch.tensor([pos[x] for x in fire["latent"]], dtype=torch.long)
     wid_f = torch.from_numpy(fire[list(fire)[1]].astype(np.int64))
 
-    k = min(cfg.n_non_activating, n_win)
+    k = min(n, n_win)
     out_l, out_w, out_s, out_r = [], [], [], []
     step = _block_rows(q, n_win)
     for a in range(0, len(latents), step):

@@ -10,7 +10,8 @@ Neighbours are searched among the latents of the same partition (latent range), 
 depends only on its own upstream partition; a wider range gives a wider search.
 
 Neighbour negatives: for each neighbour in similarity order, its strongest units in which this
-latent does not fire (up to ``windows_per_neighbour``), until ``n_non_activating`` are collected.
+latent does not fire (up to ``windows_per_neighbour``), until ``n_non_activating`` (+ the explainer's
+``n_train_non_activating``) are collected.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ import torch
 from ..config import SamplerConfig
 
 
-def cooccurrence_neighbours(con, n_neighbours: int, block: int = 2048) -> pl.DataFrame:
-    """Top-n Jaccard neighbours of the selected latents over the range's activating units (``_wins``).
+def cooccurrence_neighbours(latent: np.ndarray, window: np.ndarray, selected: np.ndarray, n_neighbours: int,
+                            block: int = 2048) -> pl.DataFrame:
+    """Top-n Jaccard neighbours of the ``selected`` latents over the range's activating units
+    (one (latent, window id) pair per unit).
 
     A sparse latents × windows incidence matrix A; co-occurrence counts are the sparse product
     A[selected] · Aᵀ, so only pairs that actually co-occur exist, ``block`` query latents at a time.
@@ -34,13 +37,11 @@ def cooccurrence_neighbours(con, n_neighbours: int, block: int = 2048) -> pl.Dat
     """
     from scipy import sparse
 
-    wins = con.execute("SELECT latent, row_id, win FROM _wins").fetchnumpy()
-    selected = np.array([r[0] for r in con.execute(
-        "SELECT latent FROM _selection WHERE status = 'selected' ORDER BY latent").fetchall()], dtype=np.int64)
-    if len(selected) == 0 or len(wins["latent"]) == 0:
+    selected = np.asarray(selected, dtype=np.int64)
+    if len(selected) == 0 or len(latent) == 0:
         return _empty()
-    lat_ids, lat_idx = np.unique(wins["latent"].astype(np.int64), return_inverse=True)
-    wid = wins["row_id"].astype(np.int64) * (int(wins["win"].max()) + 1) + wins["win"].astype(np.int64)
+    lat_ids, lat_idx = np.unique(np.asarray(latent, dtype=np.int64), return_inverse=True)
+    wid = np.asarray(window, dtype=np.int64)
     uniq_w, w_idx = np.unique(wid, return_inverse=True)
     a = sparse.csr_matrix((np.ones(len(wid), dtype=np.float32), (lat_idx, w_idx)), shape=(len(lat_ids), len(uniq_w)))
     n = np.asarray(a.sum(axis=1)).ravel()
@@ -96,15 +97,16 @@ def decoder_neighbours(w_dec: torch.Tensor, first: int, latents: list[int], n_ne
                          "rank": torch.cat(out["rank"]).numpy().astype("int32")})
 
 
-def neighbour_negatives(con, cfg: SamplerConfig) -> None:
-    """Temp table ``_neg_primary`` from ``_neighbours``: per neighbour in rank order, its strongest
-    windows where the latent is silent (at most ``windows_per_neighbour``).
+def neighbour_negatives(con, cfg: SamplerConfig, n: int) -> None:
+    """Temp table ``_neg_primary`` from ``_neighbours`` / ``_wins`` / ``_selection``: per neighbour in rank
+    order, its strongest windows where the latent is silent (at most ``windows_per_neighbour``), until
+    ``n`` (the scorers' and the explainer's negatives) per latent.
 
     Exact, with bounded work: neighbours are taken in rounds of doubling rank width (first just enough
     to fill ``n_non_activating`` if each gives its share), each round in one SQL statement over every
     latent still short, so most latents touch only their first few neighbours' windows.
     """
-    k, n = cfg.windows_per_neighbour, cfg.n_non_activating
+    k = cfg.windows_per_neighbour
     con.execute("CREATE OR REPLACE TEMP TABLE _neg_primary (latent INTEGER, row_id INTEGER, win INTEGER, "
                 "neighbour INTEGER, similarity REAL, ord BIGINT)")
     max_rank = con.execute("SELECT coalesce(max(rank), 0) FROM _neighbours").fetchone()[0]

@@ -1,10 +1,10 @@
-"""Windows, quantiles, train / test and random negatives: DuckDB SQL over a whole latent range at once.
+"""Windows, quantiles, train / test and random negatives: vectorized over a whole latent range at once.
 
 Units. Each corpus row is cut into non-overlapping ``example_ctx_len``-token *fixed windows* starting
 after BOS (position 1); a tail shorter than a window is not used. A latent's activating units are the
 fixed windows where it fires; each has a max activation and a peak position (first arg-max). Units
 are what is counted (``min_examples``), ranked, binned into ``n_quantiles`` equal-count bins
-(0 = strongest) and sampled; every unit is sampled at most once per latent.
+(0 = strongest, DuckDB ``ntile`` sizes) and sampled; every unit is sampled at most once per latent.
 
 Shown window. ``fixed``: the unit itself. ``centred``: ``example_ctx_len`` tokens with the unit's
 peak at ``peak_offset``, shifted to stay inside the row (so it may reach into a neighbouring unit or
@@ -14,20 +14,31 @@ Disjointness rule (checked by ``checks.disjointness``): no corpus token ``(row_i
 a train and a test window of the same latent. For fixed windows this is "different units"; centred
 windows of adjacent units can overlap, so test is drawn only from units whose shown window does not
 intersect any train window. In particular a test window never contains a train window's peak and
-vice versa. Train windows may overlap each other (centred), as may test windows.
+vice versa. Train windows may overlap each other (centred), as may test windows. The explainer's
+negatives (``train_non_activating``) are the draws after the scorers' ``non_activating`` ones, so the
+two never share a window.
 
-Randomness is a seeded hash of (seed, latent, row, window): results do not depend on row order,
-threads or which other latents are in the range.
+Randomness is DuckDB's ``hash(seed, latent, row, window)`` (and ``hash(seed + 1, latent, draw)`` for
+random negatives): results do not depend on row order, threads or which other latents are in the range.
+
+Why numpy and not SQL here: every step is a sort or a segmented reduction over arrays already sorted by
+(latent, token) — the cache's order — and as SQL each was a window function or hash aggregate that
+re-partitions the range (10+ statements, ~2 s for 1k latents; this is ~20x less). DuckDB does the
+reads, the hashes and the insert.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
 from ..config import SamplerConfig
 
-SAMPLER_VERSION = "windows-v2"
+SAMPLER_VERSION = "windows-v3"  # v3: + train_non_activating (explainer negatives, disjoint from the scorers')
 
-# columns carried through the train / test tables
-_COLS = "latent, row_id, win, max_act, peak, start_pos, quantile, h, rk_top"
+SPLITS = ("train", "test", "non_activating", "train_non_activating")
 
 
 def windows_per_row(ctx_len: int, example_ctx_len: int) -> int:
@@ -41,187 +52,339 @@ def sampler_spec(cfg: SamplerConfig, activations_fp: str, max_per_range: int | N
             "max_per_range": max_per_range, "embedding_model": embedding_model}
 
 
-def _start_expr(cfg: SamplerConfig, ctx_len: int) -> str:
+# --- reading -------------------------------------------------------------------------------------------
+@dataclass
+class Acts:
+    """The range's non-zero activations, sorted by (latent, row_id, pos); ``key`` = latent << 32 | token."""
+    latent: np.ndarray
+    row_id: np.ndarray
+    pos: np.ndarray
+    value: np.ndarray
+    key: np.ndarray
+    ctx_len: int
+
+
+def read_activations(con, layer: str, first: int, last: int, ctx_len: int) -> Acts:
+    """The published activations of (layer, first..last), read in the cache's compact columns (the
+    ``activations`` view's rows without its float16 decode in SQL, which costs more than the rest here)."""
+    kind = con.execute("SELECT table_type FROM information_schema.tables WHERE table_name = 'activations'"
+                       ).fetchone()
+    if kind and kind[0] == "BASE TABLE":  # a plain table (older layout)
+        a = con.execute("SELECT latent, row_id, pos::INTEGER AS pos, value FROM activations "
+                        "WHERE layer = ? AND latent BETWEEN ? AND ? AND pos >= 1", [layer, first, last]).fetchnumpy()
+        lat, row, pos, val = (a[c] for c in ("latent", "row_id", "pos", "value"))
+        val = val.astype(np.float32)
+    else:
+        a = con.execute(
+            "SELECT c.latent, (c.token // p.ctx_len)::INTEGER AS row_id, (c.token % p.ctx_len)::INTEGER AS pos, "
+            "c.value_bits FROM activation_partitions p JOIN activation_cache c ON c.cache_fp = p.cache_fp "
+            "AND c.layer = p.layer AND c.latent BETWEEN p.first_latent AND p.last_latent "
+            "WHERE p.layer = ? AND c.latent BETWEEN ? AND ? AND c.token % p.ctx_len >= 1",
+            [layer, first, last]).fetchnumpy()
+        lat, row, pos = a["latent"], a["row_id"], a["pos"]
+        val = a["value_bits"].astype(np.uint16).view(np.float16).astype(np.float32)
+    lat, row, pos = (np.asarray(x, dtype=np.int64) for x in (lat, row, pos))
+    key = (lat << 32) | (row * ctx_len + pos)
+    order = np.argsort(key, kind="stable")  # nearly sorted already (the cache's order): cheap
+    return Acts(lat[order], row[order], pos[order], np.asarray(val)[order], key[order], ctx_len)
+
+
+def duck_hash(con, seed: int, *cols: np.ndarray) -> np.ndarray:
+    """DuckDB's ``hash(seed, c1, c2, ...)`` of each row of the given columns (uint64)."""
+    names = [f"c{i}" for i in range(len(cols))]
+    con.register("_hash_in", pa.table({n: np.asarray(c) for n, c in zip(names, cols)}))
+    try:
+        return con.execute(f"SELECT hash({int(seed)}, {', '.join(names)}) AS h FROM _hash_in").fetchnumpy()["h"] \
+            .astype(np.uint64)
+    finally:
+        con.unregister("_hash_in")
+
+
+# --- units, selection, ranking -------------------------------------------------------------------------
+@dataclass
+class Units:
+    """Activating units sorted by (latent, row_id, win), with rank / bin / hash for selected latents."""
+    latent: np.ndarray
+    row_id: np.ndarray
+    win: np.ndarray
+    max_act: np.ndarray
+    peak: np.ndarray
+    selected: np.ndarray   # per unit: its latent is selected
+    rk_top: np.ndarray     # 1 = strongest unit of its latent (ties: row, window)
+    quantile: np.ndarray   # 0 = strongest bin
+    h: np.ndarray          # seeded hash: the sampling order
+
+
+def _starts(*keys: np.ndarray) -> np.ndarray:
+    """Indices where a run of equal (keys...) begins, for arrays sorted by them."""
+    n = len(keys[0])
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    change = np.zeros(n, dtype=bool)
+    change[0] = True
+    for k in keys:
+        change[1:] |= k[1:] != k[:-1]
+    return np.flatnonzero(change)
+
+
+def rank_in_groups(group: np.ndarray) -> np.ndarray:
+    """1-based position of each element within its run of equal ``group`` values (array sorted by group)."""
+    s = _starts(group)
+    sizes = np.diff(np.append(s, len(group)))
+    return np.arange(len(group)) - np.repeat(s, sizes) + 1
+
+
+def units_of(acts: Acts, cfg: SamplerConfig) -> tuple[np.ndarray, ...]:
+    """(latent, row_id, win, max_act, peak) of every activating unit, sorted by (latent, row_id, win)."""
+    w = cfg.example_ctx_len
+    nw = windows_per_row(acts.ctx_len, w)
+    win = (acts.pos - 1) // w
+    keep = win < nw
+    lat, row, win, pos, val = acts.latent[keep], acts.row_id[keep], win[keep], acts.pos[keep], acts.value[keep]
+    s = _starts(lat, row * nw + win)
+    if len(s) == 0:
+        return (np.zeros(0, dtype=np.int64),) * 3 + (np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64))
+    max_act = np.maximum.reduceat(val, s)
+    sizes = np.diff(np.append(s, len(val)))
+    at_max = np.where(val == np.repeat(max_act, sizes), np.arange(len(val)), len(val))
+    peak = pos[np.minimum.reduceat(at_max, s)]  # first position reaching the max
+    return lat[s], row[s], win[s], max_act, peak
+
+
+def selection_of(unit_latent: np.ndarray, cfg: SamplerConfig, first: int, last: int,
+                 max_per_range: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(latents first..last, activating windows, status) with status dead / too_rare / not_selected / selected
+    (the cap keeps the lowest latent ids among the eligible)."""
+    latents = np.arange(first, last + 1, dtype=np.int64)
+    n_windows = np.bincount(unit_latent - first, minlength=len(latents)).astype(np.int64)
+    eligible = n_windows >= cfg.min_examples
+    status = np.where(n_windows == 0, "dead", np.where(~eligible, "too_rare", "selected")).astype(object)
+    if max_per_range:
+        status[eligible & (np.cumsum(eligible) > max_per_range)] = "not_selected"
+    return latents, n_windows, status
+
+
+def sort_by(major: np.ndarray, minor: np.ndarray, minor_bits: int) -> np.ndarray:
+    """Argsort by (major, minor, index) for non-negative ints ``major`` and unsigned ``minor`` of
+    ``minor_bits`` bits: one quicksort of a packed uint64 key when the three fit (with the index as the
+    last field, so keys are unique and the order is exact), else a lexsort."""
+    n = len(major)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    idx_bits, major_bits = int(n - 1).bit_length(), int(major.max()).bit_length()
+    if major_bits + minor_bits + idx_bits <= 64:
+        key = (major.astype(np.uint64) << np.uint64(minor_bits + idx_bits)) \
+            | (minor.astype(np.uint64) << np.uint64(idx_bits)) | np.arange(n, dtype=np.uint64)
+        return np.argsort(key)
+    return np.lexsort((np.arange(n), minor, major))
+
+
+def _desc_key(x: np.ndarray) -> np.ndarray:
+    """uint32 that sorts float32 ``x`` descending."""
+    b = np.asarray(x, dtype=np.float32).view(np.uint32)
+    asc = np.where(b & np.uint32(0x80000000), ~b, b | np.uint32(0x80000000))
+    return np.uint32(0xFFFFFFFF) - asc
+
+
+def ntile(rank0: np.ndarray, n_total: np.ndarray, q: int) -> np.ndarray:
+    """DuckDB's ``ntile(q) - 1`` for 0-based row ``rank0`` of a partition of ``n_total`` rows."""
+    qq = np.minimum(q, n_total)
+    size = n_total // qq
+    n_large = n_total - qq * size
+    i_small = n_large * (size + 1)
+    return np.where(rank0 < i_small, rank0 // (size + 1), n_large + (rank0 - i_small) // np.maximum(size, 1))
+
+
+def rank_units(con, lat, row, win, max_act, peak, selected_latents: np.ndarray, cfg: SamplerConfig,
+               first: int) -> Units:
+    sel = np.isin(lat, selected_latents)
+    lat, row, win, max_act, peak = lat[sel], row[sel], win[sel], max_act[sel], peak[sel]
+    # strongest first within a latent; ties by (row, win): a stable sort of units already in that order
+    order = sort_by(lat - first, _desc_key(max_act), 32)
+    rk = np.empty(len(lat), dtype=np.int64)
+    rk[order] = rank_in_groups(lat[order])
+    counts = np.bincount(lat - first)[lat - first]
+    quantile = ntile(rk - 1, counts, cfg.n_quantiles)
+    h = duck_hash(con, cfg.seed, lat, row, win) if len(lat) else np.zeros(0, dtype=np.uint64)
+    return Units(lat, row, win, max_act, peak, np.ones(len(lat), dtype=bool), rk, quantile, h)
+
+
+# --- train / test --------------------------------------------------------------------------------------
+def spread(u: Units, pool: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the first ``n`` units per latent of ``pool`` (unit indices) taken round-robin over the
+    quantile bins, in hash order within a bin: n // q per bin, the remainder to the strongest bins, and a
+    bin that runs short is made up from the others."""
+    if n <= 0 or len(pool) == 0:
+        return np.zeros(0, dtype=np.int64)
+    pool = np.sort(pool)  # unit order: ties in the hash fall back to (row, win)
+    q = int(u.quantile.max()) + 1
+    lat = u.latent[pool] - u.latent[pool].min()
+    g = lat * q + u.quantile[pool]
+    perm = _by_hash(g, u.h[pool])
+    o, g, lat = pool[perm], g[perm], lat[perm]
+    rk_b = rank_in_groups(g)
+    keep = rk_b <= n  # deeper than n in a bin can never be among the first n
+    o, lat, rk_b = o[keep], lat[keep], rk_b[keep]
+    o = o[np.argsort((lat * (n + 1) + rk_b) * q + u.quantile[o])]  # (latent, rk_b, quantile): unique keys
+    return o[rank_in_groups(u.latent[o]) <= n]
+
+
+def _by_hash(group: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Argsort by (group, h, index): the hash's top bits packed under the group, exact unless two packed
+    keys tie (then a lexsort)."""
+    if len(group) == 0:
+        return np.zeros(0, dtype=np.int64)
+    gbits = int(group.max()).bit_length()
+    key = (group.astype(np.uint64) << np.uint64(64 - gbits)) | (h >> np.uint64(gbits)) if gbits else h.copy()
+    o = np.argsort(key)
+    ks = key[o]
+    if np.any(ks[1:] == ks[:-1]):
+        return np.lexsort((np.arange(len(group)), h, group))
+    return o
+
+
+def _first_n_by_hash(u: Units, pool: np.ndarray, n: int) -> np.ndarray:
+    pool = np.sort(pool)
+    o = pool[_by_hash(u.latent[pool] - u.latent[pool].min(), u.h[pool])] if len(pool) else pool
+    return o[rank_in_groups(u.latent[o]) <= n]
+
+
+def train_of(u: Units, cfg: SamplerConfig) -> np.ndarray:
+    n, every = cfg.n_train, np.arange(len(u.latent))
+    if cfg.train_type == "quantiles":
+        return spread(u, every, n)
+    if cfg.train_type == "top":
+        return np.flatnonzero(u.rk_top <= n)
+    if cfg.train_type == "random":
+        return _first_n_by_hash(u, every, n)
+    n_top = round(cfg.ratio_top * n)  # mix
+    return np.concatenate([np.flatnonzero(u.rk_top <= n_top), spread(u, np.flatnonzero(u.rk_top > n_top), n - n_top)])
+
+
+def start_of(u: Units, cfg: SamplerConfig, ctx_len: int) -> np.ndarray:
     w = cfg.example_ctx_len
     if cfg.window == "fixed":
-        return f"1 + win * {w}"
-    return f"least(greatest(peak - {cfg.peak_offset}, 1), {ctx_len - w})"
+        return 1 + u.win * w
+    return np.minimum(np.maximum(u.peak - cfg.peak_offset, 1), ctx_len - w)
 
 
-def _spread(pool: str, n: int) -> str:
-    """The first ``n`` units per latent of ``pool`` taken round-robin over the quantile bins, in hash
-    order within a bin: n // q per bin, the remainder to the strongest bins, and a bin that runs
-    short is made up from the others."""
-    return f"""
-        SELECT {_COLS} FROM (
-            SELECT *, row_number() OVER (PARTITION BY latent ORDER BY rk_b, quantile) AS rr
-            FROM (SELECT *, row_number() OVER (PARTITION BY latent, quantile ORDER BY h, row_id, win) AS rk_b
-                  FROM {pool})
-        ) WHERE rr <= {n}"""
+def test_pool(u: Units, train: np.ndarray, start: np.ndarray, w: int) -> np.ndarray:
+    """Units whose shown window shares no token with a train window of the latent (all windows have
+    length ``w``, so only the train windows nearest in start position can intersect)."""
+    key = (u.latent << 40) | (u.row_id << 16)
+    tkey = np.sort(key[train] + start[train])
+    me = key + start
+    i = np.searchsorted(tkey, me)
+    clash = np.zeros(len(me), dtype=bool)
+    for j in (i - 1, i):
+        ok = (j >= 0) & (j < len(tkey))
+        t = tkey[np.clip(j, 0, max(len(tkey) - 1, 0))] if len(tkey) else me
+        same = ok & ((t >> 16) == (me >> 16))
+        clash |= same & (np.abs(t - me) < w)
+    return np.flatnonzero(~clash)
 
 
-def _train_sql(cfg: SamplerConfig) -> str:
-    n = cfg.n_train
-    if cfg.train_type == "quantiles":
-        return _spread("_ranked", n)
-    if cfg.train_type == "top":
-        return f"SELECT {_COLS} FROM _ranked WHERE rk_top <= {n}"
-    if cfg.train_type == "random":
-        return (f"SELECT {_COLS} FROM _ranked "
-                f"QUALIFY row_number() OVER (PARTITION BY latent ORDER BY h, row_id, win) <= {n}")
-    n_top = round(cfg.ratio_top * n)  # mix
-    return (f"SELECT {_COLS} FROM _ranked WHERE rk_top <= {n_top} UNION ALL "
-            + _spread(f"(SELECT * FROM _ranked WHERE rk_top > {n_top})", n - n_top))
+# --- negatives -----------------------------------------------------------------------------------------
+def random_negatives(con, cfg: SamplerConfig, selected: np.ndarray, unit_keys: np.ndarray, n_rows: int, nw: int,
+                     n: int, first: int) -> dict:
+    """Per selected latent, seeded draws of fixed windows where it never fires, without replacement
+    (``ord`` = draw order; the first ``n`` kept). ``unit_keys``: sorted (latent - first) * n_windows + window
+    id of every activating unit. Row ids are 0..n_rows-1 (corpus packing)."""
+    total = n_rows * nw
+    if n <= 0 or total == 0 or len(selected) == 0:
+        return {k: np.zeros(0, dtype=np.int64) for k in ("latent", "wid", "ord")}
+    draws = 4 * n + 16  # oversampled: drawn windows where the latent fires (or repeats) are dropped
+    lat = np.repeat(selected, draws)
+    j = np.tile(np.arange(draws, dtype=np.int64), len(selected))
+    wid = (duck_hash(con, cfg.seed + 1, lat, j) % np.uint64(total)).astype(np.int64)
+    key = (lat - first) * total + wid
+    _, first_draw = np.unique(key, return_index=True)  # the earliest draw of each (latent, window)
+    first_draw.sort()
+    lat, wid, j, key = lat[first_draw], wid[first_draw], j[first_draw], key[first_draw]
+    i = np.searchsorted(unit_keys, key)
+    fires = (i < len(unit_keys)) & (unit_keys[np.minimum(i, max(len(unit_keys) - 1, 0))] == key) \
+        if len(unit_keys) else np.zeros(len(key), dtype=bool)
+    lat, wid, j = lat[~fires], wid[~fires], j[~fires]
+    keep = rank_in_groups(lat) <= n
+    return {"latent": lat[keep], "wid": wid[keep], "ord": j[keep]}
 
 
-def units_sql(cfg: SamplerConfig, ctx_len: int, max_per_range: int | None) -> str:
-    """Temp tables ``_acts`` (the range's activations), ``_wins`` (activating units) and ``_selection``."""
-    w = cfg.example_ctx_len
-    nw = windows_per_row(ctx_len, w)
-    cap = f"pick > {max_per_range}" if max_per_range else "false"
-    return f"""
-    CREATE OR REPLACE TEMP TABLE _acts AS
-        SELECT latent, row_id, pos, value, (pos - 1) // {w} AS win
-        FROM activations WHERE layer = $layer AND latent BETWEEN $first AND $last;
-
-    CREATE OR REPLACE TEMP TABLE _wins AS
-        SELECT latent, row_id, win, max(value) AS max_act, arg_max(pos, (value, -pos)) AS peak
-        FROM _acts WHERE win < {nw} GROUP BY ALL;
-
-    CREATE OR REPLACE TEMP TABLE _selection AS
-        WITH counts AS (
-            SELECT l.latent, coalesce(c.n, 0) AS n_windows
-            FROM range($first, $last + 1) l(latent)
-            LEFT JOIN (SELECT latent, count(*) AS n FROM _wins GROUP BY latent) c USING (latent)
-        ), ranked AS (
-            SELECT *, row_number() OVER (PARTITION BY n_windows >= {cfg.min_examples} ORDER BY latent) AS pick
-            FROM counts
-        )
-        SELECT latent, n_windows,
-               CASE WHEN n_windows = 0 THEN 'dead'
-                    WHEN n_windows < {cfg.min_examples} THEN 'too_rare'
-                    WHEN {cap} THEN 'not_selected'
-                    ELSE 'selected' END AS status
-        FROM ranked;
-    """
-
-
-def train_test_sql(cfg: SamplerConfig, ctx_len: int) -> str:
-    """Temp tables ``_ranked`` (selected latents' units, binned), ``_train`` and ``_test`` (disjoint)."""
-    w = cfg.example_ctx_len
-    return f"""
-    CREATE OR REPLACE TEMP TABLE _ranked AS
-        SELECT w.latent, w.row_id, w.win, w.max_act, w.peak,
-               ({_start_expr(cfg, ctx_len)})::INTEGER AS start_pos,
-               ntile({cfg.n_quantiles}) OVER (PARTITION BY w.latent ORDER BY w.max_act DESC, w.row_id, w.win) - 1
-                   AS quantile,
-               hash({int(cfg.seed)}, w.latent, w.row_id, w.win) AS h,
-               row_number() OVER (PARTITION BY w.latent ORDER BY w.max_act DESC, w.row_id, w.win) AS rk_top
-        FROM _wins w JOIN _selection s USING (latent) WHERE s.status = 'selected';
-
-    CREATE OR REPLACE TEMP TABLE _train AS {_train_sql(cfg)};
-
-    -- test: only units whose shown window shares no token with a train window of the latent
-    CREATE OR REPLACE TEMP TABLE _test AS {_spread(_test_pool(cfg), cfg.n_test)};
-    """
+def merge_negatives(primary: dict | None, rnd: dict, source: str, n_scorer: int, n_train: int, nw: int) -> dict:
+    """The primary source (neighbours / embedding; may be empty) first, made up with random draws; each
+    window once per latent. Per latent the first ``n_scorer`` are the scorers' ``non_activating``, the next
+    ``n_train`` the explainer's ``train_non_activating`` (disjoint by construction)."""
+    m = len(rnd["latent"])
+    parts = {"latent": [rnd["latent"]], "wid": [rnd["wid"]], "ord": [rnd["ord"]],
+             "tier": [np.ones(m, dtype=np.int64)], "neighbour": [np.full(m, -1, dtype=np.int64)],
+             "similarity": [np.full(m, np.nan, dtype=np.float32)]}
+    if primary is not None and len(primary["latent"]):
+        k = len(primary["latent"])
+        parts["latent"].insert(0, primary["latent"].astype(np.int64))
+        parts["wid"].insert(0, primary["row_id"].astype(np.int64) * nw + primary["win"].astype(np.int64))
+        parts["ord"].insert(0, primary["ord"].astype(np.int64))
+        parts["tier"].insert(0, np.zeros(k, dtype=np.int64))
+        parts["neighbour"].insert(0, primary["neighbour"].astype(np.int64))  # -1 = none
+        parts["similarity"].insert(0, primary["similarity"].astype(np.float32))
+    c = {k: np.concatenate(v) for k, v in parts.items()}
+    o = np.lexsort((c["ord"], c["tier"], c["wid"], c["latent"]))  # per window: the best (tier, ord) first
+    c = {k: v[o] for k, v in c.items()}
+    first = np.ones(len(o), dtype=bool)
+    first[1:] = (c["latent"][1:] != c["latent"][:-1]) | (c["wid"][1:] != c["wid"][:-1])
+    c = {k: v[first] for k, v in c.items()}
+    o = np.lexsort((c["wid"], c["ord"], c["tier"], c["latent"]))
+    c = {k: v[o] for k, v in c.items()}
+    rk = rank_in_groups(c["latent"])
+    keep = rk <= n_scorer + n_train
+    c = {k: v[keep] for k, v in c.items()}
+    c["train"] = rk[keep] > n_scorer
+    c["source"] = np.where(c["tier"] == 0, source, "random").astype(object)
+    return c
 
 
-def _test_pool(cfg: SamplerConfig) -> str:
-    if cfg.window == "fixed":  # fixed windows share a token only when they are the same unit
-        return "(SELECT r.* FROM _ranked r ANTI JOIN _train t USING (latent, row_id, win))"
-    w = cfg.example_ctx_len
-    return f"""(
-            SELECT r.* FROM _ranked r WHERE NOT EXISTS (
-                SELECT 1 FROM _train t WHERE t.latent = r.latent AND t.row_id = r.row_id
-                  AND t.start_pos < r.start_pos + {w} AND r.start_pos < t.start_pos + {w}))"""
+# --- the rows of `examples` ----------------------------------------------------------------------------
+def tokens_2d(con, corpus_fp: str, ctx_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """The corpus rows as one [n_rows, ctx_len] array (row_id = index, zero-padded) and each row's length."""
+    t = con.execute("SELECT row_id, token_ids FROM tokens WHERE corpus_fp = ? ORDER BY row_id", [corpus_fp]).arrow()
+    if hasattr(t, "read_all"):
+        t = t.read_all()
+    col = t.column("token_ids").combine_chunks()
+    n = t.num_rows
+    lengths = np.diff(col.offsets.to_numpy()).astype(np.int64) if n else np.zeros(0, dtype=np.int64)
+    flat = col.flatten().to_numpy(zero_copy_only=False) if n else np.zeros(0, dtype=np.int32)
+    if n and np.all(lengths == ctx_len):
+        return flat.reshape(n, ctx_len), lengths
+    out = np.zeros((n, max(ctx_len, int(lengths.max(initial=0)))), dtype=np.int32)
+    out[np.repeat(np.arange(n), lengths), np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)] = flat
+    return out, lengths
 
 
-def random_negatives_sql(cfg: SamplerConfig, ctx_len: int) -> str:
-    """Temp table ``_neg_random``: per selected latent, seeded draws of fixed windows where it never fires,
-    without replacement (``ord`` = draw order). Row ids are 0..n_rows-1 (corpus packing)."""
-    nw = windows_per_row(ctx_len, cfg.example_ctx_len)
-    draws = 4 * cfg.n_non_activating + 16  # oversampled: drawn windows where the latent fires are dropped
-    return f"""
-    CREATE OR REPLACE TEMP TABLE _neg_random AS
-        WITH n_rows AS (SELECT count(*) AS n FROM tokens WHERE corpus_fp = $corpus_fp),
-        draws AS (
-            SELECT s.latent, j, (hash({int(cfg.seed)} + 1, s.latent, j) % (n_rows.n * {nw}))::BIGINT AS wid
-            FROM _selection s, n_rows, range({draws}) r(j)
-            WHERE s.status = 'selected' AND n_rows.n > 0
-        ), uniq AS (SELECT latent, wid, min(j) AS ord FROM draws GROUP BY ALL)
-        SELECT latent, (wid // {nw})::INTEGER AS row_id, (wid % {nw})::INTEGER AS win, ord
-        FROM uniq u
-        WHERE NOT EXISTS (SELECT 1 FROM _wins x WHERE x.latent = u.latent
-                          AND x.row_id = u.wid // {nw} AND x.win = u.wid % {nw});
-    """
+def window_tokens(tokens: np.ndarray, lengths: np.ndarray, row: np.ndarray, start: np.ndarray, w: int) -> pa.ListArray:
+    """Each window's token ids (row, start..start+w-1), cut at the end of a shorter row."""
+    cols = start[:, None] + np.arange(w)
+    ids = tokens[row[:, None], np.minimum(cols, tokens.shape[1] - 1)]
+    inside = cols < lengths[row][:, None]
+    if inside.all():
+        return list_array(ids)
+    offsets = np.concatenate([[0], np.cumsum(inside.sum(axis=1))]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(ids[inside]))
 
 
-def negatives_sql(cfg: SamplerConfig) -> str:
-    """Temp table ``_neg``: ``_neg_primary`` (neighbours / embedding; may be empty) first, made up to
-    ``n_non_activating`` with random draws; each window once per latent."""
-    source = cfg.non_activating_source
-    return f"""
-    CREATE OR REPLACE TEMP TABLE _neg AS
-        SELECT latent, row_id, win, source, neighbour, similarity FROM (
-            SELECT * FROM (
-                SELECT latent, row_id, win, '{source}' AS source, neighbour, similarity, 0 AS tier, ord
-                FROM _neg_primary
-                UNION ALL
-                SELECT latent, row_id, win, 'random', NULL::INTEGER, NULL::REAL, 1, ord FROM _neg_random
-            ) QUALIFY row_number() OVER (PARTITION BY latent, row_id, win ORDER BY tier, ord) = 1
-        ) QUALIFY row_number() OVER (PARTITION BY latent ORDER BY tier, ord, row_id, win) <= {cfg.n_non_activating};
-    """
+def window_acts(acts: Acts, latent: np.ndarray, row: np.ndarray, start: np.ndarray, w: int) -> np.ndarray:
+    """[len(latent), w] activations of each latent in its window (row, start..start+w-1); zeros elsewhere."""
+    base = (latent << 32) | (row * acts.ctx_len + start)
+    lo = np.searchsorted(acts.key, base)
+    hi = np.searchsorted(acts.key, base + w)
+    counts = hi - lo
+    out = np.zeros((len(latent), w), dtype=np.float32)
+    total = int(counts.sum())
+    if total:
+        which = np.repeat(np.arange(len(latent)), counts)
+        idx = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(lo, counts)
+        out[which, acts.pos[idx] - start[which]] = acts.value[idx]
+    return out
 
 
-EMPTY_PRIMARY = """
-    CREATE OR REPLACE TEMP TABLE _neg_primary AS
-        SELECT NULL::INTEGER AS latent, NULL::INTEGER AS row_id, NULL::INTEGER AS win,
-               NULL::INTEGER AS neighbour, NULL::REAL AS similarity, NULL::BIGINT AS ord
-        WHERE false;
-"""
-
-
-def examples_sql(cfg: SamplerConfig, ctx_len: int) -> str:
-    """Temp table ``_examples``: the rows of table ``examples`` (without sampler_fp) for train, test
-    and non-activating windows, with token ids and this latent's activation per token."""
-    w = cfg.example_ctx_len
-    nw = windows_per_row(ctx_len, w)
-    return f"""
-    CREATE OR REPLACE TEMP TABLE _picked AS
-        SELECT latent, row_id, win, start_pos, quantile, max_act, 'train' AS split,
-               NULL::VARCHAR AS source, NULL::INTEGER AS neighbour, NULL::REAL AS similarity FROM _train
-        UNION ALL
-        SELECT latent, row_id, win, start_pos, quantile, max_act, 'test', NULL, NULL, NULL FROM _test
-        UNION ALL
-        SELECT latent, row_id, win, 1 + win * {w}, -1, 0.0, 'non_activating', source, neighbour, similarity
-        FROM _neg;
-
-    CREATE OR REPLACE TEMP TABLE _examples AS
-        WITH hits AS (  -- the latent's non-zeros inside each picked window (few per window)
-            SELECT p.latent, p.row_id, p.win, list(a.pos - p.start_pos) AS idx, list(a.value) AS val
-            FROM _picked p JOIN _acts a ON a.latent = p.latent AND a.row_id = p.row_id
-                AND a.pos >= p.start_pos AND a.pos < p.start_pos + {w}
-            GROUP BY ALL
-        )
-        SELECT $layer AS layer, p.latent, p.split, (p.row_id * {nw} + p.win)::INTEGER AS example_id,
-               p.quantile::SMALLINT AS quantile, p.row_id, p.start_pos::SMALLINT AS start_pos,
-               p.max_act::REAL AS max_activation,
-               list_slice(t.token_ids, p.start_pos + 1, p.start_pos + {w}) AS token_ids,
-               list_transform(range({w}), i -> coalesce(h.val[list_position(h.idx, i)], 0.0)::REAL) AS acts,
-               p.source, p.neighbour, p.similarity
-        FROM _picked p
-        LEFT JOIN hits h USING (latent, row_id, win)
-        JOIN tokens t ON t.corpus_fp = $corpus_fp AND t.row_id = p.row_id;
-    """
-
-
-SELECTION_SQL = """
-    SELECT $layer AS layer, s.latent, s.status, s.n_windows,
-           coalesce(c.n_train, 0)::INTEGER AS n_train, coalesce(c.n_test, 0)::INTEGER AS n_test,
-           coalesce(c.n_non_activating, 0)::INTEGER AS n_non_activating
-    FROM _selection s LEFT JOIN (
-        SELECT latent, count(*) FILTER (WHERE split = 'train') AS n_train,
-               count(*) FILTER (WHERE split = 'test') AS n_test,
-               count(*) FILTER (WHERE split = 'non_activating') AS n_non_activating
-        FROM _examples GROUP BY latent) c USING (latent)
-"""
+def list_array(values_2d: np.ndarray) -> pa.ListArray:
+    n, w = values_2d.shape
+    return pa.ListArray.from_arrays(pa.array(np.arange(0, (n + 1) * w, w, dtype=np.int32)),
+                                    pa.array(values_2d.reshape(-1)))
