@@ -124,6 +124,10 @@ class SamplerConfig(_Strict):
     n_test: int = Field(50, gt=0, description="Activating test examples for scorers, spread evenly over the quantile "
                         "bins (a bin that train emptied is made up from the others); disjoint from train.")
     n_non_activating: int = Field(50, ge=0, description="Non-activating windows per latent (scorers' negatives).")
+    n_train_non_activating: int = Field(
+        10, ge=0, description="Non-activating windows per latent for the explainer (split 'train_non_activating', "
+        "the contrastive explainer's counterexamples): same source as n_non_activating, drawn after them, so the "
+        "explainer never sees a negative the scorers score. 0 = none.")
     non_activating_source: Literal["random", "neighbours", "embedding"] = Field(
         "random", description="'random' = uniform without replacement among windows where the latent never fires; "
         "'neighbours' = strongest windows of similar latents (neighbour_type) where this one does not fire; "
