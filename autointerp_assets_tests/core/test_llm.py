@@ -96,7 +96,8 @@ def test_vllm_identity_and_cache(vllm_client):
     from autointerp_assets.core.llm.vllm_engine import get_vllm_client, model_revision
 
     ident = vllm_client.identity()
-    assert ident == {"engine": "vllm", "model": "SmolLM2-135M-Instruct", "revision": model_revision(vllm_client.model_dir)}
+    assert ident == {"engine": "vllm", "model": "SmolLM2-135M-Instruct", "revision": model_revision(vllm_client.model_dir),
+                     "chat_template": "model"}  # the tokenizer's own ChatML template, not the base-model fallback
     assert ident == vllm_client.identity() and json.dumps(ident)
     assert get_vllm_client(vllm_client.model_dir, max_model_len=2048, max_num_seqs=64, kv_cache_gib=1.0) is vllm_client
 

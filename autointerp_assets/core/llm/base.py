@@ -78,6 +78,34 @@ class LLMClient(Protocol):
     def close(self) -> None: ...
 
 
+# Tokenizers without a chat template (base models such as Gemma 3 270M) get a plain transcript: BOS,
+# the system text, then "User:" / "Assistant:" turns; the answer continues after "Assistant: ".
+# Engines stop such answers at FALLBACK_STOP, where a base model would start the next turn itself.
+FALLBACK_CHAT_TEMPLATE = (
+    "{{ bos_token or '' }}"
+    "{% for m in messages %}"
+    "{% if m['role'] == 'system' %}{{ m['content'] }}\n\n"
+    "{% elif m['role'] == 'user' %}User: {{ m['content'] }}\n\n"
+    "{% else %}Assistant: {{ m['content'] }}\n\n{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}Assistant: {% endif %}"
+)
+FALLBACK_STOP = ("\nUser:",)
+
+
+def has_chat_template(tokenizer) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def render_chat(tokenizer, messages: Sequence[dict], prefill: str = "") -> str:
+    """The prompt text of a chat: the tokenizer's own template, else :data:`FALLBACK_CHAT_TEMPLATE`;
+    the generation prompt and ``prefill`` appended. Tokenise it with ``add_special_tokens=False``."""
+    kw = {} if has_chat_template(tokenizer) else {"chat_template": FALLBACK_CHAT_TEMPLATE}
+    text = tokenizer.apply_chat_template([dict(m) for m in messages], add_generation_prompt=True,
+                                         tokenize=False, **kw)
+    return text + prefill
+
+
 def sampling_dict(s: Sampling) -> dict:
     return dataclasses.asdict(s)
 

@@ -27,7 +27,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from autointerp_assets.core.llm.base import ChatRequest, ChatResponse, Sampling, TokenLogprob
+from autointerp_assets.core.llm.base import (FALLBACK_STOP, ChatRequest, ChatResponse, Sampling, TokenLogprob,
+                                             has_chat_template, render_chat)
 
 log = logging.getLogger(__name__)
 
@@ -194,11 +195,13 @@ class VLLMClient:
                 _LIVE_IN_PROCESS.add(id(self))
         self.start_s = time.perf_counter() - t0
         self.tokenizer = self.llm.get_tokenizer()
+        self.chat_template = "model" if has_chat_template(self.tokenizer) else "fallback"
         log.info("vLLM engine for %s ready in %.1fs (in_process=%s)", self.model, self.start_s, in_process)
 
     # --- LLMClient ------------------------------------------------------------------------------
     def identity(self) -> dict:
-        return {"engine": "vllm", "model": self.model, "revision": self._revision}
+        return {"engine": "vllm", "model": self.model, "revision": self._revision,
+                "chat_template": self.chat_template}
 
     async def generate(self, requests: Sequence[ChatRequest]) -> list[ChatResponse]:
         if not requests:
@@ -225,19 +228,18 @@ class VLLMClient:
 
     # --- internals --------------------------------------------------------------------------------
     def render(self, request: ChatRequest) -> str:
-        text = self.tokenizer.apply_chat_template(
-            [dict(m) for m in request.messages], add_generation_prompt=True, tokenize=False
-        )
-        return text + request.prefill
+        return render_chat(self.tokenizer, request.messages, request.prefill)
 
     def sampling_params(self, s: Sampling):
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
+        # a base model's transcript: stop where it would write the next "User:" turn itself
+        stop = list(s.stop) + ([x for x in FALLBACK_STOP if x not in s.stop] if self.chat_template == "fallback" else [])
         return SamplingParams(
             temperature=s.temperature,
             max_tokens=s.max_tokens,
-            stop=list(s.stop) or None,
+            stop=stop or None,
             seed=s.seed,
             logprobs=s.top_logprobs,
             structured_outputs=StructuredOutputsParams(regex=s.regex) if s.regex else None,

@@ -11,6 +11,7 @@ import polars as pl
 
 from ..config import LLMConfig
 from ..llm.accounting import Spend
+from ..llm.base import render_chat
 from ..subject_model import resolve_model
 from .context import Context
 
@@ -34,8 +35,7 @@ def prompt_counter(llm: LLMConfig, workdir: Path) -> Callable:
         return lambda req: sum(len(m["content"]) for m in req.messages) // 4 + len(req.prefill) // 4 + 16
 
     def count(req) -> int:
-        text = tok.apply_chat_template(list(req.messages), add_generation_prompt=True, tokenize=False)
-        return len(tok(text + req.prefill, add_special_tokens=False)["input_ids"])
+        return len(tok(render_chat(tok, req.messages, req.prefill), add_special_tokens=False)["input_ids"])
 
     return count
 
