@@ -49,10 +49,36 @@ def test_every_table_has_rows(warehouse):
         n = warehouse.scalar(f"SELECT count(*) FROM {table}")
         assert n > 0, f"{table} is empty"
     # every partition got explanations and scores, with partition columns and fingerprints set
-    per = warehouse.query("SELECT layer, latent // 32 AS r, count(*) AS n, count(DISTINCT scorer) AS scorers, "
+    per = warehouse.query("SELECT layer, latent // 32 AS r, count(*) AS n, list_sort(list(DISTINCT scorer)) AS scorers, "
                           "bool_and(explainer_fp LIKE 'explainer-%' AND scorer_fp LIKE 'scorer-%') AS fps "
                           "FROM scores GROUP BY ALL ORDER BY ALL")
-    assert per.height == 4 and per["scorers"].to_list() == [2] * 4 and all(per["fps"])
+    # asset scores = detection + fuzzing, then the configured extras (embedding) and controls
+    want = ["detection", "detection_control", "embedding", "embedding_control", "fuzzing"]
+    assert per.height == 4 and per["scorers"].to_list() == [want] * 4 and all(per["fps"])
+
+
+def test_scores_metadata_and_views_carry_control_and_intervals(warehouse, instance):
+    mats = instance.fetch_materializations(dg.AssetKey("scores"), limit=20).records
+    assert len(mats) >= 4
+    for rec in mats:
+        md = {k: v.value for k, v in rec.asset_materialization.metadata.items()}
+        parts = rec.asset_materialization.partition.split("|")
+        layer = next(p for p in parts if p.startswith("layers"))
+        rng = next(p for p in parts if not p.startswith("layers"))
+        row = warehouse.query("SELECT * FROM scorer_summary WHERE layer = ? AND latent_range = ? AND scorer = "
+                              "'detection'", [layer, rng]).row(0, named=True)
+        # the metadata's control numbers are the SQL view's
+        assert md["detection_median_control"] == pytest.approx(row["median_control"])
+        assert md["detection_median_difference"] == pytest.approx(row["median_difference"])
+        assert md["detection_difference_ci95"] == [pytest.approx(row["difference_ci_low"]),
+                                                   pytest.approx(row["difference_ci_high"])]
+        assert "embedding_median_auroc" in md and "| detection | balanced_accuracy |" in md["controls"]
+        assert md["score_histogram_plot"].startswith("![score histogram](data:image/png;base64,")
+    # every ok detection score has its bootstrap interval around it, and its control row in the view
+    det = warehouse.query("SELECT value, ci_low, ci_high FROM scores WHERE scorer = 'detection' AND status = 'ok'")
+    assert det.height > 0 and det["ci_low"].null_count() == 0
+    assert ((det["ci_low"] <= det["value"] + 1e-9) & (det["value"] <= det["ci_high"] + 1e-9)).all()
+    assert warehouse.scalar("SELECT count(*) FROM score_controls WHERE scorer = 'detection'") == det.height
 
 
 def test_one_forward_pass_served_all_partitions(warehouse, instance):

@@ -50,7 +50,8 @@ def warehouse() -> Warehouse:
 @pytest.fixture(scope="module")
 def scored(warehouse, tmp_root):
     # same database and explainer; the simulation sees 2 + 2 examples per latent to keep the suite fast
-    cfg = load_config(write_config(tmp_root / "scores-more.yaml", {"scoring_extras": {"simulation_max_examples": 2}}))
+    cfg = load_config(write_config(tmp_root / "scores-more.yaml", {"scoring_extras": {
+        "simulation_max_examples": 2, "scorers": EXTRA, "control_scorers": CONTROLLED, "bootstrap_samples": 1000}}))
     ctx = Context.of(cfg)
     client = make_client(cfg.scorer_llm, str(ctx.workdir))
     outs = {}

@@ -265,6 +265,9 @@ class ScoringExtrasConfig(_Strict):
     bootstrap_samples: int = Field(1000, ge=100, description="Bootstrap resamples per latent for the 95 % CIs "
                                    "(scores.ci_low / ci_high).")
     ci_level: float = Field(0.95, gt=0, lt=1, description="Confidence level of the per-latent intervals.")
+    control_tolerance: float = Field(0.1, gt=0, le=0.5, description="Asset check control_at_chance warns when a "
+                                     "control's partition median is further than this from chance (0.5 for "
+                                     "balanced accuracy / AUROC, 0 for correlation).")
     seed: int = Field(7, description="Seed of the derangement, the bootstraps and the intruder rounds.")
     simulation_mode: Literal["auto", "logprobs", "json"] = Field(
         "auto", description="'logprobs' = one prompt per example, the expected value of 0-10 read from the engine's "

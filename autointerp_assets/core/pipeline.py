@@ -1,6 +1,7 @@
 """The stages in pipeline order, in one namespace (for notebooks and the Dagster assets).
 
 corpus_tokens -> sparse_coders -> activations -> latent_stats -> examples -> explanations -> scores
+(asset ``scores`` runs stage scores, then stage scores_more: extra scorers, controls, CIs, flags)
 Each lives in ``core/stages/<stage>.py``; the science it drives in ``core/<topic>.py``.
 """
 
@@ -11,11 +12,13 @@ from .stages.examples import load_examples, run_examples
 from .stages.explanations import run_explanations
 from .stages.latent_stats import run_latent_stats
 from .stages.scores import run_scores
+from .stages.scores_more import more_scores_metadata, run_more_scores
 from .stages.sparse_coders import coder_rows, run_sparse_coders
 from .stages.summary import partition_summary
 
 __all__ = [
     "Context", "activations_fp", "cache_fp", "coder_rows", "ensure_cache", "explainer_spec", "llm_identity",
-    "load_examples", "load_rows", "model_identity", "partition_summary", "publish_activations", "run_corpus",
-    "run_examples", "run_explanations", "run_latent_stats", "run_scores", "run_sparse_coders", "scorer_spec",
+    "load_examples", "load_rows", "model_identity", "more_scores_metadata", "partition_summary", "publish_activations",
+    "run_corpus", "run_examples", "run_explanations", "run_latent_stats", "run_more_scores", "run_scores",
+    "run_sparse_coders", "scorer_spec",
 ]

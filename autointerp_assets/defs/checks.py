@@ -6,12 +6,17 @@
   selected latent of the partition.
 - ``scores_for_every_explanation``: every ok explanation of the active explainer has a score from every
   configured scorer.
+- ``control_at_chance`` (warning): the random-explanation control's median sits within
+  ``scoring_extras.control_tolerance`` of chance (0.5 for balanced accuracy / AUROC, 0 for correlation).
+  A control far from chance means the scorer reads something other than the explanation (a prompt
+  artefact, a class bias), and the real scores of that partition cannot be taken at face value.
 """
 
 # no `from __future__ import annotations`: Dagster inspects the context annotation at definition time
 import dagster as dg
 
 from ..core.registry import explainer_fp
+from ..core.stages.scores_more import latent_range
 from .assets import examples, explanations, scores
 from .metadata import table_md
 from .partitions import PARTITIONS, bounds
@@ -61,6 +66,21 @@ def scores_status(wh, efp: str, scorers: list[str], layer: str, first: int, last
                                 "missing": table_md(missing.head(20).to_dicts())}
 
 
+CHANCE = {"balanced_accuracy": 0.5, "auroc": 0.5, "correlation": 0.0}
+
+
+def control_status(wh, efp: str, layer: str, latent_range: str, tolerance: float) -> tuple[bool, dict]:
+    rows = wh.query(
+        "SELECT scorer, metric, latents, median, median_control, median_difference, difference_ci_low, "
+        "difference_ci_high FROM scorer_summary WHERE explainer_fp = ? AND layer = ? AND latent_range = ? "
+        "AND median_control IS NOT NULL ORDER BY scorer", [efp, layer, latent_range])
+    off = [r["scorer"] for r in rows.iter_rows(named=True)
+           if r["metric"] in CHANCE and abs(r["median_control"] - CHANCE[r["metric"]]) > tolerance]
+    table = [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()} for r in rows.iter_rows(named=True)]
+    return not off, {"explainer_fp": efp, "controlled_scorers": rows.height, "off_chance": ", ".join(off) or "none",
+                     "tolerance": tolerance, "controls": table_md(table)}
+
+
 # --- the Dagster checks ------------------------------------------------------------------------------
 @dg.asset_check(asset=examples, partitions_def=PARTITIONS,
                 description="The partition has selected latents, each with train and test windows.")
@@ -91,4 +111,16 @@ def scores_for_every_explanation(context: dg.AssetCheckExecutionContext,
     return dg.AssetCheckResult(passed=passed, metadata=md)
 
 
-CHECKS = [examples_not_empty, explanations_cover_selection, scores_for_every_explanation]
+@dg.asset_check(asset=scores, partitions_def=PARTITIONS,
+                description="The random-explanation control's median is at chance for every controlled scorer "
+                            "(warning: otherwise the scorer reads something other than the explanation).")
+def control_at_chance(context: dg.AssetCheckExecutionContext, project: ProjectResource) -> dg.AssetCheckResult:
+    ctx, cfg, layer, first, last = _partition(context, project)
+    tol = cfg.scoring_extras.control_tolerance
+    passed, md = control_status(ctx.wh, explainer_fp(cfg), layer, latent_range(ctx, first, last), tol)
+    return dg.AssetCheckResult(passed=passed, metadata=md, severity=dg.AssetCheckSeverity.WARN,
+                               description=None if passed else f"control median off chance by more than {tol} "
+                               f"for {md['off_chance']}: inspect those scorers' prompts and answer bias")
+
+
+CHECKS = [examples_not_empty, explanations_cover_selection, scores_for_every_explanation, control_at_chance]

@@ -40,7 +40,7 @@ def histogram_png(series: Mapping[str, Sequence[float]], lo: float = 0.0, hi: fl
     """A grouped bar histogram of each series over [lo, hi] as PNG bytes (drawn with Pillow)."""
     from PIL import Image, ImageDraw, ImageFont
 
-    w, h = size
+    w, h = max(size[0], 60 + 150 * len(series)), size[1]  # room for every legend entry
     left, right, top, bottom = 40, 10, 28, 34
     counts = {}
     for name, values in series.items():
@@ -50,7 +50,7 @@ def histogram_png(series: Mapping[str, Sequence[float]], lo: float = 0.0, hi: fl
                 c[min(bins - 1, max(0, int((v - lo) / (hi - lo) * bins)))] += 1
         counts[name] = c
     top_count = max([max(c) for c in counts.values()] + [1])
-    img = Image.new("RGB", size, "white")
+    img = Image.new("RGB", (w, h), "white")
     d = ImageDraw.Draw(img)
     font = ImageFont.load_default()
     d.text((left, 6), title, fill="black", font=font)

@@ -59,3 +59,32 @@ def test_latest_scores_and_failures(wh):
     fails = wh.query("SELECT stage, latent, explainer_fp, status, detail FROM failures ORDER BY stage")
     assert fails.rows() == [("explanation", 5, A, "parse_error", "no marker here"),
                             ("score", 4, B, "ok", "1 of 10 items failed: ")]
+
+
+def _control_rows(wh, efp: str, real: list[float], control: list[float], scorer: str = "detection",
+                  metric: str = "balanced_accuracy") -> None:
+    with wh.write() as con:
+        for latent, (r, c) in enumerate(zip(real, control)):
+            for name, v, ctl in ((scorer, r, False), (f"{scorer}_control", c, True)):
+                con.execute("INSERT INTO scores (layer, latent, explainer_fp, scorer, scorer_fp, sampler_fp, status, "
+                            "n, n_failed, n_batches, n_failed_batches, control, metric, value, latent_range) "
+                            "VALUES ('layers.2', ?, ?, ?, 'sc', 's', 'ok', 10, 0, 2, 0, ?, ?, ?, '00000-00031')",
+                            [latent, efp, name, ctl, metric, v])
+
+
+def test_control_at_chance_check_passes_near_chance_and_warns_far_from_it(tmp_path):
+    from autointerp_assets.defs.checks import control_status
+
+    wh = Warehouse(tmp_path / "ctl.duckdb")
+    _control_rows(wh, "explainer-near", [0.9, 0.8, 0.7, 0.85, 0.6], [0.45, 0.55, 0.5, 0.52, 0.48])
+    _control_rows(wh, "explainer-near", [0.2, 0.1, 0.3, 0.25, 0.2], [0.01, -0.02, 0.05, 0.0, 0.02],
+                  scorer="simulation", metric="correlation")
+    passed, md = control_status(wh, "explainer-near", "layers.2", "00000-00031", 0.1)
+    assert passed and md["controlled_scorers"] == 2 and md["off_chance"] == "none"
+    # a scorer that says "activating" to a random latent's explanation: control median 0.8, far from 0.5
+    _control_rows(wh, "explainer-biased", [0.9, 0.8, 0.85, 0.9, 0.8], [0.8, 0.75, 0.85, 0.8, 0.9])
+    passed, md = control_status(wh, "explainer-biased", "layers.2", "00000-00031", 0.1)
+    assert not passed and md["off_chance"] == "detection"
+    # a wider tolerance accepts it; an unknown partition has no controlled scorer and passes vacuously
+    assert control_status(wh, "explainer-biased", "layers.2", "00000-00031", 0.35)[0]
+    assert control_status(wh, "explainer-biased", "layers.9", "00000-00031", 0.1)[1]["controlled_scorers"] == 0

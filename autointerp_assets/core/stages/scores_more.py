@@ -335,8 +335,12 @@ def _summary(ctx, layer, efp, rng_label, kinds, extras, rows: _Rows, flags, dono
     flag_counts = {}
     if flags is not None:
         flag_counts = {c: int(flags[c].sum()) for c in heuristics.FLAGS}
+    control_values: dict[str, list] = {}
+    for (_, name), v in ctl.items():
+        control_values.setdefault(name, []).append(v)
     return {"explainer_fp": efp, "latent_range": rng_label, "latents": len({r["latent"] for r in rows.scores}),
-            "control_pairs": len(donor), "seconds": seconds, "summary": out, "flags": flag_counts,
+            "control_pairs": len(donor), "seconds": seconds, "summary": out, "control_values": control_values,
+            "flags": flag_counts,
             "flagged_latents": {c: flags.filter(pl.col(c))["latent"].to_list() for c in flag_counts} if flags is not None
             else {}, **accounting.totals(rows.ledger)}
 

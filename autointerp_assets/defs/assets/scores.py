@@ -2,15 +2,17 @@ import dagster as dg
 
 from ...core import pipeline
 from ...core.llm.accounting import BudgetExceeded
-from ..metadata import histogram_md, histogram_png, plot_md
+from ..metadata import histogram_md, histogram_png, plot_md, table_md
 from ..partitions import PARTITIONS, bounds
 from ..resources import LLMResource, ProjectResource
 from .explanations import budget_failure, explanations
 
 
 @dg.asset(group_name="scores", kinds={"vllm", "duckdb"}, partitions_def=PARTITIONS, deps=[explanations],
-          description="Detection and fuzzing scores per latent (balanced accuracy, F1, precision, recall, AUROC). "
-                      "Every LLM call is accounted in llm_calls.")
+          description="Detection and fuzzing scores per latent (balanced accuracy, F1, precision, recall, AUROC), "
+                      "then the extra scorers (scoring_extras: simulation, embedding, surprisal, intruder), the "
+                      "random-explanation control, per-latent bootstrap 95 % CIs and heuristic flags. Every LLM "
+                      "call is accounted in llm_calls.")
 def scores(context: dg.AssetExecutionContext, project: ProjectResource, llm: LLMResource) -> dg.MaterializeResult:
     ctx = project.context(context.log)
     layer, first, last = bounds(context.partition_key)
@@ -19,12 +21,30 @@ def scores(context: dg.AssetExecutionContext, project: ProjectResource, llm: LLM
         out = pipeline.run_scores(ctx, client, layer, first, last)
     except BudgetExceeded as e:
         raise budget_failure(e) from None
-    md = {}
+    more = pipeline.run_more_scores(ctx, client, layer, first, last)
+    md = pipeline.more_scores_metadata(more)
+    md["controls"] = table_md(control_rows(more))
     for kind, s in out.pop("scorers").items():
         md.update({f"{kind}_{k}": v for k, v in s.items()})
     baccs = out.pop("balanced_accuracies")
     for kind, vals in baccs.items():
         md[f"{kind}_histogram"] = histogram_md(vals, 0.0, 1.0, 10, f"{kind} balanced accuracy per latent")
-    md["score_histogram_plot"] = plot_md(histogram_png(baccs, title="balanced accuracy per latent"),
-                                         "score histogram")
+    ctl = {f"{k} control": v for k, v in more["control_values"].items() if k in baccs}
+    md["score_histogram_plot"] = plot_md(histogram_png({**baccs, **ctl}, title="balanced accuracy per latent "
+                                                       "(real vs random-explanation control)"), "score histogram")
     return dg.MaterializeResult(metadata={**out, **md})
+
+
+def control_rows(more: dict) -> list[dict]:
+    """One row per scorer: median real (IQR), median control, median paired difference and its 95 % CI."""
+    def f(v, sign=""):
+        return "–" if v is None else f"{v:{sign}.3f}"
+    rows = []
+    for name, s in more["summary"].items():
+        d = s.get("median_difference")
+        rows.append({"scorer": name, "metric": s["metric"], "latents": s["latents"],
+                     "median (IQR)": f"{f(s['median'])} ({f(s['q25'])}–{f(s['q75'])})",
+                     "median control": f(s.get("median_control")),
+                     "median difference [95 % CI]": "–" if d is None else
+                     f"{f(d, '+')} [{f(s['difference_ci_low'], '+')}, {f(s['difference_ci_high'], '+')}]"})
+    return rows
