@@ -7,6 +7,7 @@ import numpy as np
 import polars as pl
 
 from autointerp_assets.core.config import load_config
+from autointerp_assets.core.stages import explanations
 from autointerp_assets.core.stages.context import Context
 from autointerp_assets.defs.assets import examples
 from autointerp_assets.defs.resources import ProjectResource
@@ -53,3 +54,16 @@ def test_examples_asset_reports_checks_and_unexplained_latents(tmp_path):
     neg = ctx.wh.query("SELECT latent, row_id, neighbour FROM examples WHERE split = 'non_activating'")
     assert set(neg.filter(pl.col("latent") == 3)["row_id"]) <= {10, 11}  # 4's windows where 3 is silent
     assert set(neg.filter(pl.col("latent") == 4)["row_id"]) <= {0, 1, 2, 3}
+    assert checks["train_test_disjoint"].metadata["shared_negatives"].value == 0
+
+    # the contrastive explainer reads its own negatives, never the windows the scorers score
+    contrastive = Context.of(cfg.model_copy(update={"explainer": cfg.explainer.model_copy(update={"kind": "contrastive"})}))
+    shown = explanations.explainer_examples(contrastive, "layers.1", 0, 31)
+    scored = ctx.wh.query("SELECT latent, example_id FROM examples WHERE split = 'non_activating'")
+    for lat, silent_rows in ((3, 2), (4, 4)):  # few silent windows here: the explainer gets what the scorers left
+        counter = {e.example_id for e in shown[lat][explanations.COUNTEREXAMPLES]}
+        theirs = set(scored.filter(pl.col("latent") == lat)["example_id"])
+        # (random make-up draws are finite: a latent firing in most windows may get fewer, never more)
+        assert 0 < len(counter) <= min(cfg.sampler.n_train_non_activating, silent_rows * nw - len(theirs))
+        assert "non_activating" not in shown[lat] and not counter & theirs
+        assert all(not e.activating and max(e.activations) == 0 for e in shown[lat][explanations.COUNTEREXAMPLES])

@@ -20,7 +20,8 @@ from .records import Example
 
 EXPLAINER_PROMPT_VERSION = "default-v1"  # bump whenever the template or few-shots change
 # per kind: bump one when its own additions change (the default template is shared by all kinds)
-KIND_PROMPT_VERSION = {"default": "default-v1", "contrastive": "contrastive-v1",
+# contrastive-v2: counterexamples from the explainer's own split (train_non_activating), not the scorers'
+KIND_PROMPT_VERSION = {"default": "default-v1", "contrastive": "contrastive-v2",
                        "single_token": "single-token-v1", "logit": "logit-v1"}
 COT_PROMPT_VERSION = "cot-v1"
 COT_MIN_TOKENS = 160  # room for a few lines of reasoning plus the marker line
@@ -184,7 +185,8 @@ def build_explainer_request(
     """One chat request asking for the explanation of a latent from its train examples.
 
     ``max_listed``: tokens listed per example on its "Activations:" line (the strongest, in text order).
-    ``counterexamples`` (kind contrastive): non-activating windows shown after the examples.
+    ``counterexamples`` (kind contrastive): non-activating windows shown after the examples (split
+    ``train_non_activating``, disjoint from the scorers' negatives).
     ``logit_tokens`` (kind logit): tokens the latent's decoder direction promotes through the unembedding.
     """
     if cfg.max_examples is not None:

@@ -113,7 +113,32 @@ def test_centred_windows_put_the_peak_at_the_offset_and_never_share_tokens_with_
     assert test.height == 8
     with wh.write() as con:  # the stored-partition check agrees
         wh.insert(con, "examples", e.with_columns(sampler_fp=pl.lit("s")))
-        assert ex.disjointness(con, "L", 0, 3) == {"overlapping_windows": 0, "shared_peaks": 0, "firing_negatives": 0}
+        assert ex.disjointness(con, "L", 0, 3) == {"overlapping_windows": 0, "shared_peaks": 0,
+                                                   "shared_negatives": 0, "firing_negatives": 0}
+
+
+@pytest.mark.parametrize("source", ["random", "neighbours"])
+def test_explainer_negatives_are_their_own_windows_never_the_scorers(wh, source):
+    acts = strong_latent(0, rows=range(10)) + strong_latent(1, rows=range(5, 20))
+    e, sel = build(wh, acts, n_non_activating=8, n_train_non_activating=5, non_activating_source=source,
+                   windows_per_neighbour=3)
+    for lat, fires in ((0, range(10)), (1, range(5, 20))):
+        scorer, mine = split(e, "non_activating", lat), split(e, "train_non_activating", lat)
+        assert scorer.height == 8 and mine.height == 5
+        assert not set(scorer["example_id"]) & set(mine["example_id"])  # the leak this split exists to stop
+        assert not set(mine["row_id"]) & set(fires) and all(max(a) == 0 for a in mine["acts"])
+    assert sel["n_non_activating"].to_list()[:2] == [8, 8]  # the scorers' count is unchanged
+    again, _ = build(wh, acts, n_non_activating=8, n_train_non_activating=5, non_activating_source=source,
+                     windows_per_neighbour=3)
+    assert again.equals(e)
+    # the scorers' negatives do not depend on how many the explainer gets
+    fewer, _ = build(wh, acts, n_non_activating=8, n_train_non_activating=0, non_activating_source=source,
+                     windows_per_neighbour=3)
+    assert fewer.filter(pl.col("split") == "train_non_activating").is_empty()
+    assert fewer.filter(pl.col("split") == "non_activating").equals(e.filter(pl.col("split") == "non_activating"))
+    with wh.write() as con:
+        wh.insert(con, "examples", e.with_columns(sampler_fp=pl.lit("s")))
+        assert ex.disjointness(con, "L", 0, 3)["shared_negatives"] == 0
 
 
 def test_random_negatives_are_silent_distinct_and_seeded_per_latent(wh):
@@ -171,11 +196,16 @@ def test_the_disjointness_check_fails_on_overlapping_data(wh):
         {**row, "split": "test", "example_id": 1, "start_pos": 4, "acts": [0.0, 2.0, 0, 0, 0, 0, 0, 0]},  # overlaps
         {**row, "split": "test", "example_id": 2, "start_pos": 17, "acts": [0.0, 0, 0, 1.0, 0, 0, 0, 0]},  # clean
         {**row, "split": "non_activating", "example_id": 3, "start_pos": 17, "acts": [0.0] * W},  # latent fires
+        {**row, "split": "non_activating", "example_id": 5, "start_pos": 25, "acts": [0.0] * W},
+        {**row, "split": "train_non_activating", "example_id": 5, "start_pos": 25, "acts": [0.0] * W},  # shown twice
+        {**row, "split": "train_non_activating", "example_id": 6, "start_pos": 1, "row_id": 1, "acts": [0.0] * W},
     ], schema_overrides={"acts": pl.List(pl.Float32), "token_ids": pl.List(pl.Int32)})
     with wh.write() as con:
         wh.insert(con, "examples", bad)
-        assert ex.disjointness(con, "L", 0, 3) == {"overlapping_windows": 1, "shared_peaks": 1, "firing_negatives": 1}
-        assert ex.disjointness(con, "L", 4, 7) == {"overlapping_windows": 0, "shared_peaks": 0, "firing_negatives": 0}
+        assert ex.disjointness(con, "L", 0, 3) == {"overlapping_windows": 1, "shared_peaks": 1, "shared_negatives": 1,
+                                                   "firing_negatives": 1}
+        assert ex.disjointness(con, "L", 4, 7) == {"overlapping_windows": 0, "shared_peaks": 0, "shared_negatives": 0,
+                                                   "firing_negatives": 0}
 
 
 def test_sampler_settings_are_validated_with_the_fix():

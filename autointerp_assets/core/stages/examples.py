@@ -91,6 +91,6 @@ def load_examples(ctx: Context, layer: str, first: int, last: int, splits: Seque
     out: dict[int, dict[str, list[Example]]] = {}
     for r in frame.iter_rows(named=True):
         ex = Example(r["example_id"], tuple(vocab[t] for t in r["token_ids"]), tuple(r["acts"]),
-                     r["split"] != "non_activating", r["quantile"])
+                     r["split"] in ("train", "test"), r["quantile"])
         out.setdefault(r["latent"], {}).setdefault(r["split"], []).append(ex)
     return out

@@ -65,12 +65,22 @@ def logit_tokens(ctx: Context, layer: str, first: int, last: int, k: int) -> dic
     return {first + i: [vocab[t] for t in row] for i, row in enumerate(ids.tolist())}
 
 
+# the explainer's own negatives: drawn after the scorers' `non_activating` ones, never the same windows
+COUNTEREXAMPLES = "train_non_activating"
+
+
+def explainer_examples(ctx: Context, layer: str, first: int, last: int) -> dict:
+    """Per latent, the splits the explainer reads: ``train`` and, for the contrastive kind, its own
+    counterexamples (never the scorers' ``non_activating`` windows: showing those would leak the test)."""
+    splits = ["train", COUNTEREXAMPLES] if ctx.cfg.explainer.kind == "contrastive" else ["train"]
+    return load_examples(ctx, layer, first, last, splits)
+
+
 def run_explanations(ctx: Context, client, layer: str, first: int, last: int) -> dict:
     cfg, ecfg = ctx.cfg, ctx.cfg.explainer
     spec = explainer_spec(cfg, ctx.workdir)
     efp = fingerprint("explainer", spec)
-    splits = ["train", "non_activating"] if ecfg.kind == "contrastive" else ["train"]
-    exs = load_examples(ctx, layer, first, last, splits)
+    exs = explainer_examples(ctx, layer, first, last)
     sfp = ctx.wh.scalar("SELECT any_value(sampler_fp) FROM latent_selection WHERE layer = ? AND latent BETWEEN ? AND ?",
                         [layer, first, last]) or ""
     maxes = dict(ctx.wh.query("SELECT latent, max_activation FROM latent_stats WHERE layer = ? AND latent BETWEEN ? AND ?",
@@ -81,7 +91,7 @@ def run_explanations(ctx: Context, client, layer: str, first: int, last: int) ->
     count = prompt_counter(ecfg.llm, ctx.workdir)
     room = ecfg.llm.max_model_len - ecfg.max_tokens - 8
     reqs = [explainers.fit_explainer_request(ecfg, exs[lat]["train"], float(maxes.get(lat) or 0.0), count, room,
-                                             counterexamples=exs[lat].get("non_activating", ()),
+                                             counterexamples=exs[lat].get(COUNTEREXAMPLES, ()),
                                              logit_tokens=logits.get(lat, ()))[0] for lat in latents]
     n_sent = len(reqs)
     if accounting.limited(cfg.budget):

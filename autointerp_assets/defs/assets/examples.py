@@ -17,7 +17,8 @@ def _ids(latents: list[int], limit: int = 200) -> str:
 @dg.asset(group_name="examples", kinds={"duckdb"}, partitions_def=PARTITIONS, deps=[activations, latent_stats],
           check_specs=[
               dg.AssetCheckSpec(DISJOINT, asset="examples", description="No corpus token is in both a train and "
-                                "a test window of a latent (so no shared activation peak either)."),
+                                "a test window of a latent (so no shared activation peak either), and the explainer's "
+                                "negatives share no window with the scorers'."),
               dg.AssetCheckSpec(SILENT, asset="examples", description="The latent never fires inside one of its "
                                 "non-activating windows."),
           ],
@@ -37,9 +38,11 @@ def examples(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.
                   "neighbour_rows": out["neighbour_rows"], "embedded_windows": out["embedded_windows"],
                   "sampler_fp": out["sampler_fp"]},
         check_results=[
-            dg.AssetCheckResult(check_name=DISJOINT, passed=chk["overlapping_windows"] == 0 and chk["shared_peaks"] == 0,
+            dg.AssetCheckResult(check_name=DISJOINT, passed=chk["overlapping_windows"] == 0 and chk["shared_peaks"] == 0
+                                and chk["shared_negatives"] == 0,
                                 metadata={"overlapping_windows": chk["overlapping_windows"],
-                                          "shared_peaks": chk["shared_peaks"]}),
+                                          "shared_peaks": chk["shared_peaks"],
+                                          "shared_negatives": chk["shared_negatives"]}),
             dg.AssetCheckResult(check_name=SILENT, passed=chk["firing_negatives"] == 0,
                                 metadata={"firing_negatives": chk["firing_negatives"]}),
         ])
