@@ -20,13 +20,14 @@ from autointerp_assets_tests.conftest import ROOT, write_config
 pytestmark = pytest.mark.slow
 
 HOLD_AFTER_S = 3
-ANALYST = f"""
+# an analyst's read-only session outside our code (also used by benchmarks/concurrency.py):
+# argv = database, seconds to stay open after one of our writers started waiting on it, overall deadline
+ANALYST = """
 import duckdb, sys, time
 from filelock import FileLock, Timeout
-con = duckdb.connect(sys.argv[1], read_only=True)  # an analyst's session outside our code
+con = duckdb.connect(sys.argv[1], read_only=True)
 print(con.execute("SELECT count(*) FROM tokens").fetchone()[0], flush=True)
-ours = FileLock(sys.argv[1] + ".lock")
-deadline = time.time() + 120
+ours, deadline = FileLock(sys.argv[1] + ".lock"), time.time() + float(sys.argv[3])
 while time.time() < deadline:  # stay open until one of our writers is inside its lock, i.e. waiting for us
     try:
         ours.acquire(timeout=0)
@@ -34,7 +35,7 @@ while time.time() < deadline:  # stay open until one of our writers is inside it
         time.sleep(0.2)
     except Timeout:
         break
-time.sleep({HOLD_AFTER_S})
+time.sleep(float(sys.argv[2]))
 print("released after a writer waited" if time.time() < deadline else "no writer came", flush=True)
 """
 
@@ -57,7 +58,7 @@ def test_eight_partition_runs_at_once_with_an_open_reader(tmp_path):
         pass
     env = {**os.environ, "AUTOINTERP_CONFIG": str(config), "DAGSTER_HOME": str(home)}
 
-    analyst = subprocess.Popen([sys.executable, "-c", ANALYST, str(db)], stdout=subprocess.PIPE, text=True)
+    analyst = subprocess.Popen([sys.executable, "-c", ANALYST, str(db), str(HOLD_AFTER_S), "120"], stdout=subprocess.PIPE, text=True)
     assert int(analyst.stdout.readline()) > 0  # the session is open (and holds DuckDB's file lock)
     dagster = Path(sys.executable).with_name("dagster")
     keys = [f"{latents}|{layer}" for layer in cfg.layer_keys() for latents in cfg.latent_keys()]

@@ -25,21 +25,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-ANALYST = """
-import duckdb, sys, time
-from filelock import FileLock, Timeout
-con = duckdb.connect(sys.argv[1], read_only=True)
-print(con.execute("SELECT count(*) FROM tokens").fetchone()[0], flush=True)
-ours, deadline = FileLock(sys.argv[1] + ".lock"), time.time() + 300
-while time.time() < deadline:  # open until one of our writers waits on this session, then --hold more
-    try:
-        ours.acquire(timeout=0)
-        ours.release()
-        time.sleep(0.2)
-    except Timeout:
-        break
-time.sleep(float(sys.argv[2]))
-"""
+from autointerp_assets_tests.test_concurrency import ANALYST  # noqa: E402  (the analyst's read-only session)
 
 
 def launch(keys: list[str], env: dict, at_once: bool) -> tuple[float, list[str]]:
@@ -95,7 +81,7 @@ def main() -> None:
 
     seq, _ = launch(keys, env, at_once=False)
     par, _ = launch(keys, env, at_once=True)
-    analyst = subprocess.Popen([sys.executable, "-c", ANALYST, str(cfg.resolve(cfg.database)), str(args.hold)],
+    analyst = subprocess.Popen([sys.executable, "-c", ANALYST, str(cfg.resolve(cfg.database)), str(args.hold), "300"],
                                stdout=subprocess.PIPE, text=True)
     analyst.stdout.readline()
     held, outs = launch(keys, env, at_once=True)

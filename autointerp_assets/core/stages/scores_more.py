@@ -195,39 +195,33 @@ def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, exp
             runs.append((f"{name}_control", donor_text, True))
         return runs
 
-    if "embedding" in extras and latents:
+    def auroc_scorer(name: str, spec: dict, score, values: str) -> None:
+        """An explanation-vs-example scorer with a per-example value: AUROC activating vs not, real + control."""
         t0 = time.perf_counter()
-        enc = embedding.encoder(x.embedding_model)
-        spec = {"kind": "embedding", **embedding.identity(x.embedding_model)}
-        for name, texts, ctl in both_runs("embedding"):
+        for run, texts, ctl in both_runs(name):
             sfp = rows.fp({**spec, "control": ctl_spec} if ctl else spec)
-            for s in embedding.score_embedding(enc, keys, texts, both):
-                lat = _lat(s.key)
-                ci = bootstrap.auroc_ci(s.activating, s.similarity, x.bootstrap_samples, f"{s.key}:{name}", x.ci_level)
-                rows.add(name, sfp, lat, value=s.auroc, ci=(ci.low, ci.high), auroc=s.auroc, auroc_ci=(ci.low, ci.high),
+            for s in score(texts):
+                lat, vals = _lat(s.key), getattr(s, values)
+                ci = bootstrap.auroc_ci(s.activating, vals, x.bootstrap_samples, f"{s.key}:{run}", x.ci_level)
+                rows.add(run, sfp, lat, value=s.auroc, ci=(ci.low, ci.high), auroc=s.auroc, auroc_ci=(ci.low, ci.high),
                          n=len(s.example_ids), n_failed=0, control=ctl)
-                for eid, q, a, v in zip(s.example_ids, s.quantiles, s.activating, s.similarity):
-                    rows.item(name, sfp, lat, eid, q, a, a, None, value=v)
-        seconds["embedding"] = round(time.perf_counter() - t0, 2)
-        ctx.log(f"{layer} {rng_label}: embedding in {seconds['embedding']}s")
+                for eid, q, a, v in zip(s.example_ids, s.quantiles, s.activating, vals):
+                    rows.item(run, sfp, lat, eid, q, a, a, None, value=v)
+        seconds[name] = round(time.perf_counter() - t0, 2)
+        ctx.log(f"{layer} {rng_label}: {name} in {seconds[name]}s")
+
+    if "embedding" in extras and latents:
+        enc = embedding.encoder(x.embedding_model)
+        auroc_scorer("embedding", {"kind": "embedding", **embedding.identity(x.embedding_model)},
+                     lambda texts: embedding.score_embedding(enc, keys, texts, both), "similarity")
 
     if "surprisal" in extras and latents:
-        t0 = time.perf_counter()
         model_name = x.surprisal_model or cfg.subject_model
         tok, model = surprisal.load_base_lm(resolve_model(model_name, ctx.workdir))
-        spec = {"kind": "surprisal", "model": model_identity(model_name, ctx.workdir),
-                "prompt_version": surprisal.PROMPT_VERSION}
-        for name, texts, ctl in both_runs("surprisal"):
-            sfp = rows.fp({**spec, "control": ctl_spec} if ctl else spec)
-            for s in surprisal.score_surprisal(tok, model, keys, texts, both, x.surprisal_batch_size):
-                lat = _lat(s.key)
-                ci = bootstrap.auroc_ci(s.activating, s.value, x.bootstrap_samples, f"{s.key}:{name}", x.ci_level)
-                rows.add(name, sfp, lat, value=s.auroc, ci=(ci.low, ci.high), auroc=s.auroc, auroc_ci=(ci.low, ci.high),
-                         n=len(s.example_ids), n_failed=0, control=ctl)
-                for eid, q, a, v in zip(s.example_ids, s.quantiles, s.activating, s.value):
-                    rows.item(name, sfp, lat, eid, q, a, a, None, value=v)
-        seconds["surprisal"] = round(time.perf_counter() - t0, 2)
-        ctx.log(f"{layer} {rng_label}: surprisal in {seconds['surprisal']}s")
+        auroc_scorer("surprisal", {"kind": "surprisal", "model": model_identity(model_name, ctx.workdir),
+                                   "prompt_version": surprisal.PROMPT_VERSION},
+                     lambda texts: surprisal.score_surprisal(tok, model, keys, texts, both, x.surprisal_batch_size),
+                     "value")
 
     if "simulation" in extras and latents:
         t0 = time.perf_counter()
