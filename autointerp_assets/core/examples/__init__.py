@@ -19,7 +19,7 @@ from ..config import SamplerConfig
 from . import embeddings, neighbours
 from .checks import disjointness
 from .sampling import (SAMPLER_VERSION, SPLITS, list_array, merge_negatives, random_negatives, rank_units,
-                       read_activations, sampler_spec, selection_of, spread, start_of, test_pool, tokens_2d,
+                       read_activations, sampler_spec, selection_of, spread, start_of, test_pool, corpus_tokens,
                        train_of, units_of, window_acts, window_tokens, windows_per_row)
 
 __all__ = ["SAMPLER_VERSION", "Built", "build_examples", "disjointness", "embeddings", "neighbours", "sampler_spec",
@@ -57,32 +57,34 @@ def build_examples(con, cfg: SamplerConfig, ctx_len: int, max_per_range: int | N
         pool = test_pool(u, train, start, w)
     test = spread(u, pool, cfg.n_test)
 
-    tokens, row_len = tokens_2d(con, corpus_fp, ctx_len)
-    n_total = len(tokens) * nw
+    flat_tokens, row_offset, row_len = corpus_tokens(con, corpus_fp)
+    n_rows = len(row_len)
+    n_total = n_rows * nw
     unit_keys = (lat - first) * n_total + row * nw + win  # sorted: units are in (latent, row, win) order
     n_neg = cfg.n_non_activating + cfg.n_train_non_activating
-    rnd = random_negatives(con, cfg, selected, unit_keys, len(tokens), nw, n_neg, first)
+    rnd = random_negatives(con, cfg, selected, unit_keys, n_rows, nw, n_neg, first)
     sel_table = pa.table({"latent": latents.astype(np.int32), "status": status.tolist(), "n_windows": n_windows})
     con.register("_selection", sel_table)
     nb_table, primary = _neighbours_empty(), None
     if source in ("neighbours", "embedding"):  # their SQL reads the range's units as tables
-        con.register("_wins", pa.table({"latent": lat.astype(np.int32), "row_id": row.astype(np.int32),
-                                        "win": win.astype(np.int32), "max_act": max_act}))
-        con.register("_ranked", pa.table({"latent": u.latent.astype(np.int32), "row_id": u.row_id.astype(np.int32),
-                                          "win": u.win.astype(np.int32), "rk_top": u.rk_top}))
+        _temp_table(con, "_wins", pa.table({"latent": lat.astype(np.int32), "row_id": row.astype(np.int32),
+                                            "win": win.astype(np.int32), "max_act": max_act}))
+        _temp_table(con, "_ranked", pa.table({"latent": u.latent.astype(np.int32), "row_id": u.row_id.astype(np.int32),
+                                              "win": u.win.astype(np.int32), "rk_top": u.rk_top}))
         if source == "neighbours":
             if cfg.neighbour_type == "decoder":
                 frame = neighbours.decoder_neighbours(w_dec, first, selected.tolist(), cfg.n_neighbours)
             else:
                 frame = neighbours.cooccurrence_neighbours(lat, row * nw + win, selected, cfg.n_neighbours)
             nb_table = frame.to_arrow()
-            con.register("_neighbours", nb_table)
+            _temp_table(con, "_neighbours", nb_table)
             neighbours.neighbour_negatives(con, cfg, n_neg)
         else:
             embeddings.hard_negatives(con, cfg, ctx_len, corpus_fp, embedding_key, n_neg)
         primary = con.execute("SELECT latent, row_id, win, coalesce(neighbour, -1) AS neighbour, similarity, ord "
                               "FROM _neg_primary").fetchnumpy()
-    con.register("_neighbours", nb_table)
+    if source != "neighbours":
+        con.register("_neighbours", nb_table)
     neg = merge_negatives(primary, rnd, source, cfg.n_non_activating, cfg.n_train_non_activating, nw)
 
     # the picked windows: train, test, then the negatives (fixed windows)
@@ -107,7 +109,7 @@ def build_examples(con, cfg: SamplerConfig, ctx_len: int, max_per_range: int | N
         "row_id": p_row.astype(np.int32),
         "start_pos": p_start.astype(np.int16),
         "max_activation": np.concatenate([u.max_act[idx], np.zeros(n_neg_rows, dtype=np.float32)]),
-        "token_ids": window_tokens(tokens, row_len, p_row, p_start, w),
+        "token_ids": window_tokens(flat_tokens, row_offset, row_len, p_row, p_start, w),
         "acts": list_array(acts_2d),
         "source": pa.array(src, pa.string()),
         "neighbour": pa.array(nb.astype(np.int32), mask=nb < 0),
@@ -120,6 +122,15 @@ def build_examples(con, cfg: SamplerConfig, ctx_len: int, max_per_range: int | N
     con.register("_selection", selection)
     con.register("_examples", examples)
     return Built(examples, selection, nb_table)
+
+
+def _temp_table(con, name: str, table: pa.Table) -> None:
+    """A real temp table (the neighbour rounds join it repeatedly: a scan of registered Arrow would be redone)."""
+    con.register("_arrow_in", table)
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM _arrow_in")
+    finally:
+        con.unregister("_arrow_in")
 
 
 def _neighbours_empty() -> pa.Table:

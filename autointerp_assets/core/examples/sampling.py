@@ -342,31 +342,31 @@ def merge_negatives(primary: dict | None, rnd: dict, source: str, n_scorer: int,
 
 
 # --- the rows of `examples` ----------------------------------------------------------------------------
-def tokens_2d(con, corpus_fp: str, ctx_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """The corpus rows as one [n_rows, ctx_len] array (row_id = index, zero-padded) and each row's length."""
+def corpus_tokens(con, corpus_fp: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The corpus as one flat token array, each row's offset into it and its length (row_id = index)."""
     t = con.execute("SELECT row_id, token_ids FROM tokens WHERE corpus_fp = ? ORDER BY row_id", [corpus_fp]).arrow()
     if hasattr(t, "read_all"):
         t = t.read_all()
+    if t.num_rows == 0:
+        return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     col = t.column("token_ids").combine_chunks()
-    n = t.num_rows
-    lengths = np.diff(col.offsets.to_numpy()).astype(np.int64) if n else np.zeros(0, dtype=np.int64)
-    flat = col.flatten().to_numpy(zero_copy_only=False) if n else np.zeros(0, dtype=np.int32)
-    if n and np.all(lengths == ctx_len):
-        return flat.reshape(n, ctx_len), lengths
-    out = np.zeros((n, max(ctx_len, int(lengths.max(initial=0)))), dtype=np.int32)
-    out[np.repeat(np.arange(n), lengths), np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)] = flat
-    return out, lengths
+    offsets = col.offsets.to_numpy().astype(np.int64)
+    flat = col.values.to_numpy(zero_copy_only=False)
+    return flat, offsets[:-1] - offsets[0], np.diff(offsets)
 
 
-def window_tokens(tokens: np.ndarray, lengths: np.ndarray, row: np.ndarray, start: np.ndarray, w: int) -> pa.ListArray:
+def window_tokens(flat: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, row: np.ndarray, start: np.ndarray,
+                  w: int) -> pa.ListArray:
     """Each window's token ids (row, start..start+w-1), cut at the end of a shorter row."""
+    begin = offsets[row] + start
+    if np.all(start + w <= lengths[row]):  # the usual case: whole windows, one gather
+        return list_array(flat[begin[:, None] + np.arange(w)])
     cols = start[:, None] + np.arange(w)
-    ids = tokens[row[:, None], np.minimum(cols, tokens.shape[1] - 1)]
     inside = cols < lengths[row][:, None]
-    if inside.all():
-        return list_array(ids)
-    offsets = np.concatenate([[0], np.cumsum(inside.sum(axis=1))]).astype(np.int32)
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(ids[inside]))
+    ids = flat[np.where(inside, begin[:, None] + np.arange(w), 0)]
+    counts = inside.sum(axis=1)
+    return pa.ListArray.from_arrays(pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)),
+                                    pa.array(ids[inside]))
 
 
 def window_acts(acts: Acts, latent: np.ndarray, row: np.ndarray, start: np.ndarray, w: int) -> np.ndarray:
