@@ -18,10 +18,19 @@ import dagster as dg
 
 CRON_ENV = "AUTOINTERP_BACKFILL_CRON"
 DEFAULT_CRON = "0 3 * * *"  # daily at 03:00 UTC
+INTERVAL_ENV = "AUTOINTERP_BACKFILL_INTERVAL_S"
+DEFAULT_INTERVAL_S = 30  # how often the daemon evaluates the conditions; a tick is acted on at most this late
 
 
 def backfill_cron() -> str:
     return os.environ.get(CRON_ENV) or DEFAULT_CRON
+
+
+def evaluation_interval() -> int:
+    raw = os.environ.get(INTERVAL_ENV) or str(DEFAULT_INTERVAL_S)
+    if not raw.isdigit() or int(raw) < 5:  # the asset daemon loops every 5 s: less is not honoured
+        raise ValueError(f"{INTERVAL_ENV}={raw!r}: set it to a whole number of seconds >= 5 (default 30)")
+    return int(raw)
 
 
 def scheduled_refresh(cron: str) -> dg.AutomationCondition:
@@ -44,6 +53,6 @@ def with_scheduled_refresh(assets: list[dg.AssetsDefinition], cron: str) -> list
 
 scheduled_backfill = dg.AutomationConditionSensorDefinition(
     "scheduled_backfill", target=dg.AssetSelection.all(), emit_backfills=True,
-    default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=evaluation_interval(),
     description="Evaluates the assets' scheduled_refresh cron conditions; what a tick requests is launched as "
                 "one backfill.")
