@@ -207,7 +207,7 @@ def main() -> None:
                     continue
                 w_dec = ex.neighbours.decoder_rows(sae_path, args.first, args.last)
             t, n = timed(lambda: sql_build(wh, vcfg, ctx_len, *rng, w_dec=w_dec))
-            print(f"vectorized, {name:38s}: {t:6.2f} s  (build {BUILD_S['sql']:.3f} s; {n:,} rows)")
+            print(f"vectorized, {name:38s}: {t:6.2f} s  ({n:,} rows)")
         if args.embedding:
             from autointerp_assets.core.examples import embeddings
             from autointerp_assets.core.stages.examples import _decode_fn
@@ -220,7 +220,7 @@ def main() -> None:
             t_emb = time.perf_counter() - t0
             t, n = timed(lambda: sql_build(wh, ecfg, ctx_len, *rng, key=info["model"]))
             print(f"embedding the corpus windows once: {t_emb:.1f} s ({info['embedded_windows']:,} windows)")
-            print(f"vectorized, embedding hard negatives (cached): {t:6.2f} s  (build {BUILD_S['sql']:.3f} s; {n:,} rows)")
+            print(f"vectorized, embedding hard negatives (cached): {t:6.2f} s  ({n:,} rows)")
 
 
 if __name__ == "__main__":
