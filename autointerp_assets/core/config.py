@@ -180,7 +180,9 @@ class PriceConfig(_Strict):
 class LLMConfig(_Strict):
     engine: Literal["vllm", "openai"] = Field("vllm", description="'vllm' in-process or 'openai' (any "
                                                "OpenAI-compatible server).")
-    model: str = Field("smollm2", description="'smollm2' (offline default), a Hugging Face name or a local dir.")
+    model: str = Field("smollm2", description="'smollm2' (offline default), 'gemma3-270m' (offline Gemma 3 270M "
+                       "base: no chat template, so a plain User:/Assistant: transcript), a Hugging Face name or a "
+                       "local dir.")
     base_url: str | None = Field(None, description="openai engine: server URL, e.g. http://127.0.0.1:8000/v1.")
     api_key_env: str = Field("OPENAI_API_KEY", description="openai engine: env var holding the key.")
     max_model_len: int = Field(4096, gt=0, description="vllm: context length.")
@@ -299,7 +301,8 @@ class ProjectConfig(_Strict):
     name: str = Field("offline-default", description="A label for this project.")
     database: str = Field("data/autointerp.duckdb", description="DuckDB file (relative to the project root).")
     workdir: str = Field("data", description="Where models, SAEs and caches are kept.")
-    subject_model: str = Field("smollm2", description="'smollm2' (offline), a Hugging Face name or local dir.")
+    subject_model: str = Field("smollm2", description="'smollm2' or 'gemma3-270m' (offline), a Hugging Face name "
+                               "or local dir.")
     hookpoints: tuple[str, ...] = Field(("layers.6", "layers.12"), min_length=1,
                                         description="Module names whose output is encoded, e.g. layers.6.")
     corpus: CorpusConfig = CorpusConfig()
