@@ -165,6 +165,9 @@ def test_summary_reads_duckdb(warehouse):
     assert summary.height >= 4
     assert set(summary.columns) >= {"layer", "latents", "latents_scored", "median_detection_bacc", "median_fuzzing_bacc"}
     assert all(0 <= v <= 1 for v in summary["median_detection_bacc"].drop_nulls())
+    # the detection control sits next to the real median (asset scores ran the control on every partition)
+    assert summary["median_detection_control"].null_count() == 0
+    assert all(s.count("[") == 1 and s.startswith(("+", "-")) for s in summary["detection_minus_control"])
 
 
 def test_existing_sparsify_checkpoint_is_loaded_not_trained(warehouse, tmp_root):
