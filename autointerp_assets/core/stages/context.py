@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from functools import lru_cache
@@ -11,6 +12,7 @@ from typing import Callable
 from .. import explainers, scorers
 from ..config import LLMConfig, ProjectConfig
 from ..fingerprint import file_digest, fingerprint
+from ..llm.base import FALLBACK_CHAT_TEMPLATE, FALLBACK_STOP
 from ..storage import Warehouse
 from ..subject_model import resolve_model
 
@@ -18,13 +20,29 @@ log = logging.getLogger(__name__)
 Log = Callable[[str], None]
 
 
+# what changes a model's tokens or prompts besides its weights: part of its revision
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+                   "chat_template.jinja")
+
+
 @lru_cache(maxsize=16)
 def _dir_revision(path: str) -> str:
     p = Path(path)
     parts = [file_digest(p / "config.json", limit=None)]
+    parts += [file_digest(p / f, limit=None) for f in TOKENIZER_FILES if (p / f).exists()]
     for w in sorted(p.glob("*.safetensors")):
         parts.append(file_digest(w))
     return ":".join(parts)
+
+
+def _chat_template(path: str) -> str:
+    """'model' when the dir ships a chat template, else our fallback transcript's digest (a change to it
+    must change explainer / scorer fingerprints like any prompt change)."""
+    p = Path(path)
+    cfg = p / "tokenizer_config.json"
+    if (p / "chat_template.jinja").exists() or (cfg.exists() and json.loads(cfg.read_text()).get("chat_template")):
+        return "model"
+    return "fallback-" + fingerprint("template", {"template": FALLBACK_CHAT_TEMPLATE, "stop": FALLBACK_STOP})[-8:]
 
 
 def model_identity(name: str, workdir: Path) -> dict:
@@ -38,6 +56,9 @@ def llm_identity(cfg: LLMConfig, workdir: Path) -> dict:
     ident = {"engine": cfg.engine, "model": cfg.model}
     if cfg.engine == "vllm":
         ident["revision"] = model_identity(cfg.model, workdir)["revision"]
+        resolved = resolve_model(cfg.model, workdir)
+        if Path(resolved).is_dir():
+            ident["chat_template"] = _chat_template(resolved)
     else:
         ident["base_url"] = cfg.base_url
     return ident
