@@ -83,7 +83,9 @@ def test_sigkill_mid_cache_then_rerun_gives_exactly_the_uninterrupted_rows(tmp_p
     n_rows = wh.scalar("SELECT count(*) FROM tokens")
     stopped = wh.scalar("SELECT max(row_stop) FROM cache_progress")
     assert 4 * 4 <= stopped < n_rows and wh.scalar("SELECT count(*) FROM cache_complete") == 0
-    assert wh.scalar("SELECT count(*) FROM activation_batches") > 0  # committed batches survived the kill
+    survived = wh.scalar("SELECT count(*) FROM activation_cache")
+    assert survived > 0  # committed batches survived the kill
+    assert wh.scalar("SELECT sum(n_nonzero) FROM cache_progress") == survived  # exactly the committed batches' rows
 
     resumed = run_child(killed)
     assert any(f"resuming activation cache" in ln and f"at row {stopped}/" in ln for ln in resumed)

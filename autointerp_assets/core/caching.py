@@ -159,26 +159,28 @@ def iter_batches(n_rows: int, batch_rows: int, start_row: int = 0) -> Iterator[t
 
 
 def encode_batch(residual: torch.Tensor, coder, row_start: int, latent_lo: int, latent_hi: int,
-                 hookpoint: str) -> BatchActivations:
-    """Encode [B, T, d] activations with any SparseCoder, drop BOS (pos 0), keep latents in [lo, hi)."""
+                 hookpoint: str, dtype: torch.dtype | None = None) -> BatchActivations:
+    """Encode [B, T, d] activations with any SparseCoder (matmul in ``dtype``; None = float32), drop BOS
+    (pos 0), keep latents in [lo, hi)."""
     b, t, d = residual.shape
     x = residual[:, 1:, :].reshape(-1, d)
-    acts, idx = coder.encode(x)  # [N, m]
+    acts, idx = coder.encode(x, dtype)  # [N, m]
     m = idx.shape[1]
-    idx, acts = idx.reshape(-1), acts.reshape(-1).float()
+    idx, acts = idx.reshape(-1), acts.reshape(-1)
     keep = (acts > 0) & (idx >= latent_lo) & (idx < latent_hi)
-    tok = keep.nonzero().squeeze(1) // max(m, 1)
+    flat = keep.nonzero().squeeze(1)
+    tok = flat // max(m, 1)
     return BatchActivations(
         hookpoint,
-        idx[keep].numpy().astype(np.int32),
-        (row_start + tok // (t - 1)).numpy().astype(np.int32),
-        (1 + tok % (t - 1)).numpy().astype(np.int16),
-        acts[keep].numpy().astype(np.float32),
+        idx[flat].to(torch.int32).numpy(),
+        (row_start + tok // (t - 1)).to(torch.int32).numpy(),
+        (1 + tok % (t - 1)).to(torch.int16).numpy(),
+        acts[flat].float().numpy(),
     )
 
 
 def cache_batches(model, coders: Mapping[str, object], batches: Iterable[tuple[int, np.ndarray]],
-                  latent_lo: int, latent_hi: int,
+                  latent_lo: int, latent_hi: int, encode_dtype: str | None = None,
                   ) -> Iterator[tuple[int, int, list[BatchActivations], float]]:
     """For each (row_start, rows) batch: one early-stopped forward pass, every hookpoint encoded.
 
@@ -186,11 +188,12 @@ def cache_batches(model, coders: Mapping[str, object], batches: Iterable[tuple[i
     so a caller streaming rows from storage keeps memory independent of the corpus size.
     """
     inputs = [h for h, c in coders.items() if getattr(c, "hook_input", False)]
+    dtype = _DTYPES[encode_dtype] if encode_dtype else None
     with Residuals(model, list(coders), inputs) as res:
         for a, rows in batches:
             t0 = time.perf_counter()
             resid = res.run(torch.from_numpy(np.ascontiguousarray(rows, dtype=np.int64)))
-            out = [encode_batch(resid[h], coders[h], a, latent_lo, latent_hi, h) for h in coders]
+            out = [encode_batch(resid[h], coders[h], a, latent_lo, latent_hi, h, dtype) for h in coders]
             yield a, a + len(rows), out, time.perf_counter() - t0
 
 

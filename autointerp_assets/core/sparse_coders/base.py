@@ -4,6 +4,14 @@
 both ``[N, m]``: the active latents of each token (entries with value <= 0 are padding). TopK coders
 return their k; ReLU / JumpReLU coders return as many columns as the busiest token of the batch has
 active latents, so nothing dense ever leaves this module.
+
+Every coder is an affine encoder plus an activation, so all share one encode path: ``b_dec`` is folded
+into the bias once (``(x - b_dec) W + b = x W + (b - b_dec W)``), and tokens go through in chunks of
+``ENCODE_CHUNK`` so a chunk's ``[chunk, num_latents]`` pre-activations stay in cache and reuse the same
+allocation (one dense ``[N, num_latents]`` matrix costs more in page faults than its ReLU). ``dtype``
+picks the matmul precision: float32 is the reference; bfloat16 (caching's default) runs ~3x faster on
+CPUs with bf16 matmul, with values rounded to bf16 (8 significant bits) and latents tied within that
+rounding free to swap places in a TopK.
 """
 
 from __future__ import annotations
@@ -18,8 +26,11 @@ class SparseCoderError(ValueError):
     """A sparse-coder problem (layout, shape, format), stated in one line with the fix."""
 
 
+ENCODE_CHUNK = 512  # tokens per encoder matmul: [512, num_latents] pre-activations fit in cache
+
+
 class SparseCoder(ABC):
-    """A loaded encoder for one hookpoint."""
+    """A loaded encoder for one hookpoint: ``pre = x @ W + bias`` then its activation."""
 
     format: str  # sparsify | saelens | gemmascope
     architecture: str  # topk | relu | jumprelu
@@ -30,8 +41,58 @@ class SparseCoder(ABC):
     dtype: torch.dtype = torch.float32
 
     @abstractmethod
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """[N, d_in] -> (values [N, m], indices [N, m]) of the active latents."""
+    def affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """float32 (W [d_in, num_latents], bias [num_latents]) with ``b_dec`` already folded into the bias."""
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-token input transform before the matmul (SAELens normalisation); identity by default."""
+        return x
+
+    @abstractmethod
+    def activate(self, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[n, num_latents] pre-activations -> (values [n, m], indices [n, m])."""
+
+    def _weights(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        cache = self.__dict__.setdefault("_by_dtype", {})
+        if dtype not in cache:
+            w, b = self.affine()
+            cache[dtype] = (w.to(dtype).contiguous(), b.to(dtype))
+        return cache[dtype]
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor, dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """[N, d_in] -> (values [N, m], indices [N, m]) of the active latents; ``dtype`` = matmul precision
+        (None = float32, the reference)."""
+        dtype = dtype or torch.float32
+        w, b = self._weights(dtype)
+        parts = []
+        for s in range(0, x.shape[0], ENCODE_CHUNK):
+            xs = x[s:s + ENCODE_CHUNK]
+            if self.prepares:  # normalisation in float32, then the matmul in dtype
+                xs = self.prepare(xs.float())
+            parts.append(self.activate(torch.addmm(b, xs.to(dtype), w)))
+        return _cat_padded(parts, x.shape[0], dtype)
+
+    prepares = False  # True when prepare() is not the identity
+
+
+def _cat_padded(parts: list[tuple[torch.Tensor, torch.Tensor]], n: int, dtype: torch.dtype):
+    """Concatenate chunks whose m differ, padding with value 0 (padding) and index 0."""
+    m = max((v.shape[1] for v, _ in parts), default=0)
+    if all(v.shape[1] == m for v, _ in parts) and parts:
+        return torch.cat([v for v, _ in parts]), torch.cat([i for _, i in parts])
+    vals, idx = torch.zeros((n, m), dtype=dtype), torch.zeros((n, m), dtype=torch.long)
+    s = 0
+    for v, i in parts:
+        vals[s:s + len(v), :v.shape[1]], idx[s:s + len(v), :v.shape[1]] = v, i
+        s += len(v)
+    return vals, idx
+
+
+def topk_activate(pre: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """TopK then ReLU: the same positive set as ReLU then TopK, without a ReLU over every latent."""
+    vals, idx = pre.topk(k, dim=-1, sorted=False)
+    return vals.relu_(), idx
 
 
 def dense_to_sparse(acts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,7 +106,7 @@ def dense_to_sparse(acts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class LinearCoder(SparseCoder):
-    """``pre = (x - b_dec * sub_b_dec) @ W_enc + b_enc``, then ReLU, TopK(k) or JumpReLU(threshold).
+    """``pre = (x - b_dec) @ W_enc + b_enc`` (b_dec optional), then ReLU, TopK(k) or JumpReLU(threshold).
 
     Covers SAELens (standard / topk / jumprelu) and Gemma Scope; the decoder is not needed to encode
     and is not kept in memory.
@@ -62,25 +123,28 @@ class LinearCoder(SparseCoder):
         self.k, self.hook_input, self.normalize = k, hook_input, normalize
         self.d_in, self.num_latents = self.W_enc.shape
         self.dtype = torch.float32
+        self.prepares = normalize != "none"
 
-    @torch.no_grad()
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = x.float()
+    def affine(self):
+        if self.b_dec is None:
+            return self.W_enc, self.b_enc
+        return self.W_enc, self.b_enc - self.b_dec @ self.W_enc
+
+    def prepare(self, x):
         if self.normalize == "constant_norm_rescale":  # SAELens: scale each token to norm sqrt(d_in)
             x = x * (self.d_in ** 0.5) / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         elif self.normalize == "layer_norm":
             x = x - x.mean(-1, keepdim=True)
             x = x / (x.std(-1, keepdim=True) + 1e-5)
-        if self.b_dec is not None:
-            x = x - self.b_dec
-        pre = torch.addmm(self.b_enc, x, self.W_enc)
+        return x
+
+    def activate(self, pre):
         if self.architecture == "topk":
-            vals, idx = pre.topk(self.k, dim=-1, sorted=False)
-            return vals.relu(), idx
-        acts = pre.relu()
+            return topk_activate(pre, self.k)
         if self.architecture == "jumprelu":
-            acts = acts * (pre > self.threshold)
-        return dense_to_sparse(acts)
+            above = pre > self.threshold
+            return dense_to_sparse(pre.relu_().mul_(above))
+        return dense_to_sparse(pre.relu())
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """EleutherAI sparsify: ``<hookpoint>/cfg.json`` + ``sae.safetensors`` (TopK SAEs and transcoders).
 
-Loaded with sparsify itself (its fused TopK encoder). ``cfg.json``'s ``transcode: true`` means the
+Loaded with sparsify itself (encoder only); encoded by the shared affine + TopK path of ``base``
+(sparsify's own ``encode`` = ReLU over every latent, then TopK: the same positive set). ``cfg.json``'s ``transcode: true`` means the
 coder reads the hooked module's *input* (it predicts the module's output from it), so caching hooks
 the input for that hookpoint; a skip connection only affects decoding.
 """
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .base import SparseCoder, SparseCoderError
+from .base import SparseCoder, SparseCoderError, topk_activate
 
 FILES = ("cfg.json", "sae.safetensors")
 
@@ -30,9 +31,18 @@ class SparsifyCoder(SparseCoder):
             self.architecture = sae.cfg.activation
 
     @torch.no_grad()
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.sae.encode(x.to(self.dtype))
-        return out.top_acts, out.top_indices
+    def affine(self):
+        w = self.sae.encoder.weight.float().T  # [d_in, num_latents]
+        b = self.sae.encoder.bias.float()
+        if not self.sae.cfg.transcode:  # SAEs encode x - b_dec; transcoders the module input as is
+            b = b - self.sae.b_dec.float() @ w
+        return w, b
+
+    def activate(self, pre):
+        if self.architecture == "groupmax":  # the max of each of k equal groups of latents
+            vals, idx = pre.unflatten(-1, (self.k, -1)).max(dim=-1)
+            return vals.relu_(), idx + torch.arange(0, self.num_latents, self.num_latents // self.k)
+        return topk_activate(pre, self.k)
 
 
 def load(d: Path, device: str = "cpu") -> SparsifyCoder:
