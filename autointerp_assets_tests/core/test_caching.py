@@ -85,6 +85,28 @@ def test_encode_matches_a_reference_topk(sae_dir):
     assert set(sub.latent.tolist()) == {l for (_, _, l) in ref if 100 <= l < 200}
 
 
+def test_bf16_encode_agrees_with_the_float32_reference_up_to_bf16_rounding(sae_dir):
+    """caching's default encode (bf16 matmul, 512-token chunks, TopK on the bit patterns) vs plain float32."""
+    sae = load_sparse_coder(sae_dir, "layers.2")
+    torch.manual_seed(2)
+    resid = torch.randn(3, 400, 576).bfloat16()  # 1197 tokens: three chunks, the last one short
+    got = caching.encode_batch(resid, sae, 0, 0, 576, "layers.2", dtype=torch.bfloat16)
+    x = resid[:, 1:, :].reshape(-1, 576).float()
+    with torch.no_grad():
+        pre = (x - sae.sae.b_dec) @ sae.sae.encoder.weight.T + sae.sae.encoder.bias
+    kth = pre.topk(4, dim=-1).values[:, -1]
+    tok = (got.row_id.astype(int) * 399 + got.pos.astype(int) - 1)
+    ref = pre[torch.from_numpy(tok), torch.from_numpy(got.latent.astype(int))]
+    scale = pre.abs().amax(-1)[torch.from_numpy(tok)]
+    assert torch.allclose(torch.from_numpy(got.value), ref, rtol=1e-2, atol=1e-2 * float(scale.max()))
+    # a latent picked in bf16 is a true top-4 latent, or ties the 4th within bf16 rounding
+    assert bool((ref >= kth[torch.from_numpy(tok)] - 1e-2 * scale).all())
+    fp32 = caching.encode_batch(resid, sae, 0, 0, 576, "layers.2")
+    same = set(zip(got.row_id.tolist(), got.pos.tolist(), got.latent.tolist())) & \
+        set(zip(fp32.row_id.tolist(), fp32.pos.tolist(), fp32.latent.tolist()))
+    assert len(same) >= 0.97 * len(fp32.latent) and len(fp32.latent) > 3000
+
+
 def test_checkpoint_layout_errors(sae_dir, tmp_path):
     with pytest.raises(SparseCoderError, match=r"no sparse coder for hookpoint 'layers.7'.*nearest.*\['layers.2'\]"):
         load_sparse_coder(sae_dir, "layers.7")
