@@ -40,10 +40,10 @@ TABLES: dict[str, str] = {
         dead_fraction DOUBLE,
         created_at TIMESTAMP DEFAULT current_timestamp
     """,
-    # internal: the non-zero latent activations of a finished forward pass (all partitions at once),
-    # compact: token = row_id * ctx_len + pos, value_bits = the value as IEEE float16 bits; rows are
-    # sorted by (layer, latent, token) so zone maps skip other latents and bitpacking/RLE compress
-    # (~3-4 bytes per non-zero on disk). Read it through the `activations` view.
+    # internal: the non-zero latent activations of a forward pass (all partitions at once; used once
+    # cache_complete marks it), compact: token = row_id * ctx_len + pos, value_bits = the value as IEEE
+    # float16 bits; each batch's rows are sorted by (layer, latent, token) so bitpacking/RLE compress
+    # (~5 bytes per non-zero on disk). Read it through the `activations` view.
     "activation_cache": """
         cache_fp VARCHAR NOT NULL,
         layer VARCHAR NOT NULL,
@@ -259,8 +259,8 @@ TABLES: dict[str, str] = {
 PARTITIONED = ("latent_stats", "latent_selection", "latent_neighbours", "examples", "explanations", "score_items",
                "scores")
 
-# Internal tables that are empty between runs: batches streamed by a running forward pass (same
-# compact columns as activation_cache, in batch order), moved sorted into activation_cache at the end.
+# Internal tables that are always empty: the staging of caches before v3 (batches now go straight into
+# activation_cache); emptied when a cache completes.
 STAGING: dict[str, str] = {
     "activation_batches": """
         cache_fp VARCHAR NOT NULL,
