@@ -78,6 +78,17 @@ def test_cron_tick_backfills_missing_then_stale_partitions(defs):
             assert r.get_requested_partitions(dg.AssetKey(name)) == {done[0], *missing}, name
         assert r.get_requested_partitions(dg.AssetKey("examples")) == set(missing)
 
+        # the backfill runs (materializations in pipeline order, each asset after its upstream): the next
+        # tick finds nothing missing or stale, so one backfill is never followed by another
+        for key in missing:
+            for asset in partitioned:
+                report(instance, asset, key)
+        for asset in ("explanations", "scores"):
+            report(instance, asset, done[0])
+        r = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor,
+                                              evaluation_time=at(DAY1, 49.1))
+        assert r.total_requested == 0
+
 
 def test_automation_sensor_is_on_and_emits_backfills(defs):
     sensor = defs.resolve_sensor_def("scheduled_backfill")

@@ -25,7 +25,7 @@ from autointerp_assets.core.config import load_config
 from autointerp_assets.core.storage import Warehouse
 from autointerp_assets.defs.assets import PARTITIONED_ASSETS
 from autointerp_assets_tests.automation_base import base_project, project_copy
-from autointerp_assets_tests.dagster_dev import dagster_dev
+from autointerp_assets_tests.dagster_dev import ROOT, dagster_dev
 from autointerp_assets_tests.test_live_ui import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, _dismiss_modal, gql, wait_for
 
 pytestmark = pytest.mark.slow
@@ -61,11 +61,12 @@ def extended():
     copy = config.parent / "dagster_home"
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(home, copy)  # Dagster's record of the materialized partitions comes along
-    (copy / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    # the project's instance settings (run queue: 2 at a time, 1 run per backfill at a time)
+    shutil.copy(ROOT / "data" / "dagster_home" / "dagster.yaml", copy / "dagster.yaml")
     return config, copy
 
 
-def test_cron_tick_backfills_the_missing_partition_live(extended):
+def test_cron_tick_backfills_the_missing_partitions_live(extended):
     config, home = extended
     cfg = load_config(config)
     wh = Warehouse(cfg.resolve(cfg.database))
@@ -131,8 +132,12 @@ def _backfills_page(port: int, backfill_id: str) -> Path:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.goto(f"http://127.0.0.1:{port}/overview/backfills", wait_until="networkidle")
             _dismiss_modal(page)
-            page.get_by_text(backfill_id, exact=True).first.wait_for(timeout=60_000)
-            page.screenshot(path=str(shot))
+            try:  # the list is the only backfill's row (GraphQL above found exactly one): id, target, status
+                page.get_by_text(backfill_id, exact=True).first.wait_for(timeout=60_000)
+                for text in ("2 partitions", "Success"):
+                    page.get_by_text(text, exact=True).first.wait_for(timeout=30_000)
+            finally:
+                page.screenshot(path=str(shot))
             assert "view=backfills" in page.url, page.url
         finally:
             browser.close()
