@@ -72,6 +72,8 @@ def test_sensor_reexplains_every_partition_on_explainer_change():
                                  resources={"project": ProjectResource(config_path=str(config)), "llm": LLMResource()})
             assert res.success
             evals = {e.check_name: e.passed for e in res.get_asset_check_evaluations()}
+            # control_at_chance is a warning whose outcome on 4 latents is noise; it must run, its verdict may vary
+            assert evals.pop("control_at_chance") in (True, False)
             assert evals == {"explanations_cover_selection": True, "scores_for_every_explanation": True}
 
         after = {t: counts(wh, t) for t in ("explanations", "scores")}
