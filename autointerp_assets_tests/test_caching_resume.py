@@ -96,7 +96,6 @@ def test_sigkill_mid_cache_then_rerun_gives_exactly_the_uninterrupted_rows(tmp_p
     got, want = cache_rows(tmp_path / "killed.duckdb"), cache_rows(tmp_path / "clean.duckdb")
     assert len(want) > 1000 and got == want  # the same multiset of rows, nothing lost or duplicated
     assert {r[0] for r in want} == {"layers.1", "layers.3"}
-    assert wh.scalar("SELECT count(*) FROM activation_batches") == 0
     batches = wh.query("SELECT batch_index, count(*) AS n FROM cache_progress GROUP BY ALL ORDER BY ALL")
     assert batches["batch_index"].to_list() == list(range(n_rows // 4)) and set(batches["n"]) == {1}
 

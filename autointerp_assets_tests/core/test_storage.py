@@ -48,8 +48,10 @@ def test_older_database_gains_new_columns(tmp_path):
     con = duckdb.connect(str(path))
     con.execute("CREATE TABLE latent_selection (layer VARCHAR, latent INTEGER, status VARCHAR)")
     con.execute("INSERT INTO latent_selection VALUES ('layers.1', 1, 'selected')")
+    con.execute("CREATE TABLE activation_batches (cache_fp VARCHAR, token INTEGER)")  # retired since cache v3
     con.close()
     wh = Warehouse(path)
     cols = wh.query("SELECT column_name FROM information_schema.columns WHERE table_name = 'latent_selection'")
     assert {"n_windows", "sampler_fp"} <= set(cols["column_name"])
     assert wh.scalar("SELECT count(*) FROM latent_selection") == 1
+    assert wh.scalar("SELECT count(*) FROM information_schema.tables WHERE table_name = 'activation_batches'") == 0

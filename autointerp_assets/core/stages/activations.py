@@ -180,7 +180,6 @@ def _write_batch(ctx: Context, cfp: str, a: int, b: int, per_hook: list, secs: f
 def _finish(ctx: Context, cfp: str, n_rows: int, seconds: float) -> int:
     """Mark the cache complete (its rows are already in activation_cache, committed batch by batch)."""
     with ctx.wh.write() as con:
-        con.execute("DELETE FROM activation_batches WHERE cache_fp = ?", [cfp])  # staging of caches before v3
         n_nz = con.execute("SELECT count(*) FROM activation_cache WHERE cache_fp = ?", [cfp]).fetchone()[0]
         con.execute("INSERT INTO cache_complete (cache_fp, n_rows, n_tokens, n_nonzero, seconds) VALUES (?,?,?,?,?) "
                     "ON CONFLICT DO NOTHING", [cfp, n_rows, n_rows * ctx.cfg.corpus.ctx_len, n_nz, seconds])

@@ -259,17 +259,8 @@ TABLES: dict[str, str] = {
 PARTITIONED = ("latent_stats", "latent_selection", "latent_neighbours", "examples", "explanations", "score_items",
                "scores")
 
-# Internal tables that are always empty: the staging of caches before v3 (batches now go straight into
-# activation_cache); emptied when a cache completes.
-STAGING: dict[str, str] = {
-    "activation_batches": """
-        cache_fp VARCHAR NOT NULL,
-        layer VARCHAR NOT NULL,
-        latent INTEGER NOT NULL,
-        token INTEGER NOT NULL,
-        value_bits USMALLINT NOT NULL
-    """,
-}
+# Tables of older databases that nothing uses any more; dropped on open.
+RETIRED = ("activation_batches",)  # the staging of caches before v3 (batches now go straight to activation_cache)
 
 # IEEE float16 bits (USMALLINT) -> REAL: sign * (1024 + mantissa) * 2^(exponent - 25), subnormals m * 2^-24.
 FP16_TO_REAL = """(CASE WHEN ({b}::INTEGER >> 10) & 31 = 0 THEN ({b}::INTEGER & 1023) * pow(2, -24)
@@ -402,12 +393,13 @@ def columns(table: str) -> dict[str, str]:
 
 
 def migration_statements(existing: dict[str, set[str]]) -> list[str]:
-    """ALTER statements adding declared columns that an older database lacks (as nullable columns).
+    """ALTER statements adding declared columns that an older database lacks (as nullable columns), and
+    DROPs of retired tables.
 
     A database from before the compact activation cache (activation_cache with row_id/pos/value and a
     table `activations`) drops both and forgets its forward passes: they are recomputed on demand.
     """
-    out = []
+    out = [f"DROP TABLE {t}" for t in RETIRED if t in existing]
     if "activation_cache" in existing and "token" not in existing["activation_cache"]:
         out += ["DROP TABLE IF EXISTS activations", "DROP TABLE activation_cache"]
         out += [f"DELETE FROM {t}" for t in ("cache_progress", "cache_complete") if t in existing]
@@ -417,6 +409,6 @@ def migration_statements(existing: dict[str, set[str]]) -> list[str]:
 
 
 def create_statements() -> list[str]:
-    stmts = [f"CREATE TABLE IF NOT EXISTS {name} ({ddl.strip()})" for name, ddl in {**TABLES, **STAGING}.items()]
+    stmts = [f"CREATE TABLE IF NOT EXISTS {name} ({ddl.strip()})" for name, ddl in TABLES.items()]
     stmts += [f"CREATE OR REPLACE VIEW {name} AS {sql.strip()}" for name, sql in VIEWS.items()]
     return stmts
