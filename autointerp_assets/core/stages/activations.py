@@ -157,19 +157,27 @@ def _write_batch(ctx: Context, cfp: str, a: int, b: int, per_hook: list, secs: f
     ctx_len = ctx.cfg.corpus.ctx_len
     counts = [len(ba.latent) for ba in per_hook]
     n = sum(counts)
+    # sorted by (layer, latent, token) here, single-threaded: the writer must not take cores from the forward
+    # pass it overlaps (a multi-threaded DuckDB sort stalls torch's parallel regions)
+    layer_ix = np.repeat(np.arange(len(per_hook), dtype=np.int32), counts)
+    latent = np.concatenate([ba.latent for ba in per_hook])
+    token = np.concatenate([ba.row_id * np.int32(ctx_len) + ba.pos.astype(np.int32) for ba in per_hook])
+    names = sorted(ba.hookpoint for ba in per_hook)  # layer order of the sort = the names' order
+    rank = np.array([names.index(ba.hookpoint) for ba in per_hook], dtype=np.int32)
+    order = np.lexsort((token, latent, rank[layer_ix]))
     tbl = pa.table({
-        "layer": pa.DictionaryArray.from_arrays(np.repeat(np.arange(len(per_hook), dtype=np.int32), counts),
-                                                [ba.hookpoint for ba in per_hook]),
-        "latent": np.concatenate([ba.latent for ba in per_hook]),
-        "token": np.concatenate([ba.row_id * np.int32(ctx_len) + ba.pos.astype(np.int32) for ba in per_hook]),
-        "value_bits": fp16_bits(np.concatenate([ba.value for ba in per_hook]))})
+        "cache_fp": pa.DictionaryArray.from_arrays(np.zeros(n, dtype=np.int32), [cfp]),
+        "layer": pa.DictionaryArray.from_arrays(rank[layer_ix][order], names),
+        "latent": latent[order], "token": token[order],
+        "value_bits": fp16_bits(np.concatenate([ba.value for ba in per_hook]))[order]})
     with ctx.wh.write() as con:
         if n:
             con.execute(f"SET memory_limit = '{ctx.cfg.caching.duckdb_memory_gb}GB'")
+            con.execute("SET threads = 1")
             con.register("_batch", tbl)
             try:
-                con.execute("INSERT INTO activation_cache SELECT ?, layer::VARCHAR AS layer, latent, token, value_bits "
-                            "FROM _batch ORDER BY layer, latent, token", [cfp])
+                con.execute("INSERT INTO activation_cache SELECT cache_fp::VARCHAR, layer::VARCHAR, latent, token, "
+                            "value_bits FROM _batch")
             finally:
                 con.unregister("_batch")
         con.execute("INSERT INTO cache_progress (cache_fp, batch_index, row_start, row_stop, n_nonzero, seconds)"
