@@ -35,6 +35,10 @@ def test_tokenizer_and_template_changes_change_the_explainer_fingerprint(tmp_pat
     assert fingerprint("explainer", {"llm": after}) != fingerprint("explainer", {"llm": before})
     _dir_revision.cache_clear()
     assert model_identity(str(d), tmp_path)["revision"] == after["revision"]  # the corpus' tokenizer identity too
+    # how the files were loaded is not what they tokenize: two conversions of one model agree
+    (d / "tokenizer_config.json").write_text(json.dumps({"chat_template": "{{ messages }}", "local_files_only": True,
+                                                         "name_or_path": "/elsewhere/model"}))
+    assert _llm(d)["revision"] == after["revision"]
     # no chat template: our fallback transcript is named by its digest
     (d / "tokenizer_config.json").write_text("{}")
     fallback = _llm(d)

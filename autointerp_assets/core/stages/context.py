@@ -25,11 +25,24 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
                    "chat_template.jinja")
 
 
+# tokenizer_config.json keys about how the files were loaded, not what they tokenize (they differ between
+# two conversions of the same model, e.g. with and without HF_HUB_OFFLINE)
+LOADING_KEYS = frozenset({"local_files_only", "name_or_path", "_commit_hash", "cache_dir", "token", "revision",
+                          "trust_remote_code", "force_download", "subfolder"})
+
+
+def _file_revision(path: Path) -> str:
+    if path.name == "tokenizer_config.json":
+        cfg = {k: v for k, v in json.loads(path.read_text()).items() if k not in LOADING_KEYS}
+        return fingerprint("file", cfg)[-16:]
+    return file_digest(path, limit=None)
+
+
 @lru_cache(maxsize=16)
 def _dir_revision(path: str) -> str:
     p = Path(path)
     parts = [file_digest(p / "config.json", limit=None)]
-    parts += [file_digest(p / f, limit=None) for f in TOKENIZER_FILES if (p / f).exists()]
+    parts += [_file_revision(p / f) for f in TOKENIZER_FILES if (p / f).exists()]
     for w in sorted(p.glob("*.safetensors")):
         parts.append(file_digest(w))
     return ":".join(parts)
