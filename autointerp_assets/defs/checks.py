@@ -69,11 +69,12 @@ def scores_status(wh, efp: str, scorers: list[str], layer: str, first: int, last
 CHANCE = {"balanced_accuracy": 0.5, "auroc": 0.5, "correlation": 0.0}
 
 
-def control_status(wh, efp: str, layer: str, latent_range: str, tolerance: float) -> tuple[bool, dict]:
+def control_status(wh, efp: str, layer: str, rng: str, tolerance: float) -> tuple[bool, dict]:
+    """``rng``: the partition's latent_range label, e.g. '00000-01023'."""
     rows = wh.query(
         "SELECT scorer, metric, latents, median, median_control, median_difference, difference_ci_low, "
         "difference_ci_high FROM scorer_summary WHERE explainer_fp = ? AND layer = ? AND latent_range = ? "
-        "AND median_control IS NOT NULL ORDER BY scorer", [efp, layer, latent_range])
+        "AND median_control IS NOT NULL ORDER BY scorer", [efp, layer, rng])
     off = [r["scorer"] for r in rows.iter_rows(named=True)
            if r["metric"] in CHANCE and abs(r["median_control"] - CHANCE[r["metric"]]) > tolerance]
     table = [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()} for r in rows.iter_rows(named=True)]

@@ -27,14 +27,6 @@ def write_activations(wh: Warehouse, layer: str, first: int, last: int, ctx_len:
     """acts: (latent, row_id, pos, value); values should be exact in float16."""
     lat, row, pos, val = (np.array(c) for c in zip(*acts)) if acts else ([],) * 4
     with wh.write() as con:
-        kind = con.execute("SELECT table_type FROM information_schema.tables WHERE table_name = 'activations'"
-                           ).fetchone()[0]
-        if kind == "BASE TABLE":
-            con.execute("DELETE FROM activations WHERE layer = ?", [layer])
-            wh.insert(con, "activations", pl.DataFrame({
-                "layer": layer, "latent": lat.astype(np.int32), "row_id": row.astype(np.int32),
-                "pos": pos.astype(np.int16), "value": val.astype(np.float32), "activations_fp": AFP}))
-            return
         con.execute("DELETE FROM activation_cache WHERE layer = ?", [layer])
         con.execute("DELETE FROM activation_partitions WHERE layer = ?", [layer])
         wh.insert(con, "activation_cache", pl.DataFrame({

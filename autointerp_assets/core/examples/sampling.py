@@ -67,25 +67,17 @@ class Acts:
 def read_activations(con, layer: str, first: int, last: int, ctx_len: int) -> Acts:
     """The published activations of (layer, first..last), read in the cache's compact columns (the
     ``activations`` view's rows without its float16 decode in SQL, which costs more than the rest here)."""
-    kind = con.execute("SELECT table_type FROM information_schema.tables WHERE table_name = 'activations'"
-                       ).fetchone()
-    if kind and kind[0] == "BASE TABLE":  # a plain table (older layout)
-        a = con.execute("SELECT latent, row_id, pos::INTEGER AS pos, value FROM activations "
-                        "WHERE layer = ? AND latent BETWEEN ? AND ? AND pos >= 1", [layer, first, last]).fetchnumpy()
-        lat, row, pos, val = (a[c] for c in ("latent", "row_id", "pos", "value"))
-        val = val.astype(np.float32)
-    else:
-        a = con.execute(
-            "SELECT c.latent, (c.token // p.ctx_len)::INTEGER AS row_id, (c.token % p.ctx_len)::INTEGER AS pos, "
-            "c.value_bits FROM activation_partitions p JOIN activation_cache c ON c.cache_fp = p.cache_fp "
-            "AND c.layer = p.layer AND c.latent BETWEEN p.first_latent AND p.last_latent "
-            "WHERE p.layer = ? AND c.latent BETWEEN ? AND ? AND c.token % p.ctx_len >= 1",
-            [layer, first, last]).fetchnumpy()
-        lat, row, pos = a["latent"], a["row_id"], a["pos"]
-        val = a["value_bits"].astype(np.uint16).view(np.float16).astype(np.float32)
+    a = con.execute(
+        "SELECT c.latent, (c.token // p.ctx_len)::INTEGER AS row_id, (c.token % p.ctx_len)::INTEGER AS pos, "
+        "c.value_bits FROM activation_partitions p JOIN activation_cache c ON c.cache_fp = p.cache_fp "
+        "AND c.layer = p.layer AND c.latent BETWEEN p.first_latent AND p.last_latent "
+        "WHERE p.layer = ? AND c.latent BETWEEN ? AND ? AND c.token % p.ctx_len >= 1",
+        [layer, first, last]).fetchnumpy()
+    lat, row, pos = a["latent"], a["row_id"], a["pos"]
+    val = a["value_bits"].astype(np.uint16).view(np.float16).astype(np.float32)
     lat, row, pos = (np.asarray(x, dtype=np.int64) for x in (lat, row, pos))
     key = (lat << 32) | (row * ctx_len + pos)
-    order = np.argsort(key, kind="stable")  # nearly sorted already (the cache's order): cheap
+    order = np.argsort(key, kind="stable")  # the cache is sorted per forward-pass batch, not globally
     return Acts(lat[order], row[order], pos[order], np.asarray(val)[order], key[order], ctx_len)
 
 

@@ -163,11 +163,11 @@ def _write_batch(ctx: Context, cfp: str, a: int, b: int, per_hook: list, secs: f
     latent = np.concatenate([ba.latent for ba in per_hook])
     token = np.concatenate([ba.row_id * np.int32(ctx_len) + ba.pos.astype(np.int32) for ba in per_hook])
     names = sorted(ba.hookpoint for ba in per_hook)  # layer order of the sort = the names' order
-    rank = np.array([names.index(ba.hookpoint) for ba in per_hook], dtype=np.int32)
-    order = np.lexsort((token, latent, rank[layer_ix]))
+    layer_rank = np.array([names.index(ba.hookpoint) for ba in per_hook], dtype=np.int32)[layer_ix]
+    order = np.lexsort((token, latent, layer_rank))
     tbl = pa.table({
         "cache_fp": pa.DictionaryArray.from_arrays(np.zeros(n, dtype=np.int32), [cfp]),
-        "layer": pa.DictionaryArray.from_arrays(rank[layer_ix][order], names),
+        "layer": pa.DictionaryArray.from_arrays(layer_rank[order], names),
         "latent": latent[order], "token": token[order],
         "value_bits": fp16_bits(np.concatenate([ba.value for ba in per_hook]))[order]})
     with ctx.wh.write() as con:

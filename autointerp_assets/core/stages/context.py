@@ -69,7 +69,7 @@ def llm_identity(cfg: LLMConfig, workdir: Path) -> dict:
     ident = {"engine": cfg.engine, "model": cfg.model}
     if cfg.engine == "vllm":
         ident["revision"] = model_identity(cfg.model, workdir)["revision"]
-        resolved = resolve_model(cfg.model, workdir)
+        resolved = resolve_model(cfg.model, workdir)  # cheap once converted; model_identity resolved it first
         if Path(resolved).is_dir():
             ident["chat_template"] = _chat_template(resolved)
     else:

@@ -332,7 +332,7 @@ VIEWS: dict[str, str] = {
     """,
     # one row per (explainer, scorer): medians over its latents, explanation success, tokens and $ per latent
     # (spend from the llm_calls ledger: every request, retries included), ranked by median balanced accuracy
-    "explainer_leaderboard": f"""
+    "explainer_leaderboard": """
         WITH ex AS (
             SELECT explainer_fp, count(*) AS latents_explained, avg((status = 'ok')::INT) AS ok_rate,
                    sum(coalesce(prompt_tokens, 0) + coalesce(completion_tokens, 0)) AS tokens
@@ -342,8 +342,7 @@ VIEWS: dict[str, str] = {
                    avg(balanced_accuracy) AS mean_bacc, median(auroc) AS median_auroc,
                    sum(coalesce(prompt_tokens, 0) + coalesce(completion_tokens, 0)) AS tokens
             FROM scores WHERE status = 'ok' GROUP BY ALL),
-        spend AS (SELECT explainer_fp, {"sum(cost_usd)" if "llm_calls" in TABLES else "NULL::DOUBLE"} AS usd
-                  FROM {"llm_calls" if "llm_calls" in TABLES else "explanations"} GROUP BY ALL)
+        spend AS (SELECT explainer_fp, sum(cost_usd) AS usd FROM llm_calls GROUP BY ALL)
         SELECT sc.explainer_fp, f.spec->>'$.llm.model' AS model, sc.scorer, ex.latents_explained,
                round(ex.ok_rate, 3) AS ok_rate, sc.latents_scored, round(sc.median_bacc, 3) AS median_bacc,
                round(sc.mean_bacc, 3) AS mean_bacc, round(sc.median_auroc, 3) AS median_auroc,
