@@ -17,7 +17,7 @@ from autointerp_assets.core.storage import Warehouse
 from autointerp_assets.defs.assets import ALL, PARTITIONED_ASSETS, corpus_tokens, sparse_coders
 from autointerp_assets.defs.partitions import PARTITIONS
 from autointerp_assets.defs.resources import LLMResource, ProjectResource
-from autointerp_assets_tests.conftest import CONFIG_PATH, write_config
+from autointerp_assets_tests.conftest import CONFIG_PATH, ROOT, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -108,7 +108,7 @@ def test_the_control_uses_another_latents_explanation(warehouse, scored):
     # the control's embedding AUROC is that of the donor explanation on this latent's examples: different rows
     pair = warehouse.query("SELECT * FROM score_controls WHERE scorer = 'embedding'")
     assert pair.height == warehouse.scalar("SELECT count(*) FROM scores WHERE scorer = 'embedding'")
-    assert (pair["difference"] - (pair["real"] - pair["control"])).abs().max() < 1e-12
+    assert (pair["difference"] - (pair["real_value"] - pair["control_value"])).abs().max() < 1e-12
 
 
 def test_summary_view_matches_the_stage_summary(warehouse, scored):
@@ -159,3 +159,18 @@ def test_rerun_replaces_exactly_its_own_rows(warehouse, scored):
         assert con.execute("SELECT count(*) FROM score_items").fetchone()[0] == n_items
     # seeded: embedding, surprisal and the derangement give the same numbers again
     assert out["summary"]["embedding"] == scored[2][("layers.3", 32)]["summary"]["embedding"]
+
+
+def test_every_sql_statement_the_readme_documents_runs(warehouse, scored):
+    """The README's ```sql blocks and `autointerp sql "…"` lines, run as a user would paste them."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```sql\n(.*?)```", readme, re.S)
+    stmts = [s.strip() for b in blocks for s in re.sub(r"--[^\n]*", "", b).split(";") if s.strip()]
+    stmts += re.findall(r'autointerp sql "([^"…]+)"', readme)
+    assert len(stmts) >= 8
+    for stmt in stmts:
+        frame = warehouse.query(stmt)  # raises on a column or view the README names wrongly
+        assert frame.width > 0, stmt
+    assert warehouse.query("select real_value, control_value from score_controls").height > 0

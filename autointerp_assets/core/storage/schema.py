@@ -290,10 +290,11 @@ VIEWS: dict[str, str] = {
         WHERE e.status = 'ok'
     """,
     # per latent and scorer: the real score next to its random-explanation control ('<scorer>_control'),
-    # both with their bootstrap intervals, and the paired difference real - control
+    # both with their bootstrap intervals, and the paired difference real - control (columns real_value /
+    # control_value: REAL is a type name, so a column `real` could not be selected unquoted)
     "score_controls": """
         SELECT r.layer, r.latent, r.latent_range, r.explainer_fp, r.scorer, r.metric,
-               r.value AS real, r.ci_low, r.ci_high, c.value AS control, c.ci_low AS control_ci_low,
+               r.value AS real_value, r.ci_low, r.ci_high, c.value AS control_value, c.ci_low AS control_ci_low,
                c.ci_high AS control_ci_high, r.value - c.value AS difference
         FROM scores r
         JOIN scores c ON c.layer = r.layer AND c.latent = r.latent AND c.explainer_fp = r.explainer_fp
