@@ -55,7 +55,8 @@ def child(mode: str, cfg_path: str) -> dict:
 
         lm, _ = caching.load_subject_model(ctx.model_dir(), cfg.caching.dtype, cfg.caching.threads)
         saes = load_coders(pipeline.coder_rows(ctx))
-        dtype = getattr(torch, cfg.caching.encode_dtype) if cfg.caching.encode_dtype else None
+        enc = caching.resolve_dtype(cfg.caching.encode_dtype)
+        dtype = getattr(torch, enc) if enc else None
         t0 = time.perf_counter()
         with caching.Residuals(lm, list(saes)) as res:
             for _a, rows in stream_rows(ctx, 0, n_rows):

@@ -3,7 +3,8 @@ per-latent Python implementation measured in the same run (goal: >= 20x faster).
 
 Data: the real activations and tokens of the offline default (``make run``), read from a read-only
 copy of ``data/autointerp.duckdb`` (or ``--source``) and written into a scratch warehouse. Both sides
-start from the same warehouse and end with the rows inserted into table ``examples``; the sampler is
+start from the same warehouse and end with the rows inserted into table ``example_windows`` (windows, not
+copies of their tokens and activations: the ``examples`` view joins those in); the sampler is
 ``data/project.yaml``'s, with every eligible latent of the range selected (max_per_range = None). The
 vectorized side also builds the explainer's ``train_non_activating`` rows, which the baseline does not.
 Printed: end to end (build + write + commit) and the build alone (rows in memory) for each side.
@@ -31,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from autointerp_assets.core import examples as ex  # noqa: E402
 from autointerp_assets.core.config import load_config  # noqa: E402
 from autointerp_assets.core.storage import Warehouse  # noqa: E402
-from autointerp_assets_tests.core.examples_data import CORPUS, write_activations, write_tokens  # noqa: E402
+from autointerp_assets_tests.core.examples_data import AFP, CORPUS, write_activations, write_tokens  # noqa: E402
 
 
 def load_source(path: Path, layer: str, first: int, last: int):
@@ -57,9 +58,9 @@ def sql_build(wh: Warehouse, cfg, ctx_len: int, layer: str, first: int, last: in
         t0 = time.perf_counter()
         ex.build_examples(con, cfg, ctx_len, None, layer, first, last, CORPUS, w_dec=w_dec, embedding_key=key)
         BUILD_S["sql"] = time.perf_counter() - t0
-        con.execute("DELETE FROM examples")
-        con.execute("INSERT INTO examples BY NAME SELECT *, 'bench' AS sampler_fp FROM _examples")
-        return con.execute("SELECT count(*) FROM examples").fetchone()[0]
+        con.execute("DELETE FROM example_windows")
+        ex.insert_windows(con, "bench", CORPUS, AFP)
+        return con.execute("SELECT count(*) FROM example_windows").fetchone()[0]
 
 
 def python_build(wh: Warehouse, cfg, ctx_len: int, layer: str, first: int, last: int, bulk: bool) -> int:
@@ -71,8 +72,8 @@ def python_build(wh: Warehouse, cfg, ctx_len: int, layer: str, first: int, last:
     out = []
     t0 = time.perf_counter()
     with wh.read() as con:
-        tokens = [r[0] for r in con.execute("SELECT token_ids FROM tokens WHERE corpus_fp = ? ORDER BY row_id",
-                                            [CORPUS]).fetchall()]
+        lengths = [r[0] for r in con.execute("SELECT len(token_ids) FROM tokens WHERE corpus_fp = ? ORDER BY row_id",
+                                             [CORPUS]).fetchall()]
         by_latent = defaultdict(list)
         if bulk:
             for lat, row, pos, val in con.execute("SELECT latent, row_id, pos, value FROM activations WHERE layer = ? "
@@ -82,12 +83,12 @@ def python_build(wh: Warehouse, cfg, ctx_len: int, layer: str, first: int, last:
             if not bulk:
                 by_latent[lat] = con.execute("SELECT row_id, pos, value FROM activations WHERE layer = ? AND latent = ?",
                                              [layer, lat]).fetchall()
-            _one_latent(cfg, lat, layer, by_latent.pop(lat, []), tokens, nw, w, q, out)
+            _one_latent(cfg, lat, layer, by_latent.pop(lat, []), lengths, nw, w, q, out)
     BUILD_S["python"] = time.perf_counter() - t0
     return _insert(wh, out)
 
 
-def _one_latent(cfg, lat, layer, acts, tokens, nw, w, q, out) -> None:
+def _one_latent(cfg, lat, layer, acts, lengths, nw, w, q, out) -> None:
     values = {(row, pos): val for row, pos, val in acts}
     wins: dict[tuple[int, int], float] = {}
     for (row, pos), val in values.items():
@@ -119,7 +120,7 @@ def _one_latent(cfg, lat, layer, acts, tokens, nw, w, q, out) -> None:
     test = spread([[x for x in b if x[0] not in used] for b in bins], cfg.n_test)
     negs, seen, tries = [], set(), 0
     while len(negs) < cfg.n_non_activating and tries < 4 * cfg.n_non_activating + 16:
-        u = divmod(rng.randrange(len(tokens) * nw), nw)
+        u = divmod(rng.randrange(len(lengths) * nw), nw)
         tries += 1
         if u not in wins and u not in seen:
             seen.add(u)
@@ -129,19 +130,17 @@ def _one_latent(cfg, lat, layer, acts, tokens, nw, w, q, out) -> None:
             start = 1 + k * w
             out.append({"layer": layer, "latent": lat, "split": split, "example_id": row * nw + k,
                         "quantile": quantile, "row_id": row, "start_pos": start,
-                        "max_activation": wins.get((row, k), 0.0),
-                        "token_ids": tokens[row][start:start + w],
-                        "acts": [values.get((row, start + i), 0.0) for i in range(w)], "sampler_fp": "bench"})
+                        "length": min(w, lengths[row] - start), "max_activation": wins.get((row, k), 0.0),
+                        "sampler_fp": "bench", "corpus_fp": CORPUS, "activations_fp": AFP})
 
 
 def _insert(wh, out) -> int:
-    frame = pl.DataFrame(out, schema_overrides={"acts": pl.List(pl.Float32), "token_ids": pl.List(pl.Int32),
-                                                "quantile": pl.Int16, "start_pos": pl.Int16,
+    frame = pl.DataFrame(out, schema_overrides={"quantile": pl.Int16, "start_pos": pl.Int16, "length": pl.Int16,
                                                 "max_activation": pl.Float32})
     with wh.write() as con:
-        con.execute("DELETE FROM examples")
-        wh.insert(con, "examples", frame)
-        return con.execute("SELECT count(*) FROM examples").fetchone()[0]
+        con.execute("DELETE FROM example_windows")
+        wh.insert(con, "example_windows", frame)
+        return con.execute("SELECT count(*) FROM example_windows").fetchone()[0]
 
 
 def timed(fn, repeat: int = 2):
@@ -182,9 +181,9 @@ def main() -> None:
         for _ in range(5):  # best of 5 (end to end, and its build part)
             t, n_sql = timed(lambda: sql_build(wh, s, ctx_len, *rng), repeat=1)
             t_sql, b_sql = min(t_sql, t), min(b_sql, BUILD_S["sql"])
-        selected = wh.scalar("SELECT count(DISTINCT latent) FROM examples")
-        splits = dict(wh.query("SELECT split, count(*) FROM examples GROUP BY split").iter_rows())
-        print("end to end = build + DELETE/INSERT into `examples` + commit (same warehouse, same write path); "
+        selected = wh.scalar("SELECT count(DISTINCT latent) FROM example_windows")
+        splits = dict(wh.query("SELECT split, count(*) FROM example_windows GROUP BY split").iter_rows())
+        print("end to end = build + DELETE/INSERT into `example_windows` + commit (same warehouse, same write path); "
               "build = the rows in memory")
         print(f"per-latent Python, a query per latent : {t_py:7.2f} s  (build {b_py:.2f} s; {n_py:,} example rows)")
         print(f"per-latent Python, range pulled first : {t_pyb:7.2f} s  (build {b_pyb:.2f} s; {n_pyb:,} example rows)")

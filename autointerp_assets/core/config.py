@@ -94,11 +94,14 @@ class LatentsConfig(_Strict):
 class CachingConfig(_Strict):
     batch_rows: int = Field(16, gt=0, description="Corpus rows per forward pass; each batch commits with its "
                             "progress mark (a killed run resumes after the last committed batch).")
-    dtype: Literal["bfloat16", "float32", "float16"] = Field("bfloat16", description="Subject model dtype.")
-    encode_dtype: Literal["bfloat16", "float32"] = Field(
-        "bfloat16", description="Precision of the SAE encoder matmul while caching: bfloat16 is ~3x faster on CPUs "
-        "with bf16 matmul (values rounded to 8 significant bits, latents tied within that may swap in a TopK); "
-        "float32 = the reference. Part of the cache fingerprint.")
+    dtype: Literal["auto", "bfloat16", "float32", "float16"] = Field(
+        "auto", description="Subject model dtype; auto = bfloat16 where bf16 matmuls are native (GPU, AVX-512/AMX "
+        "CPUs), else float32 (on AVX2-only CPUs torch's bf16 matmul is a scalar fallback, ~3x slower).")
+    encode_dtype: Literal["auto", "bfloat16", "float32"] = Field(
+        "auto", description="Precision of the SAE encoder matmul while caching: bfloat16 is ~3x faster on CPUs "
+        "with native bf16 matmul (values rounded to 8 significant bits, latents tied within that may swap in a "
+        "TopK) and ~70x slower on AVX2-only ones; float32 = the reference; auto picks as for dtype. The resolved "
+        "name is part of the cache fingerprint.")
     threads: int = Field(0, ge=0, description="torch threads; 0 = leave torch's default.")
     read_rows: int = Field(512, gt=0, description="Corpus rows read from DuckDB at a time (memory stays "
                            "independent of corpus.n_tokens).")

@@ -9,7 +9,7 @@ import pytest
 from autointerp_assets.core import examples as ex
 from autointerp_assets.core.config import ConfigError, SamplerConfig, parse_config
 from autointerp_assets.core.storage import Warehouse
-from autointerp_assets_tests.core.examples_data import CORPUS, write_activations, write_tokens
+from autointerp_assets_tests.core.examples_data import AFP, CORPUS, write_activations, write_tokens
 
 CTX, W, NW = 33, 8, 4  # rows of 33 tokens (BOS + 32): 4 fixed windows of 8 per row
 ROWS = 30
@@ -34,19 +34,42 @@ def wh(tmp_path) -> Warehouse:
 
 
 def build(wh, acts, ctx_len=CTX, first=0, last=3, max_per_range=None, **cfg) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(examples, latent selection) of the range; the neighbours table lands in ``wh.last_neighbours``."""
+    """(examples, latent selection) of the range, stored and read back through the ``examples`` view (token ids
+    and acts joined from the corpus and the activations); the neighbours table lands in ``wh.last_neighbours``."""
     write_activations(wh, "L", first, last, ctx_len, acts)
     scfg = SamplerConfig(**{**BASE, **cfg})
     with wh.write() as con:
         ex.build_examples(con, scfg, ctx_len, max_per_range, "L", first, last, CORPUS)
         wh.last_neighbours = con.execute("SELECT latent, neighbour, similarity, rank FROM _neighbours "
                                          "ORDER BY latent, rank").fetchall()
-        return con.execute("SELECT * FROM _examples ORDER BY latent, split, example_id").pl(), \
-            ex.selection_frame(con, "L").sort("latent")
+        built = con.execute("SELECT count(*) FROM _examples").fetchone()[0]
+        con.execute("DELETE FROM example_windows")
+        ex.insert_windows(con, "s", CORPUS, AFP)
+        e = con.execute("SELECT * FROM examples ORDER BY latent, split, example_id").pl()
+        assert e.height == built  # every stored window is visible with its tokens and activations
+        return e, ex.selection_frame(con, "L").sort("latent")
 
 
 def split(frame, name, latent=0):
     return frame.filter((pl.col("split") == name) & (pl.col("latent") == latent))
+
+
+def test_activations_are_read_in_latent_token_order_whatever_the_stored_order(wh):
+    from autointerp_assets.core.examples.sampling import read_activations
+
+    acts = strong_latent(0) + strong_latent(2, rows=range(5)) + [(1, 3, 7, 0.5)]
+    shuffled = [acts[i] for i in np.random.default_rng(1).permutation(len(acts))]
+    # the cache's own order: batches of 8 rows in row order, each sorted by (latent, token)
+    batched = sorted(acts, key=lambda a: (a[1] // 8, a[0], a[1], a[2]))
+    for stored in (shuffled, batched):
+        write_activations(wh, "L", 0, 3, CTX, stored)
+        with wh.read() as con:
+            got = read_activations(con, "L", 0, 3, CTX)
+            part = read_activations(con, "L", 1, 2, CTX)
+        assert [(int(a), int(r), int(p), float(v)) for a, r, p, v in zip(got.latent, got.row_id, got.pos, got.value)] \
+            == sorted(acts)
+        assert list(got.key) == [(a << 32) | (r * CTX + p) for a, r, p, _ in sorted(acts)]
+        assert set(part.latent.tolist()) == {1, 2} and len(part.key) == 1 + 5 * NW
 
 
 def test_top_sampler_takes_the_strongest_windows_and_tokens_match_the_corpus(wh):
@@ -112,7 +135,6 @@ def test_centred_windows_put_the_peak_at_the_offset_and_never_share_tokens_with_
             assert s["start_pos"] + W <= t["start_pos"] or t["start_pos"] + W <= s["start_pos"]
     assert test.height == 8
     with wh.write() as con:  # the stored-partition check agrees
-        wh.insert(con, "examples", e.with_columns(sampler_fp=pl.lit("s")))
         assert ex.disjointness(con, "L", 0, 3) == {"overlapping_windows": 0, "shared_peaks": 0,
                                                    "shared_negatives": 0, "firing_negatives": 0}
 
@@ -137,7 +159,6 @@ def test_explainer_negatives_are_their_own_windows_never_the_scorers(wh, source)
     assert fewer.filter(pl.col("split") == "train_non_activating").is_empty()
     assert fewer.filter(pl.col("split") == "non_activating").equals(e.filter(pl.col("split") == "non_activating"))
     with wh.write() as con:
-        wh.insert(con, "examples", e.with_columns(sampler_fp=pl.lit("s")))
         assert ex.disjointness(con, "L", 0, 3)["shared_negatives"] == 0
 
 
@@ -189,19 +210,19 @@ def test_decoder_neighbours_are_the_highest_cosines(tmp_path):
 
 def test_the_disjointness_check_fails_on_overlapping_data(wh):
     write_activations(wh, "L", 0, 3, CTX, [(0, 0, 5, 2.0), (0, 0, 20, 1.0)])
-    row = {"layer": "L", "latent": 0, "quantile": 0, "row_id": 0, "max_activation": 2.0, "sampler_fp": "s",
-           "token_ids": [1] * W}
+    row = {"layer": "L", "latent": 0, "quantile": 0, "row_id": 0, "max_activation": 2.0, "length": W,
+           "sampler_fp": "s", "corpus_fp": CORPUS, "activations_fp": AFP}
     bad = pl.DataFrame([
-        {**row, "split": "train", "example_id": 0, "start_pos": 1, "acts": [0.0, 0, 0, 0, 2.0, 0, 0, 0]},
-        {**row, "split": "test", "example_id": 1, "start_pos": 4, "acts": [0.0, 2.0, 0, 0, 0, 0, 0, 0]},  # overlaps
-        {**row, "split": "test", "example_id": 2, "start_pos": 17, "acts": [0.0, 0, 0, 1.0, 0, 0, 0, 0]},  # clean
-        {**row, "split": "non_activating", "example_id": 3, "start_pos": 17, "acts": [0.0] * W},  # latent fires
-        {**row, "split": "non_activating", "example_id": 5, "start_pos": 25, "acts": [0.0] * W},
-        {**row, "split": "train_non_activating", "example_id": 5, "start_pos": 25, "acts": [0.0] * W},  # shown twice
-        {**row, "split": "train_non_activating", "example_id": 6, "start_pos": 1, "row_id": 1, "acts": [0.0] * W},
-    ], schema_overrides={"acts": pl.List(pl.Float32), "token_ids": pl.List(pl.Int32)})
+        {**row, "split": "train", "example_id": 0, "start_pos": 1},  # peak at 5
+        {**row, "split": "test", "example_id": 1, "start_pos": 4},  # overlaps the train window, holds its peak
+        {**row, "split": "test", "example_id": 2, "start_pos": 17},  # clean
+        {**row, "split": "non_activating", "example_id": 3, "start_pos": 17},  # the latent fires at 20
+        {**row, "split": "non_activating", "example_id": 5, "start_pos": 25},
+        {**row, "split": "train_non_activating", "example_id": 5, "start_pos": 25},  # shown twice
+        {**row, "split": "train_non_activating", "example_id": 6, "start_pos": 1, "row_id": 1},
+    ])
     with wh.write() as con:
-        wh.insert(con, "examples", bad)
+        wh.insert(con, "example_windows", bad)
         assert ex.disjointness(con, "L", 0, 3) == {"overlapping_windows": 1, "shared_peaks": 1, "shared_negatives": 1,
                                                    "firing_negatives": 1}
         assert ex.disjointness(con, "L", 4, 7) == {"overlapping_windows": 0, "shared_peaks": 0, "shared_negatives": 0,

@@ -55,3 +55,37 @@ def test_older_database_gains_new_columns(tmp_path):
     assert {"n_windows", "sampler_fp"} <= set(cols["column_name"])
     assert wh.scalar("SELECT count(*) FROM latent_selection") == 1
     assert wh.scalar("SELECT count(*) FROM information_schema.tables WHERE table_name = 'activation_batches'") == 0
+
+
+def test_examples_with_copied_tokens_become_windows_and_read_back_the_same(tmp_path):
+    """A database from before example_windows (table `examples` with token_ids / acts per row) keeps its rows:
+    the corpus is found by the tokens, the activations by the sampler's fingerprint, and the `examples` view
+    returns exactly the old token ids and acts."""
+    from autointerp_assets_tests.core.examples_data import AFP, CORPUS, write_activations, write_tokens
+
+    path = tmp_path / "old.duckdb"
+    wh = Warehouse(path)
+    write_tokens(wh, [[0] + list(range(100, 116)), [0] + list(range(200, 216))])
+    write_activations(wh, "L", 0, 9, 17, [(3, 1, 5, 1.5), (3, 1, 7, 0.25), (4, 0, 2, 2.0)])
+    with wh.write() as con:
+        con.execute("INSERT INTO fingerprints VALUES ('sampler-old', 'sampler', ?, DEFAULT)",
+                    [f'{{"activations_fp": "{AFP}"}}'])
+    con = duckdb.connect(str(path))
+    con.execute("DROP VIEW examples")
+    con.execute("DROP TABLE example_windows")
+    con.execute("CREATE TABLE examples (layer VARCHAR, latent INTEGER, split VARCHAR, example_id INTEGER, "
+                "quantile SMALLINT, row_id INTEGER, start_pos SMALLINT, max_activation REAL, token_ids INTEGER[], "
+                "acts REAL[], sampler_fp VARCHAR)")
+    old = [("L", 3, "train", 5, 0, 1, 5, 1.5, list(range(204, 208)), [1.5, 0.0, 0.25, 0.0], "sampler-old"),
+           ("L", 4, "test", 0, 1, 0, 1, 2.0, list(range(100, 104)), [0.0, 2.0, 0.0, 0.0], "sampler-old"),
+           ("L", 4, "non_activating", 9, -1, 1, 9, 0.0, list(range(208, 212)), [0.0] * 4, "sampler-old")]
+    con.executemany("INSERT INTO examples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", old)
+    con.close()
+    import autointerp_assets.core.storage.warehouse as w
+    w._SCHEMA_READY.clear()  # this process created the file: make it check the schema again
+    wh = Warehouse(path)
+    assert wh.scalar("SELECT count(*) FROM example_windows WHERE corpus_fp = ? AND activations_fp = ? "
+                     "AND length = 4", [CORPUS, AFP]) == 3
+    got = wh.query("SELECT layer, latent, split, example_id, quantile, row_id, start_pos, max_activation, token_ids, "
+                   "acts, sampler_fp FROM examples ORDER BY latent, split").rows()
+    assert got == sorted(tuple(r) for r in old)

@@ -1,8 +1,9 @@
 """Examples of a partition: windows, train / test (disjoint by construction) and non-activating windows.
 
-``build_examples`` builds the whole range at once: DuckDB reads the activations and tokens and hashes
-the draws, numpy sorts and reduces (the rules are in ``sampling``), SQL / blockwise torch / sparse
-products give the neighbour and embedding negatives. It returns the rows and also registers them on the
+``build_examples`` builds the whole range at once: DuckDB reads the activations and hashes the draws,
+numpy sorts and reduces (the rules are in ``sampling``), SQL / blockwise torch / sparse products give the
+neighbour and embedding negatives. A row is a window (corpus row, start, length), not a copy of its tokens
+and activations: the ``examples`` view joins those in. It returns the rows and also registers them on the
 connection as ``_examples``, ``_selection`` (per-latent status and counts) and ``_neighbours`` for the
 caller to publish with one INSERT each.
 """
@@ -18,17 +19,17 @@ import torch
 from ..config import SamplerConfig
 from . import embeddings, neighbours
 from .checks import disjointness
-from .sampling import (SAMPLER_VERSION, SPLITS, list_array, merge_negatives, random_negatives, rank_units,
-                       read_activations, sampler_spec, selection_of, spread, start_of, test_pool, corpus_tokens,
-                       train_of, units_of, window_acts, window_tokens, windows_per_row)
+from .sampling import (SAMPLER_VERSION, SPLITS, merge_negatives, random_negatives, rank_units, read_activations,
+                       row_lengths, sampler_spec, selection_of, spread, start_of, test_pool, train_of, units_of,
+                       window_lengths, windows_per_row)
 
-__all__ = ["SAMPLER_VERSION", "Built", "build_examples", "disjointness", "embeddings", "neighbours", "sampler_spec",
-           "selection_frame", "windows_per_row"]
+__all__ = ["SAMPLER_VERSION", "Built", "build_examples", "disjointness", "embeddings", "insert_windows", "neighbours",
+           "sampler_spec", "selection_frame", "windows_per_row"]
 
 
 @dataclass
 class Built:
-    examples: pa.Table    # the rows of table ``examples`` without sampler_fp
+    examples: pa.Table    # the rows of table ``example_windows`` without sampler_fp, corpus_fp, activations_fp
     selection: pa.Table   # latent, status, n_windows, n_train, n_test, n_non_activating
     neighbours: pa.Table  # latent, neighbour, similarity, rank (empty unless the negatives need them)
 
@@ -57,7 +58,7 @@ def build_examples(con, cfg: SamplerConfig, ctx_len: int, max_per_range: int | N
         pool = test_pool(u, train, start, w)
     test = spread(u, pool, cfg.n_test)
 
-    flat_tokens, row_offset, row_len = corpus_tokens(con, corpus_fp)
+    row_len = row_lengths(con, corpus_fp)
     n_rows = len(row_len)
     n_total = n_rows * nw
     unit_keys = (lat - first) * n_total + row * nw + win  # sorted: units are in (latent, row, win) order
@@ -96,7 +97,6 @@ def build_examples(con, cfg: SamplerConfig, ctx_len: int, max_per_range: int | N
     p_start = np.concatenate([start[idx], 1 + (neg["wid"] % nw) * w])
     split = np.concatenate([np.zeros(len(train), dtype=np.int8), np.ones(len(test), dtype=np.int8),
                             np.where(neg["train"], 3, 2).astype(np.int8)])
-    acts_2d = window_acts(acts, p_lat, p_row, p_start, w)
     sim = np.concatenate([np.full(n_act, np.nan, dtype=np.float32), neg["similarity"]])
     nb = np.concatenate([np.full(n_act, -1, dtype=np.int64), neg["neighbour"]])
     src = np.concatenate([np.full(n_act, None, dtype=object), neg["source"]])
@@ -108,9 +108,8 @@ def build_examples(con, cfg: SamplerConfig, ctx_len: int, max_per_range: int | N
         "quantile": np.concatenate([u.quantile[idx], np.full(n_neg_rows, -1)]).astype(np.int16),
         "row_id": p_row.astype(np.int32),
         "start_pos": p_start.astype(np.int16),
+        "length": window_lengths(row_len, p_row, p_start, w).astype(np.int16),
         "max_activation": np.concatenate([u.max_act[idx], np.zeros(n_neg_rows, dtype=np.float32)]),
-        "token_ids": window_tokens(flat_tokens, row_offset, row_len, p_row, p_start, w),
-        "acts": list_array(acts_2d),
         "source": pa.array(src, pa.string()),
         "neighbour": pa.array(nb.astype(np.int32), mask=nb < 0),
         "similarity": pa.array(sim, mask=np.isnan(sim)),
@@ -136,6 +135,13 @@ def _temp_table(con, name: str, table: pa.Table) -> None:
 def _neighbours_empty() -> pa.Table:
     return pa.table({"latent": pa.array([], pa.int32()), "neighbour": pa.array([], pa.int32()),
                      "similarity": pa.array([], pa.float32()), "rank": pa.array([], pa.int32())})
+
+
+def insert_windows(con, sampler_fp: str, corpus_fp: str, activations_fp: str) -> None:
+    """Insert the last ``build_examples``'s rows on ``con`` into table ``example_windows`` (the caller has
+    deleted the partition in the same transaction)."""
+    con.execute("INSERT INTO example_windows BY NAME SELECT *, ? AS sampler_fp, ? AS corpus_fp, ? AS activations_fp "
+                "FROM _examples", [sampler_fp, corpus_fp, activations_fp])
 
 
 def selection_frame(con, layer: str):

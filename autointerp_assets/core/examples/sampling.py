@@ -66,19 +66,37 @@ class Acts:
 
 def read_activations(con, layer: str, first: int, last: int, ctx_len: int) -> Acts:
     """The published activations of (layer, first..last), read in the cache's compact columns (the
-    ``activations`` view's rows without its float16 decode in SQL, which costs more than the rest here)."""
-    a = con.execute(
-        "SELECT c.latent, (c.token // p.ctx_len)::INTEGER AS row_id, (c.token % p.ctx_len)::INTEGER AS pos, "
-        "c.value_bits FROM activation_partitions p JOIN activation_cache c ON c.cache_fp = p.cache_fp "
-        "AND c.layer = p.layer AND c.latent BETWEEN p.first_latent AND p.last_latent "
-        "WHERE p.layer = ? AND c.latent BETWEEN ? AND ? AND c.token % p.ctx_len >= 1",
-        [layer, first, last]).fetchnumpy()
-    lat, row, pos = a["latent"], a["row_id"], a["pos"]
-    val = a["value_bits"].astype(np.uint16).view(np.float16).astype(np.float32)
-    lat, row, pos = (np.asarray(x, dtype=np.int64) for x in (lat, row, pos))
-    key = (lat << 32) | (row * ctx_len + pos)
-    order = np.argsort(key, kind="stable")  # the cache is sorted per forward-pass batch, not globally
-    return Acts(lat[order], row[order], pos[order], np.asarray(val)[order], key[order], ctx_len)
+    ``activations`` view's rows without its float16 decode in SQL, which costs more than the rest here).
+
+    Each published partition is one scan of its cache (no join): rows come back in insertion order, i.e.
+    forward-pass batches in row order, each sorted by (latent, token), so a stable radix sort by latent
+    alone orders them by (latent, token). That is verified, with a full sort as the fallback."""
+    parts = con.execute("SELECT cache_fp, ctx_len, greatest(first_latent, ?) AS lo, least(last_latent, ?) AS hi "
+                        "FROM activation_partitions WHERE layer = ? AND first_latent <= ? AND last_latent >= ? "
+                        "ORDER BY first_latent", [first, last, layer, last, first]).fetchall()
+    chunks = []
+    for cache_fp, p_ctx, lo, hi in parts:
+        a = con.execute("SELECT latent, token, value_bits FROM activation_cache WHERE cache_fp = ? AND layer = ? "
+                        "AND latent BETWEEN ? AND ?", [cache_fp, layer, lo, hi]).fetchnumpy()
+        token = np.asarray(a["token"], dtype=np.int64)
+        if p_ctx != ctx_len:  # positions re-based on the caller's row length
+            token = token // p_ctx * ctx_len + token % p_ctx
+        chunks.append((np.asarray(a["latent"], dtype=np.int64), token,
+                       np.asarray(a["value_bits"], dtype=np.uint16).view(np.float16)))
+    lat, token, val = (np.concatenate([c[i] for c in chunks]) if chunks else np.zeros(0, dtype=t)
+                       for i, t in enumerate((np.int64, np.int64, np.float16)))
+    keep = token % ctx_len >= 1  # BOS is never cached; kept as a guard
+    if not keep.all():
+        lat, token, val = lat[keep], token[keep], val[keep]
+    key = (lat << 32) | token
+    span = last - first + 1
+    order = np.argsort((lat - first).astype(np.int16 if span <= 32767 else np.int32), kind="stable")
+    key = key[order]
+    if len(key) > 1 and not bool(np.all(key[1:] > key[:-1])):  # not in cache order: sort fully
+        o2 = np.argsort(key, kind="stable")
+        order, key = order[o2], key[o2]
+    lat, token = lat[order], token[order]
+    return Acts(lat, token // ctx_len, token % ctx_len, val[order].astype(np.float32), key, ctx_len)
 
 
 def duck_hash(con, seed: int, *cols: np.ndarray) -> np.ndarray:
@@ -333,50 +351,13 @@ def merge_negatives(primary: dict | None, rnd: dict, source: str, n_scorer: int,
     return c
 
 
-# --- the rows of `examples` ----------------------------------------------------------------------------
-def corpus_tokens(con, corpus_fp: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The corpus as one flat token array, each row's offset into it and its length (row_id = index)."""
-    t = con.execute("SELECT row_id, token_ids FROM tokens WHERE corpus_fp = ? ORDER BY row_id", [corpus_fp]).arrow()
-    if hasattr(t, "read_all"):
-        t = t.read_all()
-    if t.num_rows == 0:
-        return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    col = t.column("token_ids").combine_chunks()
-    offsets = col.offsets.to_numpy().astype(np.int64)
-    flat = col.values.to_numpy(zero_copy_only=False)
-    return flat, offsets[:-1] - offsets[0], np.diff(offsets)
+# --- the rows of `example_windows` ----------------------------------------------------------------------
+def row_lengths(con, corpus_fp: str) -> np.ndarray:
+    """Each corpus row's length in tokens (row_id = index; packing numbers rows 0..n-1)."""
+    return con.execute("SELECT len(token_ids) AS n FROM tokens WHERE corpus_fp = ? ORDER BY row_id",
+                       [corpus_fp]).fetchnumpy()["n"].astype(np.int64)
 
 
-def window_tokens(flat: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, row: np.ndarray, start: np.ndarray,
-                  w: int) -> pa.ListArray:
-    """Each window's token ids (row, start..start+w-1), cut at the end of a shorter row."""
-    begin = offsets[row] + start
-    if np.all(start + w <= lengths[row]):  # the usual case: whole windows, one gather
-        return list_array(flat[begin[:, None] + np.arange(w)])
-    cols = start[:, None] + np.arange(w)
-    inside = cols < lengths[row][:, None]
-    ids = flat[np.where(inside, begin[:, None] + np.arange(w), 0)]
-    counts = inside.sum(axis=1)
-    return pa.ListArray.from_arrays(pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)),
-                                    pa.array(ids[inside]))
-
-
-def window_acts(acts: Acts, latent: np.ndarray, row: np.ndarray, start: np.ndarray, w: int) -> np.ndarray:
-    """[len(latent), w] activations of each latent in its window (row, start..start+w-1); zeros elsewhere."""
-    base = (latent << 32) | (row * acts.ctx_len + start)
-    lo = np.searchsorted(acts.key, base)
-    hi = np.searchsorted(acts.key, base + w)
-    counts = hi - lo
-    out = np.zeros((len(latent), w), dtype=np.float32)
-    total = int(counts.sum())
-    if total:
-        which = np.repeat(np.arange(len(latent)), counts)
-        idx = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(lo, counts)
-        out[which, acts.pos[idx] - start[which]] = acts.value[idx]
-    return out
-
-
-def list_array(values_2d: np.ndarray) -> pa.ListArray:
-    n, w = values_2d.shape
-    return pa.ListArray.from_arrays(pa.array(np.arange(0, (n + 1) * w, w, dtype=np.int32)),
-                                    pa.array(values_2d.reshape(-1)))
+def window_lengths(lengths: np.ndarray, row: np.ndarray, start: np.ndarray, w: int) -> np.ndarray:
+    """Tokens of each window (row, start..start+w-1) inside its row: w, or less where a shorter row ends."""
+    return np.clip(lengths[row] - start, 0, w) if len(row) else np.zeros(0, dtype=np.int64)

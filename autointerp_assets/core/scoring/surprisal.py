@@ -39,12 +39,14 @@ class SurprisalScore:
 
 
 @lru_cache(maxsize=2)
-def load_base_lm(model_dir: str, dtype: str = "bfloat16"):
+def load_base_lm(model_dir: str, dtype: str = "auto"):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from ..caching import resolve_dtype
+
     tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype))
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, resolve_dtype(dtype)))
     model.eval()
     return tok, model
 

@@ -33,7 +33,8 @@ FP16_MAX = 65504.0
 def activations_fp(ctx: Context, layer: str, coders: dict[str, dict]) -> str:
     return fingerprint("activations", {"version": CACHE_VERSION, "corpus_fp": ctx.corpus_fp(),
                                        "model": model_identity(ctx.cfg.subject_model, ctx.workdir),
-                                       "dtype": ctx.cfg.caching.dtype, "encode_dtype": ctx.cfg.caching.encode_dtype,
+                                       "dtype": caching.resolve_dtype(ctx.cfg.caching.dtype),
+                                       "encode_dtype": caching.resolve_dtype(ctx.cfg.caching.encode_dtype),
                                        "sae_fp": coders[layer]["sae_fp"]})
 
 

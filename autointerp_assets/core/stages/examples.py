@@ -46,9 +46,9 @@ def run_examples(ctx: Context, layer: str, first: int, last: int) -> dict:
         ctx.wh.record_fingerprint(con, sfp, "sampler", spec)
         examples_mod.build_examples(con, s, cfg.corpus.ctx_len, cfg.latents.max_per_range, layer, first, last,
                                     corpus_fp, w_dec=w_dec, embedding_key=key)
-        for table in ("examples", "latent_selection", "latent_neighbours"):
+        for table in ("example_windows", "latent_selection", "latent_neighbours"):
             ctx.wh.delete_partition(con, table, layer, first, last)
-        con.execute("INSERT INTO examples BY NAME SELECT *, ? AS sampler_fp FROM _examples", [sfp])
+        examples_mod.insert_windows(con, sfp, corpus_fp, afp)
         sel = examples_mod.selection_frame(con, layer)
         ctx.wh.insert(con, "latent_selection", sel.with_columns(sampler_fp=pl.lit(sfp)))
         con.execute("INSERT INTO latent_neighbours BY NAME SELECT ? AS layer, latent, rank, neighbour, similarity, "

@@ -219,7 +219,7 @@ def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, exp
         model_name = x.surprisal_model or cfg.subject_model
         tok, model = surprisal.load_base_lm(resolve_model(model_name, ctx.workdir))
         auroc_scorer("surprisal", {"kind": "surprisal", "model": model_identity(model_name, ctx.workdir),
-                                   "prompt_version": surprisal.PROMPT_VERSION},
+                                   "prompt_version": surprisal.PROMPT_VERSION, "dtype": str(model.dtype)},
                      lambda texts: surprisal.score_surprisal(tok, model, keys, texts, both, x.surprisal_batch_size),
                      "value")
 

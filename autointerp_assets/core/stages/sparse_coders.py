@@ -20,7 +20,7 @@ _LOAD_ONLY = {"format", "paths", "revision"}  # loading settings: not part of wh
 def sae_train_spec(ctx: Context) -> dict:
     return {"sae": ctx.cfg.sae.model_dump(exclude=_LOAD_ONLY), "hookpoints": list(ctx.cfg.hookpoints),
             "corpus_fp": ctx.corpus_fp(), "model": model_identity(ctx.cfg.subject_model, ctx.workdir),
-            "dtype": ctx.cfg.caching.dtype}
+            "dtype": caching.resolve_dtype(ctx.cfg.caching.dtype)}
 
 
 def sae_root(ctx: Context) -> Path:

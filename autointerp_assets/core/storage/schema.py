@@ -138,10 +138,13 @@ TABLES: dict[str, str] = {
         win INTEGER NOT NULL,
         embedding FLOAT[] NOT NULL
     """,
-    # example windows: train (explainer), test (scorers; no token shared with a train window of the
-    # latent), non_activating (source random / neighbours / embedding; neighbour = the similar latent
-    # it came from, similarity = its neighbour or embedding similarity)
-    "examples": """
+    # the example windows of a partition (read them through the `examples` view): train (explainer), test
+    # (scorers; no token shared with a train window of the latent), non_activating (source random /
+    # neighbours / embedding; neighbour = the similar latent it came from, similarity = its neighbour or
+    # embedding similarity) and train_non_activating (the explainer's negatives). A window is corpus row
+    # row_id, positions start_pos .. start_pos + length - 1 of corpus corpus_fp; its tokens and activations
+    # are not copied here (tokens are stored once, activations once in the cache): the view reads them.
+    "example_windows": """
         layer VARCHAR NOT NULL,
         latent INTEGER NOT NULL,
         split VARCHAR NOT NULL,
@@ -149,13 +152,14 @@ TABLES: dict[str, str] = {
         quantile SMALLINT NOT NULL,
         row_id INTEGER NOT NULL,
         start_pos SMALLINT NOT NULL,
+        length SMALLINT NOT NULL,
         max_activation REAL NOT NULL,
-        token_ids INTEGER[] NOT NULL,
-        acts REAL[] NOT NULL,
         source VARCHAR,
         neighbour INTEGER,
         similarity REAL,
-        sampler_fp VARCHAR NOT NULL
+        sampler_fp VARCHAR NOT NULL,
+        corpus_fp VARCHAR NOT NULL,
+        activations_fp VARCHAR NOT NULL
     """,
     # one explanation per (layer, latent, explainer fingerprint); failures kept with their raw text;
     # status ok / parse_error / llm_error / budget_exceeded (not sent: a re-run continues with these)
@@ -256,7 +260,7 @@ TABLES: dict[str, str] = {
 }
 
 # Tables rewritten per partition (layer, latent range).
-PARTITIONED = ("latent_stats", "latent_selection", "latent_neighbours", "examples", "explanations", "score_items",
+PARTITIONED = ("latent_stats", "latent_selection", "latent_neighbours", "example_windows", "explanations", "score_items",
                "scores")
 
 # Tables of older databases that nothing uses any more; dropped on open.
@@ -276,6 +280,29 @@ VIEWS: dict[str, str] = {
         FROM activation_partitions p
         JOIN activation_cache c ON c.cache_fp = p.cache_fp AND c.layer = p.layer
                                 AND c.latent BETWEEN p.first_latent AND p.last_latent
+    """,
+    # example windows (table example_windows) with their token ids and activations (acts: one value per token,
+    # 0 where the latent is silent; float16-exact), read from `tokens` and the published activations. A window
+    # whose activations were re-published under another fingerprint drops out rather than show other values.
+    "examples": """
+        WITH hits AS (
+            SELECT w.layer, w.latent, w.split, w.example_id, list((a.pos - w.start_pos)::INTEGER ORDER BY a.pos) AS i,
+                   list(a.value ORDER BY a.pos) AS v
+            FROM example_windows w
+            JOIN activations a ON a.layer = w.layer AND a.latent = w.latent AND a.row_id = w.row_id
+                              AND a.pos >= w.start_pos AND a.pos < w.start_pos + w.length
+                              AND a.activations_fp = w.activations_fp
+            GROUP BY ALL)
+        SELECT w.layer, w.latent, w.split, w.example_id, w.quantile, w.row_id, w.start_pos, w.max_activation,
+               t.token_ids[w.start_pos + 1 : w.start_pos + w.length] AS token_ids,
+               list_transform(range(w.length::INTEGER), lambda j: coalesce(h.v[list_position(h.i, j)], 0)::REAL) AS acts,
+               w.source, w.neighbour, w.similarity, w.sampler_fp
+        FROM example_windows w
+        JOIN tokens t ON t.corpus_fp = w.corpus_fp AND t.row_id = w.row_id
+        JOIN activation_partitions p ON p.layer = w.layer AND w.latent BETWEEN p.first_latent AND p.last_latent
+                                    AND p.activations_fp = w.activations_fp
+        LEFT JOIN hits h ON h.layer = w.layer AND h.latent = w.latent AND h.split = w.split
+                        AND h.example_id = w.example_id
     """,
     # the latest-made explanation per latent and explainer, with both headline scores side by side
     "latent_scores": """
@@ -404,8 +431,24 @@ def migration_statements(existing: dict[str, set[str]]) -> list[str]:
         out += ["DROP TABLE IF EXISTS activations", "DROP TABLE activation_cache"]
         out += [f"DELETE FROM {t}" for t in ("cache_progress", "cache_complete") if t in existing]
         existing = {t: c for t, c in existing.items() if t not in ("activations", "activation_cache")}
+    if "examples" in existing and "example_windows" not in existing:  # v1 examples: a table with copied tokens
+        out += [f"CREATE TABLE example_windows ({TABLES['example_windows'].strip()})", _EXAMPLES_V1_TO_WINDOWS,
+                "DROP TABLE examples"]
+        existing = {t: c for t, c in existing.items() if t != "examples"}
     return out + [f"ALTER TABLE {t} ADD COLUMN {c} {typ}" for t, cols in existing.items() if t in TABLES
                   for c, typ in columns(t).items() if c not in cols]
+
+
+# Table `examples` before example_windows held each window's token ids and acts; its rows keep their windows:
+# the corpus is the one whose row holds exactly those tokens there, the activations the sampler's.
+_EXAMPLES_V1_TO_WINDOWS = """
+    INSERT INTO example_windows BY NAME
+    SELECT e.* EXCLUDE (token_ids, acts), len(e.token_ids)::SMALLINT AS length,
+           coalesce((SELECT any_value(t.corpus_fp) FROM tokens t WHERE t.row_id = e.row_id
+                     AND t.token_ids[e.start_pos + 1 : e.start_pos + len(e.token_ids)] = e.token_ids), '') AS corpus_fp,
+           coalesce((SELECT f.spec->>'$.activations_fp' FROM fingerprints f WHERE f.fingerprint = e.sampler_fp), '')
+               AS activations_fp
+    FROM examples e"""
 
 
 def create_statements() -> list[str]:
