@@ -191,6 +191,14 @@ def main() -> None:
               f"{splits}, {selected} latents)")
         print(f"  end to end: {t_py / t_sql:.1f}x / {t_pyb / t_sql:.1f}x faster; "
               f"build: {b_py / b_sql:.1f}x / {b_pyb / b_sql:.1f}x faster")
+        # the tokens and activations are joined in when read (view `examples`), not copied at build time:
+        # what that costs a reader, for the whole range and for one stage's read of 24 latents
+        view = "SELECT * FROM examples WHERE layer = ? AND latent BETWEEN ? AND ?"
+        eligible = [r[0] for r in wh.query("SELECT DISTINCT latent FROM example_windows ORDER BY 1").rows()][:24]
+        t_all, n_all = timed(lambda: wh.query(view, list(rng)).height, repeat=3)
+        t_24, n_24 = timed(lambda: wh.query(view, [args.layer, eligible[0], eligible[-1]]).height, repeat=3)
+        print(f"reading them back with token_ids + acts (view `examples`): whole range {t_all:.2f} s "
+              f"({n_all:,} rows); latents {eligible[0]}-{eligible[-1]} (a stage's read) {t_24:.3f} s ({n_24:,} rows)")
         variants = {
             "centred windows": s.model_copy(update={"window": "centred"}),
             "mix train": s.model_copy(update={"train_type": "mix"}),

@@ -165,7 +165,13 @@ def _write_batch(ctx: Context, cfp: str, a: int, b: int, per_hook: list, secs: f
     token = np.concatenate([ba.row_id * np.int32(ctx_len) + ba.pos.astype(np.int32) for ba in per_hook])
     names = sorted(ba.hookpoint for ba in per_hook)  # layer order of the sort = the names' order
     layer_rank = np.array([names.index(ba.hookpoint) for ba in per_hook], dtype=np.int32)[layer_ix]
-    order = np.lexsort((token, latent, layer_rank))
+    # each hookpoint's rows leave encode_batch in token order, so a stable sort by (layer, latent) alone gives
+    # (layer, latent, token): a radix sort when that key fits 16 bits (~10x cheaper than a 3-key lexsort)
+    span = int(latent.max()) + 1 if n else 1
+    if len(per_hook) * span <= 2**15:
+        order = np.argsort((layer_rank * span + latent).astype(np.int16), kind="stable")
+    else:
+        order = np.lexsort((token, latent, layer_rank))
     tbl = pa.table({
         "cache_fp": pa.DictionaryArray.from_arrays(np.zeros(n, dtype=np.int32), [cfp]),
         "layer": pa.DictionaryArray.from_arrays(layer_rank[order], names),
