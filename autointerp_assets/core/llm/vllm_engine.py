@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from autointerp_assets.core.caching import resolve_dtype
 from autointerp_assets.core.llm.base import (FALLBACK_STOP, ChatRequest, ChatResponse, Sampling, TokenLogprob,
                                              has_chat_template, render_chat)
 
@@ -172,8 +173,11 @@ class VLLMClient:
             enable_prefix_caching=True,
             max_logprobs=max_logprobs,
         )
+        # bfloat16 where it is native; on AVX2-only CPUs vLLM's oneDNN linear refuses bf16 and falls back to
+        # torch's scalar bf16 matmul, so float32 there (caching.resolve_dtype)
+        self.dtype = resolve_dtype("auto") if self.on_cpu else None
         if self.on_cpu:
-            kw.update(dtype="bfloat16", block_size=32)
+            kw.update(dtype=self.dtype, block_size=32)
             # vLLM reads VLLM_CPU_KVCACHE_SPACE as whole GiB (and it overrides kv_cache_memory_bytes);
             # a user's value wins, otherwise we set it around the build (integral sizes) or pass bytes.
             if KV_ENV not in os.environ:
@@ -200,8 +204,10 @@ class VLLMClient:
 
     # --- LLMClient ------------------------------------------------------------------------------
     def identity(self) -> dict:
+        # float32 changes greedy outputs; bf16 (the only CPU dtype before) keeps its identities as they were
         return {"engine": "vllm", "model": self.model, "revision": self._revision,
-                "chat_template": self.chat_template}
+                "chat_template": self.chat_template,
+                **({"dtype": self.dtype} if self.dtype not in (None, "bfloat16") else {})}
 
     async def generate(self, requests: Sequence[ChatRequest]) -> list[ChatResponse]:
         if not requests:
