@@ -96,7 +96,7 @@ class CachingConfig(_Strict):
                             "progress mark (a killed run resumes after the last committed batch).")
     dtype: Literal["auto", "bfloat16", "float32", "float16"] = Field(
         "auto", description="Subject model dtype; auto = bfloat16 where bf16 matmuls are native (GPU, AVX-512/AMX "
-        "CPUs), else float32 (on AVX2-only CPUs torch's bf16 matmul is a scalar fallback, ~3x slower).")
+        "CPUs), else float32 (on AVX2-only CPUs torch's bf16 matmul is a scalar fallback: SmolLM2 ~5x slower).")
     encode_dtype: Literal["auto", "bfloat16", "float32"] = Field(
         "auto", description="Precision of the SAE encoder matmul while caching: bfloat16 is ~3x faster on CPUs "
         "with native bf16 matmul (values rounded to 8 significant bits, latents tied within that may swap in a "
