@@ -93,11 +93,15 @@ def test_vllm_bad_request_is_isolated(vllm_client):
 
 
 def test_vllm_identity_and_cache(vllm_client):
+    from autointerp_assets.core.caching import native_bf16
     from autointerp_assets.core.llm.vllm_engine import get_vllm_client, model_revision
 
     ident = vllm_client.identity()
+    # bf16 where it is native, else float32, which changes outputs and so is named in the identity
+    assert vllm_client.dtype == ("bfloat16" if native_bf16() else "float32")
     assert ident == {"engine": "vllm", "model": "SmolLM2-135M-Instruct", "revision": model_revision(vllm_client.model_dir),
-                     "chat_template": "model"}  # the tokenizer's own ChatML template, not the base-model fallback
+                     "chat_template": "model",  # the tokenizer's own ChatML template, not the base-model fallback
+                     **({} if native_bf16() else {"dtype": "float32"})}
     assert ident == vllm_client.identity() and json.dumps(ident)
     assert get_vllm_client(vllm_client.model_dir, max_model_len=2048, max_num_seqs=64, kv_cache_gib=1.0) is vllm_client
 
