@@ -181,3 +181,9 @@ def test_a_database_from_before_the_compact_cache_is_migrated(tmp_path):
     kinds = dict(wh.query("SELECT table_name, table_type FROM information_schema.tables").rows())
     assert kinds["activations"] == "VIEW" and kinds["activation_cache"] == "BASE TABLE"
     assert wh.scalar("SELECT count(*) FROM cache_complete") == 0  # the old pass is recomputed on demand
+
+
+def test_auto_dtype_is_bf16_only_where_bf16_matmuls_are_native():
+    assert caching.resolve_dtype("float32") == "float32" and caching.resolve_dtype("bfloat16") == "bfloat16"
+    assert caching.resolve_dtype(None) is None
+    assert caching.resolve_dtype("auto") == ("bfloat16" if caching.native_bf16() else "float32")
