@@ -34,7 +34,7 @@ def native_bf16() -> bool:
 
 def resolve_dtype(name: str | None) -> str | None:
     """``auto`` -> ``bfloat16`` where it is native, else ``float32`` (measured on an AVX2-only EPYC: a bf16
-    SmolLM2 forward 3.2x slower than float32, an SAE encode matmul ~70x); other names pass through. Stages
+    SmolLM2 forward 5.5x slower than float32, an SAE encode matmul ~70-100x); other names pass through. Stages
     fingerprint the resolved name, so a cache made in float32 is never mistaken for a bf16 one."""
     if name != "auto":
         return name
