@@ -153,21 +153,20 @@ def main() -> None:
         print(f"settings: hookpoints {raw['hookpoints']}, batch_rows {cc['batch_rows']}, dtype {cc['dtype']}, "
               f"encode_dtype {cc.get('encode_dtype')}, threads {cc['threads'] or 'torch default'} "
               f"({os.cpu_count()} CPUs)", flush=True)
-        pairs = []
-        for r in range(args.repeat):
-            pairs.append((run_child("bare", large), run_child("cache", fresh_copy(large, f"r{r}")),
-                          run_child("encode", large)))
+        pairs, ratios = [], []
+        for r in range(args.repeat):  # each pair printed as it ends: a run cut short still says something
+            bare, cache, enc = (run_child("bare", large), run_child("cache", fresh_copy(large, f"r{r}")),
+                                run_child("encode", large))
+            pairs.append((bare, cache, enc))
+            ratios.append(cache["seconds"] / bare["seconds"])
+            print(f"pair {r + 1}, {bare['tokens']:,} tokens: bare forward to the deepest hook {bare['seconds']:.1f}s "
+                  f"({bare['tokens'] / bare['seconds']:,.0f} tok/s, load avg {bare['load'][0]:.1f}->{bare['load'][1]:.1f}); "
+                  f"caching {cache['seconds']:.1f}s ({cache['tokens'] / cache['seconds']:,.0f} tok/s, load avg "
+                  f"{cache['load'][0]:.1f}->{cache['load'][1]:.1f}; forward+encode loop {cache['forward_s']:.1f}s of "
+                  f"which {cache['write_wait_s']:.2f}s waiting on DuckDB, finish {cache['finish_s']:.2f}s) "
+                  f"-> {ratios[-1]:.3f}x; forward + SAE encodes alone {enc['seconds']:.1f}s -> {enc['seconds'] / bare['seconds']:.3f}x "
+                  f"(the arithmetic floor of any cache of these SAEs)", flush=True)
         cache_small = run_child("cache", small)
-    ratios = []
-    for r, (bare, cache, enc) in enumerate(pairs):
-        ratios.append(cache["seconds"] / bare["seconds"])
-        print(f"pair {r + 1}, {bare['tokens']:,} tokens: bare forward to the deepest hook {bare['seconds']:.1f}s "
-              f"({bare['tokens'] / bare['seconds']:,.0f} tok/s, load avg {bare['load'][0]:.1f}->{bare['load'][1]:.1f}); "
-              f"caching {cache['seconds']:.1f}s ({cache['tokens'] / cache['seconds']:,.0f} tok/s, load avg "
-              f"{cache['load'][0]:.1f}->{cache['load'][1]:.1f}; forward+encode loop {cache['forward_s']:.1f}s of "
-              f"which {cache['write_wait_s']:.2f}s waiting on DuckDB, finish {cache['finish_s']:.2f}s) "
-              f"-> {ratios[-1]:.3f}x; forward + SAE encodes alone {enc['seconds']:.1f}s -> {enc['seconds'] / bare['seconds']:.3f}x "
-              f"(the arithmetic floor of any cache of these SAEs)")
     print(f"caching / bare: {' '.join(f'{x:.3f}x' for x in ratios)} (min {min(ratios):.3f}, max {max(ratios):.3f}; "
           f"goal <= 1.10; a load average above ~0.5 means other jobs shared the 2 cores)")
     fastest = min(c["seconds"] for _, c, _ in pairs) / min(b["seconds"] for b, _, _ in pairs)
