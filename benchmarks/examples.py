@@ -5,8 +5,8 @@ Data: the real activations and tokens of the offline default (``make run``), rea
 copy of ``data/autointerp.duckdb`` (or ``--source``) and written into a scratch warehouse. Both sides
 start from the same warehouse and end with the rows inserted into table ``example_windows`` (windows, not
 copies of their tokens and activations: the ``examples`` view joins those in); the sampler is
-``data/project.yaml``'s, with every eligible latent of the range selected (max_per_range = None). The
-vectorized side also builds the explainer's ``train_non_activating`` rows, which the baseline does not.
+``data/project.yaml``'s, with every eligible latent of the range selected (max_per_range = None); both
+sides build the same splits (train, test, non_activating, train_non_activating) and the same row count.
 Printed: end to end (build + write + commit) and the build alone (rows in memory) for each side.
 
     .venv/bin/python benchmarks/examples.py [--layer layers.6] [--first 0] [--last 1023] [--embedding]
@@ -35,13 +35,15 @@ from autointerp_assets.core.storage import Warehouse  # noqa: E402
 from autointerp_assets_tests.core.examples_data import AFP, CORPUS, write_activations, write_tokens  # noqa: E402
 
 
-def load_source(path: Path, layer: str, first: int, last: int):
+def load_source(path: Path, layer: str, first: int, last: int, batch_rows: int):
     with tempfile.TemporaryDirectory() as d:  # never open the project's file itself (a run may hold it)
         copy = Path(d) / "src.duckdb"
         shutil.copy(path, copy)
         con = duckdb.connect(str(copy), read_only=True)
+        # in the order the pipeline's cache writer stores them: forward-pass batches in row order, each sorted
+        # by (latent, token) (the view's join returns them in no particular order)
         acts = con.execute("SELECT latent, row_id, pos, value FROM activations WHERE layer = ? AND latent BETWEEN ? "
-                           "AND ?", [layer, first, last]).fetchall()
+                           "AND ? ORDER BY row_id // ?, latent, row_id, pos", [layer, first, last, batch_rows]).fetchall()
         fp = con.execute("SELECT corpus_fp FROM tokens GROUP BY 1 ORDER BY count(*) DESC LIMIT 1").fetchone()[0]
         rows = [r[0] for r in con.execute("SELECT token_ids FROM tokens WHERE corpus_fp = ? ORDER BY row_id", [fp])
                 .fetchall()]
@@ -53,10 +55,12 @@ def load_source(path: Path, layer: str, first: int, last: int):
 BUILD_S: dict[str, float] = {}  # the last build's seconds before the write (rows in memory), per side
 
 
-def sql_build(wh: Warehouse, cfg, ctx_len: int, layer: str, first: int, last: int, key=None, w_dec=None) -> int:
+def sql_build(wh: Warehouse, cfg, ctx_len: int, layer: str, first: int, last: int, key=None, w_dec=None,
+              threads: int = ex.THREADS) -> int:
     with wh.write() as con:
         t0 = time.perf_counter()
-        ex.build_examples(con, cfg, ctx_len, None, layer, first, last, CORPUS, w_dec=w_dec, embedding_key=key)
+        ex.build_examples(con, cfg, ctx_len, None, layer, first, last, CORPUS, w_dec=w_dec, embedding_key=key,
+                          threads=threads)
         BUILD_S["sql"] = time.perf_counter() - t0
         con.execute("DELETE FROM example_windows")
         ex.insert_windows(con, "bench", CORPUS, AFP)
@@ -118,14 +122,17 @@ def _one_latent(cfg, lat, layer, acts, lengths, nw, w, q, out) -> None:
     train = spread(bins, cfg.n_train)
     used = {u for u, _ in train}
     test = spread([[x for x in b if x[0] not in used] for b in bins], cfg.n_test)
+    n_neg = cfg.n_non_activating + cfg.n_train_non_activating  # the scorers' first, then the explainer's
     negs, seen, tries = [], set(), 0
-    while len(negs) < cfg.n_non_activating and tries < 4 * cfg.n_non_activating + 16:
+    while len(negs) < n_neg and tries < 4 * n_neg + 16:
         u = divmod(rng.randrange(len(lengths) * nw), nw)
         tries += 1
         if u not in wins and u not in seen:
             seen.add(u)
             negs.append((u, -1))
-    for split, items in (("train", train), ("test", test), ("non_activating", negs)):
+    k = cfg.n_non_activating
+    for split, items in (("train", train), ("test", test), ("non_activating", negs[:k]),
+                         ("train_non_activating", negs[k:])):
         for (row, k), quantile in items:
             start = 1 + k * w
             out.append({"layer": layer, "latent": lat, "split": split, "example_id": row * nw + k,
@@ -164,7 +171,8 @@ def main() -> None:
     ctx_len, s = cfg.corpus.ctx_len, cfg.sampler
     if not Path(args.source).exists():
         sys.exit(f"{args.source} not found: run `make run` first (the benchmark uses its activations)")
-    acts, rows, sae_path = load_source(Path(args.source), args.layer, args.first, args.last)
+    acts, rows, sae_path = load_source(Path(args.source), args.layer, args.first, args.last,
+                                       cfg.caching.batch_rows)
     with tempfile.TemporaryDirectory() as d:
         wh = Warehouse(Path(d) / "bench.duckdb")
         write_tokens(wh, rows)
@@ -177,20 +185,23 @@ def main() -> None:
         b_py = BUILD_S["python"]
         t_pyb, n_pyb = timed(lambda: python_build(wh, s, ctx_len, *rng, bulk=True), repeat=1)
         b_pyb = BUILD_S["python"]
-        t_sql, b_sql, n_sql = float("inf"), float("inf"), 0
-        for _ in range(5):  # best of 5 (end to end, and its build part)
+        t_sql, b_sql, n_sql, b_one = float("inf"), float("inf"), 0, float("inf")
+        for _ in range(5):  # best of 5 (end to end, and its build part); the same on one thread
             t, n_sql = timed(lambda: sql_build(wh, s, ctx_len, *rng), repeat=1)
             t_sql, b_sql = min(t_sql, t), min(b_sql, BUILD_S["sql"])
+            sql_build(wh, s, ctx_len, *rng, threads=1)
+            b_one = min(b_one, BUILD_S["sql"])
         selected = wh.scalar("SELECT count(DISTINCT latent) FROM example_windows")
         splits = dict(wh.query("SELECT split, count(*) FROM example_windows GROUP BY split").iter_rows())
         print("end to end = build + DELETE/INSERT into `example_windows` + commit (same warehouse, same write path); "
               "build = the rows in memory")
         print(f"per-latent Python, a query per latent : {t_py:7.2f} s  (build {b_py:.2f} s; {n_py:,} example rows)")
         print(f"per-latent Python, range pulled first : {t_pyb:7.2f} s  (build {b_pyb:.2f} s; {n_pyb:,} example rows)")
-        print(f"vectorized (this project)             : {t_sql:7.2f} s  (build {b_sql:.3f} s; {n_sql:,} example rows "
-              f"{splits}, {selected} latents)")
+        print(f"vectorized (this project)             : {t_sql:7.2f} s  (build {b_sql:.3f} s on {ex.THREADS} threads, "
+              f"{b_one:.3f} s on 1; {n_sql:,} example rows {splits}, {selected} latents)")
         print(f"  end to end: {t_py / t_sql:.1f}x / {t_pyb / t_sql:.1f}x faster; "
-              f"build: {b_py / b_sql:.1f}x / {b_pyb / b_sql:.1f}x faster")
+              f"build: {b_py / b_sql:.1f}x / {b_pyb / b_sql:.1f}x faster ({b_py / b_one:.1f}x / {b_pyb / b_one:.1f}x "
+              f"on one thread)")
         # the tokens and activations are joined in when read (view `examples`), not copied at build time:
         # what that costs a reader, for the whole range and for one stage's read of 24 latents
         view = "SELECT * FROM examples WHERE layer = ? AND latent BETWEEN ? AND ?"

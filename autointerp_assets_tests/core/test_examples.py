@@ -110,6 +110,25 @@ def test_random_sampler_is_seeded_and_mix_takes_the_top_share(wh):
     assert split(m, "train").filter(pl.col("max_activation") < top[2])["quantile"].n_unique() == 2
 
 
+@pytest.mark.parametrize("cfg", [{}, {"train_type": "mix", "ratio_top": 0.5}, {"window": "centred"},
+                                 {"non_activating_source": "neighbours"}])
+def test_a_range_sampled_in_sub_ranges_on_threads_gives_the_rows_of_one_pass(wh, cfg):
+    # latent 1 too rare, and the cap (2) spans sub-ranges: 0 and 2 selected, 3 not
+    acts = (strong_latent(0) + [(1, r, 2, 1.0) for r in range(3)] + strong_latent(2, rows=range(3, 18))
+            + strong_latent(3, rows=range(8, 30)))
+    write_activations(wh, "L", 0, 3, CTX, acts)
+    built = []
+    for threads in (1, 3):  # sub-ranges 0, 1, 2-3
+        with wh.read() as con:
+            built.append(ex.build_examples(con, SamplerConfig(**{**BASE, **cfg}), CTX, 2, "L", 0, 3, CORPUS,
+                                           threads=threads))
+    one, three = built
+    assert one.selection["status"].to_pylist() == ["selected", "too_rare", "selected", "not_selected"]
+    assert set(one.examples["latent"].to_pylist()) == {0, 2}
+    assert one.examples.equals(three.examples) and one.selection.equals(three.selection)
+    assert one.neighbours.equals(three.neighbours)
+
+
 def test_too_rare_and_dead_latents_are_listed_not_skipped(wh):
     acts = strong_latent(0) + [(1, r, 2, 1.0) for r in range(3)]
     e, sel = build(wh, acts, max_per_range=None)

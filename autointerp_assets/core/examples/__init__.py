@@ -10,6 +10,8 @@ caller to publish with one INSERT each.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +21,7 @@ import torch
 from ..config import SamplerConfig
 from . import embeddings, neighbours
 from .checks import disjointness
-from .sampling import (SAMPLER_VERSION, SPLITS, merge_negatives, random_negatives, rank_units, read_activations,
+from .sampling import (SAMPLER_VERSION, SPLITS, Units, merge_negatives, random_negatives, rank_units, read_activations,
                        row_lengths, sampler_spec, selection_of, spread, start_of, test_pool, train_of, units_of,
                        window_lengths, windows_per_row)
 
@@ -34,44 +36,55 @@ class Built:
     neighbours: pa.Table  # latent, neighbour, similarity, rank (empty unless the negatives need them)
 
 
+THREADS = min(4, os.cpu_count() or 1)  # sub-ranges sampled at once (numpy and DuckDB release the GIL)
+
+
 def build_examples(con, cfg: SamplerConfig, ctx_len: int, max_per_range: int | None, layer: str, first: int,
                    last: int, corpus_fp: str, w_dec: torch.Tensor | None = None,
-                   embedding_key: str | None = None) -> Built:
+                   embedding_key: str | None = None, threads: int = THREADS) -> Built:
     """All rows of one partition. ``w_dec``: decoder rows first..last (neighbour_type 'decoder');
-    ``embedding_key``: cached window embeddings to use (source 'embedding')."""
+    ``embedding_key``: cached window embeddings to use (source 'embedding').
+
+    Everything up to the random negatives is per latent, so the range is cut into ``threads`` sub-ranges
+    sampled in parallel (each on its own cursor) and concatenated in latent order: the same rows as one
+    pass. The neighbour / embedding negatives then work on the whole range."""
     source, w = cfg.non_activating_source, cfg.example_ctx_len
     if source == "neighbours" and cfg.neighbour_type == "decoder" and w_dec is None:
         raise ValueError("neighbour_type 'decoder' needs the decoder rows (w_dec) of the range")
     if source == "embedding" and embedding_key is None:
         raise ValueError("non_activating_source 'embedding' needs embedding_key (see embeddings.model_key)")
     nw = windows_per_row(ctx_len, w)
-    acts = read_activations(con, layer, first, last, ctx_len)
-    lat, row, win, max_act, peak = units_of(acts, cfg)
-    latents, n_windows, status = selection_of(lat, cfg, first, last, max_per_range)
-    selected = latents[status == "selected"]
-    u = rank_units(con, lat, row, win, max_act, peak, selected, cfg, first)
-    start = start_of(u, cfg, ctx_len)
-    train = train_of(u, cfg)
-    if cfg.window == "fixed":  # fixed windows share a token only when they are the same unit
-        pool = np.setdiff1d(np.arange(len(u.latent)), train, assume_unique=True)
-    else:
-        pool = test_pool(u, train, start, w)
-    test = spread(u, pool, cfg.n_test)
-
+    n_neg = cfg.n_non_activating + cfg.n_train_non_activating
     row_len = row_lengths(con, corpus_fp)
     n_rows = len(row_len)
-    n_total = n_rows * nw
-    unit_keys = (lat - first) * n_total + row * nw + win  # sorted: units are in (latent, row, win) order
-    n_neg = cfg.n_non_activating + cfg.n_train_non_activating
-    rnd = random_negatives(con, cfg, selected, unit_keys, n_rows, nw, n_neg, first)
+    bounds = np.linspace(first, last + 1, max(1, min(threads, last - first + 1)) + 1).astype(np.int64)
+    subs = [(int(a), int(b) - 1) for a, b in zip(bounds[:-1], bounds[1:])]
+    cursors = [con.cursor() for _ in subs]  # one connection per sub-range: DuckDB runs their queries at once
+    try:
+        with ThreadPoolExecutor(len(subs)) as pool:
+            found = list(pool.map(lambda cur, sub: units_of(read_activations(cur, layer, *sub, ctx_len), cfg),
+                                  cursors, subs))
+            lat, row, win, max_act, peak = (np.concatenate(c) for c in zip(*found))
+            latents, n_windows, status = selection_of(lat, cfg, first, last, max_per_range)  # the cap: range-wide
+            selected = latents[status == "selected"]
+            parts = list(pool.map(lambda cur, sub, units: _sample(
+                cur, cfg, ctx_len, sub[0], units, selected[(selected >= sub[0]) & (selected <= sub[1])], n_rows, nw,
+                n_neg), cursors, subs, found))
+    finally:
+        for cur in cursors:
+            cur.close()
+    train, test, rnd = (_concat([getattr(p, k) for p in parts]) for k in ("train", "test", "rnd"))
+
     sel_table = pa.table({"latent": latents.astype(np.int32), "status": status.tolist(), "n_windows": n_windows})
     con.register("_selection", sel_table)
     nb_table, primary = _neighbours_empty(), None
     if source in ("neighbours", "embedding"):  # their SQL reads the range's units as tables
         _temp_table(con, "_wins", pa.table({"latent": lat.astype(np.int32), "row_id": row.astype(np.int32),
                                             "win": win.astype(np.int32), "max_act": max_act}))
-        _temp_table(con, "_ranked", pa.table({"latent": u.latent.astype(np.int32), "row_id": u.row_id.astype(np.int32),
-                                              "win": u.win.astype(np.int32), "rk_top": u.rk_top}))
+        ranked = _concat([{k: getattr(p.u, k) for k in ("latent", "row_id", "win", "rk_top")} for p in parts])
+        _temp_table(con, "_ranked", pa.table({"latent": ranked["latent"].astype(np.int32),
+                                              "row_id": ranked["row_id"].astype(np.int32),
+                                              "win": ranked["win"].astype(np.int32), "rk_top": ranked["rk_top"]}))
         if source == "neighbours":
             if cfg.neighbour_type == "decoder":
                 frame = neighbours.decoder_neighbours(w_dec, first, selected.tolist(), cfg.n_neighbours)
@@ -85,17 +98,19 @@ def build_examples(con, cfg: SamplerConfig, ctx_len: int, max_per_range: int | N
         primary = con.execute("SELECT latent, row_id, win, coalesce(neighbour, -1) AS neighbour, similarity, ord "
                               "FROM _neg_primary").fetchnumpy()
     if source != "neighbours":
+        con.unregister("_neighbours")  # an earlier build's on this connection (a view or a temp table)
+        con.execute("DROP TABLE IF EXISTS _neighbours")
         con.register("_neighbours", nb_table)
     neg = merge_negatives(primary, rnd, source, cfg.n_non_activating, cfg.n_train_non_activating, nw)
 
     # the picked windows: train, test, then the negatives (fixed windows)
-    idx = np.concatenate([train, test])
-    n_act, n_neg_rows = len(idx), len(neg["latent"])
-    p_lat = np.concatenate([u.latent[idx], neg["latent"]])
-    p_row = np.concatenate([u.row_id[idx], neg["wid"] // nw])
-    p_win = np.concatenate([u.win[idx], neg["wid"] % nw])
-    p_start = np.concatenate([start[idx], 1 + (neg["wid"] % nw) * w])
-    split = np.concatenate([np.zeros(len(train), dtype=np.int8), np.ones(len(test), dtype=np.int8),
+    act = _concat([train, test])
+    n_act, n_neg_rows = len(act["latent"]), len(neg["latent"])
+    p_lat = np.concatenate([act["latent"], neg["latent"]])
+    p_row = np.concatenate([act["row_id"], neg["wid"] // nw])
+    p_win = np.concatenate([act["win"], neg["wid"] % nw])
+    p_start = np.concatenate([act["start"], 1 + (neg["wid"] % nw) * w])
+    split = np.concatenate([np.zeros(len(train["latent"]), dtype=np.int8), np.ones(len(test["latent"]), dtype=np.int8),
                             np.where(neg["train"], 3, 2).astype(np.int8)])
     sim = np.concatenate([np.full(n_act, np.nan, dtype=np.float32), neg["similarity"]])
     nb = np.concatenate([np.full(n_act, -1, dtype=np.int64), neg["neighbour"]])
@@ -105,11 +120,11 @@ def build_examples(con, cfg: SamplerConfig, ctx_len: int, max_per_range: int | N
         "latent": p_lat.astype(np.int32),
         "split": pa.DictionaryArray.from_arrays(pa.array(split), pa.array(SPLITS)).cast(pa.string()),
         "example_id": (p_row * nw + p_win).astype(np.int32),
-        "quantile": np.concatenate([u.quantile[idx], np.full(n_neg_rows, -1)]).astype(np.int16),
+        "quantile": np.concatenate([act["quantile"], np.full(n_neg_rows, -1)]).astype(np.int16),
         "row_id": p_row.astype(np.int32),
         "start_pos": p_start.astype(np.int16),
         "length": window_lengths(row_len, p_row, p_start, w).astype(np.int16),
-        "max_activation": np.concatenate([u.max_act[idx], np.zeros(n_neg_rows, dtype=np.float32)]),
+        "max_activation": np.concatenate([act["max_act"], np.zeros(n_neg_rows, dtype=np.float32)]),
         "source": pa.array(src, pa.string()),
         "neighbour": pa.array(nb.astype(np.int32), mask=nb < 0),
         "similarity": pa.array(sim, mask=np.isnan(sim)),
@@ -123,8 +138,44 @@ def build_examples(con, cfg: SamplerConfig, ctx_len: int, max_per_range: int | N
     return Built(examples, selection, nb_table)
 
 
+@dataclass
+class _Sampled:
+    u: Units     # the ranked units (the neighbour / embedding SQL reads them)
+    train: dict  # the picked windows' columns: latent, row_id, win, start, quantile, max_act
+    test: dict
+    rnd: dict    # random negatives: latent, wid, ord
+
+
+def _sample(con, cfg: SamplerConfig, ctx_len: int, first: int, units: tuple, selected: np.ndarray, n_rows: int,
+            nw: int, n_neg: int) -> _Sampled:
+    """Train, test and random negatives of the selected latents of one sub-range starting at ``first``."""
+    lat, row, win, max_act, peak = units
+    u = rank_units(con, lat, row, win, max_act, peak, selected, cfg, first)
+    start = start_of(u, cfg, ctx_len)
+    train = train_of(u, cfg)
+    if cfg.window == "fixed":  # fixed windows share a token only when they are the same unit
+        unused = np.ones(len(u.latent), dtype=bool)
+        unused[train] = False
+        pool = np.flatnonzero(unused)
+    else:
+        pool = test_pool(u, train, start, cfg.example_ctx_len)
+    test = spread(u, pool, cfg.n_test)
+    n_total = n_rows * nw
+    unit_keys = (lat - first) * n_total + row * nw + win  # sorted: units are in (latent, row, win) order
+    rnd = random_negatives(con, cfg, selected, unit_keys, n_rows, nw, n_neg, first)
+    cols = lambda i: {"latent": u.latent[i], "row_id": u.row_id[i], "win": u.win[i], "start": start[i],  # noqa: E731
+                      "quantile": u.quantile[i], "max_act": u.max_act[i]}
+    return _Sampled(u, cols(train), cols(test), rnd)
+
+
+def _concat(parts: list[dict]) -> dict:
+    """Columns of consecutive parts (sub-ranges in latent order, or train then test) as one."""
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
 def _temp_table(con, name: str, table: pa.Table) -> None:
     """A real temp table (the neighbour rounds join it repeatedly: a scan of registered Arrow would be redone)."""
+    con.unregister(name)  # an earlier build on this connection may have registered it as a view
     con.register("_arrow_in", table)
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM _arrow_in")

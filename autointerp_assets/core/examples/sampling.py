@@ -55,13 +55,21 @@ def sampler_spec(cfg: SamplerConfig, activations_fp: str, max_per_range: int | N
 # --- reading -------------------------------------------------------------------------------------------
 @dataclass
 class Acts:
-    """The range's non-zero activations, sorted by (latent, row_id, pos); ``key`` = latent << 32 | token."""
+    """The range's non-zero activations, sorted by (latent, row_id, pos)."""
     latent: np.ndarray
     row_id: np.ndarray
     pos: np.ndarray
-    value: np.ndarray
-    key: np.ndarray
+    bits: np.ndarray  # the values' IEEE float16 bits, as cached
     ctx_len: int
+
+    @property
+    def value(self) -> np.ndarray:
+        return self.bits.view(np.float16).astype(np.float32)
+
+    @property
+    def key(self) -> np.ndarray:
+        """latent << 32 | token: strictly increasing."""
+        return (self.latent.astype(np.int64) << 32) | (self.row_id.astype(np.int64) * self.ctx_len + self.pos)
 
 
 def read_activations(con, layer: str, first: int, last: int, ctx_len: int) -> Acts:
@@ -78,25 +86,28 @@ def read_activations(con, layer: str, first: int, last: int, ctx_len: int) -> Ac
     for cache_fp, p_ctx, lo, hi in parts:
         a = con.execute("SELECT latent, token, value_bits FROM activation_cache WHERE cache_fp = ? AND layer = ? "
                         "AND latent BETWEEN ? AND ?", [cache_fp, layer, lo, hi]).fetchnumpy()
-        token = np.asarray(a["token"], dtype=np.int64)
+        token = np.asarray(a["token"])
         if p_ctx != ctx_len:  # positions re-based on the caller's row length
-            token = token // p_ctx * ctx_len + token % p_ctx
-        chunks.append((np.asarray(a["latent"], dtype=np.int64), token,
-                       np.asarray(a["value_bits"], dtype=np.uint16).view(np.float16)))
-    lat, token, val = (np.concatenate([c[i] for c in chunks]) if chunks else np.zeros(0, dtype=t)
-                       for i, t in enumerate((np.int64, np.int64, np.float16)))
-    keep = token % ctx_len >= 1  # BOS is never cached; kept as a guard
-    if not keep.all():
-        lat, token, val = lat[keep], token[keep], val[keep]
-    key = (lat << 32) | token
+            token = token.astype(np.int64) // p_ctx * ctx_len + token % p_ctx
+        chunks.append((np.asarray(a["latent"], dtype=np.int32), token, np.asarray(a["value_bits"], dtype=np.uint16)))
+    # int32 throughout when the token index fits (the cache's own column is INTEGER): half the bytes moved
+    t_type = np.int32 if all(c[1].dtype == np.int32 for c in chunks) else np.int64
+    def column(i: int, dtype) -> np.ndarray:  # (one partition: no copy)
+        if not chunks:
+            return np.zeros(0, dtype=dtype)
+        return (chunks[0][i] if len(chunks) == 1 else np.concatenate([c[i] for c in chunks])).astype(dtype, copy=False)
+
+    lat, token, val = column(0, np.int32), column(1, t_type), column(2, np.uint16)
     span = last - first + 1
     order = np.argsort((lat - first).astype(np.int16 if span <= 32767 else np.int32), kind="stable")
-    key = key[order]
-    if len(key) > 1 and not bool(np.all(key[1:] > key[:-1])):  # not in cache order: sort fully
-        o2 = np.argsort(key, kind="stable")
-        order, key = order[o2], key[o2]
     lat, token = lat[order], token[order]
-    return Acts(lat, token // ctx_len, token % ctx_len, val[order].astype(np.float32), key, ctx_len)
+    if len(lat) > 1:  # strictly increasing (latent, token), else not in cache order: sort fully
+        same = lat[1:] == lat[:-1]
+        if not bool(np.all((lat[1:] > lat[:-1]) | (same & (token[1:] > token[:-1])))):
+            o2 = np.argsort((lat.astype(np.int64) << 32) | token)
+            order, lat, token = order[o2], lat[o2], token[o2]
+    row = token // ctx_len
+    return Acts(lat, row, token - row * ctx_len, val[order], ctx_len)
 
 
 def duck_hash(con, seed: int, *cols: np.ndarray) -> np.ndarray:
@@ -123,6 +134,16 @@ class Units:
     rk_top: np.ndarray     # 1 = strongest unit of its latent (ties: row, window)
     quantile: np.ndarray   # 0 = strongest bin
     h: np.ndarray          # seeded hash: the sampling order
+    _by_bin: np.ndarray | None = None
+
+    def by_bin(self) -> np.ndarray:
+        """Unit indices in (latent, quantile, hash, index) order, sorted once: every draw (train, test, mix)
+        takes a subset of it, in the same order."""
+        if self._by_bin is None:
+            q = int(self.quantile.max()) + 1 if len(self.quantile) else 1
+            g = (self.latent - (self.latent.min() if len(self.latent) else 0)) * q + self.quantile
+            self._by_bin = _by_hash(g, self.h)
+        return self._by_bin
 
 
 def _starts(*keys: np.ndarray) -> np.ndarray:
@@ -148,17 +169,24 @@ def units_of(acts: Acts, cfg: SamplerConfig) -> tuple[np.ndarray, ...]:
     """(latent, row_id, win, max_act, peak) of every activating unit, sorted by (latent, row_id, win)."""
     w = cfg.example_ctx_len
     nw = windows_per_row(acts.ctx_len, w)
-    win = (acts.pos - 1) // w
-    keep = win < nw
-    lat, row, win, pos, val = acts.latent[keep], acts.row_id[keep], win[keep], acts.pos[keep], acts.value[keep]
-    s = _starts(lat, row * nw + win)
+    win = (acts.pos - 1) // w  # BOS (never cached) would be window -1, the tail after the last full one nw:
+    s = _starts(acts.latent, acts.row_id * (nw + 2) + (win + 1))  # reduced apart, dropped below
     if len(s) == 0:
         return (np.zeros(0, dtype=np.int64),) * 3 + (np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64))
-    max_act = np.maximum.reduceat(val, s)
-    sizes = np.diff(np.append(s, len(val)))
-    at_max = np.where(val == np.repeat(max_act, sizes), np.arange(len(val)), len(val))
-    peak = pos[np.minimum.reduceat(at_max, s)]  # first position reaching the max
-    return lat[s], row[s], win[s], max_act, peak
+    # one reduction gives both the max and its first position: the max of (value, -pos) packed in one unsigned
+    # int whose order is that order (float16 bits made monotonic above, the negated position below)
+    wide, shift = (np.uint32, 16) if acts.ctx_len <= 0xFFFF else (np.uint64, 32)
+    mask = wide((1 << shift) - 1)
+    b = acts.bits
+    key = np.where(b & np.uint16(0x8000), b ^ np.uint16(0xFFFF), b | np.uint16(0x8000)).astype(wide) << wide(shift)
+    key |= mask - acts.pos.astype(wide)
+    best = np.maximum.reduceat(key, s)
+    full = (win[s] >= 0) & (win[s] < nw)
+    s, best = s[full], best[full]
+    hi = (best >> wide(shift)).astype(np.uint16)
+    max_bits = np.where(hi & np.uint16(0x8000), hi ^ np.uint16(0x8000), hi ^ np.uint16(0xFFFF))
+    return (acts.latent[s].astype(np.int64), acts.row_id[s].astype(np.int64), win[s].astype(np.int64),
+            max_bits.view(np.float16).astype(np.float32), (mask - (best & mask)).astype(np.int64))
 
 
 def selection_of(unit_latent: np.ndarray, cfg: SamplerConfig, first: int, last: int,
@@ -196,25 +224,33 @@ def _desc_key(x: np.ndarray) -> np.ndarray:
     return np.uint32(0xFFFFFFFF) - asc
 
 
-def ntile(rank0: np.ndarray, n_total: np.ndarray, q: int) -> np.ndarray:
-    """DuckDB's ``ntile(q) - 1`` for 0-based row ``rank0`` of a partition of ``n_total`` rows."""
-    qq = np.minimum(q, n_total)
-    size = n_total // qq
-    n_large = n_total - qq * size
-    i_small = n_large * (size + 1)
-    return np.where(rank0 < i_small, rank0 // (size + 1), n_large + (rank0 - i_small) // np.maximum(size, 1))
+def ntile_sizes(counts: np.ndarray, q: int) -> np.ndarray:
+    """[len(counts), q] bin sizes of DuckDB's ``ntile(q)`` over partitions of ``counts`` rows: the first
+    ``count % q`` bins one row larger; a partition of fewer than q rows gets one row per bin."""
+    qq = np.minimum(q, counts)
+    size = counts // np.maximum(qq, 1)
+    n_large = (counts - qq * size)[:, None]
+    i = np.arange(q)
+    return np.where(i < n_large, size[:, None] + 1, np.where(i < qq[:, None], size[:, None], 0))
 
 
 def rank_units(con, lat, row, win, max_act, peak, selected_latents: np.ndarray, cfg: SamplerConfig,
                first: int) -> Units:
-    sel = np.isin(lat, selected_latents)
+    selected_latents = np.asarray(selected_latents, dtype=np.int64)
+    span = max(int(lat.max()) if len(lat) else first, int(selected_latents.max()) if len(selected_latents) else first)
+    is_sel = np.zeros(span - first + 1, dtype=bool)
+    is_sel[selected_latents - first] = True
+    sel = is_sel[lat - first]
     lat, row, win, max_act, peak = lat[sel], row[sel], win[sel], max_act[sel], peak[sel]
     # strongest first within a latent; ties by (row, win): a stable sort of units already in that order
     order = sort_by(lat - first, _desc_key(max_act), 32)
     rk = np.empty(len(lat), dtype=np.int64)
     rk[order] = rank_in_groups(lat[order])
-    counts = np.bincount(lat - first)[lat - first]
-    quantile = ntile(rk - 1, counts, cfg.n_quantiles)
+    # bins are runs of consecutive ranks: laid out in rank order by repeat (no per-unit division)
+    q = cfg.n_quantiles
+    sizes = ntile_sizes(np.bincount(lat - first, minlength=len(is_sel)), q)
+    quantile = np.empty(len(lat), dtype=np.int64)
+    quantile[order] = np.repeat(np.tile(np.arange(q), len(sizes)), sizes.ravel())
     h = duck_hash(con, cfg.seed, lat, row, win) if len(lat) else np.zeros(0, dtype=np.uint64)
     return Units(lat, row, win, max_act, peak, np.ones(len(lat), dtype=bool), rk, quantile, h)
 
@@ -226,13 +262,10 @@ def spread(u: Units, pool: np.ndarray, n: int) -> np.ndarray:
     bin that runs short is made up from the others."""
     if n <= 0 or len(pool) == 0:
         return np.zeros(0, dtype=np.int64)
-    pool = np.sort(pool)  # unit order: ties in the hash fall back to (row, win)
     q = int(u.quantile.max()) + 1
-    lat = u.latent[pool] - u.latent[pool].min()
-    g = lat * q + u.quantile[pool]
-    perm = _by_hash(g, u.h[pool])
-    o, g, lat = pool[perm], g[perm], lat[perm]
-    rk_b = rank_in_groups(g)
+    o = _in_order(u.by_bin(), pool, len(u.latent))  # ties in the hash fall back to (row, win)
+    lat = u.latent[o] - u.latent[o].min()
+    rk_b = rank_in_groups(lat * q + u.quantile[o])
     keep = rk_b <= n  # deeper than n in a bin can never be among the first n
     o, lat, rk_b = o[keep], lat[keep], rk_b[keep]
     o = o[np.argsort((lat * (n + 1) + rk_b) * q + u.quantile[o])]  # (latent, rk_b, quantile): unique keys
@@ -253,9 +286,17 @@ def _by_hash(group: np.ndarray, h: np.ndarray) -> np.ndarray:
     return o
 
 
+def _in_order(order: np.ndarray, pool: np.ndarray, n_units: int) -> np.ndarray:
+    """The units of ``pool`` in the order ``order`` (a permutation of all units) puts them."""
+    member = np.zeros(n_units, dtype=bool)
+    member[pool] = True
+    return order[member[order]]
+
+
 def _first_n_by_hash(u: Units, pool: np.ndarray, n: int) -> np.ndarray:
-    pool = np.sort(pool)
-    o = pool[_by_hash(u.latent[pool] - u.latent[pool].min(), u.h[pool])] if len(pool) else pool
+    if len(pool) == 0:
+        return pool
+    o = pool[_by_hash(u.latent[pool] - u.latent[pool].min(), u.h[pool])]
     return o[rank_in_groups(u.latent[o]) <= n]
 
 
@@ -268,7 +309,9 @@ def train_of(u: Units, cfg: SamplerConfig) -> np.ndarray:
     if cfg.train_type == "random":
         return _first_n_by_hash(u, every, n)
     n_top = round(cfg.ratio_top * n)  # mix
-    return np.concatenate([np.flatnonzero(u.rk_top <= n_top), spread(u, np.flatnonzero(u.rk_top > n_top), n - n_top)])
+    # in unit order, as the other samplers: a range sampled in sub-ranges gives the rows in the same order
+    return np.sort(np.concatenate([np.flatnonzero(u.rk_top <= n_top),
+                                   spread(u, np.flatnonzero(u.rk_top > n_top), n - n_top)]))
 
 
 def start_of(u: Units, cfg: SamplerConfig, ctx_len: int) -> np.ndarray:

@@ -115,14 +115,15 @@ def _ensure_cache(ctx: Context, on_commit: Callable[[int, int], None] | None) ->
     inputs = [h for h, c in saes.items() if c.hook_input]
     for h, width in caching.hook_width(lm, list(saes), inputs).items():  # exact, before the corpus pass
         check_width(h, saes[h], width)
-    t_start, last_log, done_tokens, waited = time.perf_counter(), 0.0, 0, 0.0
+    t_start, last_log, done_tokens, waited, writer_s = time.perf_counter(), 0.0, 0, 0.0, 0.0
     total = n_rows * ctx_len
     batches = stream_rows(ctx, start_row, n_rows)
 
     def committed(a: int, b: int, pending: Future) -> None:
-        nonlocal last_log, done_tokens, waited
+        nonlocal last_log, done_tokens, waited, writer_s
         t0 = time.perf_counter()
-        n_nz = pending.result()  # re-raises a failed write here
+        n_nz, secs = pending.result()  # re-raises a failed write here
+        writer_s += secs
         waited += time.perf_counter() - t0
         if on_commit:
             on_commit(a, b)
@@ -140,7 +141,7 @@ def _ensure_cache(ctx: Context, on_commit: Callable[[int, int], None] | None) ->
                                                           cfg.caching.encode_dtype):
             if pending:  # batch i-1 committed (its write overlapped this batch's forward pass)
                 committed(*pending)
-            pending = (a, b, writer.submit(_write_batch, ctx, cfp, a, b, per_hook, secs))
+            pending = (a, b, writer.submit(_timed_write, ctx, cfp, a, b, per_hook, secs))
         if pending:
             committed(*pending)
     forward_s = time.perf_counter() - t_start
@@ -150,7 +151,15 @@ def _ensure_cache(ctx: Context, on_commit: Callable[[int, int], None] | None) ->
     tokens = (n_rows - start_row) * ctx_len
     return cfp, {"reused": False, "tokens": tokens, "nonzero": int(n_nz), "seconds": round(elapsed, 2),
                  "tokens_per_s": round(tokens / max(elapsed, 1e-9), 1), "forward_s": round(forward_s, 2),
-                 "write_wait_s": round(waited, 2), "finish_s": round(elapsed - forward_s, 2)}
+                 "write_wait_s": round(waited, 2), "writer_s": round(writer_s, 2),
+                 "finish_s": round(elapsed - forward_s, 2)}
+
+
+def _timed_write(*args) -> tuple[int, float]:
+    """_write_batch and its seconds on the writer thread (time it shares the cores with the forward pass)."""
+    t0 = time.perf_counter()
+    n = _write_batch(*args)
+    return n, time.perf_counter() - t0
 
 
 def _write_batch(ctx: Context, cfp: str, a: int, b: int, per_hook: list, secs: float) -> int:
