@@ -36,7 +36,8 @@ class Built:
     neighbours: pa.Table  # latent, neighbour, similarity, rank (empty unless the negatives need them)
 
 
-THREADS = min(4, os.cpu_count() or 1)  # sub-ranges sampled at once (numpy and DuckDB release the GIL)
+# sub-ranges sampled at once (numpy and DuckDB release the GIL); the cores this process may use, at most 4
+THREADS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 def build_examples(con, cfg: SamplerConfig, ctx_len: int, max_per_range: int | None, layer: str, first: int,
@@ -45,9 +46,10 @@ def build_examples(con, cfg: SamplerConfig, ctx_len: int, max_per_range: int | N
     """All rows of one partition. ``w_dec``: decoder rows first..last (neighbour_type 'decoder');
     ``embedding_key``: cached window embeddings to use (source 'embedding').
 
-    Everything up to the random negatives is per latent, so the range is cut into ``threads`` sub-ranges
-    sampled in parallel (each on its own cursor) and concatenated in latent order: the same rows as one
-    pass. The neighbour / embedding negatives then work on the whole range."""
+    The range's activations are read once. Everything from there to the random negatives is per latent, so
+    the range is cut into ``threads`` sub-ranges sampled in parallel (their DuckDB queries on their own
+    cursors) and concatenated in latent order: the same rows as one pass (tested). The selection cap and
+    the neighbour / embedding negatives work on the whole range."""
     source, w = cfg.non_activating_source, cfg.example_ctx_len
     if source == "neighbours" and cfg.neighbour_type == "decoder" and w_dec is None:
         raise ValueError("neighbour_type 'decoder' needs the decoder rows (w_dec) of the range")
@@ -59,11 +61,12 @@ def build_examples(con, cfg: SamplerConfig, ctx_len: int, max_per_range: int | N
     n_rows = len(row_len)
     bounds = np.linspace(first, last + 1, max(1, min(threads, last - first + 1)) + 1).astype(np.int64)
     subs = [(int(a), int(b) - 1) for a, b in zip(bounds[:-1], bounds[1:])]
+    acts = read_activations(con, layer, first, last, ctx_len)  # one scan; sorted by latent, so cut into views
+    cuts = [0, *np.searchsorted(acts.latent, [a for a, _ in subs[1:]]).tolist(), len(acts.latent)]
     cursors = [con.cursor() for _ in subs]  # one connection per sub-range: DuckDB runs their queries at once
     try:
         with ThreadPoolExecutor(len(subs)) as pool:
-            found = list(pool.map(lambda cur, sub: units_of(read_activations(cur, layer, *sub, ctx_len), cfg),
-                                  cursors, subs))
+            found = list(pool.map(lambda i, j: units_of(acts.part(i, j), cfg), cuts[:-1], cuts[1:]))
             lat, row, win, max_act, peak = (np.concatenate(c) for c in zip(*found))
             latents, n_windows, status = selection_of(lat, cfg, first, last, max_per_range)  # the cap: range-wide
             selected = latents[status == "selected"]
@@ -101,7 +104,9 @@ def build_examples(con, cfg: SamplerConfig, ctx_len: int, max_per_range: int | N
         con.unregister("_neighbours")  # an earlier build's on this connection (a view or a temp table)
         con.execute("DROP TABLE IF EXISTS _neighbours")
         con.register("_neighbours", nb_table)
-    neg = merge_negatives(primary, rnd, source, cfg.n_non_activating, cfg.n_train_non_activating, nw)
+    # random negatives are final per latent, so their sub-ranges merged them already; other sources merge here
+    neg = rnd if source == "random" else merge_negatives(primary, rnd, source, cfg.n_non_activating,
+                                                          cfg.n_train_non_activating, nw)
 
     # the picked windows: train, test, then the negatives (fixed windows)
     act = _concat([train, test])
@@ -143,7 +148,7 @@ class _Sampled:
     u: Units     # the ranked units (the neighbour / embedding SQL reads them)
     train: dict  # the picked windows' columns: latent, row_id, win, start, quantile, max_act
     test: dict
-    rnd: dict    # random negatives: latent, wid, ord
+    rnd: dict    # random negatives: latent, wid, ord (source 'random': merged, as merge_negatives returns them)
 
 
 def _sample(con, cfg: SamplerConfig, ctx_len: int, first: int, units: tuple, selected: np.ndarray, n_rows: int,
@@ -163,6 +168,8 @@ def _sample(con, cfg: SamplerConfig, ctx_len: int, first: int, units: tuple, sel
     n_total = n_rows * nw
     unit_keys = (lat - first) * n_total + row * nw + win  # sorted: units are in (latent, row, win) order
     rnd = random_negatives(con, cfg, selected, unit_keys, n_rows, nw, n_neg, first)
+    if cfg.non_activating_source == "random":  # nothing to merge with: the final negatives of these latents
+        rnd = merge_negatives(None, rnd, "random", cfg.n_non_activating, cfg.n_train_non_activating, nw)
     cols = lambda i: {"latent": u.latent[i], "row_id": u.row_id[i], "win": u.win[i], "start": start[i],  # noqa: E731
                       "quantile": u.quantile[i], "max_act": u.max_act[i]}
     return _Sampled(u, cols(train), cols(test), rnd)

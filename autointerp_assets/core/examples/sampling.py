@@ -66,6 +66,10 @@ class Acts:
     def value(self) -> np.ndarray:
         return self.bits.view(np.float16).astype(np.float32)
 
+    def part(self, i: int, j: int) -> Acts:
+        """Rows i..j-1 (views, no copy)."""
+        return Acts(self.latent[i:j], self.row_id[i:j], self.pos[i:j], self.bits[i:j], self.ctx_len)
+
     @property
     def key(self) -> np.ndarray:
         """latent << 32 | token: strictly increasing."""
@@ -92,6 +96,7 @@ def read_activations(con, layer: str, first: int, last: int, ctx_len: int) -> Ac
         chunks.append((np.asarray(a["latent"], dtype=np.int32), token, np.asarray(a["value_bits"], dtype=np.uint16)))
     # int32 throughout when the token index fits (the cache's own column is INTEGER): half the bytes moved
     t_type = np.int32 if all(c[1].dtype == np.int32 for c in chunks) else np.int64
+
     def column(i: int, dtype) -> np.ndarray:  # (one partition: no copy)
         if not chunks:
             return np.zeros(0, dtype=dtype)
@@ -169,8 +174,10 @@ def units_of(acts: Acts, cfg: SamplerConfig) -> tuple[np.ndarray, ...]:
     """(latent, row_id, win, max_act, peak) of every activating unit, sorted by (latent, row_id, win)."""
     w = cfg.example_ctx_len
     nw = windows_per_row(acts.ctx_len, w)
-    win = (acts.pos - 1) // w  # BOS (never cached) would be window -1, the tail after the last full one nw:
-    s = _starts(acts.latent, acts.row_id * (nw + 2) + (win + 1))  # reduced apart, dropped below
+    # BOS (never cached) would be window -1 and the tail after the last full window is window nw: both are
+    # reduced as units of their own and dropped below (cheaper than filtering every activation first)
+    win = (acts.pos - 1) // w
+    s = _starts(acts.latent, acts.row_id * (nw + 2) + (win + 1))
     if len(s) == 0:
         return (np.zeros(0, dtype=np.int64),) * 3 + (np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64))
     # one reduction gives both the max and its first position: the max of (value, -pos) packed in one unsigned
@@ -263,8 +270,9 @@ def spread(u: Units, pool: np.ndarray, n: int) -> np.ndarray:
     if n <= 0 or len(pool) == 0:
         return np.zeros(0, dtype=np.int64)
     q = int(u.quantile.max()) + 1
-    o = _in_order(u.by_bin(), pool, len(u.latent))  # ties in the hash fall back to (row, win)
-    lat = u.latent[o] - u.latent[o].min()
+    o = u.by_bin() if len(pool) == len(u.latent) else _in_order(u.by_bin(), pool, len(u.latent))  # (pool: unique)
+    lat = u.latent[o]
+    lat -= lat.min()
     rk_b = rank_in_groups(lat * q + u.quantile[o])
     keep = rk_b <= n  # deeper than n in a bin can never be among the first n
     o, lat, rk_b = o[keep], lat[keep], rk_b[keep]
