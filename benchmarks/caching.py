@@ -163,8 +163,8 @@ def main() -> None:
                   f"({bare['tokens'] / bare['seconds']:,.0f} tok/s, load avg {bare['load'][0]:.1f}->{bare['load'][1]:.1f}); "
                   f"caching {cache['seconds']:.1f}s ({cache['tokens'] / cache['seconds']:,.0f} tok/s, load avg "
                   f"{cache['load'][0]:.1f}->{cache['load'][1]:.1f}; forward+encode loop {cache['forward_s']:.1f}s of "
-                  f"which {cache['write_wait_s']:.2f}s waiting on DuckDB; the writer thread busy {cache['writer_s']:.1f}s "
-                  f"beside it; finish {cache['finish_s']:.2f}s) "
+                  f"which {cache['write_wait_s']:.2f}s waiting on DuckDB; the writer thread busy "
+                  f"{cache['writer_s']:.1f}s beside it; finish {cache['finish_s']:.2f}s) "
                   f"-> {ratios[-1]:.3f}x; forward + SAE encodes alone {enc['seconds']:.1f}s -> {enc['seconds'] / bare['seconds']:.3f}x "
                   f"(the arithmetic floor of any cache of these SAEs)", flush=True)
         cache_small = run_child("cache", small)

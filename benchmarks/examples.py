@@ -45,7 +45,8 @@ def load_source(path: Path, layer: str, first: int, last: int, batch_rows: int):
         # in the order the pipeline's cache writer stores them: forward-pass batches in row order, each sorted
         # by (latent, token) (the view's join returns them in no particular order)
         acts = con.execute("SELECT latent, row_id, pos, value FROM activations WHERE layer = ? AND latent BETWEEN ? "
-                           "AND ? ORDER BY row_id // ?, latent, row_id, pos", [layer, first, last, batch_rows]).fetchall()
+                           "AND ? ORDER BY row_id // ?, latent, row_id, pos",
+                           [layer, first, last, batch_rows]).fetchall()
         fp = con.execute("SELECT corpus_fp FROM tokens GROUP BY 1 ORDER BY count(*) DESC LIMIT 1").fetchone()[0]
         rows = [r[0] for r in con.execute("SELECT token_ids FROM tokens WHERE corpus_fp = ? ORDER BY row_id", [fp])
                 .fetchall()]

@@ -21,9 +21,9 @@ import torch
 from ..config import SamplerConfig
 from . import embeddings, neighbours
 from .checks import disjointness
-from .sampling import (SAMPLER_VERSION, SPLITS, Units, merge_negatives, random_negatives, rank_units, read_activations,
-                       row_lengths, sampler_spec, selection_of, spread, start_of, test_pool, train_of, units_of,
-                       window_lengths, windows_per_row)
+from .sampling import (SAMPLER_VERSION, SPLITS, Units, merge_negatives, random_negatives, rank_units,
+                       read_activations, row_lengths, sampler_spec, selection_of, spread, start_of, test_pool,
+                       train_of, units_of, window_lengths, windows_per_row)
 
 __all__ = ["SAMPLER_VERSION", "Built", "build_examples", "disjointness", "embeddings", "insert_windows", "neighbours",
            "sampler_spec", "selection_frame", "windows_per_row"]
@@ -115,8 +115,8 @@ def build_examples(con, cfg: SamplerConfig, ctx_len: int, max_per_range: int | N
     p_row = np.concatenate([act["row_id"], neg["wid"] // nw])
     p_win = np.concatenate([act["win"], neg["wid"] % nw])
     p_start = np.concatenate([act["start"], 1 + (neg["wid"] % nw) * w])
-    split = np.concatenate([np.zeros(len(train["latent"]), dtype=np.int8), np.ones(len(test["latent"]), dtype=np.int8),
-                            np.where(neg["train"], 3, 2).astype(np.int8)])
+    split = np.concatenate([np.zeros(len(train["latent"]), dtype=np.int8),
+                            np.ones(len(test["latent"]), dtype=np.int8), np.where(neg["train"], 3, 2).astype(np.int8)])
     sim = np.concatenate([np.full(n_act, np.nan, dtype=np.float32), neg["similarity"]])
     nb = np.concatenate([np.full(n_act, -1, dtype=np.int64), neg["neighbour"]])
     src = np.concatenate([np.full(n_act, None, dtype=object), neg["source"]])
