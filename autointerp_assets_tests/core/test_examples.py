@@ -72,6 +72,34 @@ def test_activations_are_read_in_latent_token_order_whatever_the_stored_order(wh
         assert set(part.latent.tolist()) == {1, 2} and len(part.key) == 1 + 5 * NW
 
 
+@pytest.mark.parametrize("ctx_len", [CTX, 70_000])  # the packed (value, -pos) key in 32 bits, and in 64
+def test_units_have_the_window_max_and_its_first_position_and_skip_bos_and_the_tail(ctx_len):
+    from autointerp_assets.core.examples.sampling import Acts, units_of
+
+    nw = (ctx_len - 1) // W
+    tail = 1 + nw * W  # first position after the last full window
+    rng = np.random.default_rng(3)
+    rows = []  # (latent, row, pos, value): ties, tiny and large float16 values, BOS and tail positions
+    for lat in (0, 2):
+        for row in (0, 4):
+            for pos in sorted(rng.choice(np.arange(1, 3 * W + 1), 10, replace=False).tolist() + [0, tail]):
+                if pos < ctx_len:
+                    rows.append((lat, row, pos, float(rng.choice([2.0 ** -20, 0.5, 3.0, 3.0, 1e4]))))
+    rows.sort()
+    lat, row, pos, val = (np.array(c) for c in zip(*rows))
+    got = units_of(Acts(lat.astype(np.int32), row.astype(np.int32), pos.astype(np.int32),
+                        val.astype(np.float16).view(np.uint16), ctx_len), SamplerConfig(**BASE))
+    want: dict = {}
+    for a, r, p, v in rows:  # reference: per (latent, row, window) the max and the first position reaching it
+        k = (p - 1) // W
+        if p >= 1 and k < nw:
+            best = want.get((a, r, k))
+            if best is None or np.float16(v) > best[0]:
+                want[(a, r, k)] = (np.float16(v), p)
+    assert [(int(a), int(r), int(k), float(m), int(p)) for a, r, k, m, p in zip(*got)] == \
+        [(a, r, k, float(m), p) for (a, r, k), (m, p) in sorted(want.items())]
+
+
 def test_top_sampler_takes_the_strongest_windows_and_tokens_match_the_corpus(wh):
     e, _ = build(wh, strong_latent(), train_type="top")
     train = split(e, "train")
