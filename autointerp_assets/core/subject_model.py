@@ -76,11 +76,13 @@ def _offline_gguf(m: OfflineModel, scratch: Path):
 
 
 def _gguf_adds_bos(gguf: Path) -> bool:
-    """The GGUF's ``tokenizer.ggml.add_bos_token`` (transformers' GGUF tokenizer conversion drops it)."""
-    from gguf import GGUFReader
+    """The GGUF's ``tokenizer.ggml.add_bos_token`` (transformers' GGUF tokenizer conversion drops it), from
+    transformers' metadata-only reader (gguf's GGUFReader parses every vocabulary string first: 19 s for
+    Gemma's 262k tokens here, vs 0.05 s)."""
+    from transformers.integrations.gguf import read_gguf_metadata
 
-    field = GGUFReader(str(gguf)).fields.get("tokenizer.ggml.add_bos_token")
-    return field is not None and bool(field.parts[field.data[0]][0])
+    metadata, _ = read_gguf_metadata(str(gguf))
+    return bool(metadata.get("tokenizer.ggml.add_bos_token", False))
 
 
 def convert_gguf(gguf: Path, out: Path) -> Path:
