@@ -243,11 +243,7 @@ def ntile_sizes(counts: np.ndarray, q: int) -> np.ndarray:
 
 def rank_units(con, lat, row, win, max_act, peak, selected_latents: np.ndarray, cfg: SamplerConfig,
                first: int) -> Units:
-    selected_latents = np.asarray(selected_latents, dtype=np.int64)
-    span = max(int(lat.max()) if len(lat) else first, int(selected_latents.max()) if len(selected_latents) else first)
-    is_sel = np.zeros(span - first + 1, dtype=bool)
-    is_sel[selected_latents - first] = True
-    sel = is_sel[lat - first]
+    sel = np.isin(lat, selected_latents, kind="table")  # a lookup table over the id range, no sort
     lat, row, win, max_act, peak = lat[sel], row[sel], win[sel], max_act[sel], peak[sel]
     # strongest first within a latent; ties by (row, win): a stable sort of units already in that order
     order = sort_by(lat - first, _desc_key(max_act), 32)
@@ -255,7 +251,7 @@ def rank_units(con, lat, row, win, max_act, peak, selected_latents: np.ndarray, 
     rk[order] = rank_in_groups(lat[order])
     # bins are runs of consecutive ranks: laid out in rank order by repeat (no per-unit division)
     q = cfg.n_quantiles
-    sizes = ntile_sizes(np.bincount(lat - first, minlength=len(is_sel)), q)
+    sizes = ntile_sizes(np.bincount(lat - first), q)  # per latent id first.. in order; unused ids get no rows
     quantile = np.empty(len(lat), dtype=np.int64)
     quantile[order] = np.repeat(np.tile(np.arange(q), len(sizes)), sizes.ravel())
     h = duck_hash(con, cfg.seed, lat, row, win) if len(lat) else np.zeros(0, dtype=np.uint64)
