@@ -58,7 +58,8 @@ def cache_rows(db: Path) -> list[tuple]:
     return Warehouse(db).query("SELECT layer, latent, token, value_bits FROM activation_cache ORDER BY ALL").rows()
 
 
-def test_sigkill_mid_cache_then_rerun_gives_exactly_the_uninterrupted_rows(tmp_path):
+@pytest.mark.parametrize("commit_every_s", [0.0, 0.05])  # every batch its own commit; groups of a few batches
+def test_sigkill_mid_cache_then_rerun_gives_exactly_the_uninterrupted_rows(tmp_path, commit_every_s):
     from sparsify import SparseCoder, SparseCoderConfig
 
     torch.manual_seed(0)
@@ -69,7 +70,7 @@ def test_sigkill_mid_cache_then_rerun_gives_exactly_the_uninterrupted_rows(tmp_p
         sae.save_to_disk(tmp_path / "saes" / name)
     over = {"hookpoints": ["layers.1", "layers.3"], "sae": {"source": str(tmp_path / "saes")},
             "corpus": {"n_tokens": 4096, "ctx_len": 64}, "latents": {"start": 0, "stop": 128, "range_size": 64},
-            "caching": {"batch_rows": 4, "threads": 1, "read_rows": 12}}
+            "caching": {"batch_rows": 4, "threads": 1, "read_rows": 12, "commit_every_s": commit_every_s}}
     killed = write_config(tmp_path / "killed.yaml", {**over, "database": str(tmp_path / "killed.duckdb")})
     clean = write_config(tmp_path / "clean.yaml", {**over, "database": str(tmp_path / "clean.duckdb")})
     ctx = pipeline.Context.of(load_config(killed))
@@ -122,3 +123,29 @@ def test_concurrent_callers_share_one_forward_pass(tmp_path):
         t.join()
     assert sorted(r["reused"] for r in results) == [False, True]
     assert ctx.wh.scalar("SELECT count(*) FROM cache_progress") == 4096 // 128 // cfg.caching.batch_rows
+
+
+def test_commit_groups_store_the_same_rows_and_a_mark_per_batch(tmp_path):
+    """Batches gathered into one transaction (commit_every_s) give the rows and progress marks of batch-by-batch
+    commits; the group is sorted as one (rowid order = (layer, latent, token) across its batches)."""
+    base = {"corpus": {"n_tokens": 4096, "ctx_len": 128}}
+    paths = {s: write_config(tmp_path / f"{s}.yaml", {**base, "database": str(tmp_path / f"{s}.duckdb"),
+                                                      "caching": {"batch_rows": 4, "commit_every_s": s}})
+             for s in (0.0, 1e9)}
+    ctx = pipeline.Context.of(load_config(paths[0.0]))
+    pipeline.run_corpus(ctx)
+    pipeline.run_sparse_coders(ctx)
+    shutil.copy(tmp_path / "0.0.duckdb", tmp_path / "1000000000.0.duckdb")
+    got = {}
+    for s, path in paths.items():
+        c = pipeline.Context.of(load_config(path))
+        seen = []
+        pipeline.ensure_cache(c, on_commit=lambda a, b: seen.append((a, b)))
+        assert seen == [(a, a + 4) for a in range(0, 32, 4)]  # every batch reported once, in order
+        got[s] = (c.wh.query("SELECT layer, latent, token, value_bits FROM activation_cache ORDER BY rowid"),
+                  c.wh.query("SELECT batch_index, row_start, row_stop, n_nonzero FROM cache_progress ORDER BY ALL"))
+    (per_batch, marks), (grouped, gmarks) = got[0.0], got[1e9]
+    assert gmarks.equals(marks) and len(marks) == 8 and marks["n_nonzero"].sum() == len(per_batch) > 1000
+    key = ["layer", "latent", "token"]
+    assert grouped.equals(per_batch.sort(key))  # one group: the same rows, sorted as one
+    assert not per_batch.equals(per_batch.sort(key))  # batch by batch: each batch sorted on its own

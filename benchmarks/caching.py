@@ -11,6 +11,9 @@ measured in the same run.
    the arithmetic floor of caching with these SAEs, so the ratio splits into SAE math vs our own cost;
 3. bytes on disk per stored non-zero (goal: <= 6; delphi stores 8): DuckDB blocks used by the cache.
 
+It also counts the FLOPs per token of the forward pass up to the deepest hook and of the SAE encodes: their
+ratio is the floor any cache of these SAEs has on a machine that runs both at the same speed.
+
     .venv/bin/python benchmarks/caching.py [--small 32768] [--large 131072] [--repeat 2]
 """
 
@@ -21,6 +24,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -77,6 +81,26 @@ def child(mode: str, cfg_path: str) -> dict:
                    finish_s=st["finish_s"], writer_s=st["writer_s"])
     out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
+
+
+def flops_per_token(cfg_path: Path) -> tuple[float, float]:
+    """(forward to the deepest hook, every SAE encode) multiply-adds x 2 per token: the Linear layers of the
+    decoder blocks up to the deepest hook plus causal attention (QK^T and AV over ctx_len / 2 on average)."""
+    import torch
+
+    from autointerp_assets.core import caching, pipeline
+    from autointerp_assets.core.config import load_config
+
+    ctx = pipeline.Context.of(load_config(cfg_path))
+    model = caching.meta_model(ctx.model_dir())
+    deepest = max(int(h.split(".")[-1]) for h in ctx.cfg.hookpoints)
+    blocks = caching.resolve_hookpoints(model, [f"layers.{i}" for i in range(deepest + 1)]).values()
+    linear = sum(m.in_features * m.out_features for b in blocks for m in b.modules() if isinstance(m, torch.nn.Linear))
+    tc = model.config.get_text_config()
+    head_dim = getattr(tc, "head_dim", None) or tc.hidden_size // tc.num_attention_heads
+    attention = (deepest + 1) * 2 * tc.num_attention_heads * head_dim * (ctx.cfg.corpus.ctx_len + 1) / 2
+    sae = sum(r["d_in"] * r["num_latents"] for r in pipeline.coder_rows(ctx).values())
+    return 2 * (linear + attention), 2 * sae
 
 
 def run_child(mode: str, cfg_path: Path) -> dict:
@@ -155,21 +179,29 @@ def main() -> None:
               f"({os.cpu_count()} CPUs)", flush=True)
         pairs, ratios = [], []
         for r in range(args.repeat):  # each pair printed as it ends: a run cut short still says something
-            bare, cache, enc = (run_child("bare", large), run_child("cache", fresh_copy(large, f"r{r}")),
-                                run_child("encode", large))
+            order = ("bare", "cache", "encode") if r % 2 == 0 else ("encode", "cache", "bare")  # cancels drift
+            got = {m: run_child(m, fresh_copy(large, f"r{r}") if m == "cache" else large) for m in order}
+            bare, cache, enc = got["bare"], got["cache"], got["encode"]
             pairs.append((bare, cache, enc))
             ratios.append(cache["seconds"] / bare["seconds"])
-            print(f"pair {r + 1}, {bare['tokens']:,} tokens: bare forward to the deepest hook {bare['seconds']:.1f}s "
-                  f"({bare['tokens'] / bare['seconds']:,.0f} tok/s, load avg {bare['load'][0]:.1f}->{bare['load'][1]:.1f}); "
-                  f"caching {cache['seconds']:.1f}s ({cache['tokens'] / cache['seconds']:,.0f} tok/s, load avg "
-                  f"{cache['load'][0]:.1f}->{cache['load'][1]:.1f}; forward+encode loop {cache['forward_s']:.1f}s of "
-                  f"which {cache['write_wait_s']:.2f}s waiting on DuckDB; the writer thread busy "
-                  f"{cache['writer_s']:.1f}s beside it; finish {cache['finish_s']:.2f}s) "
-                  f"-> {ratios[-1]:.3f}x; forward + SAE encodes alone {enc['seconds']:.1f}s -> {enc['seconds'] / bare['seconds']:.3f}x "
-                  f"(the arithmetic floor of any cache of these SAEs)", flush=True)
+            print(f"pair {r + 1} ({', '.join(order)}), {bare['tokens']:,} tokens: bare forward to the deepest hook "
+                  f"{bare['seconds']:.1f}s ({bare['tokens'] / bare['seconds']:,.0f} tok/s, load avg "
+                  f"{bare['load'][0]:.1f}->{bare['load'][1]:.1f}); caching {cache['seconds']:.1f}s "
+                  f"({cache['tokens'] / cache['seconds']:,.0f} tok/s, load avg {cache['load'][0]:.1f}->"
+                  f"{cache['load'][1]:.1f}; forward+encode loop {cache['forward_s']:.1f}s of which "
+                  f"{cache['write_wait_s']:.2f}s waiting on DuckDB; the writer thread busy {cache['writer_s']:.1f}s "
+                  f"beside it; finish {cache['finish_s']:.2f}s) -> {ratios[-1]:.3f}x; forward + SAE encodes alone "
+                  f"{enc['seconds']:.1f}s -> {enc['seconds'] / bare['seconds']:.3f}x (the arithmetic floor of any "
+                  f"cache of these SAEs)", flush=True)
         cache_small = run_child("cache", small)
-    print(f"caching / bare: {' '.join(f'{x:.3f}x' for x in ratios)} (min {min(ratios):.3f}, max {max(ratios):.3f}; "
-          f"goal <= 1.10; a load average above ~0.5 means other jobs shared the 2 cores)")
+    fwd, sae = flops_per_token(large)
+    floors = [e["seconds"] / b["seconds"] for b, _, e in pairs]
+    print(f"caching / bare: {' '.join(f'{x:.3f}x' for x in ratios)} (median {statistics.median(ratios):.3f}, min "
+          f"{min(ratios):.3f}, max {max(ratios):.3f}; goal <= 1.10; a load average above ~0.5 means other jobs "
+          f"shared the 2 cores)")
+    print(f"floor (forward + encodes) / bare: {' '.join(f'{x:.3f}x' for x in floors)} (median "
+          f"{statistics.median(floors):.3f}); by FLOPs: forward to the deepest hook {fwd / 1e6:.1f} MFLOP/token, "
+          f"SAE encodes {sae / 1e6:.1f} MFLOP/token -> {1 + sae / fwd:.3f}x at equal speed, before the TopK")
     fastest = min(c["seconds"] for _, c, _ in pairs) / min(b["seconds"] for b, _, _ in pairs)
     floor = min(e["seconds"] for _, _, e in pairs) / min(b["seconds"] for b, _, _ in pairs)
     print(f"fastest caching / fastest bare: {fastest:.3f}x (the least noisy estimate on a shared machine); "

@@ -172,6 +172,14 @@ class BatchActivations:
     pos: np.ndarray  # int16
     value: np.ndarray  # float32
 
+    @staticmethod
+    def concat(parts: Sequence["BatchActivations"]) -> "BatchActivations":
+        """One hookpoint's activations of consecutive batches as one (still in token order)."""
+        if len(parts) == 1:
+            return parts[0]
+        return BatchActivations(parts[0].hookpoint, *(np.concatenate([getattr(p, f) for p in parts])
+                                                      for f in ("latent", "row_id", "pos", "value")))
+
 
 def iter_batches(n_rows: int, batch_rows: int, start_row: int = 0) -> Iterator[tuple[int, int]]:
     for a in range(start_row, n_rows, batch_rows):

@@ -92,8 +92,12 @@ class LatentsConfig(_Strict):
 
 
 class CachingConfig(_Strict):
-    batch_rows: int = Field(16, gt=0, description="Corpus rows per forward pass; each batch commits with its "
+    batch_rows: int = Field(16, gt=0, description="Corpus rows per forward pass; each batch is stored with its "
                             "progress mark (a killed run resumes after the last committed batch).")
+    commit_every_s: float = Field(
+        10.0, ge=0, description="Seconds of forward passes gathered into one DuckDB transaction (0 = commit every "
+        "batch). A killed run loses at most about this much work; DuckDB's cost per transaction (connect, commit, "
+        "checkpoint) is paid once per group: ~0.2 s per 16-row batch here when each commits alone, ~0.1 s in groups.")
     dtype: Literal["auto", "bfloat16", "float32", "float16"] = Field(
         "auto", description="Subject model dtype; auto = bfloat16 where bf16 matmuls are native (GPU, AVX-512/AMX "
         "CPUs), else float32 (on AVX2-only CPUs torch's bf16 matmul is a scalar fallback: SmolLM2 ~5x slower).")

@@ -1,20 +1,22 @@
 """Stage activations: one resumable forward pass for every hookpoint, then per-partition publishing.
 
-The forward pass streams each batch's non-zeros, sorted by (layer, latent, token) within the batch,
-into ``activation_cache`` together with its ``cache_progress`` mark (one transaction), reading the
-corpus ``caching.read_rows`` rows at a time, so memory does not grow with the corpus and a killed run
-resumes after its last committed batch. A writer thread commits batch i while the subject model runs
-batch i+1 (DuckDB releases the GIL); at most one batch is in flight, so batches commit in order. No
+The forward pass streams its non-zeros into ``activation_cache``, a group of consecutive batches
+(``caching.commit_every_s`` of work) at a time, sorted by (layer, latent, token) within the group, each
+batch with its ``cache_progress`` mark (one transaction per group), reading the corpus
+``caching.read_rows`` rows at a time, so memory does not grow with the corpus and a killed run resumes
+after its last committed batch. A writer thread commits group g while the subject model runs group g+1
+(DuckDB releases the GIL); at most one group is in flight, so batches commit in order. No
 rows are visible before the pass is complete: ``cache_complete`` marks it, and a partition is
 published as one row in ``activation_partitions``, which the ``activations`` view reads through.
 There is no final global sort: it cost ~3% of the pass and could not overlap with it; a batch's
-~115k rows sorted by latent still compress to ~4 bytes per non-zero.
+~115k rows sorted by latent already compress to ~4 bytes per non-zero.
 """
 
 from __future__ import annotations
 
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import chain
 from typing import Callable, Iterator
 
 import numpy as np
@@ -28,6 +30,7 @@ from .sparse_coders import check_width, coder_rows, load_coders
 
 CACHE_VERSION = "sparse-fp16-v3"  # v3: batches written straight to activation_cache; encode_dtype
 FP16_MAX = 65504.0
+MAX_GROUP_NONZERO = 1 << 22  # a commit group holds at most ~4M non-zeros (~60 MB) however fast the batches come
 
 
 def activations_fp(ctx: Context, layer: str, coders: dict[str, dict]) -> str:
@@ -119,29 +122,41 @@ def _ensure_cache(ctx: Context, on_commit: Callable[[int, int], None] | None) ->
     total = n_rows * ctx_len
     batches = stream_rows(ctx, start_row, n_rows)
 
-    def committed(a: int, b: int, pending: Future) -> None:
+    def committed(group: list, pending: Future) -> None:
         nonlocal last_log, done_tokens, waited, writer_s
         t0 = time.perf_counter()
         n_nz, secs = pending.result()  # re-raises a failed write here
         writer_s += secs
         waited += time.perf_counter() - t0
-        if on_commit:
-            on_commit(a, b)
-        done_tokens += (b - a) * ctx_len
+        for a, b, _ph, _s in group:
+            if on_commit:
+                on_commit(a, b)
+            done_tokens += (b - a) * ctx_len
+        a, b = group[0][0], group[-1][1]
         el = time.perf_counter() - t_start
         if el - last_log > 10 or b == n_rows or a == start_row:
             last_log = el
             rate = done_tokens / max(el, 1e-9)
             ctx.log(f"caching: {b * ctx_len:,}/{total:,} tokens ({b / n_rows:.0%}), {rate:,.0f} tok/s, "
-                    f"ETA {(n_rows - b) * ctx_len / max(rate, 1e-9):.0f}s, last batch {n_nz:,} non-zeros")
+                    f"ETA {(n_rows - b) * ctx_len / max(rate, 1e-9):.0f}s, last commit {len(group)} batch(es), "
+                    f"{n_nz:,} non-zeros")
 
-    pending = None
+    # Batches gather into one transaction per ``commit_every_s`` of forward work: DuckDB's per-transaction cost
+    # (connect, commit, checkpoint on close) is paid once per group, not per batch. Each batch keeps its
+    # cache_progress mark. The writer commits group g while the subject model runs group g+1.
+    pending, group, nnz, since = None, [], 0, time.perf_counter()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache-writer") as writer:
-        for a, b, per_hook, secs in caching.cache_batches(lm, saes, batches, cfg.latents.start, cfg.latents.stop,
-                                                          cfg.caching.encode_dtype):
-            if pending:  # batch i-1 committed (its write overlapped this batch's forward pass)
+        for item in chain(caching.cache_batches(lm, saes, batches, cfg.latents.start, cfg.latents.stop,
+                                                cfg.caching.encode_dtype), [None]):  # None: the end, flush
+            if item:
+                group.append(item)
+                nnz += sum(len(ba.latent) for ba in item[2])
+                if time.perf_counter() - since < cfg.caching.commit_every_s and nnz < MAX_GROUP_NONZERO:
+                    continue
+            if pending:  # group g-1 committed (its write overlapped this group's forward passes)
                 committed(*pending)
-            pending = (a, b, writer.submit(_timed_write, ctx, cfp, a, b, per_hook, secs))
+            pending = (group, writer.submit(_timed_write, ctx, cfp, group)) if group else None
+            group, nnz, since = [], 0, time.perf_counter()
         if pending:
             committed(*pending)
     forward_s = time.perf_counter() - t_start
@@ -156,15 +171,17 @@ def _ensure_cache(ctx: Context, on_commit: Callable[[int, int], None] | None) ->
 
 
 def _timed_write(*args) -> tuple[int, float]:
-    """_write_batch and its seconds on the writer thread (time it shares the cores with the forward pass)."""
+    """_write_group and its seconds on the writer thread (time it shares the cores with the forward pass)."""
     t0 = time.perf_counter()
-    n = _write_batch(*args)
+    n = _write_group(*args)
     return n, time.perf_counter() - t0
 
 
-def _write_batch(ctx: Context, cfp: str, a: int, b: int, per_hook: list, secs: float) -> int:
-    """A batch's non-zeros (all hookpoints, one sorted INSERT) and its progress mark, in one transaction."""
+def _write_group(ctx: Context, cfp: str, group: list) -> int:
+    """A group of consecutive batches: their non-zeros (all hookpoints, one sorted INSERT) and a progress mark
+    per batch, in one transaction."""
     ctx_len = ctx.cfg.corpus.ctx_len
+    per_hook = [caching.BatchActivations.concat([ph[i] for _a, _b, ph, _s in group]) for i in range(len(group[0][2]))]
     counts = [len(ba.latent) for ba in per_hook]
     n = sum(counts)
     # sorted by (layer, latent, token) here, single-threaded: the writer must not take cores from the forward
@@ -174,8 +191,9 @@ def _write_batch(ctx: Context, cfp: str, a: int, b: int, per_hook: list, secs: f
     token = np.concatenate([ba.row_id * np.int32(ctx_len) + ba.pos.astype(np.int32) for ba in per_hook])
     names = sorted(ba.hookpoint for ba in per_hook)  # layer order of the sort = the names' order
     layer_rank = np.array([names.index(ba.hookpoint) for ba in per_hook], dtype=np.int32)[layer_ix]
-    # each hookpoint's rows leave encode_batch in token order, so a stable sort by (layer, latent) alone gives
-    # (layer, latent, token): a radix sort when that key fits 16 bits (~10x cheaper than a 3-key lexsort)
+    # each hookpoint's rows leave encode_batch (and a group's batches come) in token order, so a stable sort by
+    # (layer, latent) alone gives (layer, latent, token): a radix sort when that key fits 16 bits (~10x cheaper
+    # than a 3-key lexsort)
     span = int(latent.max()) + 1 if n else 1
     if len(per_hook) * span <= 2**15:
         order = np.argsort((layer_rank * span + latent).astype(np.int16), kind="stable")
@@ -190,14 +208,20 @@ def _write_batch(ctx: Context, cfp: str, a: int, b: int, per_hook: list, secs: f
         if n:
             con.execute(f"SET memory_limit = '{ctx.cfg.caching.duckdb_memory_gb}GB'")
             con.execute("SET threads = 1")
+            # a group over one row group (122,880 rows) would be written "optimistically" as it is inserted,
+            # each column segment in blocks of its own: +20% on disk, measured. Kept in memory, it is packed
+            con.execute("SET enable_optimistic_write = false")
             con.register("_batch", tbl)
             try:
                 con.execute("INSERT INTO activation_cache SELECT cache_fp::VARCHAR, layer::VARCHAR, latent, token, "
                             "value_bits FROM _batch")
             finally:
                 con.unregister("_batch")
-        con.execute("INSERT INTO cache_progress (cache_fp, batch_index, row_start, row_stop, n_nonzero, seconds)"
-                    " VALUES (?, ?, ?, ?, ?, ?)", [cfp, a // ctx.cfg.caching.batch_rows, a, b, n, secs])
+        batch_rows = ctx.cfg.caching.batch_rows
+        con.executemany("INSERT INTO cache_progress (cache_fp, batch_index, row_start, row_stop, n_nonzero, seconds)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        [[cfp, a // batch_rows, a, b, sum(len(ba.latent) for ba in ph), secs]
+                         for a, b, ph, secs in group])
     return n
 
 
