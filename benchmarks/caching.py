@@ -88,13 +88,14 @@ def child(mode: str, cfg_path: str) -> dict:
 
 
 def interleaved(ctx) -> dict:
-    """The real caching run with a bare forward pass of each batch just before that batch, in one process.
+    """The real caching run with, just before each of its batches, a bare forward pass of the same rows and
+    the arithmetic floor (forward + every SAE encode, nothing kept), all in one process.
 
     Both sides then see the same machine state batch by batch (on a shared VM the speed drifts by tens of
     percent over minutes, which pairs of whole subprocess runs cannot cancel). The bare passes run on a copy
     of the model made before the cache's hooks exist, each only once no cache write is in flight (the wait
     counts as caching time: the writes never overlap a forward pass here, a pessimistic reading of caching).
-    Caching time = the run's seconds minus the bare passes' seconds.
+    Caching time = the run's seconds minus the bare and floor passes' seconds.
     """
     import copy
     import threading
@@ -102,10 +103,11 @@ def interleaved(ctx) -> dict:
 
     import torch
 
-    from autointerp_assets.core import caching
+    from autointerp_assets.core import caching, pipeline
     from autointerp_assets.core.stages import activations as act
+    from autointerp_assets.core.stages.sparse_coders import load_coders
 
-    cond, state = threading.Condition(), {"busy": 0, "bare": []}
+    cond, state = threading.Condition(), {"busy": 0, "bare": [], "floor": []}
 
     def write_done(_f):
         with cond:
@@ -127,22 +129,34 @@ def interleaved(ctx) -> dict:
         state["bare_lm"] = copy.deepcopy(lm)
         return lm, tok
 
+    saes = load_coders(pipeline.coder_rows(ctx))  # the floor's own coders (the same files)
+    enc = caching.resolve_dtype(ctx.cfg.caching.encode_dtype)
+    dtype = getattr(torch, enc) if enc else None
+
     def bare_then(*args):
         deepest = max(ctx.cfg.hookpoints, key=lambda h: int(h.split(".")[-1]))
-        with caching.Residuals(state["bare_lm"], [deepest]) as res:
-            for a, rows in stream(*args):
-                with cond:
-                    cond.wait_for(lambda: state["busy"] == 0)
-                t0 = time.perf_counter()
-                res.run(torch.from_numpy(rows))
-                state["bare"].append(time.perf_counter() - t0)
-                yield a, rows
+        lm = state["bare_lm"]
+        for a, rows in stream(*args):
+            with cond:
+                cond.wait_for(lambda: state["busy"] == 0)
+            ids = torch.from_numpy(rows)
+            t0 = time.perf_counter()
+            with caching.Residuals(lm, [deepest]) as res:
+                res.run(ids)
+            t1 = time.perf_counter()
+            with caching.Residuals(lm, list(saes)) as res:  # the floor: forward + every encode, nothing kept
+                resid = res.run(ids)
+                for h, coder in saes.items():
+                    coder.encode(resid[h][:, 1:, :].reshape(-1, resid[h].shape[-1]), dtype)
+            state["bare"].append(t1 - t0)
+            state["floor"].append(time.perf_counter() - t1)
+            yield a, rows
 
     caching.load_subject_model, act.stream_rows, act.ThreadPoolExecutor = load_with_copy, bare_then, CountingWriter
     _cfp, st = act.ensure_cache(ctx)
-    bare = sum(state["bare"])
-    return {"seconds": st["seconds"] - bare, "bare_seconds": bare, "batches": len(state["bare"]),
-            "writer_s": st["writer_s"]}
+    bare, floor = sum(state["bare"]), sum(state["floor"])
+    return {"seconds": st["seconds"] - bare - floor, "bare_seconds": bare, "floor_seconds": floor,
+            "batches": len(state["bare"]), "writer_s": st["writer_s"]}
 
 
 def flops_per_token(cfg_path: Path) -> tuple[float, float]:
@@ -240,14 +254,17 @@ def main() -> None:
         print(f"settings: hookpoints {raw['hookpoints']}, batch_rows {cc['batch_rows']}, dtype {cc['dtype']}, "
               f"encode_dtype {cc.get('encode_dtype')}, threads {cc['threads'] or 'torch default'} "
               f"({os.cpu_count()} CPUs)", flush=True)
-        pairs, ratios, interleaved_ratios = [], [], []
+        pairs, ratios, interleaved_ratios, interleaved_floors = [], [], [], []
         for r in range(args.interleaved):
             il = run_child("interleaved", fresh_copy(large, f"i{r}"))
             interleaved_ratios.append(il["seconds"] / il["bare_seconds"])
-            print(f"interleaved run {r + 1}, {il['tokens']:,} tokens, {il['batches']} batches, each a bare forward "
-                  f"then the caching of the same rows in one process: bare {il['bare_seconds']:.1f}s, caching "
-                  f"{il['seconds']:.1f}s (writer {il['writer_s']:.1f}s, never overlapping a forward pass) -> "
-                  f"{interleaved_ratios[-1]:.3f}x", flush=True)
+            interleaved_floors.append(il["floor_seconds"] / il["bare_seconds"])
+            print(f"interleaved run {r + 1}, {il['tokens']:,} tokens, {il['batches']} batches, each a bare forward, "
+                  f"the floor (forward + SAE encodes) and the caching of the same rows in one process: bare "
+                  f"{il['bare_seconds']:.1f}s, floor {il['floor_seconds']:.1f}s, caching {il['seconds']:.1f}s (writer "
+                  f"{il['writer_s']:.1f}s, never overlapping a forward pass) -> caching {interleaved_ratios[-1]:.3f}x, "
+                  f"floor {interleaved_floors[-1]:.3f}x, caching / floor {il['seconds'] / il['floor_seconds']:.3f}x",
+                  flush=True)
         for r in range(args.repeat):  # each pair printed as it ends: a run cut short still says something
             order = ("bare", "cache", "encode") if r % 2 == 0 else ("encode", "cache", "bare")  # cancels drift
             got = {m: run_child(m, fresh_copy(large, f"r{r}") if m == "cache" else large) for m in order}
@@ -270,8 +287,9 @@ def main() -> None:
           f"{min(ratios):.3f}, max {max(ratios):.3f}; goal <= 1.10; a load average above ~0.5 means other jobs "
           f"shared the 2 cores)")
     if interleaved_ratios:
-        print(f"interleaved (bare and caching batch by batch in one process): "
-              f"{' '.join(f'{x:.3f}x' for x in interleaved_ratios)} (goal <= 1.10)")
+        print(f"interleaved (bare, floor and caching batch by batch in one process): caching "
+              f"{' '.join(f'{x:.3f}x' for x in interleaved_ratios)} (goal <= 1.10), floor "
+              f"{' '.join(f'{x:.3f}x' for x in interleaved_floors)}")
     print(f"floor (forward + encodes) / bare: {' '.join(f'{x:.3f}x' for x in floors)} (median "
           f"{statistics.median(floors):.3f}); by FLOPs: forward to the deepest hook {fwd / 1e6:.1f} MFLOP/token, "
           f"SAE encodes {sae / 1e6:.1f} MFLOP/token -> {1 + sae / fwd:.3f}x at equal speed, before the TopK")
