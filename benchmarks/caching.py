@@ -92,20 +92,19 @@ def interleaved(ctx) -> dict:
     the arithmetic floor (forward + every SAE encode, nothing kept), all in one process.
 
     Both sides then see the same machine state batch by batch (on a shared VM the speed drifts by tens of
-    percent over minutes, which pairs of whole subprocess runs cannot cancel). The bare passes run on a copy
-    of the model made before the cache's hooks exist, each only once no cache write is in flight (the wait
-    counts as caching time: the writes never overlap a forward pass here, a pessimistic reading of caching).
-    Caching time = the run's seconds minus the bare and floor passes' seconds.
+    percent over minutes, which pairs of whole subprocess runs cannot cancel). All three use the caching
+    run's own model, hooks and coders (its hooks stop every forward pass after the deepest hook; separate
+    copies of the weights ran up to 5 % apart); bare and floor swap places every batch. They run only
+    when no cache write is in flight: the wait counts as caching time (the writes never overlap a forward
+    pass here, a pessimistic reading of caching). Caching = the run's seconds minus the other two.
     """
-    import copy
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
     import torch
 
-    from autointerp_assets.core import caching, pipeline
+    from autointerp_assets.core import caching
     from autointerp_assets.core.stages import activations as act
-    from autointerp_assets.core.stages.sparse_coders import load_coders
 
     cond, state = threading.Condition(), {"busy": 0, "bare": [], "floor": []}
 
@@ -122,38 +121,39 @@ def interleaved(ctx) -> dict:
             fut.add_done_callback(write_done)
             return fut
 
-    load, stream = caching.load_subject_model, act.stream_rows
+    class Recorded(caching.Residuals):  # the caching run's hooks, to run the bare and floor passes through
+        def __enter__(self):
+            state["res"] = self
+            return super().__enter__()
 
-    def load_with_copy(*args):
-        lm, tok = load(*args)
-        state["bare_lm"] = copy.deepcopy(lm)
-        return lm, tok
-
-    saes = load_coders(pipeline.coder_rows(ctx))  # the floor's own coders (the same files)
+    stream, load = act.stream_rows, act.load_coders
     enc = caching.resolve_dtype(ctx.cfg.caching.encode_dtype)
     dtype = getattr(torch, enc) if enc else None
 
-    def bare_then(*args):
-        deepest = max(ctx.cfg.hookpoints, key=lambda h: int(h.split(".")[-1]))
-        lm = state["bare_lm"]
-        for a, rows in stream(*args):
+    def load_recorded(rows):
+        state["saes"] = load(rows)
+        return state["saes"]
+
+    def passes_then(*args):
+        for i, (a, rows) in enumerate(stream(*args)):
             with cond:
                 cond.wait_for(lambda: state["busy"] == 0)
-            ids = torch.from_numpy(rows)
-            t0 = time.perf_counter()
-            with caching.Residuals(lm, [deepest]) as res:
-                res.run(ids)
-            t1 = time.perf_counter()
-            with caching.Residuals(lm, list(saes)) as res:  # the floor: forward + every encode, nothing kept
+            ids, res = torch.from_numpy(rows), state["res"]
+            for kind in ("bare", "floor") if i % 2 == 0 else ("floor", "bare"):
+                t0 = time.perf_counter()
                 resid = res.run(ids)
-                for h, coder in saes.items():
-                    coder.encode(resid[h][:, 1:, :].reshape(-1, resid[h].shape[-1]), dtype)
-            state["bare"].append(t1 - t0)
-            state["floor"].append(time.perf_counter() - t1)
+                if kind == "floor":  # every encode, nothing kept
+                    for h, coder in state["saes"].items():
+                        coder.encode(resid[h][:, 1:, :].reshape(-1, resid[h].shape[-1]), dtype)
+                state[kind].append(time.perf_counter() - t0)
             yield a, rows
 
-    caching.load_subject_model, act.stream_rows, act.ThreadPoolExecutor = load_with_copy, bare_then, CountingWriter
-    _cfp, st = act.ensure_cache(ctx)
+    caching.Residuals, act.stream_rows, act.load_coders, act.ThreadPoolExecutor = (Recorded, passes_then,
+                                                                                   load_recorded, CountingWriter)
+    # each batch now takes ~3x as long (bare + floor + caching): group commits as in a plain run
+    cc = ctx.cfg.caching
+    cfg = ctx.cfg.model_copy(update={"caching": cc.model_copy(update={"commit_every_s": 3 * cc.commit_every_s})})
+    _cfp, st = act.ensure_cache(type(ctx).of(cfg, ctx.log))
     bare, floor = sum(state["bare"]), sum(state["floor"])
     return {"seconds": st["seconds"] - bare - floor, "bare_seconds": bare, "floor_seconds": floor,
             "batches": len(state["bare"]), "writer_s": st["writer_s"]}
