@@ -128,23 +128,24 @@ def test_concurrent_callers_share_one_forward_pass(tmp_path):
 def test_commit_groups_store_the_same_rows_and_a_mark_per_batch(tmp_path):
     """Batches gathered into one transaction (commit_every_s) give the rows and progress marks of batch-by-batch
     commits; the group is sorted as one (rowid order = (layer, latent, token) across its batches)."""
-    base = {"corpus": {"n_tokens": 4096, "ctx_len": 128}}
-    paths = {s: write_config(tmp_path / f"{s}.yaml", {**base, "database": str(tmp_path / f"{s}.duckdb"),
+    modes = {"per_batch": 0.0, "grouped": 1e9}  # commit_every_s: every batch alone; all batches in one group
+    paths = {m: write_config(tmp_path / f"{m}.yaml", {"database": str(tmp_path / f"{m}.duckdb"),
+                                                      "corpus": {"n_tokens": 4096, "ctx_len": 128},
                                                       "caching": {"batch_rows": 4, "commit_every_s": s}})
-             for s in (0.0, 1e9)}
-    ctx = pipeline.Context.of(load_config(paths[0.0]))
+             for m, s in modes.items()}
+    ctx = pipeline.Context.of(load_config(paths["per_batch"]))
     pipeline.run_corpus(ctx)
     pipeline.run_sparse_coders(ctx)
-    shutil.copy(tmp_path / "0.0.duckdb", tmp_path / "1000000000.0.duckdb")
+    shutil.copy(tmp_path / "per_batch.duckdb", tmp_path / "grouped.duckdb")
     got = {}
-    for s, path in paths.items():
+    for m, path in paths.items():
         c = pipeline.Context.of(load_config(path))
         seen = []
         pipeline.ensure_cache(c, on_commit=lambda a, b: seen.append((a, b)))
         assert seen == [(a, a + 4) for a in range(0, 32, 4)]  # every batch reported once, in order
-        got[s] = (c.wh.query("SELECT layer, latent, token, value_bits FROM activation_cache ORDER BY rowid"),
+        got[m] = (c.wh.query("SELECT layer, latent, token, value_bits FROM activation_cache ORDER BY rowid"),
                   c.wh.query("SELECT batch_index, row_start, row_stop, n_nonzero FROM cache_progress ORDER BY ALL"))
-    (per_batch, marks), (grouped, gmarks) = got[0.0], got[1e9]
+    (per_batch, marks), (grouped, gmarks) = got["per_batch"], got["grouped"]
     assert gmarks.equals(marks) and len(marks) == 8 and marks["n_nonzero"].sum() == len(per_batch) > 1000
     key = ["layer", "latent", "token"]
     assert grouped.equals(per_batch.sort(key))  # one group: the same rows, sorted as one

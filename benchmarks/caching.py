@@ -61,14 +61,11 @@ def child(mode: str, cfg_path: str) -> dict:
 
         lm, _ = caching.load_subject_model(ctx.model_dir(), cfg.caching.dtype, cfg.caching.threads)
         saes = load_coders(pipeline.coder_rows(ctx))
-        enc = caching.resolve_dtype(cfg.caching.encode_dtype)
-        dtype = getattr(torch, enc) if enc else None
+        dtype = caching.torch_dtype(cfg.caching.encode_dtype)
         t0 = time.perf_counter()
         with caching.Residuals(lm, list(saes)) as res:
             for _a, rows in stream_rows(ctx, 0, n_rows):
-                resid = res.run(torch.from_numpy(rows))
-                for h, coder in saes.items():
-                    coder.encode(resid[h][:, 1:, :].reshape(-1, resid[h].shape[-1]), dtype)
+                floor_pass(res, torch.from_numpy(rows), saes, dtype)
         out["seconds"] = time.perf_counter() - t0
     elif mode == "interleaved":
         out.update(interleaved(ctx))
@@ -85,6 +82,14 @@ def child(mode: str, cfg_path: str) -> dict:
                    finish_s=st["finish_s"], writer_s=st["writer_s"])
     out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
+
+
+def floor_pass(res, ids, saes: dict, dtype) -> None:
+    """The arithmetic floor of one batch: the early-stopped forward pass and every SAE encode (matmul + TopK,
+    BOS dropped as in caching), nothing kept."""
+    resid = res.run(ids)
+    for h, coder in saes.items():
+        coder.encode(resid[h][:, 1:, :].reshape(-1, resid[h].shape[-1]), dtype)
 
 
 def interleaved(ctx) -> dict:
@@ -127,8 +132,7 @@ def interleaved(ctx) -> dict:
             return super().__enter__()
 
     stream, load = act.stream_rows, act.load_coders
-    enc = caching.resolve_dtype(ctx.cfg.caching.encode_dtype)
-    dtype = getattr(torch, enc) if enc else None
+    dtype = caching.torch_dtype(ctx.cfg.caching.encode_dtype)
 
     def load_recorded(rows):
         state["saes"] = load(rows)
@@ -141,10 +145,10 @@ def interleaved(ctx) -> dict:
             ids, res = torch.from_numpy(rows), state["res"]
             for kind in ("bare", "floor") if i % 2 == 0 else ("floor", "bare"):
                 t0 = time.perf_counter()
-                resid = res.run(ids)
-                if kind == "floor":  # every encode, nothing kept
-                    for h, coder in state["saes"].items():
-                        coder.encode(resid[h][:, 1:, :].reshape(-1, resid[h].shape[-1]), dtype)
+                if kind == "floor":
+                    floor_pass(res, ids, state["saes"], dtype)
+                else:
+                    res.run(ids)
                 state[kind].append(time.perf_counter() - t0)
             yield a, rows
 

@@ -41,6 +41,11 @@ def resolve_dtype(name: str | None) -> str | None:
     return "bfloat16" if native_bf16() else "float32"
 
 
+def torch_dtype(name: str | None) -> torch.dtype | None:
+    """A config dtype name (``auto`` resolved) as a torch dtype; None stays None (the coders' float32 reference)."""
+    return _DTYPES[resolve_dtype(name)] if name else None
+
+
 class HookpointError(ValueError):
     pass
 
@@ -55,7 +60,7 @@ def load_subject_model(model: str, dtype: str = "auto", threads: int = 0):
     if threads:
         torch.set_num_threads(threads)
     tok = AutoTokenizer.from_pretrained(model)
-    lm = AutoModelForCausalLM.from_pretrained(model, dtype=_DTYPES[resolve_dtype(dtype)])
+    lm = AutoModelForCausalLM.from_pretrained(model, dtype=torch_dtype(dtype))
     lm.eval()
     return lm, tok
 
@@ -216,7 +221,7 @@ def cache_batches(model, coders: Mapping[str, object], batches: Iterable[tuple[i
     so a caller streaming rows from storage keeps memory independent of the corpus size.
     """
     inputs = [h for h, c in coders.items() if getattr(c, "hook_input", False)]
-    dtype = _DTYPES[resolve_dtype(encode_dtype)] if encode_dtype else None
+    dtype = torch_dtype(encode_dtype)
     with Residuals(model, list(coders), inputs) as res:
         for a, rows in batches:
             t0 = time.perf_counter()
