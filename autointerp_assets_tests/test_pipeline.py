@@ -168,6 +168,10 @@ def test_summary_reads_duckdb(warehouse):
     # the detection control sits next to the real median (asset scores ran the control on every partition)
     assert summary["median_detection_control"].null_count() == 0
     assert all(s.count("[") == 1 and s.startswith(("+", "-")) for s in summary["detection_minus_control"])
+    # the explainer's engine with the dtype it ran in, so runs from machines that resolve auto differently differ
+    from autointerp_assets.core.caching import resolve_dtype
+
+    assert set(summary["explainer_engine"]) == {f"vllm smollm2 {resolve_dtype('auto')}"}
 
 
 def test_existing_sparsify_checkpoint_is_loaded_not_trained(warehouse, tmp_root):

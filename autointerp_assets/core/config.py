@@ -199,6 +199,10 @@ class LLMConfig(_Strict):
     max_model_len: int = Field(4096, gt=0, description="vllm: context length.")
     max_num_seqs: int = Field(64, gt=0, description="vllm: sequences batched at once.")
     kv_cache_gib: float = Field(2.0, gt=0, description="vllm CPU: KV cache size (VLLM_CPU_KVCACHE_SPACE).")
+    dtype: Literal["auto", "bfloat16", "float32"] = Field(
+        "auto", description="vllm: engine dtype; auto = bfloat16 where bf16 matmuls are native (GPU, AVX-512/AMX "
+        "CPUs), else float32. Greedy text differs between the two, so the resolved dtype is part of the "
+        "explainer / scorer fingerprints and shown by `autointerp summary`.")
     max_concurrency: int = Field(32, gt=0, description="openai: requests in flight.")
     timeout_s: float = Field(120.0, gt=0, description="openai: per-request timeout.")
     max_retries: int = Field(6, ge=0, description="openai: retries on timeouts / 429 / 5xx.")

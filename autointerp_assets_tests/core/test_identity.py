@@ -46,3 +46,20 @@ def test_tokenizer_and_template_changes_change_the_explainer_fingerprint(tmp_pat
     # a chat_template.jinja file counts as the model's own template
     (d / "chat_template.jinja").write_text("{{ messages }}")
     assert _llm(d)["chat_template"] == "model"
+
+
+def test_engine_dtype_is_part_of_the_llm_identity(tmp_path):
+    """Greedy text differs between bf16 and float32, so the resolved dtype names the engine: explanations made
+    on an AVX2 machine (auto -> float32) never share a fingerprint with AMX ones (auto -> bfloat16)."""
+    from autointerp_assets.core.caching import resolve_dtype
+    from autointerp_assets.core.stages.context import engine_label
+
+    d = _model_dir(tmp_path)
+    ids = {dt: llm_identity(LLMConfig(engine="vllm", model=str(d), dtype=dt), d.parent)
+           for dt in ("auto", "bfloat16", "float32")}
+    assert ids["bfloat16"]["dtype"] == "bfloat16" and ids["float32"]["dtype"] == "float32"
+    assert ids["auto"] == ids[resolve_dtype("auto")]  # auto is named by what it resolved to
+    assert fingerprint("explainer", {"llm": ids["bfloat16"]}) != fingerprint("explainer", {"llm": ids["float32"]})
+    assert engine_label(ids["float32"]) == f"vllm {d} float32"
+    server = llm_identity(LLMConfig(engine="openai", model="m", base_url="http://127.0.0.1:1/v1"), d.parent)
+    assert "dtype" not in server and engine_label(server) == "openai m"  # a server's dtype is the server's

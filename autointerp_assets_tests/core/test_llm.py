@@ -16,6 +16,7 @@ from autointerp_assets.core.config import LLMConfig
 from autointerp_assets.core.llm import make_client
 from autointerp_assets.core.llm.base import ChatRequest, LLMClient, Sampling
 from autointerp_assets.core.llm.openai_engine import OpenAIClient
+from autointerp_assets_tests.conftest import TEST_LLM
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
@@ -27,23 +28,63 @@ def run(coro):
 
 
 # --- vLLM in-process --------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def vllm_client():
-    # The session's shared engine (same settings as the pipeline tests); closed at session end.
-    from autointerp_assets.core.config import LLMConfig
-    from autointerp_assets.core.llm import make_client
-    from autointerp_assets_tests.conftest import TEST_LLM
+# Rule for every test of an engine (grep-able: NO-FREE-TEXT): never assert words of free generated text.
+# What a tiny model says greedily depends on the numeric path (bf16 vs float32, AMX vs AVX2); assert what
+# the engine guarantees instead: a grammar-fixed answer, determinism, token counts, logprob sanity, the
+# engine's logprobs against the same model in transformers with the same dtype, a bad request failing alone.
+DTYPES = ("float32", "bfloat16")
+# |vLLM - transformers| log-probability of each generated token under teacher forcing, same dtype
+# (measured: 8e-6 in float32, 0.11 in bf16 on AMX)
+LOGPROB_TOL = {"float32": 1e-3, "bfloat16": 0.35}
 
-    return make_client(LLMConfig(**TEST_LLM), str(DATA))
+
+@pytest.fixture(scope="module", params=DTYPES)
+def vllm_client(request):
+    """One engine per dtype. The one ``dtype: auto`` resolves to is the session's shared engine (same settings
+    as the pipeline tests, closed at session end); the other is closed when its tests are done."""
+    from autointerp_assets.core.caching import resolve_dtype
+
+    client = make_client(LLMConfig(**TEST_LLM, dtype=request.param), str(DATA))
+    yield client
+    if request.param != resolve_dtype("auto"):
+        client.close()
 
 
-def test_vllm_greedy_answer(vllm_client):
+def test_vllm_greedy_answer_is_deterministic(vllm_client):
     assert isinstance(vllm_client, LLMClient)
-    (r,) = run(vllm_client.generate([ChatRequest.of(FRANCE, Sampling(max_tokens=24))]))
+    req = ChatRequest.of(FRANCE, Sampling(max_tokens=24))
+    a, b = run(vllm_client.generate([req, req]))
+    (c,) = run(vllm_client.generate([req]))  # alone, its prompt now in the prefix cache
+    assert a.ok and b.ok and c.ok, (a.error, b.error, c.error)
+    assert a.text and a.text == b.text == c.text
+    assert a.prompt_tokens == c.prompt_tokens > 0 and 0 < a.completion_tokens <= 24 and a.latency_s > 0
+    assert a.logprobs is None
+
+
+def test_vllm_logprobs_match_transformers(vllm_client):
+    """Greedy under teacher forcing: each generated token is the engine's top-1, and its log-probability is
+    the one the same weights give in transformers with the same dtype."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    req = ChatRequest.of(FRANCE, Sampling(max_tokens=16, top_logprobs=5))
+    (r,) = run(vllm_client.generate([req]))
     assert r.ok, r.error
-    assert "Paris" in r.text
-    assert r.prompt_tokens > 0 and 0 < r.completion_tokens <= 24 and r.latency_s > 0
-    assert r.logprobs is None
+    assert len(r.logprobs) == r.completion_tokens > 0
+    tok = vllm_client.tokenizer
+    prompt = tok.encode(vllm_client.render(req), add_special_tokens=False)
+    gen = tok.encode(r.text, add_special_tokens=False)
+    lps = r.logprobs[:len(gen)]  # beyond the text: at most the end-of-turn token
+    assert "".join(lp.token for lp in lps) == r.text and len(r.logprobs) - len(gen) in (0, 1), \
+        ("the text re-tokenizes differently", gen, [lp.token for lp in r.logprobs])
+    lm = AutoModelForCausalLM.from_pretrained(vllm_client.model_dir, dtype=getattr(torch, vllm_client.dtype))
+    with torch.no_grad():
+        ref = torch.log_softmax(lm(torch.tensor([prompt + gen])).logits.float(), -1)[0]
+    ref_lp = [ref[len(prompt) - 1 + i, t].item() for i, t in enumerate(gen)]
+    diffs = [abs(lp.logprob - x) for lp, x in zip(lps, ref_lp)]
+    assert max(diffs) < LOGPROB_TOL[vllm_client.dtype], (vllm_client.dtype, diffs)
+    for lp in r.logprobs:
+        assert lp.logprob <= 0 and lp.logprob >= max(v for _, v in lp.top) - 1e-6  # greedy: the top token
 
 
 def test_vllm_sampling_does_not_leak(vllm_client):
@@ -80,30 +121,37 @@ def test_vllm_prefill(vllm_client):
 
 def test_vllm_regex(vllm_client):
     msgs = [{"role": "user", "content": "Answer with a list of five 0/1 values, e.g. [1, 0, 0, 1, 0]."}]
-    (r,) = run(vllm_client.generate([ChatRequest.of(msgs, Sampling(max_tokens=20, regex=LIST_RE))]))
-    assert r.ok, r.error
-    assert re.fullmatch(LIST_RE, r.text), r.text
+    city = ChatRequest.of(FRANCE, Sampling(max_tokens=8, regex="(Paris|Lyon|Marseille)"))
+    lst, one = run(vllm_client.generate([ChatRequest.of(msgs, Sampling(max_tokens=20, regex=LIST_RE)), city]))
+    assert lst.ok and one.ok, (lst.error, one.error)
+    assert re.fullmatch(LIST_RE, lst.text), lst.text
+    assert one.text in ("Paris", "Lyon", "Marseille")  # the grammar fixes the answer's form, not the model
 
 
 def test_vllm_bad_request_is_isolated(vllm_client):
     too_long = ChatRequest.of([{"role": "user", "content": "word " * 3000}], Sampling(max_tokens=4))
-    bad, good = run(vllm_client.generate([too_long, ChatRequest.of(FRANCE, Sampling(max_tokens=8))]))
+    good = ChatRequest.of(FRANCE, Sampling(max_tokens=8))
+    bad, ok = run(vllm_client.generate([too_long, good]))
+    (alone,) = run(vllm_client.generate([good]))
     assert not bad.ok and "length" in bad.error and bad.text == ""
-    assert good.ok and "Paris" in good.text
+    assert ok.ok and ok.completion_tokens > 0 and ok.text == alone.text  # unaffected by its failed neighbour
 
 
 def test_vllm_identity_and_cache(vllm_client):
-    from autointerp_assets.core.caching import native_bf16
+    from autointerp_assets.core.caching import resolve_dtype
     from autointerp_assets.core.llm.vllm_engine import get_vllm_client, model_revision
 
     ident = vllm_client.identity()
-    # bf16 where it is native, else float32, which changes outputs and so is named in the identity
-    assert vllm_client.dtype == ("bfloat16" if native_bf16() else "float32")
+    # the dtype changes greedy outputs, so it is named in the identity (and the fingerprints: test_registry)
     assert ident == {"engine": "vllm", "model": "SmolLM2-135M-Instruct", "revision": model_revision(vllm_client.model_dir),
                      "chat_template": "model",  # the tokenizer's own ChatML template, not the base-model fallback
-                     **({} if native_bf16() else {"dtype": "float32"})}
+                     "dtype": vllm_client.dtype}
     assert ident == vllm_client.identity() and json.dumps(ident)
-    assert get_vllm_client(vllm_client.model_dir, max_model_len=2048, max_num_seqs=64, kv_cache_gib=1.0) is vllm_client
+    same = get_vllm_client(vllm_client.model_dir, max_model_len=2048, max_num_seqs=64, kv_cache_gib=1.0,
+                           dtype=vllm_client.dtype)
+    assert same is vllm_client
+    if vllm_client.dtype == resolve_dtype("auto"):  # auto shares the engine of the dtype it resolves to
+        assert make_client(LLMConfig(**{**TEST_LLM, "dtype": "auto"}), str(DATA)) is vllm_client
 
 
 # --- make_client ------------------------------------------------------------------------------------

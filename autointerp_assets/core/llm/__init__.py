@@ -23,6 +23,7 @@ def make_client(cfg: LLMConfig, workdir: str) -> LLMClient:
         if cfg.base_url is not None:
             raise ValueError("llm.base_url is set but llm.engine is 'vllm': set engine: openai to use the "
                              "server, or remove base_url")
+        from autointerp_assets.core.caching import resolve_dtype
         from autointerp_assets.core.subject_model import resolve_model
         from autointerp_assets.core.llm.vllm_engine import get_vllm_client
 
@@ -31,6 +32,7 @@ def make_client(cfg: LLMConfig, workdir: str) -> LLMClient:
             max_model_len=cfg.max_model_len,
             max_num_seqs=cfg.max_num_seqs,
             kv_cache_gib=cfg.kv_cache_gib,
+            dtype=resolve_dtype(cfg.dtype),  # resolved: auto and its value share one engine
         )
     if cfg.engine == "openai":
         if not cfg.base_url:

@@ -5,7 +5,7 @@ Each request is rendered with the tokenizer's chat template (``add_generation_pr
 nothing leaks between requests. Requests are added one by one: one that vLLM rejects (too long, bad
 regex, too many logprobs...) comes back as ``ChatResponse(error=...)`` and the rest still run.
 
-On CPU the engine uses bf16, eager mode, prefix caching with 32-token blocks, and by default runs the
+On CPU the engine uses ``dtype`` (``auto``: bf16 where it is native, else float32), eager mode, prefix caching with 32-token blocks, and by default runs the
 engine core in this process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``): no spawned child processes, so it
 works inside Dagster steps and scripts without a ``__main__`` guard, starts ~2.5x faster, and is as
 fast. In that mode the engine computes with this process's torch threads (no OMP core binding); the
@@ -145,6 +145,7 @@ class VLLMClient:
         max_num_seqs: int = 64,
         kv_cache_gib: float = 2.0,
         seed: int = 0,
+        dtype: str = "auto",
         *,
         in_process: bool | None = None,
         max_logprobs: int = 20,
@@ -173,11 +174,12 @@ class VLLMClient:
             enable_prefix_caching=True,
             max_logprobs=max_logprobs,
         )
-        # bfloat16 where it is native; on AVX2-only CPUs vLLM's oneDNN linear refuses bf16 and falls back to
-        # torch's scalar bf16 matmul, so float32 there (caching.resolve_dtype)
-        self.dtype = resolve_dtype("auto") if self.on_cpu else None
+        # auto: bfloat16 where it is native; on AVX2-only CPUs vLLM's oneDNN linear refuses bf16 and falls back
+        # to torch's scalar bf16 matmul, so float32 there (caching.resolve_dtype)
+        self.dtype = resolve_dtype(dtype)
+        kw["dtype"] = self.dtype
         if self.on_cpu:
-            kw.update(dtype=self.dtype, block_size=32)
+            kw.update(block_size=32)
             # vLLM reads VLLM_CPU_KVCACHE_SPACE as whole GiB (and it overrides kv_cache_memory_bytes);
             # a user's value wins, otherwise we set it around the build (integral sizes) or pass bytes.
             if KV_ENV not in os.environ:
@@ -204,10 +206,9 @@ class VLLMClient:
 
     # --- LLMClient ------------------------------------------------------------------------------
     def identity(self) -> dict:
-        # float32 changes greedy outputs; bf16 (the only CPU dtype before) keeps its identities as they were
+        # the dtype changes greedy outputs, so it is part of what the engine is
         return {"engine": "vllm", "model": self.model, "revision": self._revision,
-                "chat_template": self.chat_template,
-                **({"dtype": self.dtype} if self.dtype not in (None, "bfloat16") else {})}
+                "chat_template": self.chat_template, "dtype": self.dtype}
 
     async def generate(self, requests: Sequence[ChatRequest]) -> list[ChatResponse]:
         if not requests:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import explainers, scorers
+from ..caching import resolve_dtype
 from ..config import LLMConfig, ProjectConfig
 from ..fingerprint import file_digest, fingerprint
 from ..llm.base import FALLBACK_CHAT_TEMPLATE, FALLBACK_STOP
@@ -72,9 +73,15 @@ def llm_identity(cfg: LLMConfig, workdir: Path) -> dict:
         resolved = resolve_model(cfg.model, workdir)  # cheap once converted; model_identity resolved it first
         if Path(resolved).is_dir():
             ident["chat_template"] = _chat_template(resolved)
+        ident["dtype"] = resolve_dtype(cfg.dtype)  # greedy text differs between bf16 and float32
     else:
         ident["base_url"] = cfg.base_url
     return ident
+
+
+def engine_label(llm: dict) -> str:
+    """An LLM identity (``llm_identity``) in a few words for people: engine, model and, in-process, dtype."""
+    return " ".join(str(llm[k]) for k in ("engine", "model", "dtype") if llm.get(k))
 
 
 def corpus_spec(cfg: ProjectConfig, workdir: Path) -> dict:

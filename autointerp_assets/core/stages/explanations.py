@@ -19,7 +19,7 @@ from .. import explainers
 from ..llm import accounting
 from ..llm.accounting import BudgetExceeded
 from ..fingerprint import fingerprint
-from .context import Context, explainer_spec, rate
+from .context import Context, engine_label, explainer_spec, rate
 from .examples import _token_strings, load_examples
 from .llm_runs import BUDGET_EXCEEDED, commit, new_run_id, pending, prompt_counter, spent
 
@@ -124,7 +124,8 @@ def run_explanations(ctx: Context, client, layer: str, first: int, last: int) ->
     commit(ctx, layer, first, last, efp, {"explanations": frame}, ledger, {efp: ("explainer", spec)},
            only_latents=latents if resume else None)
     st = frame["status"].value_counts().rows() if rows else []
-    out = {"explainer_fp": efp, "explainer_kind": ecfg.kind, "status": dict(st), "latents": len(rows),
+    out = {"explainer_fp": efp, "explainer_kind": ecfg.kind, "explainer_engine": engine_label(spec["llm"]),
+           "status": dict(st), "latents": len(rows),
            "resumed": bool(resume), "seconds": round(secs, 2), "latents_per_s": rate(n_sent, secs),
            **accounting.totals(ledger),
            "sample": [(r["latent"], r["explanation"]) for r in rows[:5]]}

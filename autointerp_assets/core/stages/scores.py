@@ -17,7 +17,7 @@ from .. import metrics, scorers
 from ..fingerprint import fingerprint
 from ..llm import accounting
 from ..llm.accounting import BudgetExceeded
-from .context import Context, explainer_spec, rate, scorer_spec
+from .context import Context, engine_label, explainer_spec, rate, scorer_spec
 from .examples import load_examples
 from .llm_runs import BUDGET_EXCEEDED, commit, new_run_id, pending, prompt_counter, spent
 
@@ -109,7 +109,7 @@ def run_scores(ctx: Context, client, layer: str, first: int, last: int) -> dict:
                          "median_balanced_accuracy": float(np.median(vals)) if vals else None,
                          "median_auroc": float(np.median(aucs)) if aucs else None,
                          "failed_batches": sum(r["n_failed_batches"] for r in mine)}
-    out = {"explainer_fp": efp, "latents": len(jobs), "resumed": bool(resume), "seconds": round(secs, 2),
+    out = {"explainer_fp": efp, "scorer_engine": engine_label(specs[kinds[0]]["llm"]), "latents": len(jobs), "resumed": bool(resume), "seconds": round(secs, 2),
            "latents_per_s": rate(n_sent, secs), "scorers": summary,
            "balanced_accuracies": {k: [r["balanced_accuracy"] for r in score_rows if r["scorer"] == k and r["status"] == "ok"]
                                    for k in kinds},

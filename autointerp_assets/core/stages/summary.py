@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import json
+
 import polars as pl
 
-from .context import Context
+from .context import Context, engine_label
 
 
 def partition_summary(ctx: Context) -> pl.DataFrame:
-    """One row per (layer, latent range, explainer): latents scored, median balanced accuracies, and the
+    """One row per (layer, latent range, explainer): the explainer's engine (with its dtype), latents scored, median balanced accuracies, and the
     detection control: its median and the median paired difference real - control [95 % CI] (view
     scorer_summary), so that a reader sees at once whether the medians are above chance."""
     cfg = ctx.cfg
     ranges = [(k, a, b) for k, (a, b) in zip(cfg.latent_keys(), cfg.latents.ranges())]
     values = ", ".join(f"('{k}', {a}, {b})" for k, a, b in ranges)
-    return ctx.wh.query(f"""
+    frame = ctx.wh.query(f"""
         WITH r(latents, first, last) AS (VALUES {values}), per AS (
         SELECT s.layer, r.latents, s.explainer_fp,
                count(DISTINCT s.latent) FILTER (WHERE s.status = 'ok' AND NOT coalesce(s.control, false))
@@ -34,3 +36,14 @@ def partition_summary(ctx: Context) -> pl.DataFrame:
              AND d.explainer_fp = per.explainer_fp AND d.scorer = 'detection'
         ORDER BY per.layer, per.latents, per.explainer_fp
     """)
+    engine = pl.col("explainer_fp").replace_strict(explainer_engines(ctx), default=None, return_dtype=pl.Utf8)
+    cols = frame.columns
+    at = cols.index("explainer_fp") + 1
+    return frame.with_columns(explainer_engine=engine).select(*cols[:at], "explainer_engine", *cols[at:])
+
+
+def explainer_engines(ctx: Context) -> dict[str, str]:
+    """Explainer fingerprint -> its engine in words (engine, model, dtype), from the stored specs: runs made
+    on machines that resolve ``dtype: auto`` differently are told apart at a glance."""
+    specs = ctx.wh.query("SELECT fingerprint, spec FROM fingerprints WHERE kind = 'explainer'").iter_rows()
+    return {fp: engine_label(json.loads(spec).get("llm", {})) for fp, spec in specs}
