@@ -5,6 +5,10 @@
     autointerp sql "..."  run a SQL statement against the warehouse and print the result
     autointerp snapshot   copy the warehouse for a long SQL session (runs keep writing the original)
     autointerp explainers list the explainer registry (names, fingerprints, which one is active)
+    autointerp latent LAYER N          one latent's card (explanations, scores vs control, examples)
+    autointerp browse                  serve the latent browser on 127.0.0.1
+    autointerp search "..."            latents ranked by their explanation's meaning
+    autointerp export DIR --to parquet|neuronpedia|delphi
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ import os
 import sys
 import time
 
+from . import cli_latents
+from .core.display import FORMATS
 
-def _print_frame(frame) -> None:
-    import polars as pl
 
-    with pl.Config(tbl_rows=200, tbl_cols=30, fmt_str_lengths=80, tbl_width_chars=200):
-        print(frame)
+def _print_frame(frame, fmt: str = "table") -> None:
+    from .core.display import render
+
+    print(render(frame, fmt))
 
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
@@ -37,28 +43,29 @@ def cmd_run(args) -> int:
 
     from .core import pipeline
     from .core.config import load_config
-    from .defs.assets import ALL, PARTITIONED_ASSETS, corpus_tokens, sparse_coders
+    from .defs.assets import ALL
     from .defs.checks import CHECKS
+    from .defs.jobs import JOBS, corpus_and_sparse_coders, latent_range_pipeline
     from .defs.partitions import PARTITIONS
     from .defs.resources import default_resources
 
     cfg = load_config()  # fail on bad config before anything heavy
     t0 = time.perf_counter()
-    resources = default_resources()
+    defs = dg.Definitions(assets=ALL, asset_checks=CHECKS, jobs=JOBS, resources=default_resources())
     keys = PARTITIONS.get_partition_keys()
     with (dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()) as inst:
-        def go(selection, partition_key=None):
-            return dg.materialize([*ALL, *CHECKS], selection=selection, partition_key=partition_key, instance=inst,
-                                  resources=resources, raise_on_error=True, run_config=QUIET)
+        def go(job, partition_key=None):  # named jobs: each run says what ran
+            return defs.resolve_job_def(job.name).execute_in_process(
+                partition_key=partition_key, instance=inst, raise_on_error=True, run_config=QUIET)
 
         print(f"[autointerp] {len(keys)} partitions: {', '.join(keys)}", flush=True)
-        go([corpus_tokens, sparse_coders])
+        go(corpus_and_sparse_coders)
         for i, key in enumerate(keys):
             print(f"[autointerp] partition {i + 1}/{len(keys)} {key} ({time.perf_counter() - t0:.0f}s)", flush=True)
-            go(PARTITIONED_ASSETS, key)
+            go(latent_range_pipeline, key)
     secs = time.perf_counter() - t0
-    print(f"\n[autointerp] materialized {len(keys)} partitions in {secs / 60:.1f} min; summary from "
-          f"{cfg.resolve(cfg.database)}:")
+    print(f"\n[autointerp] materialized {len(keys)} partitions in {secs / 60:.1f} min; latent browser in "
+          f"{cfg.browser_dir} (serve it: autointerp browse); summary from {cfg.resolve(cfg.database)}:")
     _print_frame(pipeline.partition_summary(pipeline.Context.of(cfg)))
     return 0
 
@@ -67,7 +74,7 @@ def cmd_summary(args) -> int:
     from .core import pipeline
     from .core.config import load_config
 
-    _print_frame(pipeline.partition_summary(pipeline.Context.of(load_config())))
+    _print_frame(pipeline.partition_summary(pipeline.Context.of(load_config())), args.format)
     return 0
 
 
@@ -79,7 +86,7 @@ def cmd_sql(args) -> int:
 
     cfg = load_config()
     try:
-        _print_frame(Warehouse(cfg.resolve(cfg.database)).query(args.query))
+        _print_frame(Warehouse(cfg.resolve(cfg.database)).query(args.query), args.format)
     except duckdb.Error as e:
         print(f"autointerp sql: {str(e).splitlines()[0]} (tables and views: README 'Tables' and 'SQL'; "
               f"list them with: autointerp sql \"show tables\")", file=sys.stderr)
@@ -121,18 +128,23 @@ def main(argv=None) -> int:
     p.add_argument("--config", help="project YAML (default: $AUTOINTERP_CONFIG or data/project.yaml)")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("run", help="materialize everything, then print the summary")
-    sub.add_parser("summary", help="per-partition summary from DuckDB")
+    fmt = dict(choices=FORMATS, default="table", help="table (fits 100 columns), csv, json or markdown")
+    sub.add_parser("summary", help="per-partition summary from DuckDB").add_argument("--format", **fmt)
     q = sub.add_parser("sql", help="run SQL against the warehouse (a short read between writes)")
     q.add_argument("query")
+    q.add_argument("--format", **fmt)
     snap = sub.add_parser("snapshot", help="copy the warehouse consistently, for long analyst sessions")
     snap.add_argument("path", nargs="?", help="destination (default: <database>.snapshot.duckdb)")
     sub.add_parser("explainers", help="the explainer registry: names, fingerprints, the active one")
+    cli_latents.add_parsers(sub)
     args = p.parse_args(argv)
     if args.config:
         os.environ["AUTOINTERP_CONFIG"] = os.path.abspath(args.config)
     from .core.config import ConfigError
 
     try:
+        if args.cmd in cli_latents.COMMANDS:
+            return cli_latents.run(args)
         return {"run": cmd_run, "summary": cmd_summary, "sql": cmd_sql, "snapshot": cmd_snapshot,
                 "explainers": cmd_explainers}[args.cmd](args)
     except ConfigError as e:

@@ -13,9 +13,10 @@ import dagster as dg
 from .defs.assets import ALL
 from .defs.automation import backfill_cron, scheduled_backfill, with_scheduled_refresh
 from .defs.checks import CHECKS
+from .defs.jobs import JOBS
 from .defs.resources import default_resources
 from .defs.sensors import explainer_change
 
 defs = dg.Definitions(assets=with_scheduled_refresh(ALL, backfill_cron()), asset_checks=CHECKS,
-                      sensors=[explainer_change, scheduled_backfill], resources=default_resources(),
+                      sensors=[explainer_change, scheduled_backfill], jobs=JOBS, resources=default_resources(),
                       executor=dg.in_process_executor)

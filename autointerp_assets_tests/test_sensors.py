@@ -10,7 +10,7 @@ import pytest
 from autointerp_assets.core.config import ConfigError, load_config
 from autointerp_assets.core.registry import active_config, explainer_fp
 from autointerp_assets.core.storage import Warehouse
-from autointerp_assets.defs.assets import explanations, scores
+from autointerp_assets.defs.assets import explanations, latent_pages, scores
 from autointerp_assets.defs.checks import CHECKS
 from autointerp_assets.defs.resources import LLMResource, ProjectResource
 from autointerp_assets.defs.sensors import EXPLAINER_FP_TAG, EXPLAINER_TAG, explainer_change
@@ -61,7 +61,8 @@ def test_sensor_reexplains_every_partition_on_explainer_change():
         from autointerp_assets.definitions import defs
 
         job = defs.resolve_job_def(defs.resolve_sensor_def("explainer_change").job_name)
-        assert set(job.asset_layer.executable_asset_keys) == {explanations.key, scores.key}
+        assert job.name == "reexplain_and_rescore"  # a run name that says what ran
+        assert set(job.asset_layer.executable_asset_keys) == {explanations.key, scores.key, latent_pages.key}
 
         # run them as the daemon would: the pinned explainer comes in through run config
         for r in reqs:

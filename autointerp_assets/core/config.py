@@ -312,6 +312,17 @@ class ScoringExtrasConfig(_Strict):
     unigram_min_firing: int = Field(20, ge=0, description="...among latents firing at least this many times.")
 
 
+class BrowserConfig(_Strict):
+    """The latent browser (asset latent_pages, `autointerp browse`, `autointerp latent`, `autointerp search`)."""
+
+    dir: str | None = Field(None, description="Where the static pages go; null = 'browser' beside the database.")
+    host: str = Field("127.0.0.1", description="`autointerp browse` binds here (and the asset metadata links to it).")
+    port: int = Field(8700, ge=1, le=65535, description="`autointerp browse` port.")
+    n_neighbours: int = Field(10, ge=0, description="Neighbours shown per latent (stored ones, else decoder cosine).")
+    search_model: str | None = Field(None, description="Sentence model for explanation search; null = "
+                                        "sampler.embedding_model (all-MiniLM-L6-v2 offline).")
+
+
 class ProjectConfig(_Strict):
     name: str = Field("offline-default", description="A label for this project.")
     database: str = Field("data/autointerp.duckdb", description="DuckDB file (relative to the project root).")
@@ -329,6 +340,7 @@ class ProjectConfig(_Strict):
     scorer: ScorerConfig = ScorerConfig()
     budget: BudgetConfig = Field(BudgetConfig(), description="Optional cap on LLM spend ($ or tokens).")
     scoring_extras: ScoringExtrasConfig = Field(ScoringExtrasConfig(), description="Extra scorers, the random-explanation control, bootstrap CIs and heuristic flags (stage scores_more).")
+    browser: BrowserConfig = Field(BrowserConfig(), description="The latent browser's pages, server and search.")
 
     @model_validator(mode="after")
     def _check(self):
@@ -351,6 +363,18 @@ class ProjectConfig(_Strict):
     def latent_keys(self) -> list[str]:
         width = max(5, len(str(self.latents.stop - 1)))
         return [f"{a:0{width}d}-{b:0{width}d}" for a, b in self.latents.ranges()]
+
+    @property
+    def browser_dir(self) -> Path:
+        return self.resolve(self.browser.dir) if self.browser.dir else self.resolve(self.database).parent / "browser"
+
+    @property
+    def browser_url(self) -> str:
+        return f"http://{self.browser.host}:{self.browser.port}"
+
+    @property
+    def search_model(self) -> str:
+        return self.browser.search_model or self.sampler.embedding_model
 
     def resolve(self, path: str) -> Path:
         """A path from the config, relative to the directory holding ``data/`` (the project root)."""

@@ -126,3 +126,11 @@ def active_config(config_file: str | os.PathLike | None = None, explainer: str |
 def explainer_fp(cfg: ProjectConfig) -> str:
     """Fingerprint of cfg's explainer: the key its explanations and scores rows carry."""
     return fingerprint("explainer", explainer_spec(cfg, cfg.resolve(cfg.workdir)))
+
+
+def explainer_names(config_file: str | os.PathLike | None = None) -> tuple[dict[str, str], str]:
+    """({explainer fingerprint: registry name}, the active explainer's fingerprint): names for people."""
+    cfg = load_config(config_file)
+    reg = load_registry(cfg, registry_path(config_file))
+    names = {explainer_fp(reg.apply(cfg, n)): n for n in reg.explainers}
+    return names, explainer_fp(reg.apply(cfg))

@@ -82,3 +82,53 @@ def histogram_png(series: Mapping[str, Sequence[float]], lo: float = 0.0, hi: fl
 def plot_md(png: bytes, alt: str) -> dg.MetadataValue:
     """A PNG embedded as a data URL in markdown metadata (the UI's markdown renderer allows data: images)."""
     return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
+
+
+def medians_png(panels: Mapping[str, Sequence[dict]], ranges: Mapping[str, tuple[float, float]], title: str = "",
+                panel_w: int = 200, h: int = 240) -> bytes:
+    """One panel per scorer: per layer the median (dot) and IQR (bar) of the real values, and the control's
+    median (hollow square), on the scorer's metric scale, as PNG bytes (drawn with Pillow)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    real, ctl = PLOT_COLOURS[0], PLOT_COLOURS[1]
+    w = max(420, 50 + panel_w * len(panels))
+    top, bottom, left = 40, 40, 40
+    img = Image.new("RGB", (w, h), "white")
+    d = ImageDraw.Draw(img)
+    font = ImageFont.load_default()
+    d.text((left, 6), title, fill="black", font=font)
+    d.rectangle([left, 22, left + 8, 30], fill=real)
+    d.text((left + 12, 20), "real: median, IQR", fill="black", font=font)
+    d.rectangle([left + 130, 22, left + 138, 30], outline=ctl, width=2)
+    d.text((left + 142, 20), "control median", fill="black", font=font)
+    for p, (scorer, rows) in enumerate(panels.items()):
+        lo, hi = ranges[scorer]
+        x0 = left + p * panel_w
+        y = lambda v: h - bottom - (h - top - bottom) * (min(max(v, lo), hi) - lo) / (hi - lo)  # noqa: E731
+        d.line([(x0, top), (x0, h - bottom), (x0 + panel_w - 20, h - bottom)], fill="black")
+        for t in (lo, (lo + hi) / 2, hi):
+            d.line([(x0 - 3, y(t)), (x0, y(t))], fill="black")
+            d.text((x0 - 30 if p == 0 else x0 + 2, y(t) - 6), f"{t:.1f}", fill="grey", font=font)
+        d.line([(x0, y((lo + hi) / 2)), (x0 + panel_w - 20, y((lo + hi) / 2))], fill=(220, 220, 220))
+        d.text((x0 + 4, h - 14), scorer, fill="black", font=font)
+        slot = (panel_w - 30) / max(1, len(rows))
+        for i, r in enumerate(rows):
+            cx = x0 + 10 + slot * (i + 0.5)
+            if r["q25"] is not None:
+                d.rectangle([cx - 3, y(r["q75"]), cx + 3, y(r["q25"])], fill=(200, 214, 245))
+            d.ellipse([cx - 4, y(r["median"]) - 4, cx + 4, y(r["median"]) + 4], fill=real)
+            if r["median_control"] is not None:
+                c = y(r["median_control"])
+                d.rectangle([cx + 6, c - 4, cx + 14, c + 4], outline=ctl, width=2)
+            d.text((cx - 18, h - bottom + 4), r["layer"][-9:], fill="black", font=font)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def readable(metadata: Mapping) -> dict:
+    """Metadata for people: floats (also inside lists and dicts) rounded to 4 significant digits, float noise
+    such as -5.55e-17 shown as 0; MetadataValue objects pass through (raw values stay in SQL)."""
+    from ..core.display import rounded
+
+    return {k: (v if isinstance(v, dg.MetadataValue) else rounded(v)) for k, v in metadata.items()}

@@ -2,7 +2,7 @@
 
 The sensor reads the registry (a YAML file, not the DuckDB warehouse, so it never waits for a
 writer), fingerprints the active explainer and compares it with its cursor. On a change it requests
-one explanations + scores run per partition whose examples are materialized and that has no
+one explanations + scores + pages run per partition whose examples are materialized and that has no
 explanations for that fingerprint yet. Run keys are ``<explainer_fp>|<partition>``, so a request is
 never launched twice; runs are pinned to the explainer's name and tagged with it. Earlier explainers'
 rows stay in DuckDB (keyed by explainer_fp).
@@ -13,7 +13,8 @@ from __future__ import annotations
 import dagster as dg
 
 from ..core.registry import explainer_fp
-from .assets import examples, explanations, scores
+from .assets import examples, explanations
+from .jobs import reexplain_and_rescore
 from .resources import ProjectResource
 
 EXPLAINER_TAG, EXPLAINER_FP_TAG = "autointerp/explainer", "autointerp/explainer_fp"
@@ -35,10 +36,10 @@ def explained_partitions(instance: dg.DagsterInstance, efp: str) -> set[str]:
         cursor = page.cursor
 
 
-@dg.sensor(name="explainer_change", target=[explanations, scores], minimum_interval_seconds=15,
+@dg.sensor(name="explainer_change", job=reexplain_and_rescore, minimum_interval_seconds=15,
            default_status=dg.DefaultSensorStatus.RUNNING,
-           description="When the registry's active explainer changes (new fingerprint), request explanations + "
-                       "scores for every materialized partition; old explainers' rows stay.")
+           description="When the registry's active explainer changes (new fingerprint), request explanations, "
+                       "scores and browser pages for every materialized partition; old explainers' rows stay.")
 def explainer_change(context: dg.SensorEvaluationContext, project: ProjectResource):
     registry = project.registry()
     name = registry.active_explainer

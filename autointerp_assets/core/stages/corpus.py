@@ -9,7 +9,8 @@ import polars as pl
 
 from .. import corpus
 from ..storage.warehouse import arrow_table
-from .context import Context, corpus_spec
+from ..vocabulary import write_vocabulary
+from .context import Context, corpus_spec, model_identity
 
 
 def run_corpus(ctx: Context) -> dict:
@@ -27,9 +28,20 @@ def run_corpus(ctx: Context) -> dict:
         ctx.wh.record_fingerprint(con, fp, "corpus", corpus_spec(ctx.cfg, ctx.workdir))
         con.execute("DELETE FROM tokens WHERE corpus_fp = ?", [fp])
         ctx.wh.insert(con, "tokens", frame)
+        write_vocabulary(ctx.wh, con, ctx.model_dir(), model_identity(ctx.cfg.subject_model, ctx.workdir), fp, cfg.source)
     secs = time.perf_counter() - t0
     ctx.log(f"corpus {cfg.source}: {n_rows} rows x {cfg.ctx_len} tokens in {secs:.1f}s ({fp})")
     return {"corpus_fp": fp, "rows": n_rows, "tokens": n_rows * cfg.ctx_len, "seconds": round(secs, 2)}
+
+
+def ensure_vocabulary(ctx: Context) -> None:
+    """The current corpus's tokenizer strings in `vocabulary` / `corpora` (a warehouse made before they existed)."""
+    fp = ctx.corpus_fp()
+    if ctx.wh.scalar("SELECT count(*) FROM corpora WHERE corpus_fp = ?", [fp]):
+        return
+    with ctx.wh.write() as con:
+        write_vocabulary(ctx.wh, con, ctx.model_dir(), model_identity(ctx.cfg.subject_model, ctx.workdir), fp,
+                         ctx.cfg.corpus.source)
 
 
 def load_rows(ctx: Context, limit: int | None = None) -> np.ndarray:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Sequence
 
 import polars as pl
@@ -12,6 +11,8 @@ from ..examples import embeddings
 from ..examples.neighbours import decoder_rows
 from ..fingerprint import fingerprint
 from ..records import Example
+from ..vocabulary import token_strings
+from ..vocabulary import token_strings as _token_strings  # noqa: F401 (the name the LLM stages import)
 from .context import Context
 
 
@@ -74,16 +75,8 @@ def check_examples(ctx: Context, layer: str, first: int, last: int) -> dict:
         return examples_mod.disjointness(con, layer, first, last)
 
 
-@lru_cache(maxsize=4)
-def _token_strings(model_dir: str) -> tuple[str, ...]:
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    return tuple(tok.decode([i]) for i in range(len(tok)))
-
-
 def load_examples(ctx: Context, layer: str, first: int, last: int, splits: Sequence[str]) -> dict[int, dict[str, list[Example]]]:
-    vocab = _token_strings(ctx.model_dir())
+    vocab = token_strings(ctx.model_dir())
     frame = ctx.wh.query(
         "SELECT latent, split, example_id, quantile, token_ids, acts FROM examples "
         "WHERE layer = ? AND latent BETWEEN ? AND ? AND split IN (SELECT unnest(?)) ORDER BY latent, split, example_id",

@@ -350,7 +350,7 @@ def more_scores_metadata(out: dict) -> dict:
             md[f"{name}_median_control"] = s["median_control"]
             md[f"{name}_median_difference"] = s["median_difference"]
             md[f"{name}_difference_ci95"] = [s["difference_ci_low"], s["difference_ci_high"]]
-    md.update({f"flag_{k}": v for k, v in out["flags"].items()})
+    md.update({k if k.startswith("flag_") else f"flag_{k}": v for k, v in out["flags"].items()})
     md.update({f"more_{k}": out[k] for k in ("llm_calls", "prompt_tokens", "completion_tokens", "cost_usd")
                if k in out})
     md["more_seconds"] = out["seconds"]

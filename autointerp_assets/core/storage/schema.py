@@ -23,6 +23,20 @@ TABLES: dict[str, str] = {
         row_id INTEGER NOT NULL,
         token_ids INTEGER[] NOT NULL
     """,
+    # the token strings of each tokenizer used (core.vocabulary): token = decoded text, piece = raw vocabulary
+    # entry; keyed by tokenizer fingerprint (the subject model's identity), written once per tokenizer
+    "vocabulary": """
+        tokenizer_fp VARCHAR NOT NULL,
+        token_id INTEGER NOT NULL,
+        token VARCHAR NOT NULL,
+        piece VARCHAR
+    """,
+    # which tokenizer made each corpus (so SQL can turn a corpus row's token ids into text)
+    "corpora": """
+        corpus_fp VARCHAR PRIMARY KEY,
+        tokenizer_fp VARCHAR NOT NULL,
+        source VARCHAR
+    """,
     # the sparse coder per hookpoint (trained here or loaded)
     "sparse_coders": """
         layer VARCHAR NOT NULL,
@@ -233,6 +247,15 @@ TABLES: dict[str, str] = {
         auroc_ci_high DOUBLE,
         latent_range VARCHAR
     """,
+    # sentence embedding (unit norm) of each ok explanation (core.search), per embedding model; written by the
+    # latent_pages asset per partition, read by `autointerp search` and the browser's search
+    "explanation_embeddings": """
+        layer VARCHAR NOT NULL,
+        latent INTEGER NOT NULL,
+        explainer_fp VARCHAR NOT NULL,
+        model VARCHAR NOT NULL,
+        embedding FLOAT[] NOT NULL
+    """,
     # the LLM ledger: one row per request whose results were committed (append-only: re-runs add rows,
     # so spend is never forgotten); the budget is checked against its totals
     "llm_calls": """
@@ -261,7 +284,7 @@ TABLES: dict[str, str] = {
 
 # Tables rewritten per partition (layer, latent range).
 PARTITIONED = ("latent_stats", "latent_selection", "latent_neighbours", "example_windows", "explanations", "score_items",
-               "scores")
+               "scores", "explanation_embeddings")
 
 # Tables of older databases that nothing uses any more; dropped on open.
 RETIRED = ("activation_batches",)  # the staging of caches before v3 (batches now go straight to activation_cache)
@@ -296,13 +319,31 @@ VIEWS: dict[str, str] = {
         SELECT w.layer, w.latent, w.split, w.example_id, w.quantile, w.row_id, w.start_pos, w.max_activation,
                t.token_ids[w.start_pos + 1 : w.start_pos + w.length] AS token_ids,
                list_transform(range(w.length::INTEGER), lambda j: coalesce(h.v[list_position(h.i, j)], 0)::REAL) AS acts,
-               w.source, w.neighbour, w.similarity, w.sampler_fp
+               w.source, w.neighbour, w.similarity, w.sampler_fp, w.corpus_fp
         FROM example_windows w
         JOIN tokens t ON t.corpus_fp = w.corpus_fp AND t.row_id = w.row_id
         JOIN activation_partitions p ON p.layer = w.layer AND w.latent BETWEEN p.first_latent AND p.last_latent
                                     AND p.activations_fp = w.activations_fp
         LEFT JOIN hits h ON h.layer = w.layer AND h.latent = w.latent AND h.split = w.split
                         AND h.example_id = w.example_id
+    """,
+    # each example as text: `text` with the firing tokens (activation > 0) marked << >> (adjacent ones in one
+    # span), `tokens` = one (token, activation) pair per token, token strings from `vocabulary` via `corpora`
+    "example_text": """
+        WITH t AS (
+            SELECT e.layer, e.latent, e.split, e.example_id, e.quantile, e.max_activation, e.source, e.neighbour,
+                   e.similarity, e.row_id, e.start_pos, i,
+                   coalesce(v.token, '<' || e.token_ids[i] || '>') AS token, e.acts[i] AS act,
+                   coalesce(e.acts[i - 1], 0) > 0 AS prev, coalesce(e.acts[i + 1], 0) > 0 AS next
+            FROM (SELECT *, unnest(range(1, len(token_ids) + 1)) AS i FROM examples) e
+            LEFT JOIN corpora c ON c.corpus_fp = e.corpus_fp
+            LEFT JOIN vocabulary v ON v.tokenizer_fp = c.tokenizer_fp AND v.token_id = e.token_ids[i])
+        SELECT layer, latent, split, example_id, quantile, max_activation,
+               string_agg(CASE WHEN act > 0 AND NOT prev THEN '<<' ELSE '' END || token
+                          || CASE WHEN act > 0 AND NOT next THEN '>>' ELSE '' END, '' ORDER BY i) AS text,
+               list({'token': token, 'activation': act} ORDER BY i) AS tokens,
+               source, neighbour, similarity, row_id, start_pos
+        FROM t GROUP BY ALL
     """,
     # the latest-made explanation per latent and explainer, with both headline scores side by side
     "latent_scores": """
@@ -358,27 +399,38 @@ VIEWS: dict[str, str] = {
         WHERE s.status = 'ok'
         QUALIFY row_number() OVER (PARTITION BY s.layer, s.latent, s.scorer ORDER BY s.created_at DESC) = 1
     """,
-    # one row per (explainer, scorer): medians over its latents, explanation success, tokens and $ per latent
-    # (spend from the llm_calls ledger: every request, retries included), ranked by median balanced accuracy
+    # one row per (explainer, scorer): medians over its latents (primary metric and balanced accuracy), the
+    # random-explanation control's median beside the real one (controls are not listed as scorers), explanation
+    # success, tokens and $ per latent (spend from the llm_calls ledger: every request, retries and controls
+    # included), ranked by median value
     "explainer_leaderboard": """
         WITH ex AS (
             SELECT explainer_fp, count(*) AS latents_explained, avg((status = 'ok')::INT) AS ok_rate,
                    sum(coalesce(prompt_tokens, 0) + coalesce(completion_tokens, 0)) AS tokens
             FROM explanations GROUP BY ALL),
         sc AS (
-            SELECT explainer_fp, scorer, count(*) AS latents_scored, median(balanced_accuracy) AS median_bacc,
-                   avg(balanced_accuracy) AS mean_bacc, median(auroc) AS median_auroc,
-                   sum(coalesce(prompt_tokens, 0) + coalesce(completion_tokens, 0)) AS tokens
+            SELECT explainer_fp, scorer, any_value(coalesce(metric, 'balanced_accuracy')) AS metric,
+                   count(*) AS latents_scored, median(coalesce(value, balanced_accuracy)) AS median_value,
+                   median(balanced_accuracy) AS median_bacc, avg(balanced_accuracy) AS mean_bacc,
+                   median(auroc) AS median_auroc
+            FROM scores WHERE status = 'ok' AND NOT coalesce(control, false) GROUP BY ALL),
+        ctl AS (
+            SELECT explainer_fp, regexp_replace(scorer, '_control$', '') AS scorer, median(value) AS median_control
+            FROM scores WHERE status = 'ok' AND control GROUP BY ALL),
+        tok AS (
+            SELECT explainer_fp, sum(coalesce(prompt_tokens, 0) + coalesce(completion_tokens, 0)) AS tokens
             FROM scores WHERE status = 'ok' GROUP BY ALL),
         spend AS (SELECT explainer_fp, sum(cost_usd) AS usd FROM llm_calls GROUP BY ALL)
-        SELECT sc.explainer_fp, f.spec->>'$.llm.model' AS model, sc.scorer, ex.latents_explained,
-               round(ex.ok_rate, 3) AS ok_rate, sc.latents_scored, round(sc.median_bacc, 3) AS median_bacc,
+        SELECT sc.explainer_fp, f.spec->>'$.llm.model' AS model, sc.scorer, sc.metric, ex.latents_explained,
+               round(ex.ok_rate, 3) AS ok_rate, sc.latents_scored, round(sc.median_value, 3) AS median_value,
+               round(ctl.median_control, 3) AS median_control, round(sc.median_bacc, 3) AS median_bacc,
                round(sc.mean_bacc, 3) AS mean_bacc, round(sc.median_auroc, 3) AS median_auroc,
-               round((ex.tokens + sum(sc.tokens) OVER (PARTITION BY sc.explainer_fp)) / ex.latents_explained, 1)
-                   AS tokens_per_latent,
+               round((ex.tokens + coalesce(tok.tokens, 0)) / ex.latents_explained, 1) AS tokens_per_latent,
                spend.usd / ex.latents_explained AS usd_per_latent,
-               rank() OVER (PARTITION BY sc.scorer ORDER BY sc.median_bacc DESC) AS rank
+               rank() OVER (PARTITION BY sc.scorer ORDER BY sc.median_value DESC) AS rank
         FROM sc JOIN ex USING (explainer_fp)
+        LEFT JOIN ctl USING (explainer_fp, scorer)
+        LEFT JOIN tok USING (explainer_fp)
         LEFT JOIN spend USING (explainer_fp)
         LEFT JOIN fingerprints f ON f.fingerprint = sc.explainer_fp
         ORDER BY sc.scorer, rank

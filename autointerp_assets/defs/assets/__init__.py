@@ -4,8 +4,9 @@ from .activations import activations, latent_stats
 from .corpus import corpus_tokens
 from .examples import examples
 from .explanations import explanations
+from .latent_pages import latent_pages
 from .scores import scores
 from .sparse_coders import sparse_coders
 
-ALL = [corpus_tokens, sparse_coders, activations, latent_stats, examples, explanations, scores]
-PARTITIONED_ASSETS = [activations, latent_stats, examples, explanations, scores]
+ALL = [corpus_tokens, sparse_coders, activations, latent_stats, examples, explanations, scores, latent_pages]
+PARTITIONED_ASSETS = [activations, latent_stats, examples, explanations, scores, latent_pages]

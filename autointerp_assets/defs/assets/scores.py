@@ -2,7 +2,8 @@ import dagster as dg
 
 from ...core import pipeline
 from ...core.llm.accounting import BudgetExceeded
-from ..metadata import histogram_md, histogram_png, plot_md, table_md
+from ...core.stages import score_plots
+from ..metadata import histogram_md, histogram_png, medians_png, plot_md, readable, table_md
 from ..partitions import PARTITIONS, bounds
 from ..resources import LLMResource, ProjectResource
 from .explanations import budget_failure, explanations
@@ -22,17 +23,38 @@ def scores(context: dg.AssetExecutionContext, project: ProjectResource, llm: LLM
     except BudgetExceeded as e:
         raise budget_failure(e) from None
     more = pipeline.run_more_scores(ctx, client, layer, first, last)
-    md = pipeline.more_scores_metadata(more)
-    md["controls"] = table_md(control_rows(more))
-    for kind, s in out.pop("scorers").items():
-        md.update({f"{kind}_{k}": v for k, v in s.items()})
+    # the key result first: every scorer's median against its random-explanation control, then the plots
+    md = {"controls": table_md(control_rows(more))}
     baccs = out.pop("balanced_accuracies")
-    for kind, vals in baccs.items():
-        md[f"{kind}_histogram"] = histogram_md(vals, 0.0, 1.0, 10, f"{kind} balanced accuracy per latent")
     ctl = {f"{k} control": v for k, v in more["control_values"].items() if k in baccs}
     md["score_histogram_plot"] = plot_md(histogram_png({**baccs, **ctl}, title="balanced accuracy per latent "
                                                        "(real vs random-explanation control)"), "score histogram")
-    return dg.MaterializeResult(metadata={**out, **md})
+    md.update(scorer_plots(ctx, layer, first, last, more["explainer_fp"]))
+    md.update(pipeline.more_scores_metadata(more))
+    for kind, s in out.pop("scorers").items():
+        md.update({f"{kind}_{k}": v for k, v in s.items()})
+    for kind, vals in baccs.items():
+        md[f"{kind}_histogram"] = histogram_md(vals, 0.0, 1.0, 10, f"{kind} balanced accuracy per latent")
+    return dg.MaterializeResult(metadata=readable({**md, **out}))
+
+
+def scorer_plots(ctx, layer: str, first: int, last: int, efp: str) -> dict:
+    """A histogram per scorer (real vs control, on its metric's scale) and the medians of every layer."""
+    md = {}
+    for scorer, v in score_plots.partition_values(ctx, layer, first, last, efp).items():
+        lo, hi = score_plots.metric_range(v["metric"])
+        series = {scorer: v["real"], **({f"{scorer} control": v["control"]} if v["control"] else {})}
+        md[f"{scorer}_plot"] = plot_md(histogram_png(series, lo, hi, title=f"{scorer}: {v['metric']} per latent, "
+                                                     "real vs random-explanation control"), f"{scorer} plot")
+    rows = score_plots.layer_medians(ctx, efp)
+    panels: dict[str, list[dict]] = {}
+    for r in rows:
+        panels.setdefault(r["scorer"], []).append(r)
+    if panels:
+        ranges = {s: score_plots.metric_range(p[0]["metric"]) for s, p in panels.items()}
+        md["layers_plot"] = plot_md(medians_png(panels, ranges, "median per latent across layers (all materialized "
+                                                "latent ranges), real vs control"), "scores across layers")
+    return md
 
 
 def control_rows(more: dict) -> list[dict]:

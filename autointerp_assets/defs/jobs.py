@@ -1,0 +1,23 @@
+"""Named jobs, so that every run says what ran (instead of Dagster's ``__ephemeral_asset_job__``).
+
+- ``corpus_and_sparse_coders``: the unpartitioned start of the pipeline;
+- ``latent_range_pipeline``: one partition (layer × latent range) from its activations to its browser pages;
+- ``reexplain_and_rescore``: explanations, scores and pages of a partition (what the explainer_change sensor runs).
+"""
+
+import dagster as dg
+
+from .assets import PARTITIONED_ASSETS, corpus_tokens, explanations, latent_pages, scores, sparse_coders
+from .partitions import PARTITIONS
+
+corpus_and_sparse_coders = dg.define_asset_job(
+    "corpus_and_sparse_coders", selection=[corpus_tokens, sparse_coders],
+    description="Corpus rows and one sparse coder per hookpoint (trained or loaded).")
+latent_range_pipeline = dg.define_asset_job(
+    "latent_range_pipeline", selection=PARTITIONED_ASSETS, partitions_def=PARTITIONS,
+    description="One layer × latent range: activations, stats, examples, explanations, scores and browser pages.")
+reexplain_and_rescore = dg.define_asset_job(
+    "reexplain_and_rescore", selection=[explanations, scores, latent_pages], partitions_def=PARTITIONS,
+    description="Explanations and scores of a partition by the active (or pinned) explainer, then its pages.")
+
+JOBS = [corpus_and_sparse_coders, latent_range_pipeline, reexplain_and_rescore]
