@@ -1,6 +1,7 @@
 """Live: `dagster dev` (own process group) with the explainer_change sensor on. Editing the registry makes the
-new explainer's explanations and scores appear for every partition; then headless Chromium opens the asset
-graph and a scores partition page and finds our score-histogram plot (screenshots in artifacts/)."""
+new explainer's explanations, scores and browser pages appear for every partition; then headless Chromium opens
+the asset graph and a scores partition page and finds our score-histogram plot, and follows a latent_pages
+partition's `open_in_browser` link to the pages `autointerp browse` serves (screenshots in artifacts/)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 from autointerp_assets.core.config import load_config
 from autointerp_assets.core.registry import active_config, explainer_fp
 from autointerp_assets.core.storage import Warehouse
-from autointerp_assets_tests.dagster_dev import dagster_dev
+from autointerp_assets_tests.dagster_dev import dagster_dev, free_port
 from autointerp_assets_tests.automation_base import KEYS, base_project, project_copy, write_registry
 
 pytestmark = pytest.mark.slow
@@ -58,6 +60,9 @@ def wait_for(what: str, fn, timeout: float, log: Path, every: float = 2.0):
 def server():
     base, home = base_project()
     config = project_copy("live")  # no registry yet: the project config's explainer is active
+    cfg = yaml.safe_load(config.read_text())
+    cfg["browser"] = {"port": free_port()}  # where `autointerp browse` serves this project's pages
+    config.write_text(yaml.safe_dump(cfg))
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\nconcurrency:\n  runs:\n"
                                        "    max_concurrent_runs: 2\n")
     log = config.parent / "dagster_dev.log"
@@ -139,6 +144,60 @@ def test_browser_finds_the_score_plot(server):
         finally:
             browser.close()
     assert (ARTIFACTS / "scores_partition_plot.png").stat().st_size > 10_000
+
+
+def test_dagster_ui_link_opens_the_latent_browser(server):
+    """The latent_pages partition page links to its index; with `autointerp browse` running, the link opens it,
+    and after the registry edit (first test) two explainers are there to compare."""
+    import subprocess
+    import sys
+
+    from playwright.sync_api import sync_playwright
+
+    port, config = server["port"], server["config"]
+    cfg = load_config(config)
+    log = config.parent / "browse.log"
+    with open(log, "w") as out:
+        browse = subprocess.Popen([sys.executable, "-m", "autointerp_assets.cli", "--config", str(config), "browse",
+                                   "--no-search"], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for("autointerp browse", lambda: urllib.request.urlopen(f"{cfg.browser_url}/index.html", timeout=5)
+                 .status == 200, 60, log, every=0.5)
+        layer, rng = KEYS[0].split("|")[1], KEYS[0].split("|")[0]
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.goto(f"http://127.0.0.1:{port}/assets/latent_pages?view=partitions&partition={KEYS[0]}",
+                          wait_until="networkidle")
+                _dismiss_modal(page)
+                row = page.locator("tr", has=page.get_by_text("open_in_browser", exact=True)).first
+                row.wait_for(timeout=60_000)
+                link = row.locator("a").first
+                href = link.get_attribute("href")
+                assert href == f"{cfg.browser_url}/{layer}/{rng}/index.html", \
+                    f"{href}: not this project's pages (did the registry-edit test's runs make them?)"
+                page.screenshot(path=str(ARTIFACTS / "dagster_latent_pages.png"))
+                with page.context.expect_page() as opened:
+                    link.click(modifiers=["Control"])
+                site = opened.value
+                site.wait_for_function("() => window.__autointerpComplete !== undefined", timeout=60_000)
+                assert site.url == href
+                assert site.locator("h1").inner_text() == f"{layer} · latents {rng}"
+                n_rows = site.locator("#latents tbody tr").count()
+                assert n_rows >= 32  # every latent of the range, one row per explainer
+                # both explainers (the project's and the registry's 'brief') explained these latents
+                names = site.locator("#explainer option").all_inner_texts()
+                assert any(n.startswith("brief ") for n in names) and any(n.startswith("project ") for n in names)
+                site.screenshot(path=str(ARTIFACTS / "dagster_opened_latent_pages.png"))
+                site.goto(f"{cfg.browser_url}/compare.html")
+                assert "b = brief" in site.content() or "a = brief" in site.content()
+                site.screenshot(path=str(ARTIFACTS / "dagster_compare_explainers.png"), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        browse.terminate()
+        browse.wait(timeout=30)
 
 
 def _dismiss_modal(page) -> None:

@@ -30,12 +30,13 @@ def read_range(wh, layer: str, first: int, last: int, corpus_fp: str | None = No
     """Every named query of the range on one (short) read connection."""
     p = {"layer": layer, "first": first, "last": last}
     with wh.read() as con:
-        out = {name: con.execute(sql, p).pl() for name, sql in
+        out = {name: con.execute(sql, queries.bind(sql, p)).pl() for name, sql in
                (("latents", queries.LATENTS), ("explanations", queries.EXPLANATIONS), ("scores", queries.SCORES),
                 ("neighbours", queries.NEIGHBOURS))}
-        out["examples"] = con.execute(queries.EXAMPLES, p).pl() if with_examples else None
+        out["examples"] = con.execute(queries.EXAMPLES, queries.bind(queries.EXAMPLES, p)).pl() if with_examples \
+            else None
         out["explainers"] = con.execute(queries.EXPLAINERS).pl()
-        out["corpus_tokens"] = con.execute(queries.CORPUS_TOKENS, p).fetchone()[0]
+        out["corpus_tokens"] = con.execute(queries.CORPUS_TOKENS, queries.bind(queries.CORPUS_TOKENS, p)).fetchone()[0]
         out["coder_path"] = (con.execute(queries.CODER_PATH, {"layer": layer}).fetchone() or [None])[0]
         ids = [t for t in out["latents"]["top_token"].to_list() if t is not None]
         out["top_tokens"] = dict(con.execute(queries.TOKEN_TEXT, {"corpus": corpus_fp, "ids": ids}).fetchall()) \

@@ -5,6 +5,14 @@ partition and a single latent are read the same way. The SQL lives here, not in 
 
 from __future__ import annotations
 
+import re
+
+
+def bind(sql: str, values: dict) -> dict:
+    """The named parameters ``sql`` uses, taken from ``values`` (DuckDB refuses unused ones)."""
+    used = set(re.findall(r"\$([A-Za-z_]\w*)", sql))
+    return {k: v for k, v in values.items() if k in used}
+
 # every latent of the range: firing statistics, heuristic flags (latent_stats) and selection (latent_selection)
 LATENTS = """
     SELECT s.layer, s.latent, s.status, s.n_firing, s.n_windows, s.density, s.max_activation, s.mean_activation,
