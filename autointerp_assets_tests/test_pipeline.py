@@ -70,11 +70,14 @@ def test_scores_metadata_and_views_carry_control_and_intervals(warehouse, instan
         rng = next(p for p in parts if not p.startswith("layers"))
         row = warehouse.query("SELECT * FROM scorer_summary WHERE layer = ? AND latent_range = ? AND scorer = "
                               "'detection'", [layer, rng]).row(0, named=True)
-        # the metadata's control numbers are the SQL view's
-        assert md["detection_median_control"] == pytest.approx(row["median_control"])
-        assert md["detection_median_difference"] == pytest.approx(row["median_difference"])
-        assert md["detection_difference_ci95"] == [pytest.approx(row["difference_ci_low"]),
-                                                   pytest.approx(row["difference_ci_high"])]
+        # the metadata's control numbers are the SQL view's (rounded for people to 4 significant digits)
+        assert md["detection_median_control"] == pytest.approx(row["median_control"], rel=1e-3, abs=1e-9)
+        assert md["detection_median_difference"] == pytest.approx(row["median_difference"], rel=1e-3, abs=1e-9)
+        assert md["detection_difference_ci95"] == [pytest.approx(row["difference_ci_low"], rel=1e-3, abs=1e-9),
+                                                   pytest.approx(row["difference_ci_high"], rel=1e-3, abs=1e-9)]
+        assert list(md)[0] == "controls"  # the key result first
+        assert "flag_flag_positional" not in md and "flag_positional" in md
+        assert all(f"{s}_plot" in md for s in ("detection", "fuzzing", "embedding")) and "layers_plot" in md
         assert "embedding_median_auroc" in md and "| detection | balanced_accuracy |" in md["controls"]
         assert md["score_histogram_plot"].startswith("![score histogram](data:image/png;base64,")
     # every ok detection score has its bootstrap interval around it, and its control row in the view

@@ -3,7 +3,7 @@ import math
 import dagster as dg
 
 from ...core import pipeline
-from ..metadata import histogram_md
+from ..metadata import histogram_md, readable
 from ..partitions import PARTITIONS, bounds
 from ..resources import ProjectResource
 from .corpus import corpus_tokens
@@ -21,11 +21,11 @@ def activations(context: dg.AssetExecutionContext, project: ProjectResource) -> 
     for key in context.partition_keys:  # a single-run backfill hands us many partitions at once
         layer, first, last = bounds(key)
         counts[str(key)] = pipeline.publish_activations(ctx, cfp, layer, first, last)
-    return dg.MaterializeResult(metadata={
+    return dg.MaterializeResult(metadata=readable({
         "cache_fp": cfp, "forward_pass_reused": cache["reused"], "cache_tokens": int(cache["tokens"]),
         "cache_nonzero": int(cache["nonzero"]), "cache_seconds": float(cache["seconds"]),
         "tokens_per_s": float(cache.get("tokens_per_s", 0.0)),
-        "nonzero": sum(counts.values()), "nonzero_per_partition": dg.MetadataValue.json(counts)})
+        "nonzero": sum(counts.values()), "nonzero_per_partition": dg.MetadataValue.json(counts)}))
 
 
 def bars_md(counts: list[int], labels: list[str], title: str) -> dg.MetadataValue:

@@ -2,7 +2,7 @@ import dagster as dg
 
 from ...core import pipeline
 from ...core.llm.accounting import BudgetExceeded
-from ..metadata import table_md
+from ..metadata import readable, table_md
 from ..partitions import PARTITIONS, bounds
 from ..resources import LLMResource, ProjectResource
 from .examples import examples
@@ -27,5 +27,5 @@ def explanations(context: dg.AssetExecutionContext, project: ProjectResource, ll
         raise budget_failure(e) from None
     sample = [{"latent": lat, "explanation": (text or "(parse failure)")[:120]} for lat, text in out.pop("sample")]
     status = out.pop("status")
-    return dg.MaterializeResult(metadata={
-        **out, **{f"explanations_{k}": v for k, v in status.items()}, "sample": table_md(sample)})
+    return dg.MaterializeResult(metadata=readable({
+        **out, **{f"explanations_{k}": v for k, v in status.items()}, "sample": table_md(sample)}))
