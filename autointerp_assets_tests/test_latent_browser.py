@@ -123,8 +123,9 @@ def test_sql_and_summary_formats_fit_100_columns(project):
               "csv")
     assert csv.splitlines() == ["layer,n", "layers.1,32", "layers.3,32"]
     md = cli(config, "sql", "select * from explainer_leaderboard", "--format", "markdown")
-    assert md.startswith("| explainer_fp | model | scorer |")
-    assert "_control" not in md  # controls are a column of their scorer, not scorers of their own
+    assert md.startswith("| explainer_fp | model | scorer |") and "| median_control |" in md
+    scorers = [line.split(" | ")[2] for line in md.splitlines()[2:]]
+    assert scorers and not any(s.endswith("_control") for s in scorers)  # controls: a column, not scorers
     wide = cli(config, "sql", "select * from scores limit 4")
     assert max(len(x) for x in wide.splitlines()) <= 100
 
@@ -237,12 +238,11 @@ def test_pages_in_chromium_match_the_warehouse(project, browse):
                 cell = page.locator(f"td.score[data-scorer='{scorer}']").first
                 assert float(cell.get_attribute("data-value")) == pytest.approx(value), scorer
             # highlighted tokens carry the warehouse's activations
-            want = sorted(round(a, 2) for (toks,) in wh.query(
+            want = sorted(float(f"{a:.4g}") for (toks,) in wh.query(
                 "SELECT tokens FROM example_text WHERE layer = ? AND latent = ? AND split IN ('train', 'test')",
                 [LAYER, lat]).iter_rows() for t in toks for a in [t["activation"]] if a > 0)
-            got = sorted(round(float(a), 2) for a in page.locator(".t.on").evaluate_all(
-                "els => els.map(e => e.dataset.a)"))
-            assert got == pytest.approx(want, abs=0.01) and len(got) > 0
+            got = sorted(float(a) for a in page.locator(".t.on").evaluate_all("els => els.map(e => e.dataset.a)"))
+            assert got == want and len(got) > 0
             tok = page.locator(".t.on").first
             tok.scroll_into_view_if_needed()
             tok.hover()

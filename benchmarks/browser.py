@@ -85,13 +85,26 @@ def open_ms(browser, url: str, complete: bool = True) -> tuple[float, float]:
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     try:
         page.goto(url, wait_until="commit")
-        page.wait_for_function("() => window.__autointerpComplete !== undefined" if complete else
-                               "() => document.readyState === 'complete'", timeout=60_000)
-        ready = page.evaluate("() => window.__autointerpReady ?? performance.now()")
-        done = page.evaluate("() => window.__autointerpComplete ?? performance.now()")
-        return ready, done
+        if not complete:  # the load event of the page itself, from the browser's navigation timing
+            page.wait_for_function("() => performance.getEntriesByType('navigation')[0]?.loadEventEnd > 0",
+                                   timeout=60_000)
+            t = page.evaluate("() => performance.getEntriesByType('navigation')[0].loadEventEnd")
+            return t, t
+        page.wait_for_function("() => window.__autointerpComplete !== undefined", timeout=60_000)
+        return page.evaluate("() => window.__autointerpReady"), page.evaluate("() => window.__autointerpComplete")
     finally:
         page.close()
+
+
+# inside the page: act, then wait until every row of the new order is in the DOM (ms, no driver round trips)
+_TIMED = """async (act) => {
+  const t0 = performance.now();
+  if (act === 'sort') document.querySelector("#latents thead th[data-name='density']").click();
+  else { const s = document.querySelector('#flags'); s.value = 'single_token'; s.dispatchEvent(new Event('change')); }
+  await new Promise((done) => { const f = () => window.__autointerpComplete !== undefined ? done() :
+                                  requestAnimationFrame(f); f(); });
+  return window.__autointerpComplete - t0;
+}"""
 
 
 def interaction_ms(browser, url: str) -> tuple[float, float]:
@@ -99,15 +112,7 @@ def interaction_ms(browser, url: str) -> tuple[float, float]:
     try:
         page.goto(url)
         page.wait_for_function("() => window.__autointerpComplete !== undefined", timeout=60_000)
-        t0 = page.evaluate("() => performance.now()")
-        page.locator("#latents thead th[data-name='density']").click()
-        page.wait_for_function("() => window.__autointerpComplete !== undefined", timeout=60_000)
-        sort = page.evaluate("() => window.__autointerpComplete") - t0
-        t0 = page.evaluate("() => performance.now()")
-        page.select_option("#flags", "single_token")
-        page.wait_for_function("() => window.__autointerpComplete !== undefined", timeout=60_000)
-        filt = page.evaluate("() => window.__autointerpComplete") - t0
-        return sort, filt
+        return page.evaluate(_TIMED, "sort"), page.evaluate(_TIMED, "filter")
     finally:
         page.close()
 

@@ -35,6 +35,8 @@ def number(v: Any, digits: int = 3) -> str:
             return "0"
         if abs(v) >= 10_000:
             return f"{v:,.0f}"
+        if abs(v) >= 100:
+            return f"{v:,.1f}"
         if abs(v) < 10 ** -digits:
             return f"{v:.1e}"
         return f"{v:.{digits}f}"

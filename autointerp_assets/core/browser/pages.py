@@ -39,7 +39,8 @@ def index_body(title: str, note: str) -> str:
  <select id="partition"><option value="">all partitions</option></select>
  <select id="explainer"><option value="">all explainers</option></select>
  <select id="status"><option value="">any status</option><option value="explained">explained</option>
-  <option value="alive">alive</option><option value="too_rare">too rare</option><option value="dead">dead</option></select>
+  <option value="alive">alive</option><option value="not_selected">alive, not selected (cap)</option>
+  <option value="too_rare">too rare</option><option value="dead">dead</option></select>
  <select id="flags"><option value="">any flags</option><option value="none">no flag</option>
   <option value="positional">positional</option><option value="single_token">single token</option>
   <option value="unigram">unigram</option></select>
@@ -63,8 +64,8 @@ def tokens_html(tokens: list[list], top: float) -> str:
     for tok, act in tokens:
         shown = esc(tok.replace("\n", "↵").replace("\t", "⇥"))
         if act > 0:
-            out.append(f'<span class="t on" style="{_bg(act, top)}" data-a="{act:.3g}" '
-                       f'title="{esc(repr(tok))}: {act:.3g}">{shown}</span>')
+            out.append(f'<span class="t on" style="{_bg(act, top)}" data-a="{act:.4g}" '
+                       f'title="{esc(repr(tok))}: {act:.4g}">{shown}</span>')
         else:
             out.append(f'<span class="t" data-a="0" title="{esc(repr(tok))}: 0">{shown}</span>')
     return "".join(out)

@@ -19,7 +19,7 @@ from . import pages
 STATIC = Path(__file__).with_name("static")
 # index row columns (rows are arrays, so a 4,608-latent partition stays ~1 MB)
 COLUMNS = ("layer", "range", "latent", "status", "density", "max", "flags", "explainer", "explainer_fp", "active",
-           "explanation", "page", "scores", "controls")
+           "explanation", "page", "scores", "controls", "selection")
 
 
 def range_label(first: int, last: int) -> str:
@@ -50,14 +50,15 @@ def index_rows(records: list[dict], first: int, last: int, with_page: set[int]) 
         base = [rec["layer"], rng, rec["latent"], rec["status"], _r(rec["density"], 8), _r(rec["max_activation"], 3),
                 flags]
         page = rec["latent"] in with_page
+        sel = rec.get("selection")
         if not rec["explanations"]:
-            rows.append(base + [None, None, False, None, page, {}, {}])
+            rows.append(base + [None, None, False, None, page, {}, {}, sel])
         for e in rec["explanations"]:
             ok = {s["scorer"]: s for s in e["scores"] if s["status"] == "ok"}
             rows.append(base + [e["explainer"], e["explainer_fp"], e["active"],
                                 e["text"] if e["status"] == "ok" else f"({e['status']})", page,
                                 {k: _r(s["value"]) for k, s in ok.items()},
-                                {k: _r(s["control"]) for k, s in ok.items() if s["control"] is not None}])
+                                {k: _r(s["control"]) for k, s in ok.items() if s["control"] is not None}, sel])
     return rows
 
 

@@ -73,7 +73,8 @@
     }, "num"],
   ];
   if (multi) cols.unshift(["layer", (r) => r[C.layer], (r) => esc(r[C.layer]), ""]);
-  cols.push(["status", (r) => r[C.status], (r) => esc(r[C.status]), ""]);
+  const status = (r) => r[C.status] + (r[C.selection] === "not_selected" ? " · not selected" : "");
+  cols.push(["status", status, (r) => esc(status(r)).replace(" · ", "<br><small>") + (r[C.selection] === "not_selected" ? "</small>" : ""), ""]);
   cols.push(["density", (r) => r[C.density], (r) => pct(r[C.density]), "num"]);
   cols.push(["max act.", (r) => r[C.max], (r) => fmt(r[C.max], 2), "num"]);
   cols.push(["flags", (r) => r[C.flags].join(","), (r) => r[C.flags].map((f) => `<span class="flag">${esc(f.replace("_", " "))}</span>`).join(" "), ""]);
@@ -125,7 +126,7 @@
     const e = $("explainer").value;
     if (e && r[C.explainer_fp] !== e) return false;
     const st = $("status").value;
-    if (st === "explained" ? !r[C.explainer_fp] : st && r[C.status] !== st) return false;
+    if (st === "explained" ? !r[C.explainer_fp] : st === "not_selected" ? r[C.selection] !== st : st && r[C.status] !== st) return false;
     const fl = $("flags").value;
     if (fl === "none" ? r[C.flags].length : fl && !r[C.flags].includes(fl)) return false;
     const s = $("scorer").value, lo = parseFloat($("smin").value), hi = parseFloat($("smax").value);
