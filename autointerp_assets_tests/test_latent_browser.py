@@ -258,6 +258,9 @@ def test_pages_in_chromium_match_the_warehouse(project, browse):
             page.wait_for_function("() => document.querySelector('#search-note').textContent.includes('nearest')",
                                    timeout=120_000)
             _complete(page)
+            page.locator("#latents thead th[data-name='similarity']").wait_for(timeout=10_000)
+            sims = [float(v) for v in _column(page, "similarity")]
+            assert sims == sorted(sims, reverse=True) and sims[0] > 0.99  # ranked by meaning, best first
             first = page.locator("#latents tbody tr").first
             assert first.locator("td").nth(1).inner_text() == str(lat) or text in first.inner_text()
             page.screenshot(path=str(ARTIFACTS / "browser_search.png"))

@@ -78,12 +78,14 @@ def highlight(tokens: list[list], colour: bool, room: int, scale: float | None =
     return ("…" if a > 0 else "") + "".join(out) + ("…" if b < len(tokens) else "")
 
 
+def _ival(ci) -> str:
+    return f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci and ci[0] is not None and ci[1] is not None else ""
+
+
 def _score_line(s: dict) -> str:
-    ci = s["ci"]
-    ival = f"[{number(ci[0], 2)}, {number(ci[1], 2)}]" if ci[0] is not None else ""
+    ival = _ival(s["ci"])
     if s["control"] is not None:
-        cci = s["control_ci"]
-        cival = f"[{number(cci[0], 2)}, {number(cci[1], 2)}]" if cci[0] is not None else ""
+        cival = _ival(s["control_ci"])
         ctl = f"{number(s['control'])} {cival}"
         diff = f"{s['difference']:+.3f}"
     else:
