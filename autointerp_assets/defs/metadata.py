@@ -28,7 +28,7 @@ def table_md(rows: Sequence[dict]) -> dg.MetadataValue:
         return dg.MetadataValue.md("(none)")
     cols = list(rows[0])
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
+    lines += ["| " + " | ".join(str(r[c]).replace("|", "\\|").replace("\n", " ") for c in cols) + " |" for r in rows]
     return dg.MetadataValue.md("\n".join(lines))
 
 

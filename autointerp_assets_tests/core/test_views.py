@@ -88,3 +88,17 @@ def test_control_at_chance_check_passes_near_chance_and_warns_far_from_it(tmp_pa
     # a wider tolerance accepts it; an unknown partition has no controlled scorer and passes vacuously
     assert control_status(wh, "explainer-biased", "layers.2", "00000-00031", 0.35)[0]
     assert control_status(wh, "explainer-biased", "layers.9", "00000-00031", 0.1)[1]["controlled_scorers"] == 0
+
+
+def test_leaderboard_lists_controls_as_a_column_not_as_scorers(wh):
+    with wh.write() as con:
+        for latent, v in {0: 0.45, 1: 0.55, 2: 0.50, 3: 0.60}.items():
+            con.execute("INSERT INTO scores (layer, latent, explainer_fp, scorer, scorer_fp, sampler_fp, status, n, "
+                        "n_failed, n_batches, n_failed_batches, control, metric, value) VALUES ('layers.1', ?, ?, "
+                        "'detection_control', 'sc', 's', 'ok', 10, 0, 2, 0, true, 'balanced_accuracy', ?)",
+                        [latent, A, v])
+    lb = wh.query("SELECT explainer_fp, scorer, median_value, median_control FROM explainer_leaderboard ORDER BY rank")
+    assert lb["scorer"].to_list() == ["detection", "detection"]  # no 'detection_control' row
+    assert lb.filter(lb["explainer_fp"] == A)["median_control"].to_list() == [pytest.approx(0.525)]
+    assert lb.filter(lb["explainer_fp"] == B)["median_control"].to_list() == [None]
+    assert lb["median_value"].to_list() == [pytest.approx(0.70), pytest.approx(0.65)]

@@ -25,7 +25,7 @@ def explanations(context: dg.AssetExecutionContext, project: ProjectResource, ll
         out = pipeline.run_explanations(ctx, client, layer, first, last)
     except BudgetExceeded as e:
         raise budget_failure(e) from None
-    sample = [{"latent": lat, "explanation": (text or "(parse failure)")[:120]} for lat, text in out.pop("sample")]
+    sample = [{"latent": lat, "explanation": text or "(parse failure)"} for lat, text in out.pop("sample")]
     status = out.pop("status")
     return dg.MaterializeResult(metadata=readable({
         **out, **{f"explanations_{k}": v for k, v in status.items()}, "sample": table_md(sample)}))
