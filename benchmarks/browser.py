@@ -4,9 +4,10 @@ Builds synthetic dashboard records for one partition of 4,608 latents (every lat
 detection, fuzzing and embedding with controls, 20 examples of 32 tokens each; seeded), writes the partition's
 pages with the same code as the latent_pages asset (timed), then opens its index from disk in Chromium:
 
-- **first screen**: navigation start -> the table's first rows rendered, sorted by score (``__autointerpReady``);
-- **all rows**: -> every one of the 4,608 rows in the DOM (``__autointerpComplete``);
-- **sort** / **filter**: a header click / a status filter until the table is re-rendered;
+- **open**: navigation start -> all 4,608 rows sorted by score and counted, the first 500 laid out
+  (``__autointerpReady``) and painted (``__autointerpComplete``; the rest are appended as one scrolls);
+- **sort** / **filter**: a header click / a flag filter until the new order is painted;
+- **show all**: the remaining rows put into the DOM and laid out;
 
 against baselines from the same run and browser: a blank page with the same stylesheet, and the same 4,608
 rows pre-rendered as a static HTML table (no script). Prints medians of ``--repeat`` fresh pages and ratios.
@@ -77,7 +78,9 @@ def static_table(recs: list[dict], path: Path) -> None:
                    for r in recs)
     path.write_text(f'<!doctype html><html><head><meta charset="utf-8"><link rel="stylesheet" '
                     f'href="static/browser.css"></head><body><table id="latents"><tbody>{rows}</tbody></table>'
-                    f'<script>window.__autointerpReady = window.__autointerpComplete = performance.now()</script>'
+                    f'<script>void document.body.offsetHeight; window.__autointerpReady = performance.now(); '
+                    f'requestAnimationFrame(() => requestAnimationFrame(() => {{ window.__autointerpComplete = '
+                    f'performance.now(); }}));</script>'
                     f'</body></html>')
 
 
@@ -99,6 +102,8 @@ def open_ms(browser, url: str, complete: bool = True) -> tuple[float, float]:
 # inside the page: act, then wait until every row of the new order is in the DOM (ms, no driver round trips)
 _TIMED = """async (act) => {
   const t0 = performance.now();
+  if (act === 'all') { document.querySelector('#show-all').click(); void document.body.offsetHeight;
+                       return performance.now() - t0; }
   if (act === 'sort') document.querySelector("#latents thead th[data-name='density']").click();
   else { const s = document.querySelector('#flags'); s.value = 'single_token'; s.dispatchEvent(new Event('change')); }
   await new Promise((done) => { const f = () => window.__autointerpComplete !== undefined ? done() :
@@ -107,12 +112,13 @@ _TIMED = """async (act) => {
 }"""
 
 
-def interaction_ms(browser, url: str) -> tuple[float, float]:
+def interaction_ms(browser, url: str) -> tuple[float, float, float]:
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     try:
         page.goto(url)
         page.wait_for_function("() => window.__autointerpComplete !== undefined", timeout=60_000)
-        return page.evaluate(_TIMED, "sort"), page.evaluate(_TIMED, "filter")
+        sort, show_all = page.evaluate(_TIMED, "sort"), page.evaluate(_TIMED, "all")
+        return sort, page.evaluate(_TIMED, "filter"), show_all
     finally:
         page.close()
 
@@ -140,7 +146,8 @@ def main() -> None:
         static_table(recs, root / "static_table.html")
         (root / "blank.html").write_text(pages.shell("blank", "", "", []).replace('<script src="static/browser.js'
                                                                                   '?v=1"></script>', ""))
-        res: dict[str, list] = {"blank": [], "static": [], "ready": [], "complete": [], "sort": [], "filter": []}
+        res: dict[str, list] = {"blank": [], "static": [], "ready": [], "complete": [], "sort": [], "filter": [],
+                                "all": []}
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
             try:
@@ -151,22 +158,24 @@ def main() -> None:
                     ready, done = open_ms(browser, (part / "index.html").as_uri())
                     res["ready"].append(ready)
                     res["complete"].append(done)
-                    s, f = interaction_ms(browser, (part / "index.html").as_uri())
+                    s, f, a = interaction_ms(browser, (part / "index.html").as_uri())
                     res["sort"].append(s)
                     res["filter"].append(f)
+                    res["all"].append(a)
             finally:
                 browser.close()
     med = {k: statistics.median(v) for k, v in res.items()}
     print(f"medians of {args.repeat} fresh pages (ms since navigation start):")
     print(f"  blank page (same stylesheet)                 {med['blank']:8.0f}")
     print(f"  static pre-rendered table, {args.latents} rows     {med['static']:8.0f}")
-    print(f"  index: first screen, sorted by score          {med['ready']:8.0f}   "
-          f"{med['ready'] / med['static']:.2f}x the static table")
-    print(f"  index: all {args.latents} rows in the DOM           {med['complete']:8.0f}   "
+    print(f"  index laid out: {args.latents} rows sorted by score, counted, first 500 in the DOM "
+          f"{med['ready']:6.0f}")
+    print(f"  index open and painted                        {med['complete']:8.0f}   "
           f"{med['complete'] / med['static']:.2f}x the static table   goal < 2000 ms: "
           f"{'met' if med['complete'] < 2000 else 'NOT met'}")
-    print(f"  re-sort by density (all rows)                 {med['sort']:8.0f}")
+    print(f"  re-sort by density                            {med['sort']:8.0f}")
     print(f"  filter (single-token flag)                    {med['filter']:8.0f}")
+    print(f"  'show all': the other rows into the DOM        {med['all']:8.0f}")
     print("all runs:", {k: [round(x) for x in v] for k, v in res.items()})
 
 

@@ -3,7 +3,7 @@
 "use strict";
 
 (function () {
-  const CHUNK = 400; // rows rendered per animation frame after the first screen
+  const PAGE = 500; // rows put into the DOM at a time
 
   function fmt(v, digits) {
     if (v === null || v === undefined || Number.isNaN(v)) return "–";
@@ -63,7 +63,7 @@
   const root = data.root || "";
   const multi = !data.partition;
   const $ = (id) => document.getElementById(id);
-  const state = { sort: null, dir: -1, shown: [], sim: null, token: 0 };
+  const state = { sort: null, dir: -1, shown: [], rendered: 0, sim: null };
 
   // columns: [label, sort key fn, cell html fn, css class]
   const cols = [
@@ -143,8 +143,24 @@
     return "<tr>" + activeCols().map((c) => `<td class="${c[3]}">${c[2](r)}</td>`).join("") + "</tr>";
   }
 
+  // Only the first PAGE rows of the current order go into the DOM; more are appended as the reader scrolls
+  // to the bottom (or asks for all): a 4,608-latent index opens, sorts and filters without laying out every row.
+  function appendRows(n) {
+    const body = $("latents").tBodies[0];
+    const from = state.rendered, to = Math.min(state.shown.length, from + n);
+    if (to > from) body.insertAdjacentHTML("beforeend", state.shown.slice(from, to).map(rowHtml).join(""));
+    state.rendered = to;
+    const left = state.shown.length - to;
+    $("more").innerHTML = left > 0 ? `showing ${to.toLocaleString()} of ${state.shown.length.toLocaleString()} rows ` +
+      `(more as you scroll) <button id="show-more">show ${Math.min(PAGE, left).toLocaleString()} more</button> ` +
+      `<button id="show-all">show all</button>` : "";
+    if (left > 0) {
+      $("show-more").onclick = () => appendRows(PAGE);
+      $("show-all").onclick = () => appendRows(left);
+    }
+  }
+
   function refresh() {
-    const token = ++state.token;
     header();
     let shown = rows.filter(matches);
     const ac = activeCols();
@@ -160,21 +176,21 @@
       shown = shown.map((p) => p[1]);
     }
     state.shown = shown;
+    state.rendered = 0;
     const n = new Set(rows.map((r) => r[C.layer] + "|" + r[C.latent])).size;
     $("count").textContent = `${shown.length.toLocaleString()} of ${rows.length.toLocaleString()} rows (${n.toLocaleString()} latents)`;
-    const body = $("latents").tBodies[0];
-    body.innerHTML = shown.slice(0, CHUNK).map(rowHtml).join("");
-    let i = CHUNK;
-    const more = () => {
-      if (token !== state.token) return;
-      if (i >= shown.length) { window.__autointerpComplete = performance.now(); return; }
-      body.insertAdjacentHTML("beforeend", shown.slice(i, i + CHUNK * 4).map(rowHtml).join(""));
-      i += CHUNK * 4;
-      requestAnimationFrame(more);
-    };
+    $("latents").tBodies[0].innerHTML = "";
     window.__autointerpComplete = undefined;
-    requestAnimationFrame(more);
+    appendRows(PAGE);
+    void document.body.offsetHeight; // style and layout of the new rows happen here, inside the measured time
     window.__autointerpReady = performance.now();
+    requestAnimationFrame(() => requestAnimationFrame(() => { window.__autointerpComplete = performance.now(); }));
+  }
+
+  if ("IntersectionObserver" in window) {
+    new IntersectionObserver((es) => {
+      if (es.some((e) => e.isIntersecting) && state.rendered < state.shown.length) appendRows(PAGE);
+    }, { rootMargin: "600px" }).observe($("more"));
   }
 
   let timer = null;
