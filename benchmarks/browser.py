@@ -144,8 +144,9 @@ def main() -> None:
         print(f"{args.latents:,} latents: records {t_make:.1f} s; pages written in {t_write:.1f} s "
               f"({out['pages']:,} latent pages + index; rows.js {size / 1e6:.2f} MB)", flush=True)
         static_table(recs, root / "static_table.html")
-        (root / "blank.html").write_text(pages.shell("blank", "", "", []).replace('<script src="static/browser.js'
-                                                                                  '?v=1"></script>', ""))
+        blank = pages.shell("blank", "", "", [])
+        (root / "blank.html").write_text(blank.replace(f'<script src="static/browser.js?v={pages.ASSET_VERSION}">'
+                                                       '</script>', ""))
         res: dict[str, list] = {"blank": [], "static": [], "ready": [], "complete": [], "sort": [], "filter": [],
                                 "all": []}
         with sync_playwright() as p:
