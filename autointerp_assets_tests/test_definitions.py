@@ -14,10 +14,13 @@ def test_definitions_load_with_two_dimensional_partitions():
     from autointerp_assets.definitions import defs
 
     dg.Definitions.validate_loadable(defs)
+    # named jobs, so runs say what ran
+    assert {"corpus_and_sparse_coders", "latent_range_pipeline", "reexplain_and_rescore"} <= \
+        {j.name for j in defs.resolve_all_job_defs()}
     keys = {k.to_user_string() for k in defs.resolve_all_asset_keys()}
     assert keys == {"corpus_tokens", "sparse_coders", "activations", "latent_stats", "examples",
-                    "explanations", "scores"}
-    for name in ("activations", "latent_stats", "examples", "explanations", "scores"):
+                    "explanations", "scores", "latent_pages"}
+    for name in ("activations", "latent_stats", "examples", "explanations", "scores", "latent_pages"):
         pd = defs.resolve_assets_def(name).partitions_def
         assert isinstance(pd, dg.MultiPartitionsDefinition)
         dims = {d.name: d.partitions_def.get_partition_keys() for d in pd.partitions_defs}
