@@ -51,6 +51,13 @@ def _config_file():
     return os.environ.get("AUTOINTERP_CONFIG") or None
 
 
+def _quiet_models() -> None:
+    """No progress bars while a sentence model loads (the command's output is the table)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def _explainer_fp(wanted: str | None, names: dict[str, str]) -> str | None:
     """A registry name or a fingerprint (prefix) -> fingerprint; None for None."""
     if not wanted:
@@ -110,6 +117,7 @@ def cmd_browse(args) -> int:
     from .core.search import SiteIndex
 
     cfg = load_config()
+    _quiet_models()
     host, port = args.host or cfg.browser.host, args.port or cfg.browser.port
     try:
         server = make_server(cfg.browser_dir, host, port, None if args.no_search else
@@ -137,6 +145,7 @@ def cmd_search(args) -> int:
 
     cfg = load_config()
     names, _ = explainer_names(_config_file())
+    _quiet_models()
     res = search.search(Warehouse(cfg.resolve(cfg.database)), cfg.search_model, args.query, args.k, args.layer)
     if res.is_empty():
         print("autointerp search: no explanations yet: run the pipeline (autointerp run)", file=sys.stderr)

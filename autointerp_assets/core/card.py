@@ -133,7 +133,8 @@ def render_card(rec: dict, colour: bool = False, first: int | None = None, last:
              "for explaining: see its status)")
     for e in exps:
         mark = "*" if e["active"] else " "
-        L.append(f"{mark} {e['explainer']} · {e.get('model') or '?'} · {e['explainer_fp']}")
+        name = e["explainer"] if e["explainer"] != e["explainer_fp"] else "(not in the registry)"
+        L.append(f"{mark} {name} · {e.get('model') or '?'} · {e['explainer_fp']}")
         text = e["text"] if e["status"] == "ok" else f"({e['status']}: {e.get('error') or 'no explanation'})"
         L += _wrap(f'"{text}"' if e["status"] == "ok" else text, WIDTH - 4, "    ")
         if e["scores"]:

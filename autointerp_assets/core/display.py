@@ -61,15 +61,20 @@ def rounded(v: Any, sig: int = 4) -> Any:
     return v
 
 
-def _cell(v: Any) -> str:
+ID_COLUMNS = ("latent", "neighbour", "rank", "row_id", "example_id", "batch_index", "first_latent", "last_latent")
+
+
+def _cell(v: Any, limit: int | None = MAX_CELL, plain_int: bool = False) -> str:
     if isinstance(v, (list, tuple)):
-        s = "[" + ", ".join(_cell(x) for x in v) + "]"
+        s = "[" + ", ".join(_cell(x, None) for x in v) + "]"
     elif isinstance(v, dict):
-        s = "{" + ", ".join(f"{k}: {_cell(x)}" for k, x in v.items()) + "}"
+        s = "{" + ", ".join(f"{k}: {_cell(x, None)}" for k, x in v.items()) + "}"
+    elif plain_int and isinstance(v, int) and not isinstance(v, bool):
+        s = str(v)  # an identifier, not a count: no thousands separator
     else:
         s = number(v)
     s = s.replace("\n", "↵").replace("\t", " ")
-    return s if len(s) <= MAX_CELL else s[:MAX_CELL - 1] + "…"
+    return s if limit is None or len(s) <= limit else s[:limit - 1] + "…"
 
 
 def _numeric(dtype) -> bool:
@@ -94,9 +99,17 @@ def table(frame: pl.DataFrame, width: int = 100) -> str:
     """Aligned columns within ``width``; wider results folded into column blocks that repeat the key columns."""
     if frame.width == 0:
         return "(no columns)"
-    cells = {c: [_cell(v) for v in frame[c].to_list()] for c in frame.columns}
+    full = {c: [_cell(v, None, c in ID_COLUMNS or c.endswith("_id")) for v in frame[c].to_list()]
+            for c in frame.columns}
+    cut = lambda x, n: x if len(x) <= n else x[:n - 1] + "…"  # noqa: E731
+    cells = {c: [cut(x, MAX_CELL) for x in full[c]] for c in frame.columns}
+    last = frame.columns[-1]
     numeric = {c: _numeric(d) for c, d in zip(frame.columns, frame.dtypes)}
     widths = {c: max([len(c)] + [len(x) for x in cells[c]]) for c in frame.columns}
+    room = width - sum(widths[c] + 2 for c in frame.columns[:-1])
+    if not numeric[last] and room > MAX_CELL:  # a text column at the end gets the rest of the line
+        cells[last] = [cut(x, room) for x in full[last]]
+        widths[last] = max([len(last)] + [len(x) for x in cells[last]])
     keys = frame.columns[:_key_columns(frame)]
     blocks, cur = [], []
     key_w = sum(widths[k] + 2 for k in keys)
@@ -124,7 +137,8 @@ def markdown(frame: pl.DataFrame) -> str:
     lines = ["| " + " | ".join(cols) + " |",
              "|" + "|".join("---:" if _numeric(d) else "---" for d in frame.dtypes) + "|"]
     for row in frame.iter_rows():
-        lines.append("| " + " | ".join(_cell(v).replace("|", "\\|") for v in row) + " |")
+        lines.append("| " + " | ".join(_cell(v, None, c in ID_COLUMNS).replace("|", "\\|")
+                                       for c, v in zip(cols, row)) + " |")
     return "\n".join(lines)
 
 
