@@ -25,8 +25,10 @@ def partition_values(ctx: Context, layer: str, first: int, last: int, efp: str) 
 def layer_medians(ctx: Context, efp: str) -> list[dict]:
     """Per layer and scorer over every materialized latent range: median, IQR, control median."""
     with ctx.wh.read() as con:
-        return [dict(zip(("layer", "scorer", "metric", "latents", "median", "q25", "q75", "median_control"), r))
+        rows = [dict(zip(("layer", "scorer", "metric", "latents", "median", "q25", "q75", "median_control"), r))
                 for r in con.execute(queries.LAYER_MEDIANS, {"explainer": efp}).fetchall()]
+    order = {layer: i for i, layer in enumerate(ctx.cfg.layer_keys())}  # the config's hookpoint order
+    return sorted(rows, key=lambda r: (r["scorer"], order.get(r["layer"], len(order)), r["layer"]))
 
 
 def metric_range(metric: str) -> tuple[float, float]:
