@@ -12,7 +12,7 @@ import statistics
 
 from ..display import number
 
-ASSET_VERSION = "2"  # bump when static/ changes, so browsers do not keep an old copy
+ASSET_VERSION = "3"  # bump when static/ changes, so browsers do not keep an old copy
 
 
 def esc(v) -> str:

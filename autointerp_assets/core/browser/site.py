@@ -152,10 +152,17 @@ def _pairs(per: dict, names: dict, range_of) -> list[dict]:
     return out
 
 
+def _natural(path: Path) -> list:
+    """layers.6 before layers.15: digit runs compare as numbers."""
+    import re
+
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
+
+
 def write_site(root: str | os.PathLike) -> dict:
     """The cross-partition index and comparison pages, from every partition.json under ``root``."""
     root = Path(root)
-    parts = sorted(root.glob("*/*/partition.json"))
+    parts = sorted(root.glob("*/*/partition.json"), key=_natural)
     rows, scorers, partitions = [], {}, []
     per: dict[str, dict] = {}
     names: dict[str, str] = {}
