@@ -29,7 +29,7 @@ TINY = {
     "workdir": str(ROOT / "data"),  # the converted model is shared with `make run`
     "subject_model": "smollm2",
     "hookpoints": ["layers.1", "layers.3"],
-    "corpus": {"n_tokens": 16384, "ctx_len": 128},
+    "corpus": {"n_tokens": 16512, "ctx_len": 129},
     "sae": {"expansion_factor": 2, "k": 16, "train_tokens": 16384, "epochs": 1, "batch_size": 1024},
     "latents": {"start": 0, "stop": 64, "range_size": 32, "max_per_range": 4},
     "caching": {"batch_rows": 16},

@@ -69,7 +69,7 @@ def test_sigkill_mid_cache_then_rerun_gives_exactly_the_uninterrupted_rows(tmp_p
             sae.encoder.bias.normal_()
         sae.save_to_disk(tmp_path / "saes" / name)
     over = {"hookpoints": ["layers.1", "layers.3"], "sae": {"source": str(tmp_path / "saes")},
-            "corpus": {"n_tokens": 4096, "ctx_len": 64}, "latents": {"start": 0, "stop": 128, "range_size": 64},
+            "corpus": {"n_tokens": 4160, "ctx_len": 65}, "latents": {"start": 0, "stop": 128, "range_size": 64},
             "caching": {"batch_rows": 4, "threads": 1, "read_rows": 12, "commit_every_s": commit_every_s}}
     killed = write_config(tmp_path / "killed.yaml", {**over, "database": str(tmp_path / "killed.duckdb")})
     clean = write_config(tmp_path / "clean.yaml", {**over, "database": str(tmp_path / "clean.duckdb")})
@@ -110,7 +110,7 @@ def test_concurrent_callers_share_one_forward_pass(tmp_path):
     from autointerp_assets_tests.conftest import write_config
 
     cfg = load_config(write_config(tmp_path / "p.yaml", {"database": str(tmp_path / "w.duckdb"),
-                                                         "corpus": {"n_tokens": 4096, "ctx_len": 128}}))
+                                                         "corpus": {"n_tokens": 4128, "ctx_len": 129}}))
     ctx = pipeline.Context.of(cfg)
     pipeline.run_corpus(ctx)
     pipeline.run_sparse_coders(ctx)
@@ -122,7 +122,7 @@ def test_concurrent_callers_share_one_forward_pass(tmp_path):
     for t in threads:
         t.join()
     assert sorted(r["reused"] for r in results) == [False, True]
-    assert ctx.wh.scalar("SELECT count(*) FROM cache_progress") == 4096 // 128 // cfg.caching.batch_rows
+    assert ctx.wh.scalar("SELECT count(*) FROM cache_progress") == 4128 // 129 // cfg.caching.batch_rows
 
 
 def test_commit_groups_store_the_same_rows_and_a_mark_per_batch(tmp_path):
@@ -130,7 +130,7 @@ def test_commit_groups_store_the_same_rows_and_a_mark_per_batch(tmp_path):
     commits; the group is sorted as one (rowid order = (layer, latent, token) across its batches)."""
     modes = {"per_batch": 0.0, "grouped": 1e9}  # commit_every_s: every batch alone; all batches in one group
     paths = {m: write_config(tmp_path / f"{m}.yaml", {"database": str(tmp_path / f"{m}.duckdb"),
-                                                      "corpus": {"n_tokens": 4096, "ctx_len": 128},
+                                                      "corpus": {"n_tokens": 4128, "ctx_len": 129},
                                                       "caching": {"batch_rows": 4, "commit_every_s": s}})
              for m, s in modes.items()}
     ctx = pipeline.Context.of(load_config(paths["per_batch"]))

@@ -4,7 +4,8 @@ Hooks capture each hookpoint's output, or its input for coders that read a modul
 (transcoders, ``resid_pre`` SAEs) -- chosen per hookpoint. Once all have fired the forward pass is
 aborted, so layers after the deepest hook (and the LM head) never run. The activations are encoded
 by each hookpoint's sparse coder and only non-zero latents leave this module, as flat numpy arrays
-per batch. Position 0 (BOS) is excluded: its norm is ~150x the others in SmolLM2.
+per batch. Separator positions (position 0 and every BOS / EOS inside a row, see ``separators``) are
+excluded: they are not data, and their norm is ~150x the others in SmolLM2.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
+
+from .separators import data_mask
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16}
 
@@ -192,30 +195,36 @@ def iter_batches(n_rows: int, batch_rows: int, start_row: int = 0) -> Iterator[t
 
 
 def encode_batch(residual: torch.Tensor, coder, row_start: int, latent_lo: int, latent_hi: int,
-                 hookpoint: str, dtype: torch.dtype | None = None) -> BatchActivations:
-    """Encode [B, T, d] activations with any SparseCoder (matmul in ``dtype``; None = float32), drop BOS
-    (pos 0), keep latents in [lo, hi)."""
+                 hookpoint: str, dtype: torch.dtype | None = None, data: np.ndarray | None = None) -> BatchActivations:
+    """Encode [B, T, d] activations with any SparseCoder (matmul in ``dtype``; None = float32) at the data
+    positions only, keep latents in [lo, hi). ``data`` ([B, T] bool, ``separators.data_mask``) says which
+    positions are data; None = every position but 0 (a corpus without separators inside its rows)."""
     b, t, d = residual.shape
-    x = residual[:, 1:, :].reshape(-1, d)
+    if data is None:
+        data = np.ones((b, t), dtype=bool)
+        data[:, 0] = False
+    where = torch.from_numpy(np.flatnonzero(data))  # flat (row * t + pos) of the encoded tokens, in token order
+    x = residual.reshape(-1, d).index_select(0, where)
     acts, idx = coder.encode(x, dtype)  # [N, m]
     m = idx.shape[1]
     idx, acts = idx.reshape(-1), acts.reshape(-1)
     keep = (acts > 0) & (idx >= latent_lo) & (idx < latent_hi)
     flat = keep.nonzero().squeeze(1)
-    tok = flat // max(m, 1)
+    tok = where[flat // max(m, 1)]
     return BatchActivations(
         hookpoint,
         idx[flat].to(torch.int32).numpy(),
-        (row_start + tok // (t - 1)).to(torch.int32).numpy(),
-        (1 + tok % (t - 1)).to(torch.int16).numpy(),
+        (row_start + tok // t).to(torch.int32).numpy(),
+        (tok % t).to(torch.int16).numpy(),
         acts[flat].float().numpy(),
     )
 
 
 def cache_batches(model, coders: Mapping[str, object], batches: Iterable[tuple[int, np.ndarray]],
                   latent_lo: int, latent_hi: int, encode_dtype: str | None = None,
-                  ) -> Iterator[tuple[int, int, list[BatchActivations], float]]:
-    """For each (row_start, rows) batch: one early-stopped forward pass, every hookpoint encoded.
+                  separators: Collection[int] = ()) -> Iterator[tuple[int, int, list[BatchActivations], float]]:
+    """For each (row_start, rows) batch: one early-stopped forward pass, every hookpoint encoded at the data
+    positions (position 0 and every ``separators`` token excluded).
 
     Yields (row_start, row_stop, per-hookpoint activations, seconds). ``batches`` is consumed lazily,
     so a caller streaming rows from storage keeps memory independent of the corpus size.
@@ -226,18 +235,21 @@ def cache_batches(model, coders: Mapping[str, object], batches: Iterable[tuple[i
         for a, rows in batches:
             t0 = time.perf_counter()
             resid = res.run(torch.from_numpy(np.ascontiguousarray(rows, dtype=np.int64)))
-            out = [encode_batch(resid[h], coders[h], a, latent_lo, latent_hi, h, dtype) for h in coders]
+            data = data_mask(np.asarray(rows), separators)
+            out = [encode_batch(resid[h], coders[h], a, latent_lo, latent_hi, h, dtype, data) for h in coders]
             yield a, a + len(rows), out, time.perf_counter() - t0
 
 
-def collect_training_residuals(model, hookpoints: Sequence[str], rows: np.ndarray, batch_rows: int
-                               ) -> dict[str, torch.Tensor]:
-    """Dense float32 residuals [N, d] per hookpoint for SAE training (BOS positions dropped)."""
+def collect_training_residuals(model, hookpoints: Sequence[str], rows: np.ndarray, batch_rows: int,
+                               separators: Collection[int] = ()) -> dict[str, torch.Tensor]:
+    """Dense float32 residuals [N, d] per hookpoint for SAE training, at the data positions only (position 0
+    and every ``separators`` token dropped: an SAE never learns the separators' outsized norms)."""
     chunks: dict[str, list[torch.Tensor]] = {h: [] for h in hookpoints}
     with Residuals(model, hookpoints) as res:
         for a, b in iter_batches(len(rows), batch_rows):
             resid = res.run(torch.tensor(rows[a:b], dtype=torch.long))
+            keep = torch.from_numpy(np.flatnonzero(data_mask(np.asarray(rows[a:b]), separators)))
             for h in hookpoints:
-                r = resid[h][:, 1:, :]
-                chunks[h].append(r.reshape(-1, r.shape[-1]).float())
+                r = resid[h]
+                chunks[h].append(r.reshape(-1, r.shape[-1]).index_select(0, keep).float())
     return {h: torch.cat(c) for h, c in chunks.items()}

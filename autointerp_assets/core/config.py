@@ -14,6 +14,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .windows import tiling_error
+
 DEFAULT_CONFIG = "data/project.yaml"
 CONFIG_ENV = "AUTOINTERP_CONFIG"
 
@@ -34,12 +36,14 @@ class CorpusConfig(_Strict):
     )
     split: str = Field("train", description="Dataset split for hf: sources.")
     text_column: str = Field("text", description="Column holding the text (jsonl, parquet, hf).")
-    n_tokens: int = Field(131_072, gt=0, description="Token budget: rows = n_tokens // ctx_len.")
-    ctx_len: int = Field(256, ge=8, description="Tokens per corpus row, BOS included (delphi: 256).")
+    n_tokens: int = Field(131_584, gt=0, description="Token budget: rows = n_tokens // ctx_len.")
+    ctx_len: int = Field(257, ge=8, description="Tokens per corpus row, BOS included: BOS + a multiple of "
+                         "sampler.example_ctx_len, so windows tile the row (delphi: 256 tokens of text + its BOS).")
     bos_token: str | None = Field(
         "<|endoftext|>",
-        description="Token put first in every row and between documents; its position is excluded from "
-        "latents (its norm is ~150x the others). None = the tokenizer's bos_token.",
+        description="Token put first in every row and between documents. It and the tokenizer's BOS / EOS "
+        "tokens are separators, outside the data wherever they stand (never cached, trained on, counted or "
+        "shown as firing; their norm is ~150x the others). None = the tokenizer's bos_token.",
     )
     seed: int = Field(22, description="Shuffle seed for document order.")
 
@@ -114,7 +118,8 @@ class CachingConfig(_Strict):
 
 
 class SamplerConfig(_Strict):
-    example_ctx_len: int = Field(32, gt=0, description="Tokens per example window (delphi: 32); at most corpus.ctx_len - 1.")
+    example_ctx_len: int = Field(32, gt=0, description="Tokens per example window (delphi: 32); must divide "
+                                 "corpus.ctx_len - 1 (windows tile every row, no unsampleable tail).")
     window: Literal["fixed", "centred"] = Field(
         "fixed", description="'fixed' = non-overlapping windows after BOS; 'centred' = each activating fixed window "
         "is re-cut so its activation peak sits at centre_offset (clipped to the row). Non-activating windows are "
@@ -346,10 +351,9 @@ class ProjectConfig(_Strict):
     def _check(self):
         if len(set(self.hookpoints)) != len(self.hookpoints):
             raise ValueError(f"hookpoints has duplicates: {list(self.hookpoints)}")
-        s = self.sampler
-        usable = self.corpus.ctx_len - 1  # position 0 is BOS
-        if s.example_ctx_len > usable:
-            raise ValueError(f"sampler.example_ctx_len ({s.example_ctx_len}) must be <= corpus.ctx_len - 1 ({usable})")
+        err = tiling_error(self.corpus.ctx_len, self.sampler.example_ctx_len)  # no unsampleable tail
+        if err:
+            raise ValueError(err)
         return self
 
     @property

@@ -85,6 +85,37 @@ def test_encode_matches_a_reference_topk(sae_dir):
     assert set(sub.latent.tolist()) == {l for (_, _, l) in ref if 100 <= l < 200}
 
 
+def test_separators_inside_rows_are_never_encoded_or_trained_on(lm, sae_dir):
+    """Rows of many short documents: every BOS / EOS position (not only position 0) is outside the data."""
+    import numpy as np
+
+    from autointerp_assets.core.separators import data_mask
+
+    sae = load_sparse_coder(sae_dir, "layers.2")
+    rng = np.random.default_rng(0)
+    rows = rng.integers(300, 20000, size=(4, 40))
+    rows[:, 0] = 0
+    for r in range(4):  # a document boundary every 3-7 tokens, with both separator ids
+        rows[r, np.cumsum(rng.integers(3, 8, size=12))[:-1].clip(max=39)] = rng.choice([0, 2])
+    seps = (0, 2)
+    data = data_mask(rows, seps)
+    assert data.sum() < 4 * 39 - 20 and not data[:, 0].any()
+    out = next(caching.cache_batches(lm, {"layers.2": sae}, [(7, rows)], 0, 576, "float32", seps))
+    got = out[2][0]
+    hit = rows[got.row_id - 7, got.pos]
+    assert len(got.latent) > 0 and not np.isin(hit, seps).any() and got.pos.min() >= 1
+    assert {(int(r), int(p)) for r, p in zip(got.row_id - 7, got.pos)} == \
+        {(int(r), int(p)) for r, p in zip(*np.nonzero(data))}  # k=4 latents fire at every data position
+    # the same positions encoded one by one give the same values (the mask only selects, never shifts)
+    with caching.Residuals(lm, ["layers.2"]) as res:
+        resid = res.run(torch.from_numpy(rows))["layers.2"]
+    ref = caching.encode_batch(resid, sae, 7, 0, 576, "layers.2", data=data)
+    assert np.array_equal(ref.pos, got.pos) and np.allclose(ref.value, got.value, atol=1e-5)
+    train = caching.collect_training_residuals(lm, ["layers.2"], rows, 2, seps)["layers.2"]
+    assert train.shape == (int(data.sum()), 576)
+    assert torch.allclose(train, resid.reshape(-1, 576)[torch.from_numpy(np.flatnonzero(data))], atol=1e-5)
+
+
 def test_bf16_encode_agrees_with_the_float32_reference_up_to_bf16_rounding(sae_dir):
     """caching's default encode (bf16 matmul, 512-token chunks, TopK on the bit patterns) vs plain float32."""
     sae = load_sparse_coder(sae_dir, "layers.2")

@@ -11,13 +11,13 @@ from autointerp_assets.core.scoring import heuristics
 ROWS, CTX = 200, 33
 
 
-def _flags(acts: list[tuple[int, int, int, float]], tokens: np.ndarray):
+def _flags(acts: list[tuple[int, int, int, float]], tokens: np.ndarray, separators=(0,)):
     con = duckdb.connect()
     con.execute("CREATE TABLE acts (latent INTEGER, row_id INTEGER, pos INTEGER, value REAL)")
     con.executemany("INSERT INTO acts VALUES (?, ?, ?, ?)", acts)
     con.execute("CREATE TABLE toks (row_id INTEGER, token_ids INTEGER[])")
     con.executemany("INSERT INTO toks VALUES (?, ?)", [(r, tokens[r].tolist()) for r in range(ROWS)])
-    f = heuristics.compute_flags(con, "SELECT * FROM acts", "SELECT * FROM toks", [], ROWS, CTX, ScoringExtrasConfig())
+    f = heuristics.compute_flags(con, "SELECT * FROM acts", "SELECT * FROM toks", [], separators, ScoringExtrasConfig())
     return {r["latent"]: r for r in f.iter_rows(named=True)}
 
 
@@ -59,3 +59,31 @@ def test_rare_latent_is_not_flagged_for_sampling_noise():
     assert plug_in > 0.1  # the uncorrected estimate is far from 0 for 15 firings
     assert f[7]["position_u"] < 0.03 and not f[7]["flag_positional"]
     assert not f[7]["flag_unigram"]  # fewer firings than unigram_min_firing
+
+
+def test_separator_positions_are_outside_the_data_of_the_positional_flag():
+    """Many short documents per row: separators (id 0) stand at varying places. A latent that fires at position 5
+    in every row where position 5 holds data is fully positional; counting separator rows as 'silent' data would
+    halve its rate there and hide it."""
+    rng = np.random.default_rng(2)
+    tokens = rng.integers(100, 5000, size=(ROWS, CTX))
+    tokens[:, 0] = 0
+    tokens[rng.random((ROWS, CTX)) < 0.1] = 0  # a document boundary every ~10 tokens
+    tokens[::2, 5] = 0  # position 5 is a separator in half of the rows
+    acts = [(0, r, 5, 3.0) for r in range(ROWS) if tokens[r, 5] != 0]
+    acts += [(1, r, int(p), 1.0) for r in range(ROWS) for p in rng.choice(np.arange(1, CTX), 2, replace=False)
+             if tokens[r, p] != 0]
+    f = _flags(acts, tokens)
+    assert f[0]["position_u"] > 0.9 and f[0]["flag_positional"]
+    assert f[1]["position_u"] < 0.05
+    # counting separator rows as silent data (rate over all rows) understates how positional latent 0 is
+    p_all = np.bincount([p for lat, _, p, _ in acts if lat == 0], minlength=CTX)[1:] / ROWS
+    rate = p_all.mean()
+    u_all = (_hb(rate) - _hb(p_all).mean()) / _hb(rate)
+    assert u_all < 0.8 < f[0]["position_u"]
+
+
+def _hb(x):
+    x = np.asarray(x, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.nan_to_num(-(x * np.log(x) + (1 - x) * np.log(1 - x)))

@@ -1,7 +1,8 @@
 """Windows, quantiles, train / test and random negatives: vectorized over a whole latent range at once.
 
 Units. Each corpus row is cut into non-overlapping ``example_ctx_len``-token *fixed windows* starting
-after BOS (position 1); a tail shorter than a window is not used. A latent's activating units are the
+after BOS (position 1), as ``core.windows`` defines them (the config refuses a row length that leaves a
+tail; a row here that has one anyway does not sample it). A latent's activating units are the
 fixed windows where it fires; each has a max activation and a peak position (first arg-max). Units
 are what is counted (``min_examples``), ranked, binned into ``n_quantiles`` equal-count bins
 (0 = strongest, DuckDB ``ntile`` sizes) and sampled; every unit is sampled at most once per latent.
@@ -35,14 +36,11 @@ import numpy as np
 import pyarrow as pa
 
 from ..config import SamplerConfig
+from ..windows import ALIVE, status_of, windows_per_row
 
-SAMPLER_VERSION = "windows-v3"  # v3: + train_non_activating (explainer negatives, disjoint from the scorers')
+SAMPLER_VERSION = "windows-v4"  # v4: separators outside the data, windows tile the row (core.windows)
 
 SPLITS = ("train", "test", "non_activating", "train_non_activating")
-
-
-def windows_per_row(ctx_len: int, example_ctx_len: int) -> int:
-    return (ctx_len - 1) // example_ctx_len
 
 
 def sampler_spec(cfg: SamplerConfig, activations_fp: str, max_per_range: int | None,
@@ -202,8 +200,9 @@ def selection_of(unit_latent: np.ndarray, cfg: SamplerConfig, first: int, last: 
     (the cap keeps the lowest latent ids among the eligible)."""
     latents = np.arange(first, last + 1, dtype=np.int64)
     n_windows = np.bincount(unit_latent - first, minlength=len(latents)).astype(np.int64)
-    eligible = n_windows >= cfg.min_examples
-    status = np.where(n_windows == 0, "dead", np.where(~eligible, "too_rare", "selected")).astype(object)
+    status = status_of(n_windows, cfg.min_examples)  # the rule latent_stats uses (core.windows)
+    eligible = status == ALIVE
+    status[eligible] = "selected"
     if max_per_range:
         status[eligible & (np.cumsum(eligible) > max_per_range)] = "not_selected"
     return latents, n_windows, status

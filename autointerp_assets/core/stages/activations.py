@@ -25,10 +25,11 @@ import pyarrow as pa
 from .. import caching
 from ..fingerprint import fingerprint
 from ..storage.warehouse import arrow_table
+from ..separators import model_separators
 from .context import Context, model_identity
 from .sparse_coders import check_width, coder_rows, load_coders
 
-CACHE_VERSION = "sparse-fp16-v3"  # v3: batches written straight to activation_cache; encode_dtype
+CACHE_VERSION = "sparse-fp16-v4"  # v4: every separator position excluded (v3: only position 0)
 FP16_MAX = 65504.0
 MAX_GROUP_NONZERO = 1 << 22  # a commit group holds at most ~4M non-zeros (~60 MB) however fast the batches come
 
@@ -38,7 +39,12 @@ def activations_fp(ctx: Context, layer: str, coders: dict[str, dict]) -> str:
                                        "model": model_identity(ctx.cfg.subject_model, ctx.workdir),
                                        "dtype": caching.resolve_dtype(ctx.cfg.caching.dtype),
                                        "encode_dtype": caching.resolve_dtype(ctx.cfg.caching.encode_dtype),
-                                       "sae_fp": coders[layer]["sae_fp"]})
+                                       "sae_fp": coders[layer]["sae_fp"], "separators": list(separators_of(ctx))})
+
+
+def separators_of(ctx: Context) -> tuple[int, ...]:
+    """The separator token ids of this corpus and subject model (never cached)."""
+    return model_separators(ctx.cfg.corpus, ctx.model_dir())
 
 
 def cache_fp(ctx: Context, coders: dict[str, dict]) -> str:
@@ -147,7 +153,7 @@ def _ensure_cache(ctx: Context, on_commit: Callable[[int, int], None] | None) ->
     pending, group, nnz, since = None, [], 0, time.perf_counter()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache-writer") as writer:
         for item in chain(caching.cache_batches(lm, saes, batches, cfg.latents.start, cfg.latents.stop,
-                                                cfg.caching.encode_dtype), [None]):  # None: the end, flush
+                                                cfg.caching.encode_dtype, separators_of(ctx)), [None]):  # None: the end, flush
             if item:
                 group.append(item)
                 nnz += sum(len(ba.latent) for ba in item[2])

@@ -20,6 +20,7 @@ from ..fingerprint import fingerprint
 from ..llm import accounting
 from ..scoring import bootstrap, controls, embedding, heuristics, intruder, simulation, surprisal
 from ..subject_model import resolve_model
+from .activations import separators_of
 from .context import Context, explainer_spec, llm_identity, model_identity, scorer_spec
 from .examples import load_examples
 from .llm_runs import new_run_id
@@ -124,15 +125,12 @@ def _subset(exs: list, n: int | None, seed: str) -> list:
 def _flags(ctx: Context, layer: str, first: int, last: int) -> pl.DataFrame | None:
     corpus_fp = ctx.corpus_fp()
     with ctx.wh.read() as con:
-        n_rows = con.execute("SELECT count(*) FROM tokens WHERE corpus_fp = ?", [corpus_fp]).fetchone()[0]
-        ctx_len = con.execute("SELECT any_value(ctx_len) FROM activation_partitions WHERE layer = ? AND "
-                              "first_latent <= ? AND last_latent >= ?", [layer, first, last]).fetchone()[0]
-        if not n_rows:
+        if not con.execute("SELECT count(*) FROM tokens WHERE corpus_fp = ?", [corpus_fp]).fetchone()[0]:
             return None
         return heuristics.compute_flags(
             con, "SELECT latent, row_id, pos, value FROM activations WHERE layer = ? AND latent BETWEEN ? AND ?",
-            "SELECT row_id, token_ids FROM tokens WHERE corpus_fp = ?", [layer, first, last, corpus_fp], n_rows,
-            ctx_len or ctx.cfg.corpus.ctx_len, ctx.cfg.scoring_extras)
+            "SELECT row_id, token_ids FROM tokens WHERE corpus_fp = ?", [layer, first, last, corpus_fp],
+            separators_of(ctx), ctx.cfg.scoring_extras)
 
 
 def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, explainer_fp: str | None = None) -> dict:

@@ -11,6 +11,7 @@ from .. import caching
 from ..fingerprint import fingerprint
 from ..sparse_coders import (SparseCoderError, checkpoint_dir, coder_info, load_dir, resolve_source, subdir,
                              train_topk_sae)
+from ..separators import SEPARATOR_VERSION, model_separators
 from .context import Context, model_identity
 from .corpus import load_rows
 
@@ -20,7 +21,8 @@ _LOAD_ONLY = {"format", "paths", "revision"}  # loading settings: not part of wh
 def sae_train_spec(ctx: Context) -> dict:
     return {"sae": ctx.cfg.sae.model_dump(exclude=_LOAD_ONLY), "hookpoints": list(ctx.cfg.hookpoints),
             "corpus_fp": ctx.corpus_fp(), "model": model_identity(ctx.cfg.subject_model, ctx.workdir),
-            "dtype": caching.resolve_dtype(ctx.cfg.caching.dtype)}
+            "dtype": caching.resolve_dtype(ctx.cfg.caching.dtype),
+            "separators": [SEPARATOR_VERSION, *model_separators(ctx.cfg.corpus, ctx.model_dir())]}
 
 
 def sae_root(ctx: Context) -> Path:
@@ -79,8 +81,9 @@ def _train_missing(ctx: Context, root: Path, missing: list[str]) -> dict[str, di
     lm, _ = caching.load_subject_model(ctx.model_dir(), cfg.caching.dtype, cfg.caching.threads)
     rows = load_rows(ctx, max(1, cfg.sae.train_tokens // cfg.corpus.ctx_len))
     t0 = time.perf_counter()
-    resid = caching.collect_training_residuals(lm, missing, rows, cfg.caching.batch_rows)
-    ctx.log(f"collected {len(rows) * (cfg.corpus.ctx_len - 1)} training tokens at {missing} "
+    resid = caching.collect_training_residuals(lm, missing, rows, cfg.caching.batch_rows,
+                                               model_separators(cfg.corpus, ctx.model_dir()))
+    ctx.log(f"collected {len(next(iter(resid.values())))} training tokens (separators excluded) at {missing} "
             f"in {time.perf_counter() - t0:.1f}s")
     stats = {}
     for h in missing:
