@@ -85,6 +85,66 @@ def test_expected_value_renormalises_over_digits():
 
 
 @pytest.fixture(scope="module")
+def smol_tok():
+    from transformers import AutoTokenizer
+
+    from autointerp_assets.core.subject_model import resolve_model
+
+    cfg = load_config(CONFIG_PATH)
+    return AutoTokenizer.from_pretrained(resolve_model("smollm2", cfg.resolve(cfg.workdir)))
+
+
+def test_ten_is_read_as_ten_when_the_tokenizer_splits_it(smol_tok):
+    reader = sim.ValueReader.of(smol_tok)
+    one, zero = smol_tok.encode("1", add_special_tokens=False)[0], smol_tok.encode("0", add_special_tokens=False)[0]
+    nl = smol_tok.encode("\n", add_special_tokens=False)[0]
+    assert smol_tok.encode("10", add_special_tokens=False) == [one, zero]  # SmolLM2 splits digits
+    assert reader.ambiguous(one) and not reader.ambiguous(zero)
+    ev, _ = sim.expected_values([{one: 0.0}], [0], reader, {0: {one: {zero: np.log(0.9), nl: np.log(0.1)}}})
+    assert ev[0] == pytest.approx(0.9 * 10 + 0.1 * 1)
+    # without the continuation a "1" is read as 1 (what the first token alone can say)
+    assert sim.expected_values([{one: 0.0}], [0], reader)[0][0] == pytest.approx(1.0)
+
+
+class SplitDigitOracle:
+    """An in-process engine double on SmolLM2's tokenizer (which writes 10 as "1", "0") whose logprobs put all
+    mass on the true value's tokens: the first token at each slot, the second one after a "1"."""
+
+    engine = "vllm"
+    model = "oracle"
+
+    def __init__(self, tok, truth: dict[tuple[str, ...], list[int]]):
+        import threading
+
+        self.tokenizer, self.truth, self._lock, self.llm = tok, truth, threading.Lock(), object()
+        self.first_calls, self.next_calls = 0, 0
+
+
+def test_logprob_mode_reads_every_value_0_to_10_on_a_tokenizer_that_splits_ten(smol_tok, monkeypatch):
+    ex = Example(5, tuple(f" w{i}" for i in range(11)), tuple(float(v) for v in range(11)), True, 0)
+    client = SplitDigitOracle(smol_tok, {})
+    ids, slots = sim.logprob_prompt(smol_tok, "Counts up", ex.str_tokens)
+    truth = {s: v for s, v in zip(slots, range(11))}
+    enc = {v: smol_tok.encode(str(v), add_special_tokens=False) for v in range(11)}
+    nl = smol_tok.encode("\n", add_special_tokens=False)[0]
+
+    def fake_prompt(cl, prompts, top):
+        cl.first_calls += 1
+        return [[{enc[truth[i]][0]: 0.0} if i in truth else {} for i in range(len(p))] for p in prompts]
+
+    def fake_next(cl, prompts, top):
+        cl.next_calls += len(prompts)
+        return [{enc[10][1]: 0.0} if truth[len(p) - 1] == 10 else {nl: 0.0} for p in prompts]
+
+    monkeypatch.setattr(sim, "prompt_logprobs", fake_prompt)
+    monkeypatch.setattr(sim, "next_token_logprobs", fake_next)
+    (res,) = sim.score_simulation(client, ["l/0"], ["Counts up"], [[ex]], mode="logprobs")
+    assert res.predicted[0].tolist() == [float(v) for v in range(11)]  # 10 is read as 10, 1 as 1
+    assert res.correlation == pytest.approx(1.0)
+    assert client.first_calls == 1 and client.next_calls == 2  # only the slots whose first token is "1"
+
+
+@pytest.fixture(scope="module")
 def engine():
     from autointerp_assets.core.llm import make_client
 

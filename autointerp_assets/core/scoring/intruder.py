@@ -1,8 +1,8 @@
 """Intruder scorer (explanation-free): can the scorer LLM spot the one non-activating example among
 activating ones? Each round shows ``shown - 1`` activating test examples with their true highlights
-(tokens above ``threshold`` x the example's max between << >>) and one non-activating example with as many
-highlighted tokens at random places, in a seeded random order; the LLM answers the intruder's number.
-Score per latent = accuracy over its rounds (chance = 1 / shown). With logprobs, P(intruder's number)
+(tokens above ``threshold`` x the example's max between << >>) and one non-activating example wearing the
+exact highlights of another activating example (so the marks carry no cue), in a seeded random order; the
+LLM answers the intruder's number. Score per latent = accuracy over its rounds (chance = 1 / shown). With logprobs, P(intruder's number)
 renormalised over the shown numbers is kept per round. Every round of every latent goes to the engine in
 one ``generate`` call; a malformed answer fails its round alone.
 """
@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from ..explainers import display_token, highlight
+from ..scorers import true_mask
 from ..llm.base import ChatRequest, ChatResponse, Sampling
 from ..records import Example
 
-PROMPT_VERSION = "intruder-v1"
+PROMPT_VERSION = "intruder-v2"  # v2: the intruder wears a held-out activating example's highlights
 
 _SYSTEM = (
     "You look at text examples where a language model latent (a learned feature) fires on the tokens marked "
@@ -65,28 +66,35 @@ def _shown(ex: Example, threshold: float) -> str:
     return highlight([display_token(t) for t in ex.str_tokens], list(ex.activations), threshold)
 
 
-def _fake(ex: Example, n_marked: int, rng: random.Random, threshold: float) -> str:
-    """The intruder with n_marked contiguous tokens marked at a random place."""
-    n = len(ex.str_tokens)
-    k = max(1, min(n_marked, n))
-    start = rng.randrange(0, n - k + 1)
-    acts = [1.0 if start <= i < start + k else 0.0 for i in range(n)]
-    return _shown(Example(ex.example_id, ex.str_tokens, tuple(acts), False), 0.5)
+def _copied(ex: Example, donor: Example, threshold: float) -> str:
+    """The intruder shown with ``donor``'s highlight pattern: the same marked positions (and so the same count
+    and runs), cut to the intruder's length; a donor whose marks all fall beyond it gives its count at the start."""
+    full = true_mask(donor, threshold)
+    mask = full[:len(ex.str_tokens)]
+    if not any(mask):
+        k = max(1, min(sum(full), len(ex.str_tokens)))
+        mask = [True] * k + [False] * (len(ex.str_tokens) - k)
+    return _shown(Example(ex.example_id, ex.str_tokens, tuple(1.0 if m else 0.0 for m in mask), False), 0.5)
 
 
 def build_rounds(test: Sequence[Example], non_activating: Sequence[Example], shown: int, rounds: int,
                  threshold: float, seed: str) -> list[tuple[IntruderRound, ChatRequest]]:
+    """Each round: ``shown - 1`` activating examples and the intruder, which wears the exact highlight pattern of
+    one more activating example drawn from the same pool (not shown in that round). The intruder's marks are
+    then exchangeable with the shown examples' -- count, runs and positions come from the same distribution --
+    so no strategy that looks only at the marks beats chance; only reading the text can."""
     rng = random.Random(seed)
     usable = [ex for ex in test if ex.max_activation > 0]
     if len(usable) < shown - 1 or not non_activating:
         return []
     out = []
     for intruder in list(non_activating)[:rounds]:
-        picks = rng.sample(usable, shown - 1)
+        drawn = rng.sample(usable, min(shown, len(usable)))  # the shown examples, then the donor
+        picks = drawn[:shown - 1]
+        donor = drawn[shown - 1] if len(drawn) == shown else rng.choice(picks)  # a pool of exactly shown - 1
         texts = [_shown(ex, threshold) for ex in picks]
-        n_marked = max(sum(a > threshold * ex.max_activation for a in ex.activations) for ex in picks)
         pos = rng.randrange(shown)
-        texts.insert(pos, _fake(intruder, n_marked, rng, threshold))
+        texts.insert(pos, _copied(intruder, donor, threshold))
         user = "\n".join(f"Example {i}: {t}" for i, t in enumerate(texts, 1))
         user += f"\n\nWhich example is the intruder? Answer with a number from 1 to {shown}."
         msgs = [{"role": "system", "content": _SYSTEM}, {"role": "user", "content": _FEW_SHOT[0]},
