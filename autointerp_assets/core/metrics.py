@@ -2,7 +2,9 @@
 
 Always computed for one latent at a time (delphi pools samples across latents; the paper reports
 per-latent medians). Items whose batch failed (prediction None) are excluded from every metric and
-counted in ``n_failed``. An undefined ratio (0/0) is None.
+counted in ``n_failed``. An undefined ratio (0/0) is None; balanced accuracy needs both classes (with one
+class it is undefined, never the one defined rate). ``score_status`` turns an undefined primary metric
+into the status ``undefined`` and a reason a person can read.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def classification_metrics(
     fp = int((~t & p).sum())
     fn = int((t & ~p).sum())
     n_pos, n_neg = tp + fn, tn + fp
-    rates = [r for r in (_ratio(tp, n_pos), _ratio(tn, n_neg)) if r is not None]
+    tpr, tnr = _ratio(tp, n_pos), _ratio(tn, n_neg)
     with_prob = [i for i in keep if probability[i] is not None and np.isfinite(probability[i])]
     return {
         "n": n,
@@ -74,7 +76,7 @@ def classification_metrics(
         "tn": tn,
         "fp": fp,
         "fn": fn,
-        "balanced_accuracy": float(np.mean(rates)) if rates else None,
+        "balanced_accuracy": (tpr + tnr) / 2 if tpr is not None and tnr is not None else None,
         "precision": _ratio(tp, tp + fp),
         "recall": _ratio(tp, n_pos),
         "f1": _ratio(2 * tp, 2 * tp + fp + fn),
@@ -82,3 +84,30 @@ def classification_metrics(
         "auroc": auroc([bool(truth[i]) for i in with_prob], [float(probability[i]) for i in with_prob])
         if with_prob else None,
     }
+
+
+OK, FAILED, UNDEFINED = "ok", "failed", "undefined"
+
+
+def score_status(m: dict, metric: str, value: float | None = None) -> tuple[str, str | None]:
+    """(status, reason) of a latent's score whose primary metric is ``metric``: ``failed`` when no item was
+    answered, ``undefined`` when items were answered but the metric has no value (with why), else ``ok``.
+    ``m``: classification_metrics' dict, or any dict with n / n_failed (and n_pos / n_neg for classes);
+    ``value``: the metric's value when it is not in ``m`` (correlation, accuracy)."""
+    n, failed = m.get("n", 0), m.get("n_failed", 0)
+    if n - failed <= 0:
+        return FAILED, f"no item answered ({failed} of {n} failed)" if n else "no item to score"
+    v = m.get(metric) if value is None else value
+    if v is not None:
+        return OK, None
+    note = f" ({failed} failed)" if failed else ""
+    if metric in ("balanced_accuracy", "auroc") and m.get("n_neg", 1) == 0:
+        return UNDEFINED, f"{metric.replace('_', ' ')} undefined: no non-activating item was scored{note}"
+    if metric in ("balanced_accuracy", "auroc") and m.get("n_pos", 1) == 0:
+        return UNDEFINED, f"{metric.replace('_', ' ')} undefined: no activating item was scored{note}"
+    if metric == "auroc":
+        return UNDEFINED, "auroc undefined: no item has a probability (the engine gave no logprobs)"
+    if metric == "correlation":
+        return UNDEFINED, ("correlation undefined: the simulated activations are the same for every token "
+                           "(a constant prediction correlates with nothing)")
+    return UNDEFINED, f"{metric.replace('_', ' ')} undefined"

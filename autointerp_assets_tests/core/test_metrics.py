@@ -1,6 +1,6 @@
 import pytest
 
-from autointerp_assets.core.metrics import auroc, classification_metrics
+from autointerp_assets.core.metrics import auroc, classification_metrics, score_status
 
 
 def test_confusion_and_rates():
@@ -36,16 +36,22 @@ def test_undefined_ratios():
     assert m["precision"] is None
     assert m["recall"] == 0.0
     assert m["f1"] == 0.0
-    assert m["balanced_accuracy"] == 0.0  # only TPR is defined
+    assert m["balanced_accuracy"] is None  # only TPR is defined: not a balanced accuracy
+    assert score_status(m, "balanced_accuracy") == (
+        "undefined", "balanced accuracy undefined: no non-activating item was scored")
     m = classification_metrics([False, False, False], [False, False, True])
-    assert m["balanced_accuracy"] == pytest.approx(2 / 3)  # only TNR
+    assert m["balanced_accuracy"] is None and m["accuracy"] == pytest.approx(2 / 3)  # only TNR
+    assert score_status(m, "balanced_accuracy")[1].endswith("no activating item was scored")
     assert m["recall"] is None and m["precision"] == 0.0
     m = classification_metrics([True, False], [None, None], [0.5, 0.5])
     assert m["n_failed"] == 2
     for k in ("balanced_accuracy", "precision", "recall", "f1", "accuracy", "auroc"):
         assert m[k] is None
+    assert score_status(m, "balanced_accuracy") == ("failed", "no item answered (2 of 2 failed)")
     m = classification_metrics([], [], [])
     assert m["n"] == 0 and m["balanced_accuracy"] is None
+    assert score_status({"n": 10, "n_failed": 0}, "correlation", None)[0] == "undefined"
+    assert score_status({"n": 10, "n_failed": 0}, "correlation", 0.3) == ("ok", None)
 
 
 def test_auroc_values():

@@ -74,3 +74,53 @@ def test_median_interval_and_summary_are_per_latent():
     assert s["control_latents"] == 3 and s["median_control"] == 0.5
     assert s["median_difference"] == pytest.approx(0.3)  # median of the paired differences 0.4, 0.3, 0.3
     assert s["difference_ci_low"] <= s["median_difference"] <= s["difference_ci_high"]
+
+
+def _prompts(correlated: bool, n_prompts: int = 10, per: int = 5):
+    """n_prompts prompts of ``per`` items, classes mixed inside each prompt (3 + 2), 60 % of each class answered
+    right. Correlated: each prompt is answered all right or all wrong (one reading of one explanation);
+    otherwise the right answers are 15 of each class's 25 items drawn at random. Per-class counts are equal."""
+    truth = np.array([(i + p) % 2 == 0 for p in range(n_prompts) for i in range(per)])
+    prompt = np.repeat(np.arange(n_prompts), per)
+    if correlated:
+        correct = prompt < 0.6 * n_prompts
+    else:
+        rng = np.random.default_rng(4)
+        correct = np.zeros(len(truth), dtype=bool)
+        for cls in (True, False):
+            idx = np.flatnonzero(truth == cls)
+            correct[rng.choice(idx, round(0.6 * len(idx)), replace=False)] = True
+    return truth, correct, prompt
+
+
+def test_interval_grows_when_the_answers_of_a_prompt_are_perfectly_correlated():
+    widths = {}
+    for correlated in (False, True):
+        truth, correct, prompt = _prompts(correlated)
+        for tc in (True, False):  # the same per-class hit rates in both cases
+            assert correct[truth == tc].mean() == pytest.approx(0.6)
+        for clusters in (None, prompt):
+            iv = bootstrap.balanced_accuracy_ci(truth, correct, 2000, seed=1, clusters=clusters)
+            assert iv.low <= iv.value <= iv.high
+            widths[(correlated, clusters is not None)] = iv.high - iv.low
+    # the item bootstrap cannot see the correlation: the same width either way
+    assert widths[(True, False)] == pytest.approx(widths[(False, False)], rel=0.15)
+    # independent answers: the prompt bootstrap gives about the item bootstrap's width
+    assert widths[(False, True)] == pytest.approx(widths[(False, False)], rel=0.25)
+    # the prompt bootstrap sees the correlation: much wider when the 5 answers of a prompt move together
+    assert widths[(True, True)] > 1.8 * widths[(False, True)]
+    assert widths[(True, True)] > 1.8 * widths[(True, False)]
+    # AUROC from per-item probabilities: the same contrast
+    truth, correct, prompt = _prompts(True)
+    prob = np.where(correct == truth, 0.8, 0.2)
+    wide = bootstrap.auroc_ci(truth, prob, 2000, seed=1, clusters=prompt)
+    narrow = bootstrap.auroc_ci(truth, prob, 2000, seed=1)
+    assert wide.value == narrow.value and (wide.high - wide.low) > 1.5 * (narrow.high - narrow.low)
+
+
+def test_balanced_accuracy_with_an_empty_class_is_undefined_not_the_other_rate():
+    assert bootstrap.balanced_accuracy_ci([True] * 5, [True] * 4 + [False]) == bootstrap.Interval(None, None, None)
+    m = metrics.classification_metrics([True, True, False], [True, True, None])  # the negative's batch failed
+    assert m["balanced_accuracy"] is None and m["recall"] == 1.0
+    assert metrics.score_status(m, "balanced_accuracy") == (
+        "undefined", "balanced accuracy undefined: no non-activating item was scored (1 failed)")

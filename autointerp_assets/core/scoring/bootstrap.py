@@ -5,8 +5,15 @@ metric recomputed for every resample at once from count vectors, never by a Pyth
 resamples. Partition summaries are medians and IQRs of per-latent values (the paper's protocol);
 samples are never pooled across latents (delphi pools them).
 
-- classification (detection, fuzzing, intruder): stratified, i.e. positives and negatives are
-  resampled separately, so every resample has both classes and balanced accuracy / AUROC stay defined;
+- detection / fuzzing (items answered 5 to a prompt): a **cluster bootstrap over prompts**, stratified.
+  The answers of one prompt are not independent (one reading of one explanation, in one context), so whole
+  prompts are resampled, never single items; prompts are resampled within two strata -- those holding
+  more activating than non-activating items and the others -- so each resample keeps about the real
+  class mix. The metric is recomputed from the resampled prompts' pooled class counts; a resample left
+  without one class (possible with very few prompts) is dropped. With independent answers this gives
+  the width of the item bootstrap; with answers correlated inside prompts it is wider, as it must be;
+- classification without prompts given (intruder rounds are one prompt each): stratified by class, i.e.
+  positives and negatives resampled separately, so every resample has both classes;
 - correlation (simulation): whole examples are resampled (tokens of one window are not independent)
   and Pearson's r is recomputed from summed per-example sufficient statistics;
 - the median of per-latent differences (real minus control) gets the distribution-free order-statistic
@@ -60,21 +67,42 @@ class Interval:
     high: float | None
 
 
+def prompt_resamples(clusters: Sequence, truth: np.ndarray, n_boot: int, rng: np.random.Generator
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(item -> prompt index, (n_boot, n_prompts) resample counts). Prompts are resampled with replacement
+    within two strata: prompts holding more positives than negatives, and the others."""
+    _, index = np.unique(np.asarray(clusters), return_inverse=True)
+    n_prompts = int(index.max()) + 1 if index.size else 0
+    leans_pos = 2 * np.bincount(index, weights=truth.astype(float), minlength=n_prompts) > \
+        np.bincount(index, minlength=n_prompts)
+    counts = np.zeros((n_boot, n_prompts))
+    for stratum in (leans_pos, ~leans_pos):
+        members = np.flatnonzero(stratum)
+        if members.size:
+            counts[:, members] = _counts(rng, members.size, n_boot)
+    return index, counts
+
+
 def balanced_accuracy_ci(truth: Sequence[bool], correct: Sequence[bool], n_boot: int = 1000,
-                         seed: int | str = 0, level: float = 0.95) -> Interval:
-    """Balanced accuracy = mean of the class-wise hit rates; ``correct[i]`` = prediction i equals truth i."""
+                         seed: int | str = 0, level: float = 0.95, clusters: Sequence | None = None) -> Interval:
+    """Balanced accuracy = mean of the two class-wise hit rates; ``correct[i]`` = prediction i equals truth i.
+    Undefined (None) unless both classes have items. ``clusters``: the prompt of each item (cluster bootstrap
+    over prompts, stratified); None = items resampled within their class."""
     t = np.asarray(truth, dtype=bool)
     c = np.asarray(correct, dtype=float)
     pos, neg = c[t], c[~t]
-    rates, boots = [], []
-    rng = _rng(seed)
-    for part in (pos, neg):
-        if part.size:
-            rates.append(part.mean())
-            boots.append(_counts(rng, part.size, n_boot) @ part / part.size)
-    if not rates:
+    if pos.size == 0 or neg.size == 0:
         return Interval(None, None, None)
-    return Interval(float(np.mean(rates)), *_interval(np.mean(boots, axis=0), level))
+    point = float((pos.mean() + neg.mean()) / 2)
+    rng = _rng(seed)
+    if clusters is None:
+        boots = (_counts(rng, pos.size, n_boot) @ pos / pos.size + _counts(rng, neg.size, n_boot) @ neg / neg.size) / 2
+        return Interval(point, *_interval(boots, level))
+    index, w = prompt_resamples(clusters, t, n_boot, rng)
+    per = [np.bincount(index, weights=x, minlength=w.shape[1]) for x in (t * c, t.astype(float), ~t * c, (~t).astype(float))]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boots = (w @ per[0] / (w @ per[1]) + w @ per[2] / (w @ per[3])) / 2
+    return Interval(point, *_interval(boots, level))
 
 
 def accuracy_ci(correct: Sequence[bool], n_boot: int = 1000, seed: int | str = 0, level: float = 0.95) -> Interval:
@@ -86,9 +114,10 @@ def accuracy_ci(correct: Sequence[bool], n_boot: int = 1000, seed: int | str = 0
 
 
 def auroc_ci(truth: Sequence[bool], score: Sequence[float], n_boot: int = 1000, seed: int | str = 0,
-             level: float = 0.95) -> Interval:
-    """AUROC = P(score_pos > score_neg) + P(tie) / 2; each resample is c_pos^T W c_neg / (n_pos n_neg)
-    over the pairwise win matrix W (ties 1/2), so all resamples cost one einsum."""
+             level: float = 0.95, clusters: Sequence | None = None) -> Interval:
+    """AUROC = P(score_pos > score_neg) + P(tie) / 2; each resample is c_pos^T W c_neg / (|c_pos| |c_neg|)
+    over the pairwise win matrix W (ties 1/2), so all resamples cost one einsum. ``clusters``: as for
+    balanced_accuracy_ci (each item weighted by its prompt's resample count)."""
     t = np.asarray(truth, dtype=bool)
     s = np.asarray(score, dtype=float)
     sp, sn = s[t], s[~t]
@@ -96,8 +125,13 @@ def auroc_ci(truth: Sequence[bool], score: Sequence[float], n_boot: int = 1000, 
         return Interval(None, None, None)
     w = (sp[:, None] > sn[None, :]) + 0.5 * (sp[:, None] == sn[None, :])
     rng = _rng(seed)
-    cp, cn = _counts(rng, sp.size, n_boot), _counts(rng, sn.size, n_boot)
-    boots = np.einsum("bi,ij,bj->b", cp, w, cn) / (sp.size * sn.size)
+    if clusters is None:
+        cp, cn = _counts(rng, sp.size, n_boot), _counts(rng, sn.size, n_boot)
+    else:
+        index, wc = prompt_resamples(clusters, t, n_boot, rng)
+        cp, cn = wc[:, index[t]], wc[:, index[~t]]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boots = np.einsum("bi,ij,bj->b", cp, w, cn) / (cp.sum(1) * cn.sum(1))
     return Interval(float(w.mean()), *_interval(boots, level))
 
 

@@ -26,12 +26,13 @@ F64 = ("balanced_accuracy", "accuracy", "precision", "recall", "f1", "auroc", "l
 
 def _score_row(base: dict, res: scorers.ScoreResult | None, m: dict | None, cost: float) -> dict:
     if res is None:  # not sent (budget)
-        return {**base, "status": BUDGET_EXCEEDED, "n": 0, "n_failed": 0, "balanced_accuracy": None,
+        return {**base, "status": BUDGET_EXCEEDED, "status_reason": "not sent: the budget would have been exceeded",
+                "n": 0, "n_failed": 0, "balanced_accuracy": None,
                 "accuracy": None, "precision": None, "recall": None, "f1": None, "auroc": None, "n_batches": 0,
                 "n_failed_batches": 0, "failure_reasons": ["not sent: the budget would have been exceeded"],
                 "prompt_tokens": 0, "completion_tokens": 0, "latency_s": 0.0, "cost_usd": 0.0}
-    ok = m["n"] - m["n_failed"] > 0 and m["balanced_accuracy"] is not None
-    return {**base, "status": "ok" if ok else "failed", "n": m["n"], "n_failed": m["n_failed"],
+    status, reason = metrics.score_status(m, "balanced_accuracy")  # ok / failed / undefined (+ why)
+    return {**base, "status": status, "status_reason": reason, "n": m["n"], "n_failed": m["n_failed"],
             **{k: m[k] for k in ("balanced_accuracy", "accuracy", "precision", "recall", "f1", "auroc")},
             "n_batches": res.n_batches, "n_failed_batches": res.n_failed_batches,
             "failure_reasons": list(res.failure_reasons), "prompt_tokens": res.prompt_tokens,
@@ -95,7 +96,8 @@ def run_scores(ctx: Context, client, layer: str, first: int, last: int) -> dict:
         "score_items": pl.DataFrame(item_rows, schema_overrides={"probability": pl.Float64, "prediction": pl.Boolean})
         if item_rows else pl.DataFrame(),
         "scores": pl.DataFrame(score_rows, schema_overrides={k: pl.Float64 for k in F64}
-                               | {"failure_reasons": pl.List(pl.Utf8)}) if score_rows else pl.DataFrame(),
+                               | {"failure_reasons": pl.List(pl.Utf8), "status_reason": pl.Utf8})
+        if score_rows else pl.DataFrame(),
     }
     latents = [int(j.key.rsplit("/", 1)[1]) for j in jobs]
     commit(ctx, layer, first, last, efp, frames, ledger, {sfps[k]: ("scorer", specs[k]) for k in kinds},

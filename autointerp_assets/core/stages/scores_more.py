@@ -59,16 +59,19 @@ class _Rows:
 
     def add(self, scorer: str, sfp: str, latent: int, *, value, ci, n: int, n_failed: int, control: bool,
             auroc=None, auroc_ci=(None, None), accuracy=None, balanced=None, n_batches: int = 0,
-            failures=(), responses=(), extra: dict | None = None) -> None:
+            failures=(), responses=(), extra: dict | None = None, counts: dict | None = None) -> None:
+        """``counts``: n_pos / n_neg of the scored items where the metric needs both classes (says why it is
+        undefined when it is)."""
         llm = self.ctx.cfg.scorer_llm
         calls = [accounting.call_row(llm, r, run_id=self.run_id, layer=self.layer, latent=latent, stage="scores",
                                      role="scorer", explainer_fp=self.efp, fingerprint=sfp, scorer=scorer,
                                      batch_index=b) for b, r in enumerate(responses)]
         self.ledger += calls
         base = PRIMARY[scorer.removesuffix("_control")]
+        status, reason = metrics.score_status({"n": n, "n_failed": n_failed, **(counts or {})}, base, value)
         self.scores.append({
             "layer": self.layer, "latent": latent, "explainer_fp": self.efp, "scorer": scorer, "scorer_fp": sfp,
-            "sampler_fp": self.samp, "status": "ok" if value is not None else "failed", "n": n, "n_failed": n_failed,
+            "sampler_fp": self.samp, "status": status, "status_reason": reason, "n": n, "n_failed": n_failed,
             "balanced_accuracy": balanced, "accuracy": accuracy, "precision": None, "recall": None, "f1": None,
             "auroc": auroc, "n_batches": n_batches, "n_failed_batches": len(list(failures)),
             "failure_reasons": [str(f)[:300] for f in failures],
@@ -87,14 +90,15 @@ class _Rows:
 
 
 def _classifier_cis(items: list, x) -> tuple[tuple, tuple, str]:
-    """Bootstrap intervals (balanced accuracy, AUROC) of one latent's detection/fuzzing items."""
+    """Bootstrap intervals (balanced accuracy, AUROC) of one latent's detection/fuzzing items: whole prompts
+    (``batch_index``) resampled, stratified (a cluster bootstrap: a prompt's answers are not independent)."""
     n, lvl = x.bootstrap_samples, x.ci_level
     done = [i for i in items if i["prediction"] is not None]
     ba = bootstrap.balanced_accuracy_ci([i["truth"] for i in done], [i["prediction"] == i["truth"] for i in done],
-                                        n, items[0]["key"] if items else 0, lvl)
+                                        n, items[0]["key"] if items else 0, lvl, [i["batch_index"] for i in done])
     probs = [i for i in done if i["probability"] is not None]
     au = bootstrap.auroc_ci([i["truth"] for i in probs], [i["probability"] for i in probs], n,
-                            items[0]["key"] if items else 0, lvl)
+                            items[0]["key"] if items else 0, lvl, [i["batch_index"] for i in probs])
     return (ba.low, ba.high), (au.low, au.high), ba.value
 
 
@@ -102,14 +106,14 @@ def _classifier_rows(rows: _Rows, name: str, sfp: str, res: scorers.ScoreResult,
     lat = _lat(res.key)
     m = metrics.classification_metrics([i.truth for i in res.items], [i.prediction for i in res.items],
                                        [i.probability for i in res.items])
-    items = [{"truth": i.truth, "prediction": i.prediction, "probability": i.probability, "key": f"{res.key}:{name}"}
-             for i in res.items]
+    items = [{"truth": i.truth, "prediction": i.prediction, "probability": i.probability, "key": f"{res.key}:{name}",
+              "batch_index": i.batch_index} for i in res.items]
     ci, auci, _ = _classifier_cis(items, x)
-    ok = m["n"] - m["n_failed"] > 0 and m["balanced_accuracy"] is not None
-    rows.add(name, sfp, lat, value=m["balanced_accuracy"] if ok else None, ci=ci, n=m["n"], n_failed=m["n_failed"],
+    rows.add(name, sfp, lat, value=m["balanced_accuracy"], ci=ci, n=m["n"], n_failed=m["n_failed"],
              control=control, auroc=m["auroc"], auroc_ci=auci, accuracy=m["accuracy"], balanced=m["balanced_accuracy"],
              n_batches=res.n_batches, failures=res.failure_reasons, responses=res.responses,
-             extra={"precision": m["precision"], "recall": m["recall"], "f1": m["f1"]})
+             extra={"precision": m["precision"], "recall": m["recall"], "f1": m["f1"]},
+             counts={"n_pos": m["n_pos"], "n_neg": m["n_neg"]})
     for i in res.items:
         rows.item(name, sfp, lat, i.example_id, i.quantile, i.activating, i.truth, i.prediction, i.probability,
                   batch_index=i.batch_index)
@@ -164,7 +168,8 @@ def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, exp
     # detection / fuzzing: intervals of stage scores' rows, and their controls
     ci_rows = []
     if kinds and latents:
-        items = ctx.wh.query("SELECT latent, scorer, truth, prediction, probability FROM score_items WHERE layer = ? "
+        items = ctx.wh.query("SELECT latent, scorer, truth, prediction, probability, batch_index FROM score_items "
+                             "WHERE layer = ? "
                              "AND latent BETWEEN ? AND ? AND explainer_fp = ? AND scorer IN (SELECT unnest(?))",
                              [layer, first, last, efp, kinds])
         for (lat, kind), grp in items.group_by(["latent", "scorer"], maintain_order=True):
@@ -202,7 +207,8 @@ def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, exp
                 lat, vals = _lat(s.key), getattr(s, values)
                 ci = bootstrap.auroc_ci(s.activating, vals, x.bootstrap_samples, f"{s.key}:{run}", x.ci_level)
                 rows.add(run, sfp, lat, value=s.auroc, ci=(ci.low, ci.high), auroc=s.auroc, auroc_ci=(ci.low, ci.high),
-                         n=len(s.example_ids), n_failed=0, control=ctl)
+                         n=len(s.example_ids), n_failed=0, control=ctl,
+                         counts={"n_pos": sum(s.activating), "n_neg": len(s.activating) - sum(s.activating)})
                 for eid, q, a, v in zip(s.example_ids, s.quantiles, s.activating, vals):
                     rows.item(run, sfp, lat, eid, q, a, a, None, value=v)
         seconds[name] = round(time.perf_counter() - t0, 2)
@@ -280,7 +286,8 @@ def _commit(ctx, layer, first, last, efp, rows: _Rows, ci_rows, flags, kinds, rn
                         "AND scorer IN (SELECT unnest(?))", [layer, first, last, efp, mine])
         if rows.scores:
             wh.insert(con, "scores", pl.DataFrame(rows.scores, schema_overrides={k: pl.Float64 for k in F64}
-                                                  | {"failure_reasons": pl.List(pl.Utf8), "control": pl.Boolean}))
+                                                  | {"failure_reasons": pl.List(pl.Utf8), "control": pl.Boolean,
+                                                     "status_reason": pl.Utf8}))
         if rows.items:
             wh.insert(con, "score_items", pl.DataFrame(rows.items, schema_overrides={
                 "probability": pl.Float64, "prediction": pl.Boolean, "value": pl.Float64}))
@@ -313,17 +320,22 @@ def _summary(ctx, layer, efp, rng_label, kinds, extras, rows: _Rows, flags, dono
     real = ctx.wh.query("SELECT latent, scorer, value FROM scores WHERE layer = ? AND latent_range = ? AND "
                         "explainer_fp = ? AND status = 'ok' AND scorer IN (SELECT unnest(?))",
                         [layer, rng_label, efp, list(kinds) + list(extras)])
+    states = {r[0]: r[1:] for r in ctx.wh.query(
+        "SELECT scorer, count(*) FILTER (WHERE status = 'undefined'), count(*) FILTER (WHERE status = 'failed') "
+        "FROM scores WHERE layer = ? AND latent_range = ? AND explainer_fp = ? AND NOT coalesce(control, false) "
+        "GROUP BY scorer", [layer, rng_label, efp]).iter_rows()}
     ctl = {(r["latent"], r["scorer"].removesuffix("_control")): r["value"] for r in rows.scores
            if r["control"] and r["value"] is not None}
     out: dict = {}
     for name in list(kinds) + list(extras):
         grp = real.filter(pl.col("scorer") == name)
-        if grp.is_empty():
+        if grp.is_empty() and name not in states:
             continue
         lats, vals = grp["latent"].to_list(), grp["value"].to_list()
         has_ctl = any((lat, name) in ctl for lat in lats)
         s = bootstrap.summarize(vals, [ctl.get((lat, name)) for lat in lats] if has_ctl else None)
-        out[name] = {"metric": PRIMARY[name], **s}
+        undefined, failed = states.get(name, (0, 0))
+        out[name] = {"metric": PRIMARY[name], **s, "latents_undefined": undefined, "latents_failed": failed}
     flag_counts = {}
     if flags is not None:
         flag_counts = {c: int(flags[c].sum()) for c in heuristics.FLAGS}
@@ -344,6 +356,7 @@ def more_scores_metadata(out: dict) -> dict:
     for name, s in out["summary"].items():
         md[f"{name}_median_{s['metric']}"] = s["median"]
         md[f"{name}_iqr"] = [s["q25"], s["q75"]]
+        md[f"{name}_latents_undefined"] = s["latents_undefined"]
         if "median_control" in s:
             md[f"{name}_median_control"] = s["median_control"]
             md[f"{name}_median_difference"] = s["median_difference"]

@@ -212,8 +212,12 @@ TABLES: dict[str, str] = {
     """,
     # per (latent, explainer, scorer): metrics. Stage scores_more adds the scorer's primary metric
     # (balanced_accuracy, auroc, correlation, accuracy) as metric/value with its per-latent bootstrap interval
-    # (ci_low/ci_high; auroc_ci_* for AUROC); control rows are '<scorer>_control' (another latent's
-    # explanation on this latent's examples); latent_range = the partition, e.g. '00000-01023'
+    # (ci_low/ci_high; auroc_ci_* for AUROC). Detection / fuzzing intervals resample whole prompts (their 5
+    # answers are not independent), stratified by the prompt's majority class: a cluster bootstrap; simulation
+    # resamples examples, embedding / surprisal items, intruder rounds. status: ok / failed (no item answered) /
+    # undefined (items answered but the metric has no value: one class only, a constant simulation) /
+    # budget_exceeded, with status_reason saying why in words. Control rows are '<scorer>_control' (another
+    # latent's explanation on this latent's examples); latent_range = the partition, e.g. '00000-01023'
     "scores": """
         layer VARCHAR NOT NULL,
         latent INTEGER NOT NULL,
@@ -245,7 +249,8 @@ TABLES: dict[str, str] = {
         ci_high DOUBLE,
         auroc_ci_low DOUBLE,
         auroc_ci_high DOUBLE,
-        latent_range VARCHAR
+        latent_range VARCHAR,
+        status_reason VARCHAR
     """,
     # sentence embedding (unit norm) of each ok explanation (core.search), per embedding model; written by the
     # latent_pages asset per partition, read by `autointerp search` and the browser's search
@@ -371,7 +376,9 @@ VIEWS: dict[str, str] = {
     """,
     # per partition, explainer and scorer: median and IQR of the per-latent values (never pooled across
     # latents), the control's median, and the median paired difference with its distribution-free 95 %
-    # interval (order statistics k, n + 1 - k; the same rule as core.scoring.bootstrap.median_ci)
+    # interval (order statistics k, n + 1 - k; the same rule as core.scoring.bootstrap.median_ci); and how many
+    # latents have no value: latents_undefined (answered, metric undefined: see scores.status_reason) and
+    # latents_failed (nothing answered). `latents` counts only those with a value.
     "scorer_summary": """
         WITH pairs AS (
             SELECT r.layer, r.latent_range, r.explainer_fp, r.scorer, r.metric, r.value AS real,
@@ -386,9 +393,19 @@ VIEWS: dict[str, str] = {
                    median(real) AS median, quantile_cont(real, 0.25) AS q25, quantile_cont(real, 0.75) AS q75,
                    median(control) AS median_control, median(diff) AS median_difference,
                    list_sort(list(diff) FILTER (WHERE diff IS NOT NULL)) AS d
-            FROM pairs GROUP BY ALL)
-        SELECT * EXCLUDE (d, k), d[k] AS difference_ci_low, d[len(d) + 1 - k] AS difference_ci_high
-        FROM (SELECT *, greatest(floor(len(d) / 2 - 1.959964 * sqrt(len(d)) / 2), 1)::INTEGER AS k FROM agg)
+            FROM pairs GROUP BY ALL),
+        states AS (
+            SELECT layer, latent_range, explainer_fp, scorer, any_value(metric) AS metric,
+                   count(*) FILTER (WHERE status = 'undefined') AS latents_undefined,
+                   count(*) FILTER (WHERE status = 'failed') AS latents_failed
+            FROM scores WHERE NOT coalesce(control, false) AND latent_range IS NOT NULL GROUP BY ALL)
+        SELECT st.layer, st.latent_range, st.explainer_fp, st.scorer, coalesce(a.metric, st.metric) AS metric,
+               coalesce(a.latents, 0) AS latents, a.median, a.q25, a.q75, a.median_control, a.median_difference,
+               a.d[a.k] AS difference_ci_low, a.d[len(a.d) + 1 - a.k] AS difference_ci_high,
+               st.latents_undefined, st.latents_failed
+        FROM states st
+        LEFT JOIN (SELECT *, greatest(floor(len(d) / 2 - 1.959964 * sqrt(len(d)) / 2), 1)::INTEGER AS k FROM agg) a
+               USING (layer, latent_range, explainer_fp, scorer)
     """,
     # per (layer, latent, scorer): the most recently made ok score, whichever explainer made it
     "latest_scores": """

@@ -65,6 +65,7 @@ def control_rows(more: dict) -> list[dict]:
     for name, s in more["summary"].items():
         d = s.get("median_difference")
         rows.append({"scorer": name, "metric": s["metric"], "latents": s["latents"],
+                     "undefined": s.get("latents_undefined", 0),
                      "median (IQR)": f"{f(s['median'])} ({f(s['q25'])}–{f(s['q75'])})",
                      "median control": f(s.get("median_control")),
                      "median difference [95 % CI]": "–" if d is None else
