@@ -10,6 +10,7 @@ from autointerp_assets.core.config import load_config
 from autointerp_assets.core.stages import explanations
 from autointerp_assets.core.stages.context import Context
 from autointerp_assets.defs.assets import examples
+from autointerp_assets.defs.checks import non_activating_silent, train_test_disjoint
 from autointerp_assets.defs.resources import ProjectResource
 from autointerp_assets_tests.conftest import write_config
 from autointerp_assets_tests.core.examples_data import write_activations
@@ -36,9 +37,15 @@ def test_examples_asset_reports_checks_and_unexplained_latents(tmp_path):
     acts += [(5, 0, 3, 1.0), (5, 1, 3, 1.0)]
     write_activations(ctx.wh, "layers.1", 0, 31, ctx_len, acts)
 
+    key = "00000-00031|layers.1"
     with dg.instance_for_test() as instance:
-        res = dg.materialize([examples], partition_key="00000-00031|layers.1", instance=instance,
-                             resources={"project": ProjectResource(config_path=str(path))})
+        res = dg.materialize([examples, train_test_disjoint, non_activating_silent], partition_key=key,
+                             instance=instance, resources={"project": ProjectResource(config_path=str(path))})
+        # the checks are partitioned: each evaluation is recorded for this partition (the UI's Partition column)
+        for check in ("train_test_disjoint", "non_activating_silent"):
+            (rec,) = instance.event_log_storage.get_asset_check_execution_history(
+                dg.AssetCheckKey(dg.AssetKey("examples"), check), limit=5)
+            assert rec.partition == key
     assert res.success
     checks = {c.check_name: c for c in res.get_asset_check_evaluations()}
     assert checks["train_test_disjoint"].passed and checks["non_activating_silent"].passed

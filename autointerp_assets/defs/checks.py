@@ -1,5 +1,8 @@
-"""Partitioned asset checks that read the warehouse (train/test disjointness lives inside ``examples``).
+"""Partitioned asset checks that read the warehouse: every check runs, and is recorded, per partition.
 
+- ``train_test_disjoint``: no corpus token is in both a train and a test window of a latent (so no shared
+  activation peak either), and the explainer's negatives share no window with the scorers'.
+- ``non_activating_silent``: the latent never fires inside one of its non-activating windows.
 - ``examples_not_empty``: the partition selected latents and gave each of them train and test windows
   (a partition whose latents are all dead or too rare would otherwise pass through silently).
 - ``explanations_cover_selection``: the active explainer wrote a row (ok or a recorded failure) for every
@@ -17,6 +20,7 @@ import dagster as dg
 
 from ..core.registry import explainer_fp
 from ..core.stages.scores_more import latent_range
+from ..core.stages.examples import check_examples
 from .assets import examples, explanations, scores
 from .metadata import table_md
 from .partitions import PARTITIONS, bounds
@@ -84,6 +88,24 @@ def control_status(wh, efp: str, layer: str, rng: str, tolerance: float) -> tupl
 
 # --- the Dagster checks ------------------------------------------------------------------------------
 @dg.asset_check(asset=examples, partitions_def=PARTITIONS,
+                description="No corpus token is in both a train and a test window of a latent (so no shared "
+                            "activation peak either), and the explainer's negatives share no window with the scorers'.")
+def train_test_disjoint(context: dg.AssetCheckExecutionContext, project: ProjectResource) -> dg.AssetCheckResult:
+    ctx, _, layer, first, last = _partition(context, project)
+    chk = check_examples(ctx, layer, first, last)
+    md = {k: chk[k] for k in ("overlapping_windows", "shared_peaks", "shared_negatives")}
+    return dg.AssetCheckResult(passed=not any(md.values()), metadata=md)
+
+
+@dg.asset_check(asset=examples, partitions_def=PARTITIONS,
+                description="The latent never fires inside one of its non-activating windows.")
+def non_activating_silent(context: dg.AssetCheckExecutionContext, project: ProjectResource) -> dg.AssetCheckResult:
+    ctx, _, layer, first, last = _partition(context, project)
+    chk = check_examples(ctx, layer, first, last)
+    return dg.AssetCheckResult(passed=chk["firing_negatives"] == 0, metadata={"firing_negatives": chk["firing_negatives"]})
+
+
+@dg.asset_check(asset=examples, partitions_def=PARTITIONS,
                 description="The partition has selected latents, each with train and test windows.")
 def examples_not_empty(context: dg.AssetCheckExecutionContext, project: ProjectResource) -> dg.AssetCheckResult:
     ctx, _, layer, first, last = _partition(context, project)
@@ -124,4 +146,5 @@ def control_at_chance(context: dg.AssetCheckExecutionContext, project: ProjectRe
                                f"for {md['off_chance']}: inspect those scorers' prompts and answer bias")
 
 
-CHECKS = [examples_not_empty, explanations_cover_selection, scores_for_every_explanation, control_at_chance]
+CHECKS = [train_test_disjoint, non_activating_silent, examples_not_empty, explanations_cover_selection,
+          scores_for_every_explanation, control_at_chance]
