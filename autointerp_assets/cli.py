@@ -67,14 +67,24 @@ def cmd_run(args) -> int:
     print(f"\n[autointerp] materialized {len(keys)} partitions in {secs / 60:.1f} min; latent browser in "
           f"{cfg.browser_dir} (serve it: autointerp browse); summary from {cfg.resolve(cfg.database)}:")
     _print_frame(pipeline.partition_summary(pipeline.Context.of(cfg)))
+    _print_findings(pipeline.findings_lines(pipeline.Context.of(cfg)))
     return 0
+
+
+def _print_findings(lines: list[str]) -> None:
+    if lines:
+        print("\nDoes each scorer read the explanation? (share of answers that change with another latent's explanation)")
+        for line in lines:
+            print(f"  {line}")
 
 
 def cmd_summary(args) -> int:
     from .core import pipeline
     from .core.config import load_config
 
-    _print_frame(pipeline.partition_summary(pipeline.Context.of(load_config())), args.format)
+    ctx = pipeline.Context.of(load_config())
+    _print_frame(pipeline.partition_summary(ctx), args.format)
+    _print_findings(pipeline.findings_lines(ctx))
     return 0
 
 

@@ -290,6 +290,10 @@ class ScoringExtrasConfig(_Strict):
     control_tolerance: float = Field(0.1, gt=0, le=0.5, description="Asset check control_at_chance warns when a "
                                      "control's partition median is further than this from chance (0.5 for "
                                      "balanced accuracy / AUROC, 0 for correlation).")
+    sensitivity_min_share: float = Field(
+        0.1, gt=0, lt=1, description="Asset check scorer_reads_explanation warns when, with another latent's "
+        "explanation (the control), fewer than this share of a scorer's answers change -- the upper end of its 95 % "
+        "interval below it: the scorer demonstrably does not read the explanation.")
     seed: int = Field(7, description="Seed of the derangement, the bootstraps and the intruder rounds.")
     simulation_mode: Literal["auto", "logprobs", "json"] = Field(
         "auto", description="'logprobs' = one prompt per example, the expected value of 0-10 read from the engine's "

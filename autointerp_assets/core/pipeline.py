@@ -14,11 +14,11 @@ from .stages.latent_stats import run_latent_stats
 from .stages.scores import run_scores
 from .stages.scores_more import more_scores_metadata, run_more_scores
 from .stages.sparse_coders import coder_rows, run_sparse_coders
-from .stages.summary import partition_summary
+from .stages.summary import findings_lines, partition_summary, scorer_findings
 
 __all__ = [
-    "Context", "activations_fp", "cache_fp", "coder_rows", "ensure_cache", "explainer_spec", "llm_identity",
+    "Context", "activations_fp", "cache_fp", "coder_rows", "ensure_cache", "explainer_spec", "findings_lines", "llm_identity",
     "load_examples", "load_rows", "model_identity", "more_scores_metadata", "partition_summary", "publish_activations",
     "run_corpus", "run_examples", "run_explanations", "run_latent_stats", "run_more_scores", "run_scores",
-    "run_sparse_coders", "scorer_spec",
+    "run_sparse_coders", "scorer_findings", "scorer_spec",
 ]

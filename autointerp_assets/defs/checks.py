@@ -13,6 +13,10 @@
   ``scoring_extras.control_tolerance`` of chance (0.5 for balanced accuracy / AUROC, 0 for correlation).
   A control far from chance means the scorer reads something other than the explanation (a prompt
   artefact, a class bias), and the real scores of that partition cannot be taken at face value.
+- ``scorer_reads_explanation`` (warning): every controlled scorer changes at least
+  ``scoring_extras.sensitivity_min_share`` of its answers when the explanation is swapped for another latent's
+  (table scorer_sensitivity). A scorer below it -- the upper end of the share's interval -- demonstrably does
+  not read the explanation, and a control "at chance" next to a real score "at chance" says nothing then.
 """
 
 # no `from __future__ import annotations`: Dagster inspects the context annotation at definition time
@@ -86,6 +90,22 @@ def control_status(wh, efp: str, layer: str, rng: str, tolerance: float) -> tupl
                      "tolerance": tolerance, "controls": table_md(table)}
 
 
+def sensitivity_status(wh, efp: str, layer: str, rng: str) -> tuple[bool, dict]:
+    """Fails when a scorer of the partition demonstrably ignores the explanation (reads_explanation = false)."""
+    rows = wh.query("SELECT scorer, items, changed, share_changed, share_ci_low, share_ci_high, min_share, "
+                    "reads_explanation, finding FROM scorer_sensitivity WHERE explainer_fp = ? AND layer = ? "
+                    "AND latent_range = ? ORDER BY scorer", [efp, layer, rng])
+    blind = [r["scorer"] for r in rows.iter_rows(named=True) if r["reads_explanation"] is False]
+    table = [{"scorer": r["scorer"], "answers": r["items"], "changed": r["changed"],
+              "share changed [95 % CI]": "–" if r["share_changed"] is None else
+              f"{r['share_changed']:.1%} [{r['share_ci_low']:.1%}, {r['share_ci_high']:.1%}]",
+              "reads the explanation": {True: "yes", False: "NO", None: "unclear"}[r["reads_explanation"]]}
+             for r in rows.iter_rows(named=True)]
+    return not blind, {"explainer_fp": efp, "checked_scorers": rows.height, "blind_scorers": ", ".join(blind) or "none",
+                       "sensitivity": table_md(table),
+                       "findings": dg.MetadataValue.md("\n\n".join(rows["finding"].to_list()) or "(no controlled scorer)")}
+
+
 # --- the Dagster checks ------------------------------------------------------------------------------
 @dg.asset_check(asset=examples, partitions_def=PARTITIONS,
                 description="No corpus token is in both a train and a test window of a latent (so no shared "
@@ -146,5 +166,18 @@ def control_at_chance(context: dg.AssetCheckExecutionContext, project: ProjectRe
                                f"for {md['off_chance']}: inspect those scorers' prompts and answer bias")
 
 
+@dg.asset_check(asset=scores, partitions_def=PARTITIONS,
+                description="Every controlled scorer reads the explanation: swapping it for another latent's changes "
+                            "at least scoring_extras.sensitivity_min_share of its answers (warning: otherwise its "
+                            "scores say nothing about the explanation).")
+def scorer_reads_explanation(context: dg.AssetCheckExecutionContext, project: ProjectResource) -> dg.AssetCheckResult:
+    ctx, cfg, layer, first, last = _partition(context, project)
+    passed, md = sensitivity_status(ctx.wh, explainer_fp(cfg), layer, latent_range(ctx, first, last))
+    return dg.AssetCheckResult(passed=passed, metadata=md, severity=dg.AssetCheckSeverity.WARN,
+                               description=None if passed else f"{md['blind_scorers']} demonstrably ignore(s) the "
+                               "explanation: their answers barely change with another latent's explanation; use a "
+                               "stronger scorer LLM before reading these scores as explanation quality")
+
+
 CHECKS = [train_test_disjoint, non_activating_silent, examples_not_empty, explanations_cover_selection,
-          scores_for_every_explanation, control_at_chance]
+          scores_for_every_explanation, control_at_chance, scorer_reads_explanation]

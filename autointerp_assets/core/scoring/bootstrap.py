@@ -135,6 +135,19 @@ def auroc_ci(truth: Sequence[bool], score: Sequence[float], n_boot: int = 1000, 
     return Interval(float(w.mean()), *_interval(boots, level))
 
 
+def ratio_ci(num: Sequence[float], den: Sequence[float], n_boot: int = 1000, seed: int | str = 0,
+             level: float = 0.95) -> Interval:
+    """sum(num) / sum(den) over units (e.g. changed answers / answers per latent), with a bootstrap over the
+    units (a cluster bootstrap: the items of one unit are not independent)."""
+    a, b = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
+    if a.size == 0 or b.sum() <= 0:
+        return Interval(None, None, None)
+    c = _counts(_rng(seed), a.size, n_boot)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boots = (c @ a) / (c @ b)
+    return Interval(float(a.sum() / b.sum()), *_interval(boots, level))
+
+
 def _pearson_from_sums(n, sx, sy, sxx, syy, sxy) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         cov = sxy - sx * sy / n

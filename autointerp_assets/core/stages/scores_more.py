@@ -4,12 +4,14 @@ of one partition (runs after stage scores, on the same explainer's ok explanatio
 Writes, in ONE transaction: rows of ``scores`` / ``score_items`` for scorers 'simulation', 'embedding',
 'surprisal', 'intruder' and every '<scorer>_control' (control = true), replacing exactly those rows of the
 partition and explainer; the bootstrap intervals, metric/value and latent_range of the detection/fuzzing
-rows stage scores wrote; the heuristic flag columns of ``latent_stats``; the LLM calls in ``llm_calls``.
+rows stage scores wrote; ``scorer_sensitivity`` (does each controlled scorer read the explanation?); the
+heuristic flag columns of ``latent_stats``; the LLM calls in ``llm_calls``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 
@@ -18,7 +20,7 @@ import polars as pl
 from .. import metrics, scorers
 from ..fingerprint import fingerprint
 from ..llm import accounting
-from ..scoring import bootstrap, controls, embedding, heuristics, intruder, simulation, surprisal
+from ..scoring import bootstrap, controls, embedding, heuristics, intruder, sensitivity, simulation, surprisal
 from ..subject_model import resolve_model
 from .activations import separators_of
 from .context import Context, explainer_spec, llm_identity, model_identity, scorer_spec
@@ -166,9 +168,9 @@ def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, exp
     ctl_spec = {"kind": "derangement", "seed": x.seed}
 
     # detection / fuzzing: intervals of stage scores' rows, and their controls
-    ci_rows = []
+    ci_rows, items = [], None
     if kinds and latents:
-        items = ctx.wh.query("SELECT latent, scorer, truth, prediction, probability, batch_index FROM score_items "
+        items = ctx.wh.query("SELECT latent, scorer, example_id, truth, prediction, probability, batch_index FROM score_items "
                              "WHERE layer = ? "
                              "AND latent BETWEEN ? AND ? AND explainer_fp = ? AND scorer IN (SELECT unnest(?))",
                              [layer, first, last, efp, kinds])
@@ -268,14 +270,55 @@ def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, exp
         seconds["intruder"] = round(time.perf_counter() - t0, 2)
         ctx.log(f"{layer} {rng_label}: intruder in {seconds['intruder']}s")
 
+    sens = _sensitivities(ctx, layer, first, last, efp, rows, items, kinds, x)
     t0 = time.perf_counter()
     flags = _flags(ctx, layer, first, last)
     seconds["flags"] = round(time.perf_counter() - t0, 2)
-    _commit(ctx, layer, first, last, efp, rows, ci_rows, flags, kinds, rng_label)
-    return _summary(ctx, layer, efp, rng_label, kinds, extras, rows, flags, donor, seconds)
+    _commit(ctx, layer, first, last, efp, rows, ci_rows, flags, kinds, rng_label, sens)
+    out = _summary(ctx, layer, efp, rng_label, kinds, extras, rows, flags, donor, seconds)
+    out["sensitivity"] = [dataclasses.asdict(v) for v in sens]
+    return out
 
 
-def _commit(ctx, layer, first, last, efp, rows: _Rows, ci_rows, flags, kinds, rng_label) -> None:
+def _sensitivities(ctx: Context, layer: str, first: int, last: int, efp: str, rows: _Rows,
+                   real_items: pl.DataFrame | None, kinds, x) -> list[sensitivity.Sensitivity]:
+    """Per scorer with a control: the share of answers that change with the control's explanation, next to the
+    median paired difference real - control (see core.scoring.sensitivity)."""
+    key = lambda i: (i["latent"], i["example_id"], i["truth"])  # noqa: E731
+    control_values = {}
+    for r in rows.scores:
+        if r["control"] and r["status"] == "ok":
+            control_values.setdefault(r["scorer"].removesuffix("_control"), {})[r["latent"]] = r["value"]
+    stage_values = {} if not kinds else {
+        (lat, kind): v for lat, kind, v in ctx.wh.query(
+            "SELECT latent, scorer, balanced_accuracy FROM scores WHERE layer = ? AND latent BETWEEN ? AND ? "
+            "AND explainer_fp = ? AND status = 'ok' AND scorer IN (SELECT unnest(?))",
+            [layer, first, last, efp, list(kinds)]).iter_rows()}
+    out = []
+    for name in [*kinds, "simulation", "embedding", "surprisal"]:
+        ctl = [i for i in rows.items if i["scorer"] == f"{name}_control"]
+        if not ctl:
+            continue
+        if name in kinds:
+            if real_items is None:
+                continue
+            real = {key(r): r["prediction"] for r in real_items.filter(pl.col("scorer") == name).iter_rows(named=True)}
+            control = {key(i): i["prediction"] for i in ctl}
+            real_value = {lat: v for (lat, k), v in stage_values.items() if k == name}
+        else:
+            mine = [i for i in rows.items if i["scorer"] == name]
+            real = sensitivity.value_labels([key(i) for i in mine], [i["value"] for i in mine])
+            control = sensitivity.value_labels([key(i) for i in ctl], [i["value"] for i in ctl])
+            real_value = {r["latent"]: r["value"] for r in rows.scores
+                          if r["scorer"] == name and r["status"] == "ok"}
+        paired = sorted(set(real_value) & set(control_values.get(name, {})))
+        diff = bootstrap.summarize([real_value[lat] for lat in paired], [control_values[name][lat] for lat in paired])
+        out.append(sensitivity.assess(name, sensitivity.changed_per_latent(real, control), x.sensitivity_min_share,
+                                      x.bootstrap_samples, f"{x.seed}:{layer}:{first}:{name}", x.ci_level, diff))
+    return out
+
+
+def _commit(ctx, layer, first, last, efp, rows: _Rows, ci_rows, flags, kinds, rng_label, sens=()) -> None:
     mine = list(EXTRA) + [f"{k}_control" for k in ("detection", "fuzzing", "fuzzing_active", *EXTRA)]
     wh = ctx.wh
     with wh.write() as con:
@@ -308,6 +351,16 @@ def _commit(ctx, layer, first, last, efp, rows: _Rows, ci_rows, flags, kinds, rn
             con.execute(f"UPDATE latent_stats SET {cols} FROM _flags f WHERE latent_stats.layer = ? "
                         "AND latent_stats.latent = f.latent", [layer])
             con.unregister("_flags")
+        con.execute("DELETE FROM scorer_sensitivity WHERE layer = ? AND latent_range = ? AND explainer_fp = ?",
+                    [layer, rng_label, efp])
+        if sens:
+            wh.insert(con, "scorer_sensitivity", pl.DataFrame([{
+                "layer": layer, "latent_range": rng_label, "explainer_fp": efp, "scorer": v.scorer, "latents": v.latents,
+                "items": v.items, "changed": v.changed, "share_changed": v.share, "share_ci_low": v.share_low,
+                "share_ci_high": v.share_high, "min_share": v.min_share, "reads_explanation": v.reads_explanation,
+                "finding": v.finding} for v in sens], schema_overrides={
+                "share_changed": pl.Float64, "share_ci_low": pl.Float64, "share_ci_high": pl.Float64,
+                "reads_explanation": pl.Boolean}))
         if rows.ledger:
             wh.insert(con, "llm_calls", pl.DataFrame(rows.ledger, schema_overrides={
                 "error": pl.Utf8, "scorer": pl.Utf8, "batch_index": pl.Int32, "cost_usd": pl.Float64,
@@ -361,6 +414,9 @@ def more_scores_metadata(out: dict) -> dict:
             md[f"{name}_median_control"] = s["median_control"]
             md[f"{name}_median_difference"] = s["median_difference"]
             md[f"{name}_difference_ci95"] = [s["difference_ci_low"], s["difference_ci_high"]]
+    for v in out.get("sensitivity", []):
+        md[f"{v['scorer']}_share_changed_by_control"] = v["share"]
+        md[f"{v['scorer']}_reads_explanation"] = {True: "yes", False: "NO", None: "unclear"}[v["reads_explanation"]]
     md.update({k if k.startswith("flag_") else f"flag_{k}": v for k, v in out["flags"].items()})
     md.update({f"more_{k}": out[k] for k in ("llm_calls", "prompt_tokens", "completion_tokens", "cost_usd")
                if k in out})

@@ -47,3 +47,21 @@ def explainer_engines(ctx: Context) -> dict[str, str]:
     on machines that resolve ``dtype: auto`` differently are told apart at a glance."""
     specs = ctx.wh.query("SELECT fingerprint, spec FROM fingerprints WHERE kind = 'explainer'").iter_rows()
     return {fp: engine_label(json.loads(spec).get("llm", {})) for fp, spec in specs}
+
+
+def scorer_findings(ctx: Context) -> pl.DataFrame:
+    """One row per (layer, latent range, explainer, scorer with a control): does the scorer read the explanation
+    (view scorer_report), with the finding in words."""
+    return ctx.wh.query("""
+        SELECT layer, latent_range, explainer_fp, scorer, reads_explanation, share_changed, median_difference,
+               difference_ci_low, difference_ci_high, finding
+        FROM scorer_report WHERE finding IS NOT NULL AND share_changed IS NOT NULL
+        ORDER BY layer, latent_range, explainer_fp, scorer""")
+
+
+def findings_lines(ctx: Context) -> list[str]:
+    """The findings as lines a person reads after a run (the blind scorers first)."""
+    frame = scorer_findings(ctx)
+    rows = sorted(frame.iter_rows(named=True), key=lambda r: (r["reads_explanation"] is not False, r["layer"],
+                                                                r["latent_range"], r["scorer"]))
+    return [f"[{r['layer']} {r['latent_range']} {r['explainer_fp'][-8:]}] {r['finding']}" for r in rows]

@@ -261,6 +261,26 @@ TABLES: dict[str, str] = {
         model VARCHAR NOT NULL,
         embedding FLOAT[] NOT NULL
     """,
+    # per partition, explainer and scorer with a control (core.scoring.sensitivity): does the scorer read the
+    # explanation? items answered with both the real and the control explanation, how many answers changed,
+    # the share with its interval (latents resampled), the threshold, the verdict (NULL = unclear) and the
+    # finding in words. Written by stage scores_more in the transaction of the scores it describes.
+    "scorer_sensitivity": """
+        layer VARCHAR NOT NULL,
+        latent_range VARCHAR NOT NULL,
+        explainer_fp VARCHAR NOT NULL,
+        scorer VARCHAR NOT NULL,
+        latents INTEGER NOT NULL,
+        items INTEGER NOT NULL,
+        changed INTEGER NOT NULL,
+        share_changed DOUBLE,
+        share_ci_low DOUBLE,
+        share_ci_high DOUBLE,
+        min_share DOUBLE NOT NULL,
+        reads_explanation BOOLEAN,
+        finding VARCHAR NOT NULL,
+        created_at TIMESTAMP DEFAULT current_timestamp
+    """,
     # the LLM ledger: one row per request whose results were committed (append-only: re-runs add rows,
     # so spend is never forgotten); the budget is checked against its totals
     "llm_calls": """
@@ -406,6 +426,18 @@ VIEWS: dict[str, str] = {
         FROM states st
         LEFT JOIN (SELECT *, greatest(floor(len(d) / 2 - 1.959964 * sqrt(len(d)) / 2), 1)::INTEGER AS k FROM agg) a
                USING (layer, latent_range, explainer_fp, scorer)
+    """,
+    # what a researcher reads first, per partition, explainer and scorer: the median score, the control, the
+    # paired difference with its interval, latents without a value, and whether the scorer reads the explanation
+    # at all (share of answers that change with another latent's explanation; table scorer_sensitivity)
+    "scorer_report": """
+        SELECT m.layer, m.latent_range, m.explainer_fp, m.scorer, m.metric, m.latents, m.median, m.median_control,
+               m.median_difference, m.difference_ci_low, m.difference_ci_high, m.latents_undefined, m.latents_failed,
+               s.share_changed, s.share_ci_low, s.share_ci_high, s.reads_explanation,
+               coalesce(s.finding, CASE WHEN m.median_control IS NULL THEN m.scorer || ': no control, so no test of '
+                        'whether it reads the explanation' END) AS finding
+        FROM scorer_summary m
+        LEFT JOIN scorer_sensitivity s USING (layer, latent_range, explainer_fp, scorer)
     """,
     # per (layer, latent, scorer): the most recently made ok score, whichever explainer made it
     "latest_scores": """

@@ -25,6 +25,8 @@ def scores(context: dg.AssetExecutionContext, project: ProjectResource, llm: LLM
     more = pipeline.run_more_scores(ctx, client, layer, first, last)
     # the key result first: every scorer's median against its random-explanation control, then the plots
     md = {"controls": table_md(control_rows(more))}
+    if more.get("sensitivity"):  # does each scorer read the explanation? in words, right after the controls
+        md["scorer_findings"] = dg.MetadataValue.md("\n\n".join(v["finding"] for v in more["sensitivity"]))
     baccs = out.pop("balanced_accuracies")
     ctl = {f"{k} control": v for k, v in more["control_values"].items() if k in baccs}
     md["score_histogram_plot"] = plot_md(histogram_png({**baccs, **ctl}, title="balanced accuracy per latent "
