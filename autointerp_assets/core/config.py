@@ -220,11 +220,13 @@ class LLMConfig(_Strict):
 
 class ExplainerConfig(_Strict):
     llm: LLMConfig = LLMConfig()
-    kind: Literal["default", "contrastive", "single_token", "logit"] = Field(
+    kind: Literal["default", "contrastive", "single_token", "logit", "top_tokens", "logit_lens"] = Field(
         "default", description="Prompt family: 'default' (highlighted train examples + activation values), "
         "'contrastive' (also shows non-activating windows as counterexamples), 'single_token' (asks which "
         "token(s) the latent fires on), 'logit' (also lists the tokens the latent's decoder direction "
-        "promotes through the model's unembedding).")
+        "promotes through the model's unembedding); or a baseline that needs no LLM: 'top_tokens' (the tokens "
+        "carrying most of the activation mass in the train examples) or 'logit_lens' (the tokens the decoder "
+        "direction promotes), written as an explanation.")
     chain_of_thought: bool = Field(False, description="Let the explainer reason in a few lines before the "
                                    "marker line (more completion tokens; max_tokens is raised to >= 160).")
     max_tokens: int = Field(48, gt=0, description="Generated tokens for an explanation.")
@@ -236,6 +238,10 @@ class ExplainerConfig(_Strict):
     n_logit_tokens: int = Field(10, ge=1, description="logit: promoted tokens listed.")
     prefill_marker: bool = Field(True, description="Start the answer with the marker line (engines that "
                                  "allow it); the explanation is still parsed from it. Ignored with chain_of_thought.")
+    n_baseline_tokens: int = Field(5, ge=1, description="top_tokens / logit_lens baselines: at most this many tokens "
+                                   "named in the explanation.")
+    baseline_mass: float = Field(0.8, gt=0, le=1, description="top_tokens baseline: name tokens in order of "
+                                 "activation mass until this share of it is covered.")
 
 
 class ScorerConfig(_Strict):
@@ -348,6 +354,10 @@ class ProjectConfig(_Strict):
     explainer: ExplainerConfig = ExplainerConfig()
     scorer: ScorerConfig = ScorerConfig()
     budget: BudgetConfig = Field(BudgetConfig(), description="Optional cap on LLM spend ($ or tokens).")
+    baseline_explainers: tuple[Literal["top_tokens", "logit_lens"], ...] = Field(
+        ("top_tokens", "logit_lens"), description="Baseline explainers (no LLM) explained and scored beside the "
+        "active explainer in every partition, on the same latents with the same scorers, so the leaderboard and "
+        "explainer_pairs show whether the LLM's explanations beat a free one. Empty = none.")
     scoring_extras: ScoringExtrasConfig = Field(ScoringExtrasConfig(), description="Extra scorers, the random-explanation control, bootstrap CIs and heuristic flags (stage scores_more).")
     browser: BrowserConfig = Field(BrowserConfig(), description="The latent browser's pages, server and search.")
 

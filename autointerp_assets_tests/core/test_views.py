@@ -40,7 +40,14 @@ def test_pairs_compare_explainers_on_the_same_latents(wh):
     assert row["median_diff"] == pytest.approx(0.075, abs=1e-3)
     assert row["mean_diff"] == pytest.approx(sum(diffs) / 4, abs=1e-3)
     assert (row["b_better"], row["a_better"]) == (3, 0)
-    assert row["median_bacc_a"] == pytest.approx(0.65) and row["median_bacc_b"] == pytest.approx(0.70)
+    assert row["median_a"] == pytest.approx(0.65) and row["median_b"] == pytest.approx(0.70)
+    assert row["metric"] == "balanced_accuracy" and (row["name_a"], row["name_b"]) == ("model-a ", "model-b ")
+    # the median's order-statistic interval over 4 latents is min..max; the mean's is mean +- 1.96 se
+    assert (row["median_diff_ci_low"], row["median_diff_ci_high"]) == (pytest.approx(0.0), pytest.approx(0.2))
+    import statistics
+
+    se = statistics.stdev(diffs) / 2
+    assert row["mean_diff_ci_low"] == pytest.approx(sum(diffs) / 4 - 1.959964 * se, abs=1e-9)
 
 
 def test_leaderboard_ranks_by_median_with_tokens_per_latent(wh):

@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
-from .. import explainers, scorers
+from .. import explainer_baselines, explainers, scorers
 from ..caching import resolve_dtype
 from ..config import LLMConfig, ProjectConfig
 from ..fingerprint import file_digest, fingerprint
@@ -88,9 +88,15 @@ def corpus_spec(cfg: ProjectConfig, workdir: Path) -> dict:
     return {"corpus": cfg.corpus.model_dump(), "tokenizer": model_identity(cfg.subject_model, workdir)}
 
 
+BASELINE_ONLY = {"n_baseline_tokens", "baseline_mass"}  # settings LLM explainers ignore (not in their fingerprint)
+
+
 def explainer_spec(cfg: ProjectConfig, workdir: Path) -> dict:
     e = cfg.explainer
-    return {"llm": llm_identity(e.llm, workdir), "settings": e.model_dump(exclude={"llm"}),
+    if explainer_baselines.is_baseline(e.kind):  # no LLM: what makes its explanations is the rule and its settings
+        return {"kind": e.kind, "version": explainer_baselines.BASELINE_VERSION[e.kind],
+                "settings": {"n_baseline_tokens": e.n_baseline_tokens, "baseline_mass": e.baseline_mass}}
+    return {"llm": llm_identity(e.llm, workdir), "settings": e.model_dump(exclude={"llm", *BASELINE_ONLY}),
             "prompt_version": explainers.prompt_version(e)}
 
 

@@ -16,10 +16,12 @@ from pathlib import Path
 import polars as pl
 
 from .. import explainers
+from ..explainer_baselines import is_baseline
 from ..llm import accounting
 from ..llm.accounting import BudgetExceeded
 from ..fingerprint import fingerprint
 from .context import Context, engine_label, explainer_spec, rate
+from ..examples.neighbours import decoder_rows
 from .examples import _token_strings, load_examples
 from .llm_runs import BUDGET_EXCEEDED, commit, new_run_id, pending, prompt_counter, spent
 
@@ -43,17 +45,14 @@ def _safetensors_tensor(model_dir: Path, names: tuple[str, ...]):
 
 def logit_tokens(ctx: Context, layer: str, first: int, last: int, k: int) -> dict[int, list[str]]:
     """Per latent of the range, the k tokens its decoder direction promotes through the subject model's
-    unembedding (W_dec row @ W_U^T, after the final norm's gain). Reads only W_dec and the unembedding
-    / norm tensors (never the full model), once per partition."""
-    from safetensors import safe_open
-
+    unembedding (W_dec row @ W_U^T, after the final norm's gain). Reads only W_dec (any checkpoint layout) and
+    the unembedding / norm tensors (never the full model), once per partition."""
     path = ctx.wh.scalar("SELECT path FROM sparse_coders WHERE layer = ? ORDER BY created_at DESC LIMIT 1", [layer])
-    sae_file = Path(path or "") / "sae.safetensors"
-    if not sae_file.exists():
-        raise RuntimeError(f"explainer.kind 'logit' needs the sparse coder of {layer} ({sae_file} is missing): "
-                           "materialize sparse_coders first or use another explainer kind")
-    with safe_open(str(sae_file), "pt") as st:
-        w_dec = st.get_slice("W_dec")[first:last + 1]
+    try:  # sparsify, SAELens or Gemma Scope layout
+        w_dec = decoder_rows(path or "", first, last)
+    except ValueError as e:
+        raise RuntimeError(f"explainer.kind '{ctx.cfg.explainer.kind}' needs the decoder of {layer}'s sparse coder "
+                           f"({e}): materialize sparse_coders first or use another explainer kind") from None
     model_dir = Path(ctx.model_dir())
     unembed = _safetensors_tensor(model_dir, ("lm_head.weight", "model.embed_tokens.weight"))
     if unembed is None:
@@ -78,6 +77,10 @@ def explainer_examples(ctx: Context, layer: str, first: int, last: int) -> dict:
 
 def run_explanations(ctx: Context, client, layer: str, first: int, last: int) -> dict:
     cfg, ecfg = ctx.cfg, ctx.cfg.explainer
+    if is_baseline(ecfg.kind):  # top_tokens / logit_lens: no LLM (client unused, may be None)
+        from .baseline_explanations import run_baseline_explanations
+
+        return run_baseline_explanations(ctx, layer, first, last)
     spec = explainer_spec(cfg, ctx.workdir)
     efp = fingerprint("explainer", spec)
     exs = explainer_examples(ctx, layer, first, last)

@@ -6,6 +6,8 @@ import json
 
 import polars as pl
 
+from ..registry import explainer_fp
+from ..scoring.bootstrap import median_ci
 from .context import Context, engine_label
 
 
@@ -65,3 +67,32 @@ def findings_lines(ctx: Context) -> list[str]:
     rows = sorted(frame.iter_rows(named=True), key=lambda r: (r["reads_explanation"] is not False, r["layer"],
                                                                 r["latent_range"], r["scorer"]))
     return [f"[{r['layer']} {r['latent_range']} {r['explainer_fp'][-8:]}] {r['finding']}" for r in rows]
+
+
+def baseline_comparison(ctx: Context, layer: str, first: int, last: int) -> list[dict]:
+    """Per scorer and baseline: the active explainer vs the baseline on the latents both explained, median of
+    each, median paired difference (explainer - baseline) with its 95 % interval, and who wins how often."""
+    from .baseline_explanations import baseline_contexts
+
+    efp = explainer_fp(ctx.cfg)
+    names = {explainer_fp(b.cfg): b.cfg.explainer.kind for b in baseline_contexts(ctx)}
+    frame = ctx.wh.query(
+        "SELECT latent, explainer_fp, scorer, metric, value FROM scores WHERE layer = ? AND latent BETWEEN ? AND ? "
+        "AND NOT coalesce(control, false) AND status = 'ok' AND value IS NOT NULL AND explainer_fp IN "
+        "(SELECT unnest(?))", [layer, first, last, [efp, *names]])
+    out = []
+    for (scorer,), grp in frame.group_by(["scorer"], maintain_order=True):
+        mine = {r["latent"]: r["value"] for r in grp.filter(pl.col("explainer_fp") == efp).iter_rows(named=True)}
+        for bfp, kind in names.items():
+            theirs = {r["latent"]: r["value"] for r in grp.filter(pl.col("explainer_fp") == bfp).iter_rows(named=True)}
+            both = sorted(set(mine) & set(theirs))
+            if not both:
+                continue
+            d = [mine[k] - theirs[k] for k in both]
+            lo, hi = median_ci(d)
+            out.append({"scorer": scorer, "metric": grp["metric"][0], "baseline": kind, "latents": len(both),
+                        "explainer": round(float(pl.Series([mine[k] for k in both]).median()), 3),
+                        "baseline median": round(float(pl.Series([theirs[k] for k in both]).median()), 3),
+                        "explainer - baseline [95 % CI]": f"{pl.Series(d).median():+.3f} [{lo:+.3f}, {hi:+.3f}]",
+                        "explainer wins": sum(x > 0 for x in d), "baseline wins": sum(x < 0 for x in d)})
+    return sorted(out, key=lambda r: (r["scorer"], r["baseline"]))

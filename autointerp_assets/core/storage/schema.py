@@ -176,7 +176,8 @@ TABLES: dict[str, str] = {
         activations_fp VARCHAR NOT NULL
     """,
     # one explanation per (layer, latent, explainer fingerprint); failures kept with their raw text;
-    # status ok / parse_error / llm_error / budget_exceeded (not sent: a re-run continues with these)
+    # status ok / parse_error / llm_error / budget_exceeded (not sent: a re-run continues with these) /
+    # unavailable (a baseline explainer without its input, e.g. logit_lens without decoder weights; see error)
     "explanations": """
         layer VARCHAR NOT NULL,
         latent INTEGER NOT NULL,
@@ -448,10 +449,11 @@ VIEWS: dict[str, str] = {
         WHERE s.status = 'ok'
         QUALIFY row_number() OVER (PARTITION BY s.layer, s.latent, s.scorer ORDER BY s.created_at DESC) = 1
     """,
-    # one row per (explainer, scorer): medians over its latents (primary metric and balanced accuracy), the
-    # random-explanation control's median beside the real one (controls are not listed as scorers), explanation
-    # success, tokens and $ per latent (spend from the llm_calls ledger: every request, retries and controls
-    # included), ranked by median value
+    # one row per (explainer, scorer): the median of the scorer's primary metric over the explainer's latents with
+    # its distribution-free 95 % interval, the control's median beside it (controls are not listed as scorers),
+    # explanation success, tokens and $ per latent (spend from the llm_calls ledger: every request, retries
+    # included), ranked per scorer by the median. `explainer` names it: the LLM's model and prompt kind, or
+    # "baseline <kind>" for the explainers that need no LLM (top_tokens, logit_lens).
     "explainer_leaderboard": """
         WITH ex AS (
             SELECT explainer_fp, count(*) AS latents_explained, avg((status = 'ok')::INT) AS ok_rate,
@@ -460,6 +462,8 @@ VIEWS: dict[str, str] = {
         sc AS (
             SELECT explainer_fp, scorer, any_value(coalesce(metric, 'balanced_accuracy')) AS metric,
                    count(*) AS latents_scored, median(coalesce(value, balanced_accuracy)) AS median_value,
+                   list_sort(list(coalesce(value, balanced_accuracy)) FILTER (WHERE coalesce(value, balanced_accuracy)
+                                                                              IS NOT NULL)) AS v,
                    median(balanced_accuracy) AS median_bacc, avg(balanced_accuracy) AS mean_bacc,
                    median(auroc) AS median_auroc
             FROM scores WHERE status = 'ok' AND NOT coalesce(control, false) GROUP BY ALL),
@@ -470,8 +474,15 @@ VIEWS: dict[str, str] = {
             SELECT explainer_fp, sum(coalesce(prompt_tokens, 0) + coalesce(completion_tokens, 0)) AS tokens
             FROM scores WHERE status = 'ok' GROUP BY ALL),
         spend AS (SELECT explainer_fp, sum(cost_usd) AS usd FROM llm_calls GROUP BY ALL)
-        SELECT sc.explainer_fp, f.spec->>'$.llm.model' AS model, sc.scorer, sc.metric, ex.latents_explained,
+        SELECT sc.explainer_fp,
+               CASE WHEN f.spec->>'$.llm.model' IS NOT NULL
+                    THEN (f.spec->>'$.llm.model') || ' ' || coalesce(f.spec->>'$.settings.kind', '')
+                    WHEN f.spec->>'$.kind' IS NOT NULL THEN 'baseline ' || (f.spec->>'$.kind') END AS explainer,
+               f.spec->>'$.llm.model' AS model, sc.scorer, sc.metric, ex.latents_explained,
                round(ex.ok_rate, 3) AS ok_rate, sc.latents_scored, round(sc.median_value, 3) AS median_value,
+               sc.v[greatest(floor(len(sc.v) / 2 - 1.959964 * sqrt(len(sc.v)) / 2), 1)::INTEGER] AS median_ci_low,
+               sc.v[len(sc.v) + 1 - greatest(floor(len(sc.v) / 2 - 1.959964 * sqrt(len(sc.v)) / 2), 1)::INTEGER]
+                   AS median_ci_high,
                round(ctl.median_control, 3) AS median_control, round(sc.median_bacc, 3) AS median_bacc,
                round(sc.mean_bacc, 3) AS mean_bacc, round(sc.median_auroc, 3) AS median_auroc,
                round((ex.tokens + coalesce(tok.tokens, 0)) / ex.latents_explained, 1) AS tokens_per_latent,
@@ -484,18 +495,37 @@ VIEWS: dict[str, str] = {
         LEFT JOIN fingerprints f ON f.fingerprint = sc.explainer_fp
         ORDER BY sc.scorer, rank
     """,
-    # explainers compared on the same latents: paired differences (b - a) of balanced accuracy per scorer
+    # explainers compared on the same latents, per scorer (controls excluded): paired differences b - a of the
+    # scorer's primary metric (balanced accuracy, AUROC, correlation...), their median with its distribution-free
+    # 95 % interval, their mean with a normal 95 % interval, and how often each explainer wins
     "explainer_pairs": """
-        WITH s AS (SELECT layer, latent, explainer_fp, scorer, balanced_accuracy AS bacc FROM scores
-                   WHERE status = 'ok' AND balanced_accuracy IS NOT NULL)
-        SELECT a.explainer_fp AS explainer_a, b.explainer_fp AS explainer_b, a.scorer, count(*) AS latents,
-               round(median(a.bacc), 3) AS median_bacc_a, round(median(b.bacc), 3) AS median_bacc_b,
-               round(median(b.bacc - a.bacc), 3) AS median_diff, round(avg(b.bacc - a.bacc), 3) AS mean_diff,
-               round(stddev_samp(b.bacc - a.bacc) / sqrt(count(*)), 3) AS se_mean_diff,
-               count(*) FILTER (WHERE b.bacc > a.bacc) AS b_better, count(*) FILTER (WHERE b.bacc < a.bacc) AS a_better
-        FROM s a JOIN s b ON a.layer = b.layer AND a.latent = b.latent AND a.scorer = b.scorer
-                          AND a.explainer_fp < b.explainer_fp
-        GROUP BY ALL ORDER BY a.scorer, latents DESC
+        WITH s AS (SELECT layer, latent, explainer_fp, scorer, coalesce(metric, 'balanced_accuracy') AS metric,
+                          coalesce(value, balanced_accuracy) AS v
+                   FROM scores WHERE status = 'ok' AND NOT coalesce(control, false)
+                     AND coalesce(value, balanced_accuracy) IS NOT NULL),
+        names AS (SELECT fingerprint,
+                         CASE WHEN spec->>'$.llm.model' IS NOT NULL
+                              THEN (spec->>'$.llm.model') || ' ' || coalesce(spec->>'$.settings.kind', '')
+                              WHEN spec->>'$.kind' IS NOT NULL THEN 'baseline ' || (spec->>'$.kind') END AS name
+                  FROM fingerprints),
+        agg AS (
+            SELECT a.explainer_fp AS explainer_a, b.explainer_fp AS explainer_b, a.scorer, any_value(a.metric) AS metric,
+                   count(*) AS latents, median(a.v) AS median_a, median(b.v) AS median_b, median(b.v - a.v) AS median_diff,
+                   list_sort(list(b.v - a.v)) AS d, avg(b.v - a.v) AS mean_diff,
+                   stddev_samp(b.v - a.v) / sqrt(count(*)) AS se,
+                   count(*) FILTER (WHERE b.v > a.v) AS b_better, count(*) FILTER (WHERE b.v < a.v) AS a_better
+            FROM s a JOIN s b ON a.layer = b.layer AND a.latent = b.latent AND a.scorer = b.scorer
+                              AND a.explainer_fp < b.explainer_fp
+            GROUP BY ALL),
+        k AS (SELECT *, greatest(floor(len(d) / 2 - 1.959964 * sqrt(len(d)) / 2), 1)::INTEGER AS k FROM agg)
+        SELECT explainer_a, na.name AS name_a, explainer_b, nb.name AS name_b, scorer, metric, latents,
+               round(median_a, 3) AS median_a, round(median_b, 3) AS median_b, round(median_diff, 3) AS median_diff,
+               d[k] AS median_diff_ci_low, d[len(d) + 1 - k] AS median_diff_ci_high,
+               round(mean_diff, 3) AS mean_diff, round(se, 3) AS se_mean_diff,
+               mean_diff - 1.959964 * se AS mean_diff_ci_low, mean_diff + 1.959964 * se AS mean_diff_ci_high,
+               b_better, a_better
+        FROM k LEFT JOIN names na ON na.fingerprint = explainer_a LEFT JOIN names nb ON nb.fingerprint = explainer_b
+        ORDER BY scorer, latents DESC
     """,
     # everything that went wrong, one row each: failed explanations, failed or partly failed scores
     "failures": """

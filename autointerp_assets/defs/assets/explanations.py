@@ -1,6 +1,7 @@
 import dagster as dg
 
 from ...core import pipeline
+from ...core.explainer_baselines import is_baseline
 from ...core.llm.accounting import BudgetExceeded
 from ..metadata import readable, table_md
 from ..partitions import PARTITIONS, bounds
@@ -20,12 +21,15 @@ def budget_failure(e: BudgetExceeded) -> dg.Failure:
 def explanations(context: dg.AssetExecutionContext, project: ProjectResource, llm: LLMResource) -> dg.MaterializeResult:
     ctx = project.context(context.log)
     layer, first, last = bounds(context.partition_key)
-    client = llm.client(ctx.cfg.explainer.llm, ctx.workdir)
+    client = None if is_baseline(ctx.cfg.explainer.kind) else llm.client(ctx.cfg.explainer.llm, ctx.workdir)
     try:
         out = pipeline.run_explanations(ctx, client, layer, first, last)
     except BudgetExceeded as e:
         raise budget_failure(e) from None
     sample = [{"latent": lat, "explanation": text or "(parse failure)"} for lat, text in out.pop("sample")]
     status = out.pop("status")
+    # the free baseline explainers on the same latents (no LLM; skipped where already current)
+    baselines = pipeline.run_baselines(ctx, None, layer, first, last, score=False)
     return dg.MaterializeResult(metadata=readable({
-        **out, **{f"explanations_{k}": v for k, v in status.items()}, "sample": table_md(sample)}))
+        **out, **{f"explanations_{k}": v for k, v in status.items()}, "sample": table_md(sample),
+        **{f"baseline_{k}_explainer_fp": v for k, v in baselines.items()}}))

@@ -27,6 +27,10 @@ def scores(context: dg.AssetExecutionContext, project: ProjectResource, llm: LLM
     md = {"controls": table_md(control_rows(more))}
     if more.get("sensitivity"):  # does each scorer read the explanation? in words, right after the controls
         md["scorer_findings"] = dg.MetadataValue.md("\n\n".join(v["finding"] for v in more["sensitivity"]))
+    # the free baseline explainers, scored like the active one on the same latents (skipped where already current)
+    baselines = pipeline.run_baselines(ctx, client, layer, first, last, score=True)
+    if baselines:
+        md["baselines_vs_explainer"] = table_md(pipeline.baseline_comparison(ctx, layer, first, last))
     baccs = out.pop("balanced_accuracies")
     ctl = {f"{k} control": v for k, v in more["control_values"].items() if k in baccs}
     md["score_histogram_plot"] = plot_md(histogram_png({**baccs, **ctl}, title="balanced accuracy per latent "

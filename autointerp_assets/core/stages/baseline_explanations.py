@@ -1,0 +1,112 @@
+"""Stage explanations for the baseline explainers (core.explainer_baselines): no LLM, no ledger rows.
+
+``run_baseline_explanations`` writes one explanation per latent with train examples -- the latents the LLM
+explainer explains -- keyed by the baseline's own fingerprint. ``baseline_contexts`` gives, per configured
+baseline (``baseline_explainers``), the project config with that explainer swapped in (the intruder scorer,
+which never reads an explanation, left out), so the scores stages score it exactly like the active explainer.
+"""
+
+from __future__ import annotations
+
+import time
+
+import polars as pl
+
+from .. import explainer_baselines
+from ..fingerprint import fingerprint
+from ..llm import accounting
+from .context import Context, explainer_spec, scorer_spec
+from .examples import load_examples
+from .llm_runs import commit
+
+
+def run_baseline_explanations(ctx: Context, layer: str, first: int, last: int) -> dict:
+    from .explanations import logit_tokens  # (that module dispatches baseline kinds here)
+
+    cfg, e = ctx.cfg, ctx.cfg.explainer
+    spec = explainer_spec(cfg, ctx.workdir)
+    efp = fingerprint("explainer", spec)
+    t0 = time.perf_counter()
+    exs = load_examples(ctx, layer, first, last, ["train"])
+    sfp = ctx.wh.scalar("SELECT any_value(sampler_fp) FROM latent_selection WHERE layer = ? AND latent BETWEEN ? AND ?",
+                        [layer, first, last]) or ""
+    latents = sorted(lat for lat in exs if exs[lat].get("train"))
+    promoted, unavailable = {}, None
+    if e.kind == "logit_lens" and latents:
+        try:
+            promoted = logit_tokens(ctx, layer, first, last, e.n_baseline_tokens)
+        except RuntimeError as err:  # no decoder weights / unembedding: recorded per latent, never scored
+            unavailable = str(err)
+            ctx.log(f"baseline logit_lens unavailable for {layer} {first}-{last}: {err}")
+    rows = []
+    for lat in latents:
+        if e.kind == "top_tokens":
+            text = explainer_baselines.top_tokens_explanation(exs[lat]["train"], e.n_baseline_tokens, e.baseline_mass)
+        else:
+            text = explainer_baselines.logit_lens_explanation(promoted.get(lat, ()), e.n_baseline_tokens)
+        status = "ok" if text else ("unavailable" if unavailable else "parse_error")
+        rows.append({"layer": layer, "latent": lat, "explainer_fp": efp, "status": status,
+                     "explanation": text, "raw_text": text or "(no token to name)", "error": unavailable,
+                     "prompt_tokens": 0,
+                     "cached_tokens": 0, "completion_tokens": 0, "latency_s": 0.0, "cost_usd": 0.0, "sampler_fp": sfp})
+    frame = pl.DataFrame(rows, schema_overrides={"explanation": pl.Utf8, "error": pl.Utf8, "raw_text": pl.Utf8,
+                                                 "cost_usd": pl.Float64, "latency_s": pl.Float64}) \
+        if rows else pl.DataFrame()
+    commit(ctx, layer, first, last, efp, {"explanations": frame}, [], {efp: ("explainer", spec)}, only_latents=None)
+    secs = time.perf_counter() - t0
+    st = frame["status"].value_counts().rows() if rows else []
+    return {"explainer_fp": efp, "explainer_kind": e.kind, "status": dict(st), "latents": len(rows), "resumed": False,
+            "seconds": round(secs, 2), "latents_per_s": round(len(rows) / secs, 3) if secs > 0 else 0.0,
+            **accounting.totals([]), "sample": [(r["latent"], r["explanation"]) for r in rows[:5]]}
+
+
+def baseline_contexts(ctx: Context) -> list[Context]:
+    """One Context per configured baseline explainer not already the active one."""
+    cfg = ctx.cfg
+    extras = tuple(s for s in cfg.scoring_extras.scorers if s != "intruder")  # explanation-free: the same for all
+    out = []
+    for kind in cfg.baseline_explainers:
+        if kind == cfg.explainer.kind:
+            continue
+        b = cfg.model_copy(update={"explainer": cfg.explainer.model_copy(update={"kind": kind}),
+                                   "scoring_extras": cfg.scoring_extras.model_copy(update={"scorers": extras})})
+        out.append(Context(b, ctx.wh, ctx.log))
+    return out
+
+
+def explained_and_scored(ctx: Context, layer: str, first: int, last: int) -> bool:
+    """Whether ctx's explainer already explained this partition's current examples and every one of its ok
+    explanations carries the current scores (same scorer fingerprints): a baseline re-run would only repeat it."""
+    efp = fingerprint("explainer", explainer_spec(ctx.cfg, ctx.workdir))
+    sfps = [fingerprint("scorer", scorer_spec(ctx.cfg, ctx.workdir, k)) for k in ctx.cfg.scorer.scorers]
+    with ctx.wh.read() as con:
+        current = con.execute("SELECT any_value(sampler_fp) FROM latent_selection WHERE layer = ? AND latent BETWEEN "
+                              "? AND ?", [layer, first, last]).fetchone()[0]
+        stale, n = con.execute(
+            "SELECT count(*) FILTER (WHERE e.sampler_fp IS DISTINCT FROM ? OR (e.status = 'ok' AND ("
+            "  SELECT count(DISTINCT s.scorer_fp) FROM scores s WHERE s.layer = e.layer AND s.latent = e.latent"
+            "  AND s.explainer_fp = e.explainer_fp AND s.scorer_fp IN (SELECT unnest(?)) AND s.latent_range IS NOT NULL"
+            "  ) < ?)), count(*) "
+            "FROM explanations e WHERE e.layer = ? AND e.latent BETWEEN ? AND ? AND e.explainer_fp = ?",
+            [current, sfps, len(sfps), layer, first, last, efp]).fetchone()
+        selected = con.execute("SELECT count(*) FROM latent_selection WHERE layer = ? AND latent BETWEEN ? AND ? "
+                               "AND status = 'selected'", [layer, first, last]).fetchone()[0]
+    return current is not None and n == selected > 0 and stale == 0
+
+
+def run_baselines(ctx: Context, client, layer: str, first: int, last: int, score: bool) -> dict[str, str]:
+    """Explain (and with ``score``, score like the active explainer) the partition with every configured baseline
+    whose rows are not already current; {kind: explainer_fp}. Baseline explanations cost no LLM call."""
+    from .explanations import run_explanations
+    from .scores import run_scores
+    from .scores_more import run_more_scores
+
+    out = {}
+    for b in baseline_contexts(ctx):
+        if not explained_and_scored(b, layer, first, last):
+            run_explanations(b, None, layer, first, last)
+            if score:
+                run_scores(b, client, layer, first, last)
+                run_more_scores(b, client, layer, first, last)
+        out[b.cfg.explainer.kind] = fingerprint("explainer", explainer_spec(b.cfg, b.workdir))
+    return out
