@@ -45,7 +45,7 @@ def cmd_run(args) -> int:
     from .core.config import load_config
     from .defs.assets import ALL
     from .defs.checks import CHECKS
-    from .defs.jobs import JOBS, corpus_and_sparse_coders, latent_range_pipeline
+    from .defs.jobs import JOBS, calibrate, corpus_and_sparse_coders, latent_range_pipeline
     from .defs.partitions import PARTITIONS
     from .defs.resources import default_resources
 
@@ -60,6 +60,7 @@ def cmd_run(args) -> int:
 
         print(f"[autointerp] {len(keys)} partitions: {', '.join(keys)}", flush=True)
         go(corpus_and_sparse_coders)
+        go(calibrate)  # what this explainer + scorer setup can see, before the costly part
         for i, key in enumerate(keys):
             print(f"[autointerp] partition {i + 1}/{len(keys)} {key} ({time.perf_counter() - t0:.0f}s)", flush=True)
             go(latent_range_pipeline, key)
@@ -67,15 +68,22 @@ def cmd_run(args) -> int:
     print(f"\n[autointerp] materialized {len(keys)} partitions in {secs / 60:.1f} min; latent browser in "
           f"{cfg.browser_dir} (serve it: autointerp browse); summary from {cfg.resolve(cfg.database)}:")
     _print_frame(pipeline.partition_summary(pipeline.Context.of(cfg)))
-    _print_findings(pipeline.findings_lines(pipeline.Context.of(cfg)))
+    _print_findings(pipeline.Context.of(cfg))
     return 0
 
 
-def _print_findings(lines: list[str]) -> None:
-    if lines:
-        print("\nDoes each scorer read the explanation? (share of answers that change with another latent's explanation)")
-        for line in lines:
-            print(f"  {line}")
+def _print_findings(ctx) -> None:
+    """What the measurements can be trusted for: does each scorer read the explanation; the calibration."""
+    from .core import pipeline
+
+    for title, lines in (("Does each scorer read the explanation? (share of answers that change with another "
+                          "latent's explanation)", pipeline.findings_lines(ctx)),
+                         ("Calibration on planted latents of known meaning (what this explainer + scorer setup can see)",
+                          pipeline.calibration_lines(ctx))):
+        if lines:
+            print(f"\n{title}")
+            for line in lines:
+                print(f"  {line}")
 
 
 def cmd_summary(args) -> int:
@@ -84,7 +92,7 @@ def cmd_summary(args) -> int:
 
     ctx = pipeline.Context.of(load_config())
     _print_frame(pipeline.partition_summary(ctx), args.format)
-    _print_findings(pipeline.findings_lines(ctx))
+    _print_findings(ctx)
     return 0
 
 

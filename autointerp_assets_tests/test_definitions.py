@@ -18,7 +18,7 @@ def test_definitions_load_with_two_dimensional_partitions():
     assert {"corpus_and_sparse_coders", "latent_range_pipeline", "reexplain_and_rescore"} <= \
         {j.name for j in defs.resolve_all_job_defs()}
     keys = {k.to_user_string() for k in defs.resolve_all_asset_keys()}
-    assert keys == {"corpus_tokens", "sparse_coders", "activations", "latent_stats", "examples",
+    assert keys == {"corpus_tokens", "sparse_coders", "calibration", "activations", "latent_stats", "examples",
                     "explanations", "scores", "latent_pages"}
     for name in ("activations", "latent_stats", "examples", "explanations", "scores", "latent_pages"):
         pd = defs.resolve_assets_def(name).partitions_def
@@ -26,6 +26,17 @@ def test_definitions_load_with_two_dimensional_partitions():
         dims = {d.name: d.partitions_def.get_partition_keys() for d in pd.partitions_defs}
         assert dims == {"layer": ["layers.1", "layers.3"], "latents": ["00000-00031", "00032-00063"]}
     assert defs.resolve_assets_def("corpus_tokens").partitions_def is None
+    assert defs.resolve_assets_def("calibration").partitions_def is None  # keyed by explainer fingerprint instead
+    # every asset check is a partitioned check of its own (the UI records each evaluation per partition); none is
+    # hidden inside an asset, where a later partition's pass would cover an earlier one's failure
+    from autointerp_assets.defs.checks import CHECKS
+
+    assert len(CHECKS) == 7
+    for check in CHECKS:
+        (spec,) = check.check_specs
+        assert spec.partitions_def is not None, spec.name
+    for name in ("examples", "explanations", "scores"):
+        assert not list(defs.resolve_assets_def(name).check_specs), name
     # one forward pass for many partitions: the caching asset takes a whole backfill in one run
     assert defs.resolve_assets_def("activations").backfill_policy == dg.BackfillPolicy.single_run()
 

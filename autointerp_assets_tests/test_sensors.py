@@ -10,7 +10,7 @@ import pytest
 from autointerp_assets.core.config import ConfigError, load_config
 from autointerp_assets.core.registry import active_config, explainer_fp
 from autointerp_assets.core.storage import Warehouse
-from autointerp_assets.defs.assets import explanations, latent_pages, scores
+from autointerp_assets.defs.assets import calibration, explanations, latent_pages, scores
 from autointerp_assets.defs.checks import CHECKS
 from autointerp_assets.defs.resources import LLMResource, ProjectResource
 from autointerp_assets.defs.sensors import EXPLAINER_FP_TAG, EXPLAINER_TAG, explainer_change
@@ -73,8 +73,10 @@ def test_sensor_reexplains_every_partition_on_explainer_change():
                                  resources={"project": ProjectResource(config_path=str(config)), "llm": LLMResource()})
             assert res.success
             evals = {e.check_name: e.passed for e in res.get_asset_check_evaluations()}
-            # control_at_chance is a warning whose outcome on 4 latents is noise; it must run, its verdict may vary
+            # control_at_chance / scorer_reads_explanation are warnings whose outcome on 4 latents is noise; they
+            # must run, their verdicts may vary
             assert evals.pop("control_at_chance") in (True, False)
+            assert evals.pop("scorer_reads_explanation") in (True, False)
             assert evals == {"explanations_cover_selection": True, "scores_for_every_explanation": True}
 
         after = {t: counts(wh, t) for t in ("explanations", "scores")}
@@ -89,6 +91,19 @@ def test_sensor_reexplains_every_partition_on_explainer_change():
         # the new explainer's settings really were used
         spec = wh.scalar("SELECT spec->>'$.settings.max_tokens' FROM fingerprints WHERE fingerprint = ?", [new_fp])
         assert spec == "24"
+
+        # once the calibration has run (here: recorded for the new explainer), a switch re-runs it too, as its own
+        # unpartitioned run pinned to the explainer
+        instance.report_runless_asset_event(dg.AssetMaterialization(calibration.key, metadata={"explainer_fp": new_fp}))
+        result, _ = tick(instance, config, new_fp)
+        assert isinstance(result, dg.SkipReason)  # calibrated with the active explainer already
+        write_registry(config, {"active_explainer": "project", "explainers": {"terse": {"max_tokens": 24}}})
+        result, _ = tick(instance, config, new_fp)
+        (req,) = result.run_requests  # the old explainer's partitions are explained; its calibration is not
+        assert req.asset_selection == [calibration.key] and req.partition_key is None
+        assert req.run_key == f"{old_fp}|calibration" and req.tags[EXPLAINER_FP_TAG] == old_fp
+        instance.report_runless_asset_event(dg.AssetMaterialization(calibration.key, metadata={"explainer_fp": old_fp}))
+        write_registry(config, {"active_explainer": "terse", "explainers": {"terse": {"max_tokens": 24}}})
 
         # unchanged again → skip; back to the old explainer → nothing to redo (its rows are there)
         result, _ = tick(instance, config, new_fp)

@@ -338,6 +338,15 @@ class BrowserConfig(_Strict):
                                         "sampler.embedding_model (all-MiniLM-L6-v2 offline).")
 
 
+class CalibrationConfig(_Strict):
+    """The known-answer calibration (asset ``calibration``): planted latents of known meaning, built from the corpus."""
+
+    max_latents: int = Field(10, ge=2, description="Planted latents (token-set indicators: closing brackets, digits, "
+                             "a Python keyword, a word and its forms, capitalised words, quotes, underscores, commas, "
+                             "...), at most this many; those with fewer than sampler.min_examples windows are dropped.")
+    seed: int = Field(11, description="Seed of the planted activation values and the gold derangement.")
+
+
 class ProjectConfig(_Strict):
     name: str = Field("offline-default", description="A label for this project.")
     database: str = Field("data/autointerp.duckdb", description="DuckDB file (relative to the project root).")
@@ -360,6 +369,8 @@ class ProjectConfig(_Strict):
         "explainer_pairs show whether the LLM's explanations beat a free one. Empty = none.")
     scoring_extras: ScoringExtrasConfig = Field(ScoringExtrasConfig(), description="Extra scorers, the random-explanation control, bootstrap CIs and heuristic flags (stage scores_more).")
     browser: BrowserConfig = Field(BrowserConfig(), description="The latent browser's pages, server and search.")
+    calibration: CalibrationConfig = Field(CalibrationConfig(), description="Known-answer calibration of the explainer "
+                                           "and scorers on planted latents (asset calibration).")
 
     @model_validator(mode="after")
     def _check(self):

@@ -7,6 +7,7 @@ Each lives in ``core/stages/<stage>.py``; the science it drives in ``core/<topic
 
 from .stages.activations import activations_fp, cache_fp, ensure_cache, publish_activations
 from .stages.baseline_explanations import baseline_contexts, explained_and_scored, run_baselines
+from .stages.calibration import calibration_summary, run_calibration
 from .stages.context import Context, explainer_spec, llm_identity, model_identity, scorer_spec
 from .stages.corpus import load_rows, run_corpus
 from .stages.examples import load_examples, run_examples
@@ -15,10 +16,13 @@ from .stages.latent_stats import run_latent_stats
 from .stages.scores import run_scores
 from .stages.scores_more import more_scores_metadata, run_more_scores
 from .stages.sparse_coders import coder_rows, run_sparse_coders
-from .stages.summary import baseline_comparison, findings_lines, partition_summary, scorer_findings
+from .stages.summary import (baseline_comparison, calibration_lines, findings_lines, partition_summary,
+                             scorer_findings)
 
 __all__ = [
-    "Context", "activations_fp", "baseline_comparison", "baseline_contexts", "explained_and_scored", "run_baselines", "cache_fp", "coder_rows", "ensure_cache", "explainer_spec", "findings_lines", "llm_identity",
+    "Context", "activations_fp", "baseline_comparison", "baseline_contexts", "calibration_lines", "calibration_summary",
+    "explained_and_scored",
+    "run_baselines", "run_calibration", "cache_fp", "coder_rows", "ensure_cache", "explainer_spec", "findings_lines", "llm_identity",
     "load_examples", "load_rows", "model_identity", "more_scores_metadata", "partition_summary", "publish_activations",
     "run_corpus", "run_examples", "run_explanations", "run_latent_stats", "run_more_scores", "run_scores",
     "run_sparse_coders", "scorer_findings", "scorer_spec",

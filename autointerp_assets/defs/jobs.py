@@ -2,12 +2,13 @@
 
 - ``corpus_and_sparse_coders``: the unpartitioned start of the pipeline;
 - ``latent_range_pipeline``: one partition (layer × latent range) from its activations to its browser pages;
-- ``reexplain_and_rescore``: explanations, scores and pages of a partition (what the explainer_change sensor runs).
+- ``reexplain_and_rescore``: explanations, scores and pages of a partition (what the explainer_change sensor runs);
+- ``calibrate``: the known-answer calibration (make run runs it before the partitions; the sensor on a new explainer).
 """
 
 import dagster as dg
 
-from .assets import PARTITIONED_ASSETS, corpus_tokens, explanations, latent_pages, scores, sparse_coders
+from .assets import PARTITIONED_ASSETS, calibration, corpus_tokens, explanations, latent_pages, scores, sparse_coders
 from .partitions import PARTITIONS
 
 corpus_and_sparse_coders = dg.define_asset_job(
@@ -20,4 +21,8 @@ reexplain_and_rescore = dg.define_asset_job(
     "reexplain_and_rescore", selection=[explanations, scores, latent_pages], partitions_def=PARTITIONS,
     description="Explanations and scores of a partition by the active (or pinned) explainer, then its pages.")
 
-JOBS = [corpus_and_sparse_coders, latent_range_pipeline, reexplain_and_rescore]
+calibrate = dg.define_asset_job(
+    "calibrate", selection=[calibration],
+    description="Planted latents of known meaning scored with their gold, a wrong and the explainer's explanation.")
+
+JOBS = [corpus_and_sparse_coders, latent_range_pipeline, reexplain_and_rescore, calibrate]

@@ -39,9 +39,10 @@ def _score_row(base: dict, res: scorers.ScoreResult | None, m: dict | None, cost
             "completion_tokens": res.completion_tokens, "latency_s": res.latency_s, "cost_usd": cost}
 
 
-def run_scores(ctx: Context, client, layer: str, first: int, last: int) -> dict:
+def run_scores(ctx: Context, client, layer: str, first: int, last: int, explainer_fp: str | None = None) -> dict:
+    """``explainer_fp``: score another explainer's stored explanations (default: the configured explainer's)."""
     cfg, scfg, llm = ctx.cfg, ctx.cfg.scorer, ctx.cfg.scorer_llm
-    efp = fingerprint("explainer", explainer_spec(cfg, ctx.workdir))
+    efp = explainer_fp or fingerprint("explainer", explainer_spec(cfg, ctx.workdir))
     resume = pending(ctx, "scores", layer, first, last, efp)
     expl = ctx.wh.query("SELECT latent, explanation FROM explanations WHERE layer = ? AND latent BETWEEN ? AND ? "
                         "AND explainer_fp = ? AND status = 'ok' ORDER BY latent", [layer, first, last, efp])

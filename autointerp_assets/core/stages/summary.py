@@ -96,3 +96,27 @@ def baseline_comparison(ctx: Context, layer: str, first: int, last: int) -> list
                         "explainer - baseline [95 % CI]": f"{pl.Series(d).median():+.3f} [{lo:+.3f}, {hi:+.3f}]",
                         "explainer wins": sum(x > 0 for x in d), "baseline wins": sum(x < 0 for x in d)})
     return sorted(out, key=lambda r: (r["scorer"], r["baseline"]))
+
+
+def calibration_lines(ctx: Context) -> list[str]:
+    """The latest calibration of the active explainer, in words: per scorer its power, per explainer its recovery."""
+    efp = explainer_fp(ctx.cfg)
+    cfp = ctx.wh.scalar("SELECT calibration_fp FROM calibration_scores WHERE explainer_fp = ? ORDER BY created_at DESC "
+                        "LIMIT 1", [efp])
+    if cfp is None:
+        return []
+    out = []
+    for r in ctx.wh.query("SELECT * FROM calibration_power WHERE calibration_fp = ? AND explainer_fp = ? ORDER BY scorer",
+                          [cfp, efp]).iter_rows(named=True):
+        if r["gold_wins"] is None:
+            continue
+        out.append(f"{r['scorer']}: the gold explanation beats a wrong one on {r['gold_wins']:.0%} of {r['latents']} "
+                   f"planted latents (gold - control median {r['power_median_difference']:+.3f} "
+                   f"[{r['power_ci_low']:+.3f}, {r['power_ci_high']:+.3f}]; gold {r['median_gold']:.3f}, control "
+                   f"{r['median_control']:.3f}" + ("" if r["median_explainer"] is None else
+                                                   f", the explainer's own {r['median_explainer']:.3f}") + ")")
+    for r in ctx.wh.query("SELECT * FROM calibration_recovery_rate WHERE calibration_fp = ? AND explainer_fp = ? "
+                          "ORDER BY explainer", [cfp, efp]).iter_rows(named=True):
+        out.append(f"recovery, explainer {r['explainer']}: its explanation is nearest its own planted latent's gold "
+                   f"for {r['recovery']:.0%} of {r['latents']} (chance {r['chance']:.0%})")
+    return out

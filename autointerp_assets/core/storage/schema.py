@@ -282,6 +282,51 @@ TABLES: dict[str, str] = {
         finding VARCHAR NOT NULL,
         created_at TIMESTAMP DEFAULT current_timestamp
     """,
+    # the known-answer calibration (core.calibration, stage calibration): the planted latents of a calibration
+    # fingerprint (corpus, tokenizer, sampler, planted-set version) with their gold explanation, how many windows
+    # they fire in and whether the sampler selected them
+    "calibration_latents": """
+        calibration_fp VARCHAR NOT NULL,
+        latent INTEGER NOT NULL,
+        planted VARCHAR NOT NULL,
+        gold VARCHAR NOT NULL,
+        n_token_ids INTEGER NOT NULL,
+        n_windows BIGINT NOT NULL,
+        status VARCHAR NOT NULL
+    """,
+    # per planted latent, scorer and variant: gold (its own gold explanation), control (another planted latent's
+    # gold), explainer (the explainer explainer_fp's explanation of it); value = the scorer's primary metric.
+    # Keyed by calibration and explainer fingerprint: re-run by the explainer_change sensor like scores
+    "calibration_scores": """
+        calibration_fp VARCHAR NOT NULL,
+        explainer_fp VARCHAR NOT NULL,
+        latent INTEGER NOT NULL,
+        planted VARCHAR NOT NULL,
+        scorer VARCHAR NOT NULL,
+        scorer_fp VARCHAR NOT NULL,
+        metric VARCHAR,
+        variant VARCHAR NOT NULL,
+        explanation VARCHAR,
+        value DOUBLE,
+        status VARCHAR NOT NULL,
+        created_at TIMESTAMP DEFAULT current_timestamp
+    """,
+    # per explainer (recovered_by: the configured one, explainer_fp, and the top_tokens baseline) and planted
+    # latent: its explanation, the gold nearest to it by sentence embedding, and whether that is its own
+    "calibration_recovery": """
+        calibration_fp VARCHAR NOT NULL,
+        explainer_fp VARCHAR NOT NULL,
+        recovered_by VARCHAR NOT NULL,
+        explainer VARCHAR NOT NULL,
+        latent INTEGER NOT NULL,
+        planted VARCHAR NOT NULL,
+        explanation VARCHAR,
+        nearest VARCHAR NOT NULL,
+        similarity DOUBLE NOT NULL,
+        own_similarity DOUBLE NOT NULL,
+        recovered BOOLEAN NOT NULL,
+        created_at TIMESTAMP DEFAULT current_timestamp
+    """,
     # the LLM ledger: one row per request whose results were committed (append-only: re-runs add rows,
     # so spend is never forgotten); the budget is checked against its totals
     "llm_calls": """
@@ -439,6 +484,45 @@ VIEWS: dict[str, str] = {
                         'whether it reads the explanation' END) AS finding
         FROM scorer_summary m
         LEFT JOIN scorer_sensitivity s USING (layer, latent_range, explainer_fp, scorer)
+    """,
+    # the calibration's verdict per scorer: its power to tell a planted latent's gold explanation from another's
+    # (median paired difference gold - control with its distribution-free 95 % interval, share of planted latents
+    # where gold wins) and where the configured explainer's explanations land (median, explainer - control)
+    "calibration_power": """
+        WITH s AS (SELECT calibration_fp, explainer_fp, scorer, latent, variant, any_value(metric) AS metric,
+                          any_value(value) AS value
+                   FROM calibration_scores WHERE status = 'ok' AND value IS NOT NULL GROUP BY ALL),
+        p AS (SELECT g.calibration_fp, g.explainer_fp, g.scorer, g.metric, g.latent, g.value AS gold,
+                     c.value AS control, e.value AS explainer
+              FROM s g
+              LEFT JOIN s c ON c.calibration_fp = g.calibration_fp AND c.explainer_fp = g.explainer_fp
+                           AND c.scorer = g.scorer AND c.latent = g.latent AND c.variant = 'control'
+              LEFT JOIN s e ON e.calibration_fp = g.calibration_fp AND e.explainer_fp = g.explainer_fp
+                           AND e.scorer = g.scorer AND e.latent = g.latent AND e.variant = 'explainer'
+              WHERE g.variant = 'gold'),
+        agg AS (
+            SELECT calibration_fp, explainer_fp, scorer, any_value(metric) AS metric, count(*) AS latents,
+                   median(gold) AS median_gold, median(control) AS median_control, median(explainer) AS median_explainer,
+                   median(gold - control) AS power_median_difference,
+                   list_sort(list(gold - control) FILTER (WHERE control IS NOT NULL)) AS d,
+                   avg((gold > control)::INT) FILTER (WHERE control IS NOT NULL) AS gold_wins,
+                   median(explainer - control) AS explainer_minus_control,
+                   list_sort(list(explainer - control) FILTER (WHERE explainer IS NOT NULL AND control IS NOT NULL)) AS x
+            FROM p GROUP BY ALL),
+        k AS (SELECT *, greatest(floor(len(d) / 2 - 1.959964 * sqrt(len(d)) / 2), 1)::INTEGER AS kd,
+                        greatest(floor(len(x) / 2 - 1.959964 * sqrt(len(x)) / 2), 1)::INTEGER AS kx FROM agg)
+        SELECT calibration_fp, explainer_fp, scorer, metric, latents, median_gold, median_control, median_explainer,
+               power_median_difference, d[kd] AS power_ci_low, d[len(d) + 1 - kd] AS power_ci_high, gold_wins,
+               explainer_minus_control, x[kx] AS explainer_minus_control_ci_low,
+               x[len(x) + 1 - kx] AS explainer_minus_control_ci_high
+        FROM k
+    """,
+    # per explainer: how often its explanation of a planted latent is nearest to that latent's own gold (chance =
+    # 1 / planted latents)
+    "calibration_recovery_rate": """
+        SELECT calibration_fp, explainer_fp, explainer, recovered_by, count(*) AS latents,
+               avg(recovered::INT) AS recovery, 1 / count(*) AS chance, median(own_similarity) AS median_own_similarity
+        FROM calibration_recovery GROUP BY ALL
     """,
     # per (layer, latent, scorer): the most recently made ok score, whichever explainer made it
     "latest_scores": """
