@@ -61,15 +61,18 @@ def run_baseline_explanations(ctx: Context, layer: str, first: int, last: int) -
 
 
 def baseline_contexts(ctx: Context) -> list[Context]:
-    """One Context per configured baseline explainer not already the active one."""
+    """One Context per configured baseline explainer not already the active one. Scored like the active explainer
+    but without the intruder (explanation-free: the same for every explainer) and without the random-explanation
+    control (the comparison that matters is explainer vs baseline on the same latents: explainer_pairs)."""
     cfg = ctx.cfg
-    extras = tuple(s for s in cfg.scoring_extras.scorers if s != "intruder")  # explanation-free: the same for all
+    extras = tuple(s for s in cfg.scoring_extras.scorers if s != "intruder")
     out = []
     for kind in cfg.baseline_explainers:
         if kind == cfg.explainer.kind:
             continue
         b = cfg.model_copy(update={"explainer": cfg.explainer.model_copy(update={"kind": kind}),
-                                   "scoring_extras": cfg.scoring_extras.model_copy(update={"scorers": extras})})
+                                   "scoring_extras": cfg.scoring_extras.model_copy(update={"scorers": extras,
+                                                                                           "control": False})})
         out.append(Context(b, ctx.wh, ctx.log))
     return out
 
