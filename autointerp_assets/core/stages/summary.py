@@ -48,7 +48,11 @@ def explainer_engines(ctx: Context) -> dict[str, str]:
     """Explainer fingerprint -> its engine in words (engine, model, dtype), from the stored specs: runs made
     on machines that resolve ``dtype: auto`` differently are told apart at a glance."""
     specs = ctx.wh.query("SELECT fingerprint, spec FROM fingerprints WHERE kind = 'explainer'").iter_rows()
-    return {fp: engine_label(json.loads(spec).get("llm", {})) for fp, spec in specs}
+    out = {}
+    for fp, spec in specs:
+        spec = json.loads(spec)
+        out[fp] = engine_label(spec["llm"]) if "llm" in spec else f"baseline {spec.get('kind')} (no LLM)"
+    return out
 
 
 def scorer_findings(ctx: Context) -> pl.DataFrame:
