@@ -42,4 +42,4 @@ ui: setup
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 clean:
-	rm -rf data/autointerp.duckdb* data/sparse_coders data/dagster_home/storage data/dagster_home/history data/dagster_home/schedules
+	rm -rf data/autointerp.duckdb* data/autointerp.calibration.duckdb* data/sparse_coders data/dagster_home/storage data/dagster_home/history data/dagster_home/schedules

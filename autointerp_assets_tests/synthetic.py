@@ -64,3 +64,22 @@ def write_partition(wh: Warehouse, layer: str, latents: list[int], n_train: int 
         for table, data in (("example_windows", windows), ("latent_stats", stats), ("latent_selection", selection)):
             wh.delete_partition(con, table, layer, first, last)
             wh.insert(con, table, pl.DataFrame(data, schema_overrides={"quantile_edges": pl.List(pl.Float32)}))
+
+
+def self_promoting(unembed, n: int, start: int = 1000, step: int = 997, keep=lambda t: True) -> list[int]:
+    """Token ids whose own unembedding row ranks them first (so a decoder row along it promotes them)."""
+    out = []
+    for t in range(start, unembed.shape[0], step):
+        if int((unembed @ unembed[t]).argmax()) == t and keep(t):
+            out.append(t)
+        if len(out) == n:
+            return out
+    raise AssertionError("no self-promoting tokens found")
+
+
+def record_sparse_coder(wh: Warehouse, layer: str, sae_dir, w_dec) -> None:
+    """A sparse_coders row for a test checkpoint dir holding only W_dec (what the logit readers need)."""
+    with wh.write() as con:
+        wh.insert(con, "sparse_coders", pl.DataFrame([{
+            "layer": layer, "sae_fp": "sae-test", "path": str(sae_dir), "d_in": w_dec.shape[1],
+            "num_latents": w_dec.shape[0], "k": 4, "source": "test"}]))

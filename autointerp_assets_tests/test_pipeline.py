@@ -7,7 +7,8 @@ import pytest
 
 from autointerp_assets.core.config import load_config
 from autointerp_assets.core.storage import TABLES, Warehouse
-from autointerp_assets.defs.assets import ALL, PARTITIONED_ASSETS, corpus_tokens, explanations, scores, sparse_coders
+from autointerp_assets.defs.assets import (ALL, PARTITIONED_ASSETS, calibration, corpus_tokens, explanations, scores,
+                                           sparse_coders)
 from autointerp_assets.defs.partitions import PARTITIONS
 from autointerp_assets.defs.resources import LLMResource, ProjectResource
 from autointerp_assets_tests.conftest import CONFIG_PATH, write_config
@@ -30,9 +31,9 @@ def instance():
 
 @pytest.fixture(scope="module")
 def warehouse(instance) -> Warehouse:
-    """Materialize everything once: 2 layers x 2 latent ranges."""
+    """Materialize everything once: the calibration, then 2 layers x 2 latent ranges."""
     cfg = load_config(CONFIG_PATH)
-    materialize(instance, [corpus_tokens, sparse_coders])
+    materialize(instance, [corpus_tokens, sparse_coders, calibration])
     for key in PARTITIONS.get_partition_keys():
         materialize(instance, PARTITIONED_ASSETS, key)
     return Warehouse(cfg.resolve(cfg.database))
@@ -168,13 +169,17 @@ def test_summary_reads_duckdb(warehouse):
     assert summary.height >= 4
     assert set(summary.columns) >= {"layer", "latents", "latents_scored", "median_detection_bacc", "median_fuzzing_bacc"}
     assert all(0 <= v <= 1 for v in summary["median_detection_bacc"].drop_nulls())
-    # the detection control sits next to the real median (asset scores ran the control on every partition)
-    assert summary["median_detection_control"].null_count() == 0
-    assert all(s.count("[") == 1 and s.startswith(("+", "-")) for s in summary["detection_minus_control"])
-    # the explainer's engine with the dtype it ran in, so runs from machines that resolve auto differently differ
+    # the explainer's engine with the dtype it ran in, so runs from machines that resolve auto differently differ;
+    # the baseline explainers (no LLM) beside it, on the same partitions
     from autointerp_assets.core.caching import resolve_dtype
 
-    assert set(summary["explainer_engine"]) == {f"vllm smollm2 {resolve_dtype('auto')}"}
+    llm = f"vllm smollm2 {resolve_dtype('auto')}"
+    assert set(summary["explainer_engine"]) == {llm, "baseline top_tokens (no LLM)", "baseline logit_lens (no LLM)"}
+    mine = summary.filter(summary["explainer_engine"] == llm)
+    assert mine.height == 4
+    # the detection control sits next to the real median (asset scores ran the control on every partition)
+    assert mine["median_detection_control"].null_count() == 0
+    assert all(s.count("[") == 1 and s.startswith(("+", "-")) for s in mine["detection_minus_control"])
 
 
 def test_existing_sparsify_checkpoint_is_loaded_not_trained(warehouse, tmp_root):
@@ -192,3 +197,65 @@ def test_existing_sparsify_checkpoint_is_loaded_not_trained(warehouse, tmp_root)
                                                             "latents": {"start": 0, "stop": 5000, "range_size": 1000}})
     with pytest.raises(ValueError, match="lower latents.stop"):
         pipeline.run_sparse_coders(pipeline.Context.of(load_config(bad)))
+
+
+def test_baselines_are_compared_with_the_llm_explainer_on_the_same_latents(warehouse):
+    """top_tokens and logit_lens explained every latent the LLM explained and were scored by the same scorers:
+    the leaderboard lists all three per scorer, explainer_pairs pairs them on the same latents with intervals."""
+    cfg = load_config(CONFIG_PATH)
+    from autointerp_assets.core.registry import explainer_fp
+
+    llm = explainer_fp(cfg)
+    lb = warehouse.query("SELECT * FROM explainer_leaderboard")
+    names = {r["explainer_fp"]: r["explainer"] for r in lb.iter_rows(named=True)}
+    assert sorted(set(names.values())) == ["baseline logit_lens", "baseline top_tokens", "smollm2 default"]
+    for scorer in ("detection", "fuzzing", "embedding"):
+        rows = lb.filter(lb["scorer"] == scorer)
+        assert rows.height == 3 and rows["median_ci_low"].null_count() == 0, scorer
+        assert (rows["median_ci_low"] <= rows["median_value"] + 1e-9).all()
+    assert not lb["scorer"].str.ends_with("_control").any()  # controls are a column, not scorers
+    assert lb.filter(lb["explainer_fp"] == llm)["median_control"].null_count() == 0
+    explained = dict(warehouse.query("SELECT explainer_fp, list_sort(list((layer, latent))) FROM explanations "
+                                     "WHERE status = 'ok' GROUP BY ALL").iter_rows())
+    assert len(explained) == 3  # the baselines explain every latent the LLM explained (and those it failed on)
+    assert all(set(map(str, explained[llm])) <= set(map(str, v)) for v in explained.values())
+    pairs = warehouse.query("SELECT * FROM explainer_pairs")
+    with_llm = pairs.filter((pairs["explainer_a"] == llm) | (pairs["explainer_b"] == llm))
+    assert set(with_llm["scorer"]) == {"detection", "fuzzing", "embedding"} and with_llm.height == 6
+    assert (with_llm["latents"] == len(explained[llm])).all()
+    assert ((with_llm["median_diff_ci_low"] <= with_llm["median_diff"] + 1e-9)
+            & (with_llm["median_diff"] <= with_llm["median_diff_ci_high"] + 1e-9)).all()
+    # no LLM call was made for a baseline
+    assert warehouse.scalar("SELECT count(*) FROM llm_calls WHERE role = 'explainer' AND explainer_fp <> ?", [llm]) == 0
+
+
+def test_scorer_sensitivity_is_stored_and_agrees_with_the_items(warehouse):
+    stored = warehouse.query("SELECT * FROM scorer_sensitivity WHERE scorer = 'detection'")
+    assert stored.height == 4 and set(stored["reads_explanation"].to_list()) <= {True, False, None}
+    indep = warehouse.query("""
+        SELECT r.layer, sum((r.prediction <> c.prediction)::INT) AS changed, count(*) AS items
+        FROM score_items r JOIN score_items c ON c.layer = r.layer AND c.latent = r.latent
+             AND c.explainer_fp = r.explainer_fp AND c.example_id = r.example_id AND c.truth = r.truth
+             AND c.scorer = 'detection_control'
+        WHERE r.scorer = 'detection' GROUP BY r.layer ORDER BY r.layer""")
+    per_layer = stored.group_by("layer").agg(changed=stored["changed"].sum(), items=stored["items"].sum()).sort("layer")
+    assert indep.rows() == per_layer.rows()
+    report = warehouse.query("SELECT * FROM scorer_report WHERE scorer = 'detection'")
+    assert report.height >= 4 and report["finding"].null_count() == 0
+
+
+def test_the_calibration_ran_on_planted_latents(warehouse):
+    from autointerp_assets.core import pipeline
+
+    cfg = load_config(CONFIG_PATH)
+    planted = warehouse.query("SELECT * FROM calibration_latents")
+    assert planted.height >= 6 and (planted["status"] == "selected").sum() >= 4
+    power = warehouse.query("SELECT * FROM calibration_power")
+    assert set(power["scorer"]) == {"detection", "fuzzing", "embedding"}
+    assert ((power["gold_wins"] >= 0) & (power["gold_wins"] <= 1)).all()
+    rec = warehouse.query("SELECT * FROM calibration_recovery_rate")
+    assert set(rec["explainer"]) == {"default", "baseline top_tokens"}
+    lines = pipeline.calibration_lines(pipeline.Context.of(cfg))
+    assert any(line.startswith("detection: the gold explanation beats a wrong one on") for line in lines)
+    # its latents never reach the project's own tables
+    assert warehouse.scalar("SELECT count(*) FROM scores WHERE layer = 'planted'") == 0

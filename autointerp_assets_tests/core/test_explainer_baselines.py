@@ -4,7 +4,6 @@ and fingerprinted like any explainer."""
 
 from __future__ import annotations
 
-import polars as pl
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
@@ -19,7 +18,7 @@ from autointerp_assets.core.stages.examples import _token_strings
 from autointerp_assets.core.stages.explanations import run_explanations
 from autointerp_assets.core.subject_model import resolve_model
 from autointerp_assets_tests.conftest import ROOT, write_config
-from autointerp_assets_tests.synthetic import write_partition
+from autointerp_assets_tests.synthetic import record_sparse_coder, self_promoting, write_partition
 
 
 def _ex(tokens, acts):
@@ -70,12 +69,7 @@ def test_logit_lens_names_the_tokens_the_decoder_row_promotes(tmp_path):
     with safe_open(f"{model}/model.safetensors", "pt") as st:
         unembed, norm = st.get_tensor("model.embed_tokens.weight").float(), st.get_tensor("model.norm.weight").float()
     vocab = _token_strings(model)
-    targets = {}
-    for t in range(2000, unembed.shape[0], 991):  # tokens whose own unembedding ranks them first
-        if int((unembed @ unembed[t]).argmax()) == t and vocab[t].strip().isalpha():
-            targets[8 + len(targets)] = t
-        if len(targets) == 2:
-            break
+    targets = dict(zip((8, 9), self_promoting(unembed, 2, 2000, 991, keep=lambda t: vocab[t].strip().isalpha())))
     w_dec = torch.randn(16, unembed.shape[1]) * 0.01
     for lat, tok in targets.items():
         w_dec[lat] = unembed[tok] / norm
@@ -86,10 +80,7 @@ def test_logit_lens_names_the_tokens_the_decoder_row_promotes(tmp_path):
                                                          "explainer": {"kind": "logit_lens", "n_baseline_tokens": 3}}))
     ctx = Context.of(cfg)
     write_partition(ctx.wh, "layers.1", list(targets))
-    with ctx.wh.write() as con:
-        ctx.wh.insert(con, "sparse_coders", pl.DataFrame([{
-            "layer": "layers.1", "sae_fp": "sae-test", "path": str(sae_dir), "d_in": w_dec.shape[1],
-            "num_latents": 16, "k": 4, "source": "test"}]))
+    record_sparse_coder(ctx.wh, "layers.1", sae_dir, w_dec)
     out = run_explanations(ctx, None, "layers.1", 8, 15)
     assert out["status"] == {"ok": 2}
     got = dict(ctx.wh.query("SELECT latent, explanation FROM explanations").iter_rows())

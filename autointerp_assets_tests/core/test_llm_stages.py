@@ -4,7 +4,6 @@ fixed-answer local server: what is checked here is the prompt)."""
 
 from __future__ import annotations
 
-import polars as pl
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
@@ -17,18 +16,7 @@ from autointerp_assets.core.stages.explanations import logit_tokens, run_explana
 from autointerp_assets.core.subject_model import resolve_model
 from autointerp_assets_tests.conftest import ROOT, write_config
 from autointerp_assets_tests.fake_openai import FakeOpenAIServer
-from autointerp_assets_tests.synthetic import write_partition
-
-
-def _self_promoting(unembed, n: int) -> list[int]:
-    """Token ids whose own unembedding row ranks them first (so a decoder row along it promotes them)."""
-    out = []
-    for t in range(1000, unembed.shape[0], 997):
-        if int((unembed @ unembed[t]).argmax()) == t:
-            out.append(t)
-        if len(out) == n:
-            return out
-    raise AssertionError("no self-promoting tokens found")
+from autointerp_assets_tests.synthetic import record_sparse_coder, self_promoting, write_partition
 
 
 def test_logit_explainer_lists_the_tokens_the_decoder_row_promotes(tmp_root):
@@ -36,7 +24,7 @@ def test_logit_explainer_lists_the_tokens_the_decoder_row_promotes(tmp_root):
     with safe_open(f"{model}/model.safetensors", "pt") as st:
         unembed, norm = st.get_tensor("model.embed_tokens.weight").float(), st.get_tensor("model.norm.weight").float()
     # latents 8..10 of a 16-latent SAE (the partition 8-15 must read its own rows of W_dec)
-    TARGETS = dict(zip((8, 9, 10), _self_promoting(unembed, 3)))
+    TARGETS = dict(zip((8, 9, 10), self_promoting(unembed, 3)))
     w_dec = torch.randn(16, unembed.shape[1]) * 0.01
     for lat, tok in TARGETS.items():
         w_dec[lat] = unembed[tok] / norm  # after the final norm's gain, exactly the token's unembedding
@@ -51,10 +39,7 @@ def test_logit_explainer_lists_the_tokens_the_decoder_row_promotes(tmp_root):
                                                                                "n_logit_tokens": 5}}))
         ctx = Context.of(cfg)
         write_partition(ctx.wh, "layers.1", list(TARGETS))
-        with ctx.wh.write() as con:
-            ctx.wh.insert(con, "sparse_coders", pl.DataFrame([{
-                "layer": "layers.1", "sae_fp": "sae-test", "path": str(sae_dir), "d_in": w_dec.shape[1],
-                "num_latents": 16, "k": 4, "source": "test"}]))
+        record_sparse_coder(ctx.wh, "layers.1", sae_dir, w_dec)
         vocab = _token_strings(model)
         promoted = logit_tokens(ctx, "layers.1", 8, 15, 5)
         assert sorted(promoted) == list(range(8, 16)) and all(len(v) == 5 for v in promoted.values())

@@ -23,7 +23,7 @@ from autointerp_assets.core.stages.scores_more import run_more_scores
 from autointerp_assets.core.stages.summary import findings_lines
 from autointerp_assets.defs.checks import sensitivity_status
 from autointerp_assets_tests.conftest import write_config
-from autointerp_assets_tests.synthetic import write_partition
+from autointerp_assets_tests.synthetic import SAMPLER_FP, write_partition
 
 N_RE = re.compile(r"Answer with a list of (\d+) value")
 
@@ -66,7 +66,7 @@ def partition(tmp_path):
     with ctx.wh.write() as con:
         ctx.wh.insert(con, "explanations", pl.DataFrame([
             {"layer": "layers.1", "latent": lat, "explainer_fp": efp, "status": "ok",
-             "explanation": f"Explanation number {lat} about topic {lat * 7 % 11}", "sampler_fp": "s"}
+             "explanation": f"Explanation number {lat} about topic {lat * 7 % 11}", "sampler_fp": SAMPLER_FP}
             for lat in latents]))
     return ctx, efp
 
@@ -127,3 +127,14 @@ def test_verdicts_and_value_labels():
     per = sensitivity.changed_per_latent({(0, 1, True): True, (0, 2, False): None, (1, 1, True): False},
                                          {(0, 1, True): False, (0, 2, False): True, (1, 1, True): False})
     assert per == {0: (1, 1), 1: (1, 0)}  # an item unanswered in either run is not paired
+
+
+def test_explanations_made_from_other_examples_are_never_scored(partition):
+    """An explanation whose examples were re-sampled since (another sampler fingerprint: e.g. an older warehouse
+    from before separators were excluded) is left out, not silently scored against the new examples."""
+    ctx, efp = partition
+    with ctx.wh.write() as con:
+        con.execute("UPDATE explanations SET sampler_fp = 'sampler-older' WHERE latent < 4")
+    out = run_scores(ctx, Scorer(True), "layers.1", 0, 31)
+    assert out["latents"] == 20
+    assert ctx.wh.scalar("SELECT count(DISTINCT latent) FROM scores WHERE latent < 4") == 0

@@ -46,8 +46,20 @@ def similarities(encode, explanations: Sequence[str], examples: Sequence[Sequenc
 
 
 def encoder(model: str):
+    """encode(texts) -> unit-normalised embeddings [n, d]. Each encoder remembers the texts it encoded, so the
+    control run (another explanation, the same examples) and a second explainer on the same latents encode
+    only what is new; the cache lives as long as the encoder (one stage call)."""
     m = load_embedder(model)
-    return lambda texts: m.encode(list(texts), batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+    seen: dict[str, np.ndarray] = {}
+
+    def encode(texts):
+        texts = list(texts)
+        new = sorted({t for t in texts if t not in seen})
+        if new:
+            seen.update(zip(new, m.encode(new, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)))
+        return np.stack([seen[t] for t in texts]) if texts else np.zeros((0, m.get_sentence_embedding_dimension()))
+
+    return encode
 
 
 def score_embedding(encode, keys: Sequence[str], explanations: Sequence[str],

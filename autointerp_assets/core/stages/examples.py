@@ -87,3 +87,19 @@ def load_examples(ctx: Context, layer: str, first: int, last: int, splits: Seque
                      r["split"] in ("train", "test"), r["quantile"])
         out.setdefault(r["latent"], {}).setdefault(r["split"], []).append(ex)
     return out
+
+
+def current_explanations(ctx: Context, layer: str, first: int, last: int, efp: str) -> tuple[pl.DataFrame, str]:
+    """(latent, explanation) of explainer ``efp``'s ok explanations made from the partition's current examples,
+    and their sampler fingerprint. An explanation made from other examples (an older sampler or cache, e.g.
+    before every separator was excluded) is never scored against the new ones: it is left out, with a log line,
+    until the explanations are re-materialized (check scores_for_every_explanation shows it meanwhile)."""
+    samp = ctx.wh.scalar("SELECT any_value(sampler_fp) FROM examples WHERE layer = ? AND latent BETWEEN ? AND ?",
+                         [layer, first, last]) or ""
+    expl = ctx.wh.query("SELECT latent, explanation, sampler_fp FROM explanations WHERE layer = ? AND latent BETWEEN ? "
+                        "AND ? AND explainer_fp = ? AND status = 'ok' ORDER BY latent", [layer, first, last, efp])
+    stale = expl.filter(pl.col("sampler_fp") != samp)
+    if stale.height:
+        ctx.log(f"{layer} {first}-{last}: {stale.height} explanations of {efp} were made from other examples "
+                f"(sampler {stale['sampler_fp'][0]}, now {samp}): not scored; re-materialize explanations")
+    return expl.filter(pl.col("sampler_fp") == samp).select("latent", "explanation"), samp

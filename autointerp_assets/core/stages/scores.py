@@ -18,7 +18,7 @@ from ..fingerprint import fingerprint
 from ..llm import accounting
 from ..llm.accounting import BudgetExceeded
 from .context import Context, engine_label, explainer_spec, rate, scorer_spec
-from .examples import load_examples
+from .examples import current_explanations, load_examples
 from .llm_runs import BUDGET_EXCEEDED, commit, new_run_id, pending, prompt_counter, spent
 
 F64 = ("balanced_accuracy", "accuracy", "precision", "recall", "f1", "auroc", "latency_s", "cost_usd")
@@ -44,10 +44,7 @@ def run_scores(ctx: Context, client, layer: str, first: int, last: int, explaine
     cfg, scfg, llm = ctx.cfg, ctx.cfg.scorer, ctx.cfg.scorer_llm
     efp = explainer_fp or fingerprint("explainer", explainer_spec(cfg, ctx.workdir))
     resume = pending(ctx, "scores", layer, first, last, efp)
-    expl = ctx.wh.query("SELECT latent, explanation FROM explanations WHERE layer = ? AND latent BETWEEN ? AND ? "
-                        "AND explainer_fp = ? AND status = 'ok' ORDER BY latent", [layer, first, last, efp])
-    samp = ctx.wh.scalar("SELECT any_value(sampler_fp) FROM examples WHERE layer = ? AND latent BETWEEN ? AND ?",
-                         [layer, first, last]) or ""
+    expl, samp = current_explanations(ctx, layer, first, last, efp)  # made from these examples only
     exs = load_examples(ctx, layer, first, last, ["test", "non_activating"])
     # resuming after a budget stop: score what is not finished (pending, or explained since then)
     done = set() if not resume else set(ctx.wh.query(

@@ -24,7 +24,7 @@ from ..scoring import bootstrap, controls, embedding, heuristics, intruder, sens
 from ..subject_model import resolve_model
 from .activations import separators_of
 from .context import Context, explainer_spec, llm_identity, model_identity, scorer_spec
-from .examples import load_examples
+from .examples import current_explanations, load_examples
 from .llm_runs import new_run_id
 
 EXTRA = ("simulation", "embedding", "surprisal", "intruder")
@@ -148,10 +148,7 @@ def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, exp
         sim_mode = simulation.resolve_mode(x.simulation_mode, client)
     efp = explainer_fp or fingerprint("explainer", explainer_spec(cfg, ctx.workdir))
     rng_label = latent_range(ctx, first, last)
-    expl = ctx.wh.query("SELECT latent, explanation FROM explanations WHERE layer = ? AND latent BETWEEN ? AND ? "
-                        "AND explainer_fp = ? AND status = 'ok' ORDER BY latent", [layer, first, last, efp])
-    samp = ctx.wh.scalar("SELECT any_value(sampler_fp) FROM examples WHERE layer = ? AND latent BETWEEN ? AND ?",
-                         [layer, first, last]) or ""
+    expl, samp = current_explanations(ctx, layer, first, last, efp)  # made from these examples only
     exs = load_examples(ctx, layer, first, last, ["test", "non_activating"])
     latents = expl["latent"].to_list()
     text = dict(expl.iter_rows())
