@@ -26,10 +26,11 @@ KEY = dg.MultiPartitionKey({"layer": LAYER, "latents": "00000-00031"})
 
 
 def _config(root, max_tokens):
-    """A project of its own (no explainer registry beside it) with one scorer and no extra scorers."""
+    """A project of its own (no explainer registry beside it) with one scorer, no extra scorers and no baseline
+    explainers (they cost no LLM call: nothing to budget)."""
     return write_config(root / "project.yaml", {
         "database": str(root / "budget.duckdb"), "explainer": {"llm": TEST_LLM, "max_tokens": 32},
-        "scorer": {"scorers": ["detection"], "examples_per_prompt": 4},
+        "scorer": {"scorers": ["detection"], "examples_per_prompt": 4}, "baseline_explainers": [],
         "scoring_extras": {"scorers": [], "control": False}, "budget": {"max_tokens": max_tokens}})
 
 

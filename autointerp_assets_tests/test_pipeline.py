@@ -82,7 +82,10 @@ def test_scores_metadata_and_views_carry_control_and_intervals(warehouse, instan
         assert "embedding_median_auroc" in md and "| detection | balanced_accuracy |" in md["controls"]
         assert md["score_histogram_plot"].startswith("![score histogram](data:image/png;base64,")
     # every ok detection score has its bootstrap interval around it, and its control row in the view
-    det = warehouse.query("SELECT value, ci_low, ci_high FROM scores WHERE scorer = 'detection' AND status = 'ok'")
+    from autointerp_assets.core.registry import explainer_fp
+
+    det = warehouse.query("SELECT value, ci_low, ci_high FROM scores WHERE scorer = 'detection' AND status = 'ok' "
+                          "AND explainer_fp = ?", [explainer_fp(load_config(CONFIG_PATH))])
     assert det.height > 0 and det["ci_low"].null_count() == 0
     assert ((det["ci_low"] <= det["value"] + 1e-9) & (det["value"] <= det["ci_high"] + 1e-9)).all()
     assert warehouse.scalar("SELECT count(*) FROM score_controls WHERE scorer = 'detection'") == det.height
@@ -136,7 +139,7 @@ def test_rematerializing_one_partition_replaces_exactly_it(warehouse, instance):
     for t in tables:
         assert snapshot(warehouse, t, others) == before_others[t], f"{t}: other partitions changed"
         assert warehouse.scalar(f"SELECT count(*) FROM {t} WHERE {own}") == before_own[t], f"{t}: duplicated"
-    dup = warehouse.scalar("SELECT count(*) FROM (SELECT layer, latent, scorer, count(*) n FROM scores "
+    dup = warehouse.scalar("SELECT count(*) FROM (SELECT layer, latent, explainer_fp, scorer, count(*) n FROM scores "
                            "GROUP BY ALL HAVING n > 1)")
     assert dup == 0
 

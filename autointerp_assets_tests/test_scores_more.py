@@ -63,15 +63,18 @@ def scored(warehouse, tmp_root):
 
 def test_every_scorer_and_control_has_a_row_per_explained_latent(warehouse, scored):
     ctx, _, outs = scored
-    explained = warehouse.query("SELECT layer, latent, explainer_fp FROM explanations WHERE status = 'ok'")
+    efp = next(iter(outs.values()))["explainer_fp"]  # (the baseline explainers' rows sit beside, not counted here)
+    explained = warehouse.query("SELECT layer, latent, explainer_fp FROM explanations WHERE status = 'ok' "
+                                "AND explainer_fp = ?", [efp])
     n = explained.height
     assert n >= 8
-    per = dict(warehouse.query("SELECT scorer, count(*) AS n FROM scores GROUP BY scorer").iter_rows())
+    per = dict(warehouse.query("SELECT scorer, count(*) AS n FROM scores WHERE explainer_fp = ? GROUP BY scorer",
+                               [efp]).iter_rows())
     for s in EXTRA + ["detection", "fuzzing"]:
         assert per[s] == n, s
     for s in CONTROLLED:
         assert per[f"{s}_control"] == n, s
-    rows = warehouse.query("SELECT * FROM scores")
+    rows = warehouse.query("SELECT * FROM scores WHERE explainer_fp = ?", [efp])
     assert set(rows.filter(pl.col("control"))["scorer"]) == {f"{s}_control" for s in CONTROLLED}
     assert rows["latent_range"].null_count() == 0 and rows["metric"].null_count() == 0
     ok = rows.filter(pl.col("status") == "ok")
@@ -85,7 +88,7 @@ def test_every_scorer_and_control_has_a_row_per_explained_latent(warehouse, scor
     assert det["ci_low"].null_count() == 0 and (det["value"] == det["balanced_accuracy"]).all()
     # embedding and surprisal keep one item per example with its own score
     items = warehouse.query("SELECT scorer, count(*) AS n, count(value) AS v FROM score_items "
-                            "WHERE scorer IN ('embedding', 'surprisal') GROUP BY scorer")
+                            "WHERE scorer IN ('embedding', 'surprisal') AND explainer_fp = ? GROUP BY scorer", [efp])
     assert (items["n"] == items["v"]).all() and items["n"].min() == n * 8  # 4 test + 4 non-activating each
     # simulation and intruder calls are in the ledger
     calls = dict(warehouse.query("SELECT scorer, count(*) FROM llm_calls WHERE scorer IN "
@@ -102,18 +105,21 @@ def test_the_control_uses_another_latents_explanation(warehouse, scored):
     efp = next(iter(outs.values()))["explainer_fp"]
     for (layer, first), out in outs.items():
         lats = warehouse.query("SELECT latent FROM explanations WHERE layer = ? AND latent BETWEEN ? AND ? AND "
-                               "status = 'ok' ORDER BY latent", [layer, first, first + 31])["latent"].to_list()
+                               "status = 'ok' AND explainer_fp = ? ORDER BY latent",
+                               [layer, first, first + 31, efp])["latent"].to_list()
         d = controls.donors(lats, f"{ctx.cfg.scoring_extras.seed}:{layer}:{out['latent_range']}:{efp}")
         assert len(d) == len(lats) == out["control_pairs"] and all(d[k] != k for k in d)
     # the control's embedding AUROC is that of the donor explanation on this latent's examples: different rows
     pair = warehouse.query("SELECT * FROM score_controls WHERE scorer = 'embedding'")
-    assert pair.height == warehouse.scalar("SELECT count(*) FROM scores WHERE scorer = 'embedding'")
+    assert pair.height == warehouse.scalar("SELECT count(*) FROM scores WHERE scorer = 'embedding' AND explainer_fp = ?",
+                                           [efp])
     assert (pair["difference"] - (pair["real_value"] - pair["control_value"])).abs().max() < 1e-12
 
 
 def test_summary_view_matches_the_stage_summary(warehouse, scored):
     _, _, outs = scored
-    view = warehouse.query("SELECT * FROM scorer_summary")
+    view = warehouse.query("SELECT * FROM scorer_summary WHERE explainer_fp = ?",
+                           [next(iter(outs.values()))["explainer_fp"]])
     assert set(view["scorer"]) == set(EXTRA + ["detection", "fuzzing"])
     for (layer, _), out in outs.items():
         for scorer, s in out["summary"].items():

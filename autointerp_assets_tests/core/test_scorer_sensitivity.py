@@ -138,3 +138,54 @@ def test_explanations_made_from_other_examples_are_never_scored(partition):
     out = run_scores(ctx, Scorer(True), "layers.1", 0, 31)
     assert out["latents"] == 20
     assert ctx.wh.scalar("SELECT count(DISTINCT latent) FROM scores WHERE latent < 4") == 0
+
+
+class ConstantSimulator(Scorer):
+    """Answers scorer lists like Scorer; simulation (JSON mode) with the same value for every token."""
+
+    async def generate(self, requests):
+        sims = [r for r in requests if "integers from 0 to 10" in r.messages[-1]["content"]]
+        rest = await super().generate([r for r in requests if r not in sims])
+        out, k = [], 0
+        for r in requests:
+            if r in sims:
+                n = int(re.search(r"list of (\d+) integers", r.messages[-1]["content"]).group(1))
+                out.append(ChatResponse(text="[" + ", ".join(["3"] * n) + "]", prompt_tokens=80, completion_tokens=n))
+            else:
+                out.append(rest[k])
+                k += 1
+        return out
+
+
+def test_undefined_metrics_are_stored_with_a_reason_and_counted(tmp_path):
+    """No non-activating example (balanced accuracy has one class) and a constant simulation (no correlation):
+    status 'undefined' with why, counted as latents_undefined in scorer_summary, never an 'ok' TPR or r = 0."""
+    cfg = load_config(write_config(tmp_path / "p.yaml", {
+        "database": str(tmp_path / "u.duckdb"),
+        "explainer": {"llm": {"engine": "openai", "model": "double", "base_url": "http://127.0.0.1:9/v1"}},
+        "scorer": {"scorers": ["detection"], "examples_per_prompt": 4, "logprobs": False},
+        "scoring_extras": {"scorers": ["simulation"], "simulation_mode": "json", "control_scorers": ["detection"],
+                           "bootstrap_samples": 200}}))
+    ctx = Context.of(cfg)
+    write_partition(ctx.wh, "layers.1", list(range(6)), n_train=2, n_test=6, n_non_activating=0)
+    efp = explainer_fp(cfg)
+    with ctx.wh.write() as con:
+        ctx.wh.insert(con, "explanations", pl.DataFrame([
+            {"layer": "layers.1", "latent": lat, "explainer_fp": efp, "status": "ok", "explanation": f"topic {lat}",
+             "sampler_fp": SAMPLER_FP} for lat in range(6)]))
+    client = ConstantSimulator(True)
+    run_scores(ctx, client, "layers.1", 0, 31)
+    out = run_more_scores(ctx, client, "layers.1", 0, 31)
+    rows = ctx.wh.query("SELECT scorer, status, status_reason, value, balanced_accuracy, recall FROM scores "
+                        "WHERE NOT coalesce(control, false) ORDER BY scorer, latent")
+    det = rows.filter(pl.col("scorer") == "detection")
+    assert det.height == 6 and set(det["status"]) == {"undefined"} and det["balanced_accuracy"].null_count() == 6
+    assert set(det["status_reason"]) == {"balanced accuracy undefined: no non-activating item was scored"}
+    assert det["recall"].null_count() == 0  # the one defined rate is kept as what it is, not as a balanced accuracy
+    sim = rows.filter(pl.col("scorer") == "simulation")
+    assert set(sim["status"]) == {"undefined"} and sim["value"].null_count() == 6
+    assert sim["status_reason"][0].startswith("correlation undefined: the simulated activations are the same")
+    summary = {r["scorer"]: r for r in ctx.wh.query("SELECT * FROM scorer_summary").iter_rows(named=True)}
+    assert (summary["detection"]["latents"], summary["detection"]["latents_undefined"]) == (0, 6)
+    assert (summary["simulation"]["latents"], summary["simulation"]["latents_undefined"]) == (0, 6)
+    assert out["summary"]["simulation"]["latents_undefined"] == 6
