@@ -8,6 +8,7 @@ model per process); the offline default is all-MiniLM-L6-v2 from the PyPI packag
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -45,17 +46,27 @@ def similarities(encode, explanations: Sequence[str], examples: Sequence[Sequenc
             for i, exs in enumerate(examples)]
 
 
+_CACHE_TEXTS = 50_000  # embeddings kept per model in a process (~75 MB for MiniLM's 384 dims)
+
+
+@lru_cache(maxsize=2)
+def _seen(model: str) -> dict[str, np.ndarray]:
+    return {}
+
+
 def encoder(model: str):
-    """encode(texts) -> unit-normalised embeddings [n, d]. Each encoder remembers the texts it encoded, so the
-    control run (another explanation, the same examples) and a second explainer on the same latents encode
-    only what is new; the cache lives as long as the encoder (one stage call)."""
+    """encode(texts) -> unit-normalised embeddings [n, d]. Texts already encoded in this process are not encoded
+    again: the control run (another explanation, the same examples) and the baseline explainers on the same
+    latents cost only their explanations. At most _CACHE_TEXTS are kept per model."""
     m = load_embedder(model)
-    seen: dict[str, np.ndarray] = {}
+    seen = _seen(model)
 
     def encode(texts):
         texts = list(texts)
         new = sorted({t for t in texts if t not in seen})
         if new:
+            if len(seen) + len(new) > _CACHE_TEXTS:
+                seen.clear()
             seen.update(zip(new, m.encode(new, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)))
         return np.stack([seen[t] for t in texts]) if texts else np.zeros((0, m.get_sentence_embedding_dimension()))
 
