@@ -37,7 +37,7 @@ def test_cron_tick_backfills_missing_then_stale_partitions(defs):
     done, missing = keys[:2], keys[2:]
     partitioned = [a.key for a in PARTITIONED_ASSETS]
     with dg.instance_for_test() as instance:
-        for asset in ("corpus_tokens", "sparse_coders"):
+        for asset in ("corpus_tokens", "sparse_coders", "calibration"):
             report(instance, asset)
         for key in done:
             for asset in partitioned:

@@ -90,19 +90,21 @@ def test_registry_edit_reexplains_every_partition_live(server):
     new_fp = explainer_fp(active_config(config))
     assert new_fp != old_fp
 
-    def runs_done():
+    def runs_done():  # one run per partition, and one of the calibration (the new explainer on planted latents)
         runs = gql(port, RUNS, {"fp": new_fp})["runsOrError"]["results"]
         failed = [r for r in runs if r["status"] in ("FAILURE", "CANCELED")]
         assert not failed, f"sensor runs failed: {failed}\n{log.read_text()[-4000:]}"
-        return runs if len(runs) == len(KEYS) and all(r["status"] == "SUCCESS" for r in runs) else None
+        return runs if len(runs) == len(KEYS) + 1 and all(r["status"] == "SUCCESS" for r in runs) else None
 
-    runs = wait_for("the sensor's runs to succeed", runs_done, 420, log, every=3)
-    partitions = sorted(next(t["value"] for t in r["tags"] if t["key"] == "dagster/partition") for r in runs)
+    runs = wait_for("the sensor's runs to succeed", runs_done, 600, log, every=3)
+    partitions = sorted(t["value"] for r in runs for t in r["tags"] if t["key"] == "dagster/partition")
     assert partitions == KEYS
-    assert all({"key": "autointerp/explainer", "value": "brief"} in r["tags"] for r in runs)
-    assert any(new_fp == t["cursor"] and len(t["runIds"]) == len(KEYS) for t in sensor_ticks(port))
-
     cfg = load_config(config)
+    assert Warehouse(cfg.resolve(cfg.database)).scalar(
+        "SELECT count(*) FROM calibration_scores WHERE explainer_fp = ?", [new_fp]) > 0
+    assert all({"key": "autointerp/explainer", "value": "brief"} in r["tags"] for r in runs)
+    assert any(new_fp == t["cursor"] and len(t["runIds"]) == len(KEYS) + 1 for t in sensor_ticks(port))
+
     wh = Warehouse(cfg.resolve(cfg.database))
     for layer in ("layers.1", "layers.3"):
         selected = wh.scalar("SELECT count(*) FROM latent_selection WHERE status = 'selected' AND layer = ?", [layer])

@@ -9,6 +9,8 @@ import pytest
 
 from autointerp_assets.core.config import ConfigError, load_config
 from autointerp_assets.core.registry import active_config, explainer_fp
+from autointerp_assets.core.stages.baseline_explanations import baseline_contexts
+from autointerp_assets.core.stages.context import Context
 from autointerp_assets.core.storage import Warehouse
 from autointerp_assets.defs.assets import calibration, explanations, latent_pages, scores
 from autointerp_assets.defs.checks import CHECKS
@@ -46,23 +48,32 @@ def test_sensor_reexplains_every_partition_on_explainer_change():
         assert isinstance(result, dg.SkipReason) and "unchanged" in result.skip_message
 
         before = {t: counts(wh, t) for t in ("explanations", "scores")}
-        assert set(before["explanations"]) == {old_fp}
+        baselines = {explainer_fp(b.cfg) for b in baseline_contexts(Context.of(cfg))}
+        assert set(before["explanations"]) == {old_fp} | baselines and len(baselines) == 2
 
         # the user declares a terser explainer and makes it active
         write_registry(config, {"active_explainer": "terse", "explainers": {"terse": {"max_tokens": 24}}})
         new_fp = explainer_fp(active_config(config))
         assert new_fp != old_fp
         result, _ = tick(instance, config, old_fp)
-        reqs = result.run_requests
+        reqs = [r for r in result.run_requests if r.partition_key is not None]
+        (cal,) = [r for r in result.run_requests if r.partition_key is None]  # and the calibration, once
+        assert cal.run_key == f"{new_fp}|calibration"
+        assert cal.tags[EXPLAINER_FP_TAG] == new_fp
         assert result.cursor == new_fp
         assert sorted(r.partition_key for r in reqs) == KEYS  # one per materialized partition
         assert {r.run_key for r in reqs} == {f"{new_fp}|{k}" for k in KEYS}
         assert all(r.tags[EXPLAINER_TAG] == "terse" and r.tags[EXPLAINER_FP_TAG] == new_fp for r in reqs)
         from autointerp_assets.definitions import defs
 
-        job = defs.resolve_job_def(defs.resolve_sensor_def("explainer_change").job_name)
-        assert job.name == "reexplain_and_rescore"  # a run name that says what ran
+        sensor = defs.resolve_sensor_def("explainer_change")
+        assert set(sensor.job_names) == {"reexplain_and_rescore", "calibrate"}  # run names that say what ran
+        job = defs.resolve_job_def("reexplain_and_rescore")
         assert set(job.asset_layer.executable_asset_keys) == {explanations.key, scores.key, latent_pages.key}
+        assert all(r.job_name == job.name for r in reqs) and cal.job_name == "calibrate"
+        calibrate = defs.resolve_job_def("calibrate")
+        assert set(calibrate.asset_layer.executable_asset_keys) == {calibration.key}
+        assert dg.validate_run_config(calibrate, cal.run_config)
 
         # run them as the daemon would: the pinned explainer comes in through run config
         for r in reqs:
@@ -92,18 +103,8 @@ def test_sensor_reexplains_every_partition_on_explainer_change():
         spec = wh.scalar("SELECT spec->>'$.settings.max_tokens' FROM fingerprints WHERE fingerprint = ?", [new_fp])
         assert spec == "24"
 
-        # once the calibration has run (here: recorded for the new explainer), a switch re-runs it too, as its own
-        # unpartitioned run pinned to the explainer
+        # the calibration run (test_calibration / test_pipeline run the asset itself): recorded for the new explainer
         instance.report_runless_asset_event(dg.AssetMaterialization(calibration.key, metadata={"explainer_fp": new_fp}))
-        result, _ = tick(instance, config, new_fp)
-        assert isinstance(result, dg.SkipReason)  # calibrated with the active explainer already
-        write_registry(config, {"active_explainer": "project", "explainers": {"terse": {"max_tokens": 24}}})
-        result, _ = tick(instance, config, new_fp)
-        (req,) = result.run_requests  # the old explainer's partitions are explained; its calibration is not
-        assert req.asset_selection == [calibration.key] and req.partition_key is None
-        assert req.run_key == f"{old_fp}|calibration" and req.tags[EXPLAINER_FP_TAG] == old_fp
-        instance.report_runless_asset_event(dg.AssetMaterialization(calibration.key, metadata={"explainer_fp": old_fp}))
-        write_registry(config, {"active_explainer": "terse", "explainers": {"terse": {"max_tokens": 24}}})
 
         # unchanged again → skip; back to the old explainer → nothing to redo (its rows are there)
         result, _ = tick(instance, config, new_fp)
