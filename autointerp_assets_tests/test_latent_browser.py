@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from autointerp_assets.core.config import load_config
+from autointerp_assets.core.registry import explainer_fp
 from autointerp_assets.core.stages.context import Context
 from autointerp_assets.core.storage import Warehouse
 from autointerp_assets.core.vocabulary import token_strings
@@ -49,10 +50,13 @@ def cli(config: Path, *args: str) -> str:
 
 
 def explained_latent(wh: Warehouse) -> tuple[int, str, float]:
-    """The layers.1 latent with the best detection score: (latent, explanation, detection balanced accuracy)."""
+    """The layers.1 latent with the active explainer's best detection score: (latent, explanation, detection
+    balanced accuracy). (The baseline explainers' rows sit beside; the card lists the active explainer first.)"""
+    efp = explainer_fp(load_config(base_project()[0]))
     return wh.query("SELECT e.latent, e.explanation, s.value FROM explanations e JOIN scores s USING "
                     "(layer, latent, explainer_fp) WHERE e.layer = ? AND e.status = 'ok' AND s.scorer = 'detection' "
-                    "AND s.status = 'ok' ORDER BY s.value DESC, e.latent LIMIT 1", [LAYER]).row(0)
+                    "AND s.status = 'ok' AND e.explainer_fp = ? ORDER BY s.value DESC, e.latent LIMIT 1",
+                    [LAYER, efp]).row(0)
 
 
 def test_example_text_view_reads_tokens_as_text(project):

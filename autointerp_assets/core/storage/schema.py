@@ -558,11 +558,11 @@ VIEWS: dict[str, str] = {
             SELECT explainer_fp, sum(coalesce(prompt_tokens, 0) + coalesce(completion_tokens, 0)) AS tokens
             FROM scores WHERE status = 'ok' GROUP BY ALL),
         spend AS (SELECT explainer_fp, sum(cost_usd) AS usd FROM llm_calls GROUP BY ALL)
-        SELECT sc.explainer_fp,
+        SELECT sc.explainer_fp, f.spec->>'$.llm.model' AS model, sc.scorer,
                CASE WHEN f.spec->>'$.llm.model' IS NOT NULL
                     THEN (f.spec->>'$.llm.model') || ' ' || coalesce(f.spec->>'$.settings.kind', '')
                     WHEN f.spec->>'$.kind' IS NOT NULL THEN 'baseline ' || (f.spec->>'$.kind') END AS explainer,
-               f.spec->>'$.llm.model' AS model, sc.scorer, sc.metric, ex.latents_explained,
+               sc.metric, ex.latents_explained,
                round(ex.ok_rate, 3) AS ok_rate, sc.latents_scored, round(sc.median_value, 3) AS median_value,
                sc.v[greatest(floor(len(sc.v) / 2 - 1.959964 * sqrt(len(sc.v)) / 2), 1)::INTEGER] AS median_ci_low,
                sc.v[len(sc.v) + 1 - greatest(floor(len(sc.v) / 2 - 1.959964 * sqrt(len(sc.v)) / 2), 1)::INTEGER]
