@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 import time
 
 from . import cli_latents
@@ -81,9 +82,10 @@ def _print_findings(ctx) -> None:
                          ("Calibration on planted latents of known meaning (what this explainer + scorer setup can see)",
                           pipeline.calibration_lines(ctx))):
         if lines:
-            print(f"\n{title}")
-            for line in lines:
-                print(f"  {line}")
+            print()
+            print(textwrap.fill(title, 100))
+            for line in lines:  # wrapped to fit a 100-column terminal
+                print(textwrap.fill(line, 100, initial_indent="  ", subsequent_indent="    "))
 
 
 def cmd_summary(args) -> int:

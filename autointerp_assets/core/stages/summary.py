@@ -38,10 +38,18 @@ def partition_summary(ctx: Context) -> pl.DataFrame:
              AND d.explainer_fp = per.explainer_fp AND d.scorer = 'detection'
         ORDER BY per.layer, per.latents, per.explainer_fp
     """)
+    # the baseline explainers (no LLM) are compared in explainer_leaderboard / explainer_pairs, not listed here
+    frame = frame.filter(~pl.col("explainer_fp").is_in(list(_baseline_fps(ctx))))
     engine = pl.col("explainer_fp").replace_strict(explainer_engines(ctx), default=None, return_dtype=pl.Utf8)
     cols = frame.columns
     at = cols.index("explainer_fp") + 1
     return frame.with_columns(explainer_engine=engine).select(*cols[:at], "explainer_engine", *cols[at:])
+
+
+def _baseline_fps(ctx: Context) -> set[str]:
+    from .baseline_explanations import baseline_contexts
+
+    return {explainer_fp(b.cfg) for b in baseline_contexts(ctx)}
 
 
 def explainer_engines(ctx: Context) -> dict[str, str]:
@@ -70,7 +78,9 @@ def findings_lines(ctx: Context) -> list[str]:
     frame = scorer_findings(ctx)
     rows = sorted(frame.iter_rows(named=True), key=lambda r: (r["reads_explanation"] is not False, r["layer"],
                                                                 r["latent_range"], r["scorer"]))
-    return [f"[{r['layer']} {r['latent_range']} {r['explainer_fp'][-8:]}] {r['finding']}" for r in rows]
+    baselines = _baseline_fps(ctx)
+    return [f"[{r['layer']} {r['latent_range']} {r['explainer_fp'][-8:]}] {r['finding']}" for r in rows
+            if r["explainer_fp"] not in baselines]
 
 
 def baseline_comparison(ctx: Context, layer: str, first: int, last: int) -> list[dict]:
