@@ -2,9 +2,11 @@
 of one partition (runs after stage scores, on the same explainer's ok explanations).
 
 Writes, in ONE transaction: rows of ``scores`` / ``score_items`` for scorers 'simulation', 'embedding',
-'surprisal', 'intruder' and every '<scorer>_control' (control = true), replacing exactly those rows of the
-partition and explainer; the bootstrap intervals, metric/value and latent_range of the detection/fuzzing
-rows stage scores wrote; the heuristic flag columns of ``latent_stats``; the LLM calls in ``llm_calls``.
+'surprisal', 'intruder' and every '<scorer>_control' (control = true) — only for the (latent, scorer) pairs
+that had no ok row yet (all with ``force``), merged monotonically (:mod:`.incremental`: a failure never
+replaces an ok row); the bootstrap intervals, metric/value and latent_range of the detection/fuzzing
+rows stage scores wrote; the heuristic flag columns of ``latent_stats``; the LLM calls in ``llm_calls``
+(recorded before they are sent: :mod:`..llm.ledger`).
 """
 
 from __future__ import annotations
@@ -20,9 +22,13 @@ from ..fingerprint import fingerprint
 from ..llm import accounting
 from ..scoring import bootstrap, controls, embedding, heuristics, intruder, simulation, surprisal
 from ..subject_model import resolve_model
+from ..llm.ledger import Ledger
 from .context import Context, explainer_spec, llm_identity, model_identity, scorer_spec
 from .examples import load_examples
-from .llm_runs import new_run_id
+from .explanations import partition_label
+from .incremental import done_scores, failed_units, merge, verdict
+from .llm_runs import prompt_counter
+from .scores import KEY, classifier_status
 
 EXTRA = ("simulation", "embedding", "surprisal", "intruder")
 PRIMARY = {"detection": "balanced_accuracy", "fuzzing": "balanced_accuracy", "fuzzing_active": "balanced_accuracy",
@@ -43,13 +49,14 @@ def _lat(key: str) -> int:
 class _Rows:
     """Collects the partition's score rows, item rows and ledger rows."""
 
-    def __init__(self, ctx: Context, layer: str, efp: str, sampler_fp: str, rng: str):
+    def __init__(self, ctx: Context, layer: str, efp: str, sampler_fp: str, rng: str, run_id: str):
         self.ctx, self.layer, self.efp, self.samp, self.rng = ctx, layer, efp, sampler_fp, rng
         self.scores: list[dict] = []
         self.items: list[dict] = []
         self.ledger: list[dict] = []
         self.fps: dict[str, tuple[str, dict]] = {}
-        self.run_id = new_run_id()
+        self.run_id = run_id
+        self.fatal: str | None = None  # a fatal server error met by one of the requests
 
     def fp(self, spec: dict) -> str:
         f = fingerprint("scorer", spec)
@@ -58,16 +65,22 @@ class _Rows:
 
     def add(self, scorer: str, sfp: str, latent: int, *, value, ci, n: int, n_failed: int, control: bool,
             auroc=None, auroc_ci=(None, None), accuracy=None, balanced=None, n_batches: int = 0,
-            failures=(), responses=(), extra: dict | None = None) -> None:
+            failures=(), responses=(), extra: dict | None = None, ok: bool | None = None) -> None:
         llm = self.ctx.cfg.scorer_llm
+        self.fatal = self.fatal or next((r.error for r in responses if r.fatal), None)
+        server = any(r.transient for r in responses)
+        failures = list(failures)
+        status = "ok" if (value is not None if ok is None else ok) else "failed"
         calls = [accounting.call_row(llm, r, run_id=self.run_id, layer=self.layer, latent=latent, stage="scores",
                                      role="scorer", explainer_fp=self.efp, fingerprint=sfp, scorer=scorer,
                                      batch_index=b) for b, r in enumerate(responses)]
         self.ledger += calls
+        if any(r.fatal for r in responses):  # the stage stops; nothing is recorded for this latent
+            return
         base = PRIMARY[scorer.removesuffix("_control")]
         self.scores.append({
             "layer": self.layer, "latent": latent, "explainer_fp": self.efp, "scorer": scorer, "scorer_fp": sfp,
-            "sampler_fp": self.samp, "status": "ok" if value is not None else "failed", "n": n, "n_failed": n_failed,
+            "sampler_fp": self.samp, "status": status, "n": n, "n_failed": n_failed,
             "balanced_accuracy": balanced, "accuracy": accuracy, "precision": None, "recall": None, "f1": None,
             "auroc": auroc, "n_batches": n_batches, "n_failed_batches": len(list(failures)),
             "failure_reasons": [str(f)[:300] for f in failures],
@@ -75,7 +88,10 @@ class _Rows:
             "completion_tokens": sum(r.completion_tokens for r in responses),
             "latency_s": float(sum(r.latency_s for r in responses)), "cost_usd": float(sum(c["cost_usd"] for c in calls)),
             "control": control, "metric": base, "value": value, "ci_low": ci[0], "ci_high": ci[1],
-            "auroc_ci_low": auroc_ci[0], "auroc_ci_high": auroc_ci[1], "latent_range": self.rng, **(extra or {})})
+            "auroc_ci_low": auroc_ci[0], "auroc_ci_high": auroc_ci[1], "latent_range": self.rng,
+            "_reason": None if status == "ok" else (str(failures[0])[:300] if failures else "no value"),
+            "_server": server,
+            **(extra or {})})
 
     def item(self, scorer: str, sfp: str, latent: int, example_id: int, quantile: int, activating: bool,
              truth: bool, prediction, probability=None, value=None, batch_index: int = 0) -> None:
@@ -104,11 +120,12 @@ def _classifier_rows(rows: _Rows, name: str, sfp: str, res: scorers.ScoreResult,
     items = [{"truth": i.truth, "prediction": i.prediction, "probability": i.probability, "key": f"{res.key}:{name}"}
              for i in res.items]
     ci, auci, _ = _classifier_cis(items, x)
-    ok = m["n"] - m["n_failed"] > 0 and m["balanced_accuracy"] is not None
+    status, why = classifier_status(m)
+    ok = status == "ok"
     rows.add(name, sfp, lat, value=m["balanced_accuracy"] if ok else None, ci=ci, n=m["n"], n_failed=m["n_failed"],
              control=control, auroc=m["auroc"], auroc_ci=auci, accuracy=m["accuracy"], balanced=m["balanced_accuracy"],
-             n_batches=res.n_batches, failures=res.failure_reasons, responses=res.responses,
-             extra={"precision": m["precision"], "recall": m["recall"], "f1": m["f1"]})
+             n_batches=res.n_batches, failures=list(res.failure_reasons) + ([why] if why else []),
+             responses=res.responses, extra={"precision": m["precision"], "recall": m["recall"], "f1": m["f1"]}, ok=ok)
     for i in res.items:
         rows.item(name, sfp, lat, i.example_id, i.quantile, i.activating, i.truth, i.prediction, i.probability,
                   batch_index=i.batch_index)
@@ -135,14 +152,19 @@ def _flags(ctx: Context, layer: str, first: int, last: int) -> pl.DataFrame | No
             ctx_len or ctx.cfg.corpus.ctx_len, ctx.cfg.scoring_extras)
 
 
-def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, explainer_fp: str | None = None) -> dict:
-    """``explainer_fp``: score another explainer's stored explanations (default: the configured explainer's)."""
+def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, explainer_fp: str | None = None,
+                    force: bool = False) -> dict:
+    """``explainer_fp``: score another explainer's stored explanations (default: the configured explainer's).
+    ``force``: re-send every pair, not only those without an ok row."""
     cfg, x = ctx.cfg, ctx.cfg.scoring_extras
     kinds = [k for k in cfg.scorer.scorers]  # detection / fuzzing kinds stage scores ran
     extras = [k for k in x.scorers]
     if "simulation" in extras:  # a bad mode for this engine fails here, before any heavy work
         sim_mode = simulation.resolve_mode(x.simulation_mode, client)
     efp = explainer_fp or fingerprint("explainer", explainer_spec(cfg, ctx.workdir))
+    ledger = Ledger(ctx.wh, cfg.scorer_llm, cfg.budget, layer=layer, stage="scores", role="scorer", explainer_fp=efp,
+                    count=prompt_counter(cfg.scorer_llm, ctx.workdir))
+    client = ledger.client(client)  # every request recorded before it is sent
     rng_label = latent_range(ctx, first, last)
     expl = ctx.wh.query("SELECT latent, explanation FROM explanations WHERE layer = ? AND latent BETWEEN ? AND ? "
                         "AND explainer_fp = ? AND status = 'ok' ORDER BY latent", [layer, first, last, efp])
@@ -158,7 +180,14 @@ def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, exp
     donor = controls.donors(latents, f"{x.seed}:{layer}:{rng_label}:{efp}") if x.control else {}
     donor_text = [text[donor[lat]] for lat in latents] if donor else []
     want_control = set(x.control_scorers) if donor else set()
-    rows = _Rows(ctx, layer, efp, samp, rng_label)
+    names = list(extras) + [f"{k}_control" for k in [*kinds, *extras] if k in want_control]
+    done = set() if force else done_scores(ctx.wh, layer, first, last, efp, names)
+
+    def todo(name: str) -> list[int]:
+        """Indices (into latents) of the latents this scorer still has to score."""
+        return [i for i, lat in enumerate(latents) if (lat, name) not in done]
+
+    rows = _Rows(ctx, layer, efp, samp, rng_label, ledger.run_id)
     seconds: dict[str, float] = {}
     llm_id = llm_identity(cfg.scorer_llm, ctx.workdir)
     ctl_spec = {"kind": "derangement", "seed": x.seed}
@@ -176,11 +205,12 @@ def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, exp
                             "ci_high": ci[1], "auroc_ci_low": auci[0], "auroc_ci_high": auci[1]})
     jobs = [scorers.ScoreJob(k, text[lat], t, n) for k, lat, t, n in zip(keys, latents, tests, nons)]
     for kind in kinds:
-        if kind not in want_control:
+        if kind not in want_control or not todo(f"{kind}_control"):
             continue
         t0 = time.perf_counter()
         cjobs = controls.control_jobs(jobs, {k: text[lat] for k, lat in zip(keys, latents)},
                                       {k: f"{layer}/{donor[lat]}" for k, lat in zip(keys, latents)})
+        cjobs = [cjobs[i] for i in todo(f"{kind}_control")]
         results = asyncio.run(scorers.score_latents(client, kind, cjobs, cfg.scorer))
         sfp = rows.fp({**scorer_spec(cfg, ctx.workdir, kind), "control": ctl_spec})
         for res in results:
@@ -189,18 +219,19 @@ def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, exp
         ctx.log(f"{layer} {rng_label}: {kind}_control in {seconds[kind + '_control']}s")
 
     def both_runs(name: str):
-        """(scorer name, explanations, control?) for the real run and, if wanted, the control run."""
-        runs = [(name, [text[lat] for lat in latents], False)]
+        """(scorer name, latent indices still to do, their explanations, control?) for the real run and, if
+        wanted, the control run; runs with nothing to do are left out."""
+        runs = [(name, todo(name), [text[lat] for lat in latents], False)]
         if name in want_control:
-            runs.append((f"{name}_control", donor_text, True))
-        return runs
+            runs.append((f"{name}_control", todo(f"{name}_control"), donor_text, True))
+        return [(run, idx, [texts[i] for i in idx], ctl) for run, idx, texts, ctl in runs if idx]
 
     def auroc_scorer(name: str, spec: dict, score, values: str) -> None:
         """An explanation-vs-example scorer with a per-example value: AUROC activating vs not, real + control."""
         t0 = time.perf_counter()
-        for run, texts, ctl in both_runs(name):
+        for run, idx, texts, ctl in both_runs(name):
             sfp = rows.fp({**spec, "control": ctl_spec} if ctl else spec)
-            for s in score(texts):
+            for s in score(idx, texts):
                 lat, vals = _lat(s.key), getattr(s, values)
                 ci = bootstrap.auroc_ci(s.activating, vals, x.bootstrap_samples, f"{s.key}:{run}", x.ci_level)
                 rows.add(run, sfp, lat, value=s.auroc, ci=(ci.low, ci.high), auroc=s.auroc, auroc_ci=(ci.low, ci.high),
@@ -210,29 +241,35 @@ def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, exp
         seconds[name] = round(time.perf_counter() - t0, 2)
         ctx.log(f"{layer} {rng_label}: {name} in {seconds[name]}s")
 
-    if "embedding" in extras and latents:
+    def pick(seq, idx):
+        return [seq[i] for i in idx]
+
+    if "embedding" in extras and both_runs("embedding"):
         enc = embedding.encoder(x.embedding_model)
         auroc_scorer("embedding", {"kind": "embedding", **embedding.identity(x.embedding_model)},
-                     lambda texts: embedding.score_embedding(enc, keys, texts, both), "similarity")
+                     lambda idx, texts: embedding.score_embedding(enc, pick(keys, idx), texts, pick(both, idx)),
+                     "similarity")
 
-    if "surprisal" in extras and latents:
+    if "surprisal" in extras and both_runs("surprisal"):
         model_name = x.surprisal_model or cfg.subject_model
         tok, model = surprisal.load_base_lm(resolve_model(model_name, ctx.workdir))
         auroc_scorer("surprisal", {"kind": "surprisal", "model": model_identity(model_name, ctx.workdir),
                                    "prompt_version": surprisal.PROMPT_VERSION, "dtype": str(model.dtype)},
-                     lambda texts: surprisal.score_surprisal(tok, model, keys, texts, both, x.surprisal_batch_size),
+                     lambda idx, texts: surprisal.score_surprisal(tok, model, pick(keys, idx), texts, pick(both, idx),
+                                                                  x.surprisal_batch_size),
                      "value")
 
-    if "simulation" in extras and latents:
+    if "simulation" in extras and both_runs("simulation"):
         t0 = time.perf_counter()
         n = x.simulation_max_examples
         shown = [_subset(t, n, f"{x.seed}:{k}:t") + _subset(m, n, f"{x.seed}:{k}:n")
                  for k, t, m in zip(keys, tests, nons)]
         spec = {"llm": llm_id, "kind": "simulation", "mode": sim_mode, "top_logprobs": x.simulation_top_logprobs,
                 "max_examples": n, "prompt_version": simulation.PROMPT_VERSION}
-        for name, texts, ctl in both_runs("simulation"):
+        for name, idx, texts, ctl in both_runs("simulation"):
             sfp = rows.fp({**spec, "control": ctl_spec} if ctl else spec)
-            for s in simulation.score_simulation(client, keys, texts, shown, sim_mode, x.simulation_top_logprobs):
+            for s in simulation.score_simulation(client, pick(keys, idx), texts, pick(shown, idx), sim_mode,
+                                                 x.simulation_top_logprobs):
                 lat = _lat(s.key)
                 ok = [i for i, p in enumerate(s.predicted) if p is not None]
                 ci = bootstrap.correlation_ci([s.true[i] for i in ok], [s.predicted[i] for i in ok],
@@ -246,13 +283,14 @@ def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, exp
         seconds["simulation"] = round(time.perf_counter() - t0, 2)
         ctx.log(f"{layer} {rng_label}: simulation in {seconds['simulation']}s")
 
-    if "intruder" in extras and latents:
+    if "intruder" in extras and todo("intruder"):
         t0 = time.perf_counter()
         spec = {"llm": llm_id, "kind": "intruder", "shown": x.intruder_shown, "rounds": x.intruder_rounds,
                 "threshold": cfg.scorer.threshold, "seed": x.seed, "prompt_version": intruder.PROMPT_VERSION}
         sfp = rows.fp(spec)
-        for s in intruder.score_intruder(client, keys, tests, nons, x.intruder_shown, x.intruder_rounds,
-                                         cfg.scorer.threshold, x.seed):
+        idx = todo("intruder")
+        for s in intruder.score_intruder(client, pick(keys, idx), pick(tests, idx), pick(nons, idx), x.intruder_shown,
+                                         x.intruder_rounds, cfg.scorer.threshold, x.seed):
             lat = _lat(s.key)
             done = [r for r in s.rounds if r.correct is not None]
             ci = bootstrap.accuracy_ci([r.correct for r in done], x.bootstrap_samples, f"{s.key}:intruder", x.ci_level)
@@ -267,25 +305,29 @@ def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, exp
     t0 = time.perf_counter()
     flags = _flags(ctx, layer, first, last)
     seconds["flags"] = round(time.perf_counter() - t0, 2)
-    _commit(ctx, layer, first, last, efp, rows, ci_rows, flags, kinds, rng_label)
-    return _summary(ctx, layer, efp, rng_label, kinds, extras, rows, flags, donor, seconds)
+    kept, failures = _commit(ctx, layer, first, last, efp, rows, ci_rows, flags, kinds, rng_label, ledger,
+                             latents, names)
+    out = _summary(ctx, layer, efp, rng_label, kinds, extras, rows, flags, donor, seconds)
+    out.update(pairs_already_done=len(done), failures_kept_beside_ok=kept, forced=force)
+    verdict("scores (extra scorers and controls)", partition_label(layer, first, last), sent=len(rows.scores),
+            server_failures=[r["_reason"] for r in rows.scores if r["status"] != "ok" and r["_server"]],
+            units=len(latents) * len(names), failures=failures, max_share=cfg.failures.max_share, fatal=rows.fatal,
+            unit="latent x scorer scores", summary=out)
+    return out
 
 
-def _commit(ctx, layer, first, last, efp, rows: _Rows, ci_rows, flags, kinds, rng_label) -> None:
-    mine = list(EXTRA) + [f"{k}_control" for k in ("detection", "fuzzing", "fuzzing_active", *EXTRA)]
+def _commit(ctx, layer, first, last, efp, rows: _Rows, ci_rows, flags, kinds, rng_label, ledger, latents,
+            names) -> tuple[int, list[str]]:
     wh = ctx.wh
     with wh.write() as con:
         for f, (kind, spec) in rows.fps.items():
             wh.record_fingerprint(con, f, kind, spec)
-        for table in ("scores", "score_items"):
-            con.execute(f"DELETE FROM {table} WHERE layer = ? AND latent BETWEEN ? AND ? AND explainer_fp = ? "
-                        "AND scorer IN (SELECT unnest(?))", [layer, first, last, efp, mine])
-        if rows.scores:
-            wh.insert(con, "scores", pl.DataFrame(rows.scores, schema_overrides={k: pl.Float64 for k in F64}
-                                                  | {"failure_reasons": pl.List(pl.Utf8), "control": pl.Boolean}))
-        if rows.items:
-            wh.insert(con, "score_items", pl.DataFrame(rows.items, schema_overrides={
-                "probability": pl.Float64, "prediction": pl.Boolean, "value": pl.Float64}))
+        items = pl.DataFrame(rows.items, schema_overrides={"probability": pl.Float64, "prediction": pl.Boolean,
+                                                           "value": pl.Float64}) if rows.items else pl.DataFrame()
+        frame = pl.DataFrame(rows.scores, schema_overrides={k: pl.Float64 for k in F64} | {
+            "failure_reasons": pl.List(pl.Utf8), "control": pl.Boolean, "_reason": pl.Utf8, "_server": pl.Boolean}) \
+            if rows.scores else pl.DataFrame()
+        kept = merge(con, wh, "scores", frame, KEY, "_reason", {"score_items": items})["kept"]
         # stage scores' own rows: primary metric, intervals and partition label (their other columns untouched)
         con.execute("UPDATE scores SET metric = 'balanced_accuracy', value = balanced_accuracy, control = false, "
                     "latent_range = ? WHERE layer = ? AND latent BETWEEN ? AND ? AND explainer_fp = ? "
@@ -303,10 +345,9 @@ def _commit(ctx, layer, first, last, efp, rows: _Rows, ci_rows, flags, kinds, rn
             con.execute(f"UPDATE latent_stats SET {cols} FROM _flags f WHERE latent_stats.layer = ? "
                         "AND latent_stats.latent = f.latent", [layer])
             con.unregister("_flags")
-        if rows.ledger:
-            wh.insert(con, "llm_calls", pl.DataFrame(rows.ledger, schema_overrides={
-                "error": pl.Utf8, "scorer": pl.Utf8, "batch_index": pl.Int32, "cost_usd": pl.Float64,
-                "latency_s": pl.Float64}))
+        ledger.complete(con, rows.ledger)
+        failures = failed_units(con, "scores", layer, efp, latents, names)
+    return kept, failures
 
 
 def _summary(ctx, layer, efp, rng_label, kinds, extras, rows: _Rows, flags, donor, seconds) -> dict:
@@ -315,8 +356,10 @@ def _summary(ctx, layer, efp, rng_label, kinds, extras, rows: _Rows, flags, dono
     real = ctx.wh.query("SELECT latent, scorer, value FROM scores WHERE layer = ? AND latent_range = ? AND "
                         "explainer_fp = ? AND status = 'ok' AND scorer IN (SELECT unnest(?))",
                         [layer, rng_label, efp, list(kinds) + list(extras)])
-    ctl = {(r["latent"], r["scorer"].removesuffix("_control")): r["value"] for r in rows.scores
-           if r["control"] and r["value"] is not None}
+    # the partition as it now stands: controls of this run merged with earlier ones
+    ctls = ctx.wh.query("SELECT latent, scorer, value FROM scores WHERE layer = ? AND latent_range = ? AND "
+                        "explainer_fp = ? AND status = 'ok' AND control AND value IS NOT NULL", [layer, rng_label, efp])
+    ctl = {(lat, name.removesuffix("_control")): v for lat, name, v in ctls.iter_rows()}
     out: dict = {}
     for name in list(kinds) + list(extras):
         grp = real.filter(pl.col("scorer") == name)
@@ -332,7 +375,7 @@ def _summary(ctx, layer, efp, rng_label, kinds, extras, rows: _Rows, flags, dono
     control_values: dict[str, list] = {}
     for (_, name), v in ctl.items():
         control_values.setdefault(name, []).append(v)
-    return {"explainer_fp": efp, "latent_range": rng_label, "latents": len({r["latent"] for r in rows.scores}),
+    return {"explainer_fp": efp, "latent_range": rng_label, "latents": real["latent"].n_unique(),
             "control_pairs": len(donor), "seconds": seconds, "summary": out, "control_values": control_values,
             "flags": flag_counts,
             "flagged_latents": {c: flags.filter(pl.col(c))["latent"].to_list() for c in flag_counts} if flags is not None
