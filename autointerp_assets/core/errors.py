@@ -31,7 +31,7 @@ class StageFailed(RuntimeError):
         self.summary = summary or {}
 
 
-def one_line(e: BaseException, limit: int = 400) -> str:
+def one_line(e: BaseException, limit: int = 500) -> str:
     """The exception as one line: our own errors as their message, others as ``Type: first line``."""
     from .config import ConfigError
 
@@ -67,6 +67,5 @@ def readable_database_hint(e: BaseException, path: Path) -> str:
     """One line for a warehouse file that DuckDB cannot open (truncated, not a database, wrong version)."""
     first = " ".join(str(e).splitlines()[0].split())[:200]
     size = f"{os.path.getsize(path):,} bytes" if path.exists() else "missing"
-    return (f"the warehouse {path} ({size}) cannot be opened as a DuckDB database ({first}): it is damaged or "
-            f"not a DuckDB file: restore it from a snapshot (autointerp snapshot) or move it away and re-run "
-            f"`autointerp run` to rebuild it")
+    return (f"the warehouse {path} ({size}) is damaged or not a DuckDB file ({first}): restore a copy (e.g. one made "
+            f"by autointerp snapshot) or move it away and let `autointerp run` rebuild it")

@@ -1,6 +1,6 @@
 """The persistent Dagster instance (``$DAGSTER_HOME``), set up under a file lock.
 
-Dagster's SQLite storages (``storage/runs.db``, ``storage/index.db``, ``schedules/schedules.db``) create
+Dagster's SQLite storages (``history/runs.db``, ``history/runs/index.db``, ``schedules/schedules.db``) create
 their tables and stamp their migration revision the first time an instance opens a fresh home; two
 processes doing that at once can both stamp, leaving two migration heads, and every later run fails
 (`make run` beside `make ui`, two first runs, CI). :func:`prepare` opens the instance once under
@@ -21,7 +21,7 @@ from filelock import FileLock
 
 LOCK = ".autointerp-instance.lock"
 READY = ".autointerp-instance-ready"  # written under the lock once every storage is created and stamped
-STORAGES = ("storage/runs.db", "storage/index.db", "schedules/schedules.db")
+STORAGES = ("history/runs.db", "history/runs/index.db", "schedules/schedules.db")  # a home without storage: config
 
 
 def home() -> Path | None:
@@ -37,7 +37,7 @@ def prepare(dagster_home: str | os.PathLike | None = None) -> Path | None:
     if h is None:
         return None
     h.mkdir(parents=True, exist_ok=True)
-    if (h / READY).exists() and not broken(h):
+    if (h / READY).exists() and not broken(h, everywhere=False):
         return h  # set up before (the common case: no lock to wait for)
     with FileLock(str(h / LOCK)):
         if not (h / READY).exists():
@@ -55,17 +55,20 @@ def get():
     return dg.DagsterInstance.from_config(str(h)) if h is not None else dg.DagsterInstance.ephemeral()
 
 
-def broken(dagster_home: str | os.PathLike) -> list[str]:
-    """The storages of a home whose migration stamp is not exactly one revision (what a set-up race leaves)."""
+def broken(dagster_home: str | os.PathLike, everywhere: bool = True) -> list[str]:
+    """The SQLite storages of a home whose migration stamp is not exactly one revision (what a set-up race
+    leaves: every later run fails on "more than one head"); ``everywhere=False``: the three shared ones only."""
     out = []
-    for rel in STORAGES:
-        p = Path(dagster_home) / rel
-        if p.exists():
+    home = Path(dagster_home)
+    files = sorted(home.rglob("*.db")) if everywhere else [home / s for s in STORAGES]
+    for p in files:
+        rel = p.relative_to(home)
+        if p.is_file():
             con = sqlite3.connect(str(p))
             try:
                 n = con.execute("SELECT count(*) FROM alembic_version").fetchone()[0]
             except sqlite3.Error:
-                n = 0
+                n = 1  # not a migrated storage (or not stamped yet): nothing to judge
             finally:
                 con.close()
             if n != 1:
