@@ -4,7 +4,7 @@ It is not a model: a well-formed request gets a fixed valid answer (an "[EXPLANA
 explainer prompts, a list of n 0/1 values with logprobs for scorer prompts). What it is for:
 - ``mode`` (switch it at any time): every request gets ``ok``, ``500``, ``garbage`` (a 200 whose body is
   not JSON), ``hang`` (no answer within the client's timeout), ``429`` (with Retry-After), ``truncated``
-  (a well-formed answer cut short, finish_reason "length") or ``401``; ``GET /v1/models`` lists the model
+  (the connection drops halfway through the answer's body) or ``401``; ``GET /v1/models`` lists the model
   (401 in mode 401);
 - ``fault_rate``: that share of attempts fails, evenly as a hang past the client's timeout, 429 with
   Retry-After, 500, or a 200 with garbage instead of JSON;
@@ -138,8 +138,14 @@ class FakeOpenAIServer:
                                          headers={"Retry-After": self.retry_after})
             if fault == "500":
                 return web.json_response({"error": {"message": "internal error"}}, status=500)
-            if fault == "truncated":
-                return self._completion(body, *answer_for(body), cut=True)
+            if fault == "truncated":  # half the body, then the connection drops
+                full = self._completion(body, *answer_for(body)).body
+                resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
+                                                               "Content-Length": str(len(full))})
+                await resp.prepare(request)
+                await resp.write(full[: len(full) // 2])
+                request.transport.close()
+                return resp
             return web.Response(body=b'{"choices": [ {"message": tr', content_type="application/json")
         if self._sem is not None:
             async with self._sem:
@@ -158,11 +164,8 @@ class FakeOpenAIServer:
             self.in_flight -= 1
 
     @staticmethod
-    def _completion(body: dict, text: str, lps: list | None, cut: bool = False) -> web.Response:
-        """A chat completion; ``cut``: the answer stops after its first 12 characters (finish_reason length)."""
-        if cut:
-            text, lps = text[:12], (lps[:4] if lps else lps)
-        choice = {"index": 0, "finish_reason": "length" if cut else "stop",
+    def _completion(body: dict, text: str, lps: list | None) -> web.Response:
+        choice = {"index": 0, "finish_reason": "stop",
                   "message": {"role": "assistant", "content": text},
                   "logprobs": {"content": lps} if lps is not None and body.get("logprobs") else None}
         prompt = sum(len(m["content"]) for m in body["messages"]) // 4

@@ -1,5 +1,6 @@
 """The fault matrix: `autointerp run` against a local server on 127.0.0.1 that answers every request with one
-fault (500, garbage, a hang past the timeout, 429 with Retry-After, truncated answers, 401) or is not there
+fault (500, garbage, a hang past the timeout, 429 with Retry-After, answers truncated by a dropped connection,
+401) or is not there
 (a closed port). For each fault, starting from a good run that left 3 of 5 latents' work missing:
 
 - the faulty run exits non-zero with one line per failure that names the server, the error and the fix;
@@ -35,7 +36,7 @@ FAULTS = {
     "garbage": ("sent failed after retries", "check the LLM server", 1),
     "hang": ("APITimeoutError", "llm.timeout_s", 1),
     "429": ("RateLimitError: Error code: 429", "check the LLM server", 1),
-    "truncated": ("cut at explainer.max_tokens", "max_tokens", 1),
+    "truncated": ("APIConnectionError", "check the LLM server", 1),
     "401": ("answered 401 Unauthorized", f"${KEY_ENV} is not set: export", 2),
     "closed_port": ("cannot connect to LLM server http://127.0.0.1:", "start the server or fix llm.base_url", 2),
 }

@@ -49,30 +49,40 @@ def cpython_documents() -> list[str]:
     return list(dict.fromkeys(docs))  # de-duplicate, keep order
 
 
+def decode_line(path: Path, i: int, raw: bytes) -> str:
+    """Line ``i`` (1-based) of a corpus file as text; a byte that is not UTF-8 is a one-line error naming it."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CorpusError(f"corpus file {path} line {i} is not UTF-8 (byte 0x{raw[e.start]:02x} at column "
+                          f"{e.start + 1}): convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8) or "
+                          "remove it") from None
+
+
+def jsonl_text(path: Path, i: int, line: str, column: str) -> str:
+    """The text of JSONL line ``i``; a malformed line or a missing column is a one-line error naming it."""
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise CorpusError(f"corpus file {path} line {i} is not valid JSON ({e.msg} at column {e.colno}): "
+                          "fix or remove that line (one JSON object per line)") from None
+    if not isinstance(rec, dict) or column not in rec:
+        raise CorpusError(f"{path}:{i} has no '{column}' field: set corpus.text_column")
+    return str(rec[column])
+
+
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, text) of a UTF-8 file; a byte that is not UTF-8 is a one-line error naming the line."""
+    """(line number, text) of a UTF-8 file."""
     with path.open("rb") as f:
         for i, raw in enumerate(f, 1):
-            try:
-                yield i, raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise CorpusError(f"corpus file {path} line {i} is not UTF-8 (byte 0x{raw[e.start]:02x} at column "
-                                  f"{e.start + 1}): convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8) or "
-                                  "remove it") from None
+            yield i, decode_line(path, i, raw)
 
 
 def _file_documents(path: Path, column: str) -> Iterator[str]:
     if path.suffix == ".jsonl":
         for i, line in _lines(path):
             if line.strip():
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise CorpusError(f"corpus file {path} line {i} is not valid JSON ({e.msg} at column {e.colno}): "
-                                      "fix or remove that line (one JSON object per line)") from None
-                if not isinstance(rec, dict) or column not in rec:
-                    raise CorpusError(f"{path}:{i} has no '{column}' field: set corpus.text_column")
-                yield str(rec[column])
+                yield jsonl_text(path, i, line, column)
     elif path.suffix == ".parquet":
         import polars as pl
 

@@ -126,7 +126,7 @@ def check_sparse_coders(cfg: ProjectConfig) -> None:
 
 
 def check_corpus(cfg: ProjectConfig) -> None:
-    from .corpus import _TEXT_SUFFIXES
+    from .corpus import _TEXT_SUFFIXES, CorpusError, decode_line, jsonl_text
 
     src = cfg.corpus.source
     if src == "cpython":
@@ -157,23 +157,15 @@ def check_corpus(cfg: ProjectConfig) -> None:
             continue
         with f.open("rb") as fh:
             data = fh.read(_SAMPLE_BYTES)
-        cut = data.rfind(b"\n") + 1 if len(data) == _SAMPLE_BYTES else len(data)
+        if len(data) == _SAMPLE_BYTES:
+            data = data[: data.rfind(b"\n") + 1]  # whole lines only
         try:
-            data[:cut].decode("utf-8")
-        except UnicodeDecodeError as e:
-            line = data[:e.start].count(b"\n") + 1
-            raise InputError(f"corpus file {f} line {line} is not UTF-8 (byte 0x{data[e.start]:02x}): convert the file "
-                             "to UTF-8 (e.g. iconv -f latin1 -t utf-8) or remove it") from None
-        if f.suffix == ".jsonl":
-            for i, line in enumerate(data[:cut].decode("utf-8").splitlines(), 1):
-                if line.strip():
-                    try:
-                        rec = json.loads(line)
-                    except json.JSONDecodeError as e:
-                        raise InputError(f"corpus file {f} line {i} is not valid JSON ({e.msg} at column {e.colno}): "
-                                         "fix or remove that line (one JSON object per line)") from None
-                    if not isinstance(rec, dict) or cfg.corpus.text_column not in rec:
-                        raise InputError(f"{f}:{i} has no '{cfg.corpus.text_column}' field: set corpus.text_column")
+            for i, raw in enumerate(data.splitlines(keepends=True), 1):
+                line = decode_line(f, i, raw)
+                if f.suffix == ".jsonl" and line.strip():
+                    jsonl_text(f, i, line, cfg.corpus.text_column)
+        except CorpusError as e:
+            raise InputError(str(e)) from None
 
 
 def check_llm(llm: LLMConfig, field: str, workdir: Path) -> None:

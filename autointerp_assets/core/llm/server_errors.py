@@ -105,8 +105,15 @@ def probe(base_url: str, model: str, key_env: str, timeout_s: float = 10.0) -> l
 
 
 def short(e: BaseException, key_env: str = "", limit: int = 300) -> str:
-    """``Type: message`` on one line, secrets redacted, at most ``limit`` characters."""
-    msg = redact(" ".join(str(e).split()), [key_env] if key_env else []) or repr(e)
+    """``Type: message`` on one line (with the root cause of a connection error: 'Connection error.' alone says
+    nothing), secrets redacted, at most ``limit`` characters."""
+    text = " ".join(str(e).split())
+    root = e.__cause__
+    while root is not None and root.__cause__ is not None:
+        root = root.__cause__
+    if root is not None and len(text) < 40:
+        text += f" ({type(root).__name__}: {' '.join(str(root).split())})"
+    msg = redact(text, [key_env] if key_env else []) or repr(e)
     if len(msg) > limit:
         msg = msg[: limit - 3] + "..."
     return f"{type(e).__name__}: {msg}"

@@ -84,14 +84,6 @@ def explainer_examples(ctx: Context, layer: str, first: int, last: int) -> dict:
     return load_examples(ctx, layer, first, last, splits)
 
 
-def _cut_short(full: str, explanation: str, finish_reason: str | None) -> bool:
-    """The answer hit max_tokens on the explanation's own line: the sentence is probably cut."""
-    if finish_reason != "length" or not full.strip():
-        return False
-    last = " ".join(full.strip().splitlines()[-1].replace(explainers.OPEN, "").replace(explainers.CLOSE, "").split())
-    return explanation[-12:] in last
-
-
 def _outcome(req, resp) -> tuple[str, str | None, str | None]:
     """(status, explanation, error) of one answer."""
     if not resp.ok:
@@ -99,8 +91,6 @@ def _outcome(req, resp) -> tuple[str, str | None, str | None]:
     text = explainers.parse_explanation(resp.text, req.prefill)
     if not text:
         return "parse_error", None, "parse_error: no explanation after the marker line"
-    if _cut_short(req.prefill + resp.text, text, resp.finish_reason):
-        return "parse_error", None, "parse_error: the answer was cut at explainer.max_tokens inside the explanation"
     return "ok", text, None
 
 
