@@ -181,11 +181,11 @@ def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, exp
     donor_text = [text[donor[lat]] for lat in latents] if donor else []
     want_control = set(x.control_scorers) if donor else set()
     names = list(extras) + [f"{k}_control" for k in [*kinds, *extras] if k in want_control]
-    done = set() if force else done_scores(ctx.wh, layer, first, last, efp, names)
+    already = set() if force else done_scores(ctx.wh, layer, first, last, efp, names)
 
     def todo(name: str) -> list[int]:
         """Indices (into latents) of the latents this scorer still has to score."""
-        return [i for i, lat in enumerate(latents) if (lat, name) not in done]
+        return [i for i, lat in enumerate(latents) if (lat, name) not in already]
 
     rows = _Rows(ctx, layer, efp, samp, rng_label, ledger.run_id)
     seconds: dict[str, float] = {}
@@ -308,7 +308,7 @@ def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, exp
     kept, failures = _commit(ctx, layer, first, last, efp, rows, ci_rows, flags, kinds, rng_label, ledger,
                              latents, names)
     out = _summary(ctx, layer, efp, rng_label, kinds, extras, rows, flags, donor, seconds)
-    out.update(pairs_already_done=len(done), failures_kept_beside_ok=kept, forced=force)
+    out.update(pairs_already_done=len(already), failures_kept_beside_ok=kept, forced=force)
     verdict("scores (extra scorers and controls)", partition_label(layer, first, last), sent=len(rows.scores),
             server_failures=[r["_reason"] for r in rows.scores if r["status"] != "ok" and r["_server"]],
             units=len(latents) * len(names), failures=failures, max_share=cfg.failures.max_share, fatal=rows.fatal,
