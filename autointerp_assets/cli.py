@@ -226,6 +226,9 @@ def main(argv=None) -> int:
 
     try:
         if args.cmd in cli_latents.COMMANDS:
+            from .core.config import load_config
+
+            _existing(load_config())  # they read the warehouse: a missing one is an error, never created
             return cli_latents.run(args)
         return {"run": cmd_run, "summary": cmd_summary, "sql": cmd_sql, "snapshot": cmd_snapshot,
                 "explainers": cmd_explainers}[args.cmd](args)
