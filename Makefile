@@ -39,6 +39,7 @@ test: setup browser
 
 ui: setup
 	mkdir -p $(DAGSTER_HOME)
+	$(BIN)/python -m autointerp_assets.defs.instance   # storages created once, under a lock (safe beside `make run`)
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 clean:

@@ -2,11 +2,17 @@
 
 It is not a model: a well-formed request gets a fixed valid answer (an "[EXPLANATION]:" line for
 explainer prompts, a list of n 0/1 values with logprobs for scorer prompts). What it is for:
+- ``mode`` (switch it at any time): every request gets ``ok``, ``500``, ``garbage`` (a 200 whose body is
+  not JSON), ``hang`` (no answer within the client's timeout), ``429`` (with Retry-After), ``truncated``
+  (the connection drops halfway through the answer's body) or ``401``; ``GET /v1/models`` lists the model
+  (401 in mode 401);
 - ``fault_rate``: that share of attempts fails, evenly as a hang past the client's timeout, 429 with
   Retry-After, 500, or a 200 with garbage instead of JSON;
 - ``reject``: requests whose last user message contains this string always get a 400 (not retried);
 - ``latency_s`` + ``capacity``: each answer takes latency_s and at most ``capacity`` are served at once
   (the rest queue), so saturation throughput is capacity / latency_s requests per second.
+It counts what it received: ``outcomes`` per answer kind, ``received`` chat requests, and ``call_ids`` (the
+ledger ids clients send as the header X-Autointerp-Call).
 """
 
 from __future__ import annotations
@@ -48,9 +54,15 @@ def answer_for(body: dict) -> tuple[str, list | None]:
 
 
 class FakeOpenAIServer:
+    MODES = ("ok", "500", "garbage", "hang", "429", "truncated", "401")
+
     def __init__(self, fault_rate: float = 0.0, hang_s: float = 2.0, retry_after: str = "0.05",
-                 reject: str | None = None, latency_s: float = 0.0, capacity: int | None = None, seed: int = 0):
+                 reject: str | None = None, latency_s: float = 0.0, capacity: int | None = None, seed: int = 0,
+                 mode: str = "ok", models: tuple[str, ...] = ("smollm2",)):
         self.fault_rate, self.hang_s, self.retry_after, self.reject = fault_rate, hang_s, retry_after, reject
+        self.mode, self.model_ids = mode, models
+        self.received = 0
+        self.call_ids: list[str] = []
         self.latency_s, self.capacity = latency_s, capacity
         self.rng = random.Random(seed)
         self.outcomes: Counter = Counter()  # ok / hang / 429 / 500 / garbage / 400
@@ -77,6 +89,7 @@ class FakeOpenAIServer:
         asyncio.set_event_loop(self._loop)
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
         self._runner = web.AppRunner(app, access_log=None)
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -91,9 +104,18 @@ class FakeOpenAIServer:
     def faults(self) -> int:
         return sum(v for k, v in self.outcomes.items() if k not in ("ok", "400"))
 
-    # --- handler ---------------------------------------------------------------------------------
+    # --- handlers --------------------------------------------------------------------------------
+    async def _models(self, request: web.Request) -> web.StreamResponse:
+        if self.mode == "401":
+            return web.json_response({"error": {"message": "Incorrect API key provided", "code": 401}}, status=401)
+        return web.json_response({"object": "list", "data": [{"id": m, "object": "model", "owned_by": "fake"}
+                                                            for m in self.model_ids]})
+
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
+        self.received += 1
+        if request.headers.get("X-Autointerp-Call"):
+            self.call_ids.append(request.headers["X-Autointerp-Call"])
         self.bodies.append(body)
         self.models[body.get("model")] += 1
         user = next((m["content"] for m in reversed(body["messages"]) if m["role"] == "user"), "")
@@ -101,9 +123,13 @@ class FakeOpenAIServer:
             self.outcomes["400"] += 1
             return web.json_response({"error": {"message": "rejected by the fake server", "type": "invalid_request",
                                                 "code": 400}}, status=400)
-        if self.rng.random() < self.fault_rate:
+        fault = self.mode if self.mode != "ok" else None
+        if fault is None and self.fault_rate and self.rng.random() < self.fault_rate:
             fault = self.rng.choice(["hang", "429", "500", "garbage"])
+        if fault is not None:
             self.outcomes[fault] += 1
+            if fault == "401":
+                return web.json_response({"error": {"message": "Incorrect API key provided", "code": 401}}, status=401)
             if fault == "hang":
                 await asyncio.sleep(self.hang_s)
                 return web.json_response({"error": {"message": "too late"}}, status=500)
@@ -112,6 +138,14 @@ class FakeOpenAIServer:
                                          headers={"Retry-After": self.retry_after})
             if fault == "500":
                 return web.json_response({"error": {"message": "internal error"}}, status=500)
+            if fault == "truncated":  # half the body, then the connection drops
+                full = self._completion(body, *answer_for(body)).body
+                resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
+                                                               "Content-Length": str(len(full))})
+                await resp.prepare(request)
+                await resp.write(full[: len(full) // 2])
+                request.transport.close()
+                return resp
             return web.Response(body=b'{"choices": [ {"message": tr', content_type="application/json")
         if self._sem is not None:
             async with self._sem:
@@ -124,17 +158,21 @@ class FakeOpenAIServer:
         try:
             if self.latency_s:
                 await asyncio.sleep(self.latency_s)
-            text, lps = answer_for(body)
             self.outcomes["ok"] += 1
-            choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text},
-                      "logprobs": {"content": lps} if lps is not None and body.get("logprobs") else None}
-            prompt = sum(len(m["content"]) for m in body["messages"]) // 4
-            usage = {"prompt_tokens": prompt, "completion_tokens": len(text) // 2 + 1,
-                     "total_tokens": prompt + len(text) // 2 + 1, "prompt_tokens_details": {"cached_tokens": prompt // 2}}
-            return web.json_response({"id": "fake", "object": "chat.completion", "created": 0, "model": body["model"],
-                                      "choices": [choice], "usage": usage})
+            return self._completion(body, *answer_for(body))
         finally:
             self.in_flight -= 1
+
+    @staticmethod
+    def _completion(body: dict, text: str, lps: list | None) -> web.Response:
+        choice = {"index": 0, "finish_reason": "stop",
+                  "message": {"role": "assistant", "content": text},
+                  "logprobs": {"content": lps} if lps is not None and body.get("logprobs") else None}
+        prompt = sum(len(m["content"]) for m in body["messages"]) // 4
+        usage = {"prompt_tokens": prompt, "completion_tokens": len(text) // 2 + 1,
+                 "total_tokens": prompt + len(text) // 2 + 1, "prompt_tokens_details": {"cached_tokens": prompt // 2}}
+        return web.json_response({"id": "fake", "object": "chat.completion", "created": 0, "model": body["model"],
+                                  "choices": [choice], "usage": usage})
 
 
 if __name__ == "__main__":  # a separate process for benchmarks: prints its URL, serves until killed

@@ -151,7 +151,15 @@ def test_parse_failure_is_recorded_and_never_scored(warehouse, instance, tmp_roo
     key = dg.MultiPartitionKey({"layer": "layers.1", "latents": "00000-00031"})
     old = warehouse.query("SELECT DISTINCT explainer_fp FROM explanations")["explainer_fp"].to_list()
     n_old_scores = warehouse.scalar("SELECT count(*) FROM scores")
-    materialize(instance, [explanations, scores], key, config_path=broken)
+    res = dg.materialize(ALL, selection=[explanations, scores], partition_key=key, instance=instance,
+                         raise_on_error=False,
+                         resources={"project": ProjectResource(config_path=str(broken)), "llm": LLMResource()})
+    # every answer unusable: more than failures.max_share of the partition failed, so the step fails in one line
+    assert not res.success and res.get_failed_step_keys() == {"explanations"}
+    (event,) = res.get_step_failure_events()
+    msg = event.step_failure_data.user_failure_data.description
+    assert msg.startswith("explanations of layers.1 latents 0-31: ") and "are failures" in msg and "\n" not in msg
+    assert "parse_error" in msg
     new = warehouse.query("SELECT * FROM explanations WHERE explainer_fp NOT IN (SELECT unnest(?))", [old])
     assert new.height > 0
     assert set(new["status"]) == {"parse_error"}

@@ -3,6 +3,10 @@
 Every field has a documented default; the Dagster partitions (``layer`` × ``latents``) are derived
 from ``hookpoints`` and ``latents``. Bad values fail at load time with a one-line message that names
 the field and the fix, before any heavy work starts.
+
+Relative paths in a config file (database, workdir, sae.source, corpus.source) are relative to the
+project root: ``$AUTOINTERP_ROOT`` if set, else the directory holding the config file, or its parent
+when the file sits in a ``data/`` directory (``<root>/data/project.yaml``, the default layout).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from .windows import tiling_error
 
@@ -46,6 +50,13 @@ class CorpusConfig(_Strict):
         "shown as firing; their norm is ~150x the others). None = the tokenizer's bos_token.",
     )
     seed: int = Field(22, description="Shuffle seed for document order.")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.n_tokens < self.ctx_len:
+            raise ValueError(f"corpus.n_tokens ({self.n_tokens}) is smaller than one row of corpus.ctx_len "
+                             f"({self.ctx_len}) tokens: raise n_tokens to at least {self.ctx_len} or lower ctx_len")
+        return self
 
 
 class SaeConfig(_Strict):
@@ -139,7 +150,8 @@ class SamplerConfig(_Strict):
     ratio_top: float = Field(0.2, ge=0, le=1, description="mix: share of train examples taken from the top.")
     n_test: int = Field(50, gt=0, description="Activating test examples for scorers, spread evenly over the quantile "
                         "bins (a bin that train emptied is made up from the others); disjoint from train.")
-    n_non_activating: int = Field(50, ge=0, description="Non-activating windows per latent (scorers' negatives).")
+    n_non_activating: int = Field(50, ge=1, description="Non-activating windows per latent (scorers' negatives; "
+                                  "at least 1: balanced accuracy needs both classes).")
     n_train_non_activating: int = Field(
         10, ge=0, description="Non-activating windows per latent for the explainer (split 'train_non_activating', "
         "the contrastive explainer's counterexamples): same source as n_non_activating, drawn after them, so the "
@@ -217,6 +229,16 @@ class LLMConfig(_Strict):
     price: PriceConfig = Field(PriceConfig(), description="$ per 1M prompt / cached / completion tokens, for the "
                                "llm_calls ledger and the budget (0 = free, e.g. a local engine).")
 
+    @model_validator(mode="after")
+    def _check(self):
+        if self.engine == "openai" and not self.base_url:
+            raise ValueError("engine is 'openai' but base_url is not set: set base_url to the server's URL, "
+                             "e.g. http://127.0.0.1:8000/v1")
+        if self.engine == "vllm" and self.base_url:
+            raise ValueError("base_url is set but engine is 'vllm' (in-process): set engine: openai to use the "
+                             "server, or remove base_url")
+        return self
+
 
 class ExplainerConfig(_Strict):
     llm: LLMConfig = LLMConfig()
@@ -271,6 +293,18 @@ class BudgetConfig(_Strict):
     max_cost_usd: float | None = Field(None, gt=0, description="Stop before the ledger's total cost exceeds this.")
     max_tokens: int | None = Field(None, gt=0, description="Stop before the ledger's prompt + completion tokens "
                                    "exceed this.")
+
+
+class FailuresConfig(_Strict):
+    """When a partition's LLM stage counts as failed (the step fails, `autointerp run` exits non-zero).
+
+    Auth, missing-model and refused-connection errors stop a stage at once whatever the share. Failed
+    latents are kept beside the last good result and re-sent by the next run.
+    """
+
+    max_share: float = Field(0.2, ge=0, le=1, description="Fail the step when more than this share of the units "
+                             "it sent (latents for explanations, latent x scorer for scores) failed (0 = any "
+                             "failure fails it, 1 = only when every unit failed).")
 
 
 class ScoringExtrasConfig(_Strict):
@@ -349,7 +383,8 @@ class CalibrationConfig(_Strict):
 
 class ProjectConfig(_Strict):
     name: str = Field("offline-default", description="A label for this project.")
-    database: str = Field("data/autointerp.duckdb", description="DuckDB file (relative to the project root).")
+    database: str = Field("data/autointerp.duckdb", description="DuckDB file (relative to the project root). "
+                          "`autointerp run` creates it; every other command needs it to exist.")
     workdir: str = Field("data", description="Where models, SAEs and caches are kept.")
     subject_model: str = Field("smollm2", description="'smollm2' or 'gemma3-270m' (offline), a Hugging Face name "
                                "or local dir.")
@@ -367,10 +402,13 @@ class ProjectConfig(_Strict):
         ("top_tokens", "logit_lens"), description="Baseline explainers (no LLM) explained and scored beside the "
         "active explainer in every partition, on the same latents with the same scorers, so the leaderboard and "
         "explainer_pairs show whether the LLM's explanations beat a free one. Empty = none.")
+    failures: FailuresConfig = Field(FailuresConfig(), description="When failed LLM requests fail a partition's step.")
     scoring_extras: ScoringExtrasConfig = Field(ScoringExtrasConfig(), description="Extra scorers, the random-explanation control, bootstrap CIs and heuristic flags (stage scores_more).")
     browser: BrowserConfig = Field(BrowserConfig(), description="The latent browser's pages, server and search.")
     calibration: CalibrationConfig = Field(CalibrationConfig(), description="Known-answer calibration of the explainer "
                                            "and scorers on planted latents (asset calibration).")
+
+    _root: Path | None = PrivateAttr(None)  # the project root of the config file (see the module docstring)
 
     @model_validator(mode="after")
     def _check(self):
@@ -394,6 +432,10 @@ class ProjectConfig(_Strict):
         return [f"{a:0{width}d}-{b:0{width}d}" for a, b in self.latents.ranges()]
 
     @property
+    def root(self) -> Path:
+        return self._root or project_root()
+
+    @property
     def browser_dir(self) -> Path:
         return self.resolve(self.browser.dir) if self.browser.dir else self.resolve(self.database).parent / "browser"
 
@@ -406,9 +448,9 @@ class ProjectConfig(_Strict):
         return self.browser.search_model or self.sampler.embedding_model
 
     def resolve(self, path: str) -> Path:
-        """A path from the config, relative to the directory holding ``data/`` (the project root)."""
-        p = Path(path)
-        return p if p.is_absolute() else project_root() / p
+        """A path from the config, relative to the project root (never to where the package is installed)."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else self.root / p
 
 
 def parse_latent_key(key: str) -> tuple[int, int]:
@@ -417,12 +459,19 @@ def parse_latent_key(key: str) -> tuple[int, int]:
 
 
 def project_root() -> Path:
-    """AUTOINTERP_ROOT, else the working directory if it has data/, else the checkout holding this package."""
+    """AUTOINTERP_ROOT, else the working directory (where the default ``data/project.yaml`` is looked for)."""
     if "AUTOINTERP_ROOT" in os.environ:
         return Path(os.environ["AUTOINTERP_ROOT"])
-    if (Path.cwd() / DEFAULT_CONFIG).exists():
-        return Path.cwd()
-    return Path(__file__).resolve().parents[2]
+    return Path.cwd()
+
+
+def root_of(config_file: Path) -> Path:
+    """The project root of a config file: $AUTOINTERP_ROOT, else the file's directory, or its parent when that
+    directory is ``data/`` (the default ``<root>/data/project.yaml``)."""
+    if "AUTOINTERP_ROOT" in os.environ:
+        return Path(os.environ["AUTOINTERP_ROOT"])
+    d = config_file.resolve().parent
+    return d.parent if d.name == "data" else d
 
 
 def config_path() -> Path:
@@ -438,7 +487,9 @@ def load_config(path: str | os.PathLike | None = None) -> ProjectConfig:
         raw = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {p} is not valid YAML: {str(e).splitlines()[0]}") from None
-    return parse_config(raw, source=str(p))
+    cfg = parse_config(raw, source=str(p))
+    cfg._root = root_of(p)
+    return cfg
 
 
 def parse_config(raw: dict, source: str = "<dict>") -> ProjectConfig:

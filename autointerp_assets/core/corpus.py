@@ -49,27 +49,57 @@ def cpython_documents() -> list[str]:
     return list(dict.fromkeys(docs))  # de-duplicate, keep order
 
 
+def decode_line(path: Path, i: int, raw: bytes) -> str:
+    """Line ``i`` (1-based) of a corpus file as text; a byte that is not UTF-8 is a one-line error naming it."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CorpusError(f"corpus file {path} line {i} is not UTF-8 (byte 0x{raw[e.start]:02x} at column "
+                          f"{e.start + 1}): convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8) or "
+                          "remove it") from None
+
+
+def jsonl_text(path: Path, i: int, line: str, column: str) -> str:
+    """The text of JSONL line ``i``; a malformed line or a missing column is a one-line error naming it."""
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise CorpusError(f"corpus file {path} line {i} is not valid JSON ({e.msg} at column {e.colno}): "
+                          "fix or remove that line (one JSON object per line)") from None
+    if not isinstance(rec, dict) or column not in rec:
+        raise CorpusError(f"{path}:{i} has no '{column}' field: set corpus.text_column")
+    return str(rec[column])
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a UTF-8 file."""
+    with path.open("rb") as f:
+        for i, raw in enumerate(f, 1):
+            yield i, decode_line(path, i, raw)
+
+
 def _file_documents(path: Path, column: str) -> Iterator[str]:
     if path.suffix == ".jsonl":
-        with path.open() as f:
-            for i, line in enumerate(f):
-                if line.strip():
-                    rec = json.loads(line)
-                    if column not in rec:
-                        raise CorpusError(f"{path}:{i + 1} has no '{column}' field: set corpus.text_column")
-                    yield str(rec[column])
+        for i, line in _lines(path):
+            if line.strip():
+                yield jsonl_text(path, i, line, column)
     elif path.suffix == ".parquet":
         import polars as pl
 
-        frame = pl.read_parquet(path)
+        try:
+            frame = pl.read_parquet(path)
+        except Exception as e:
+            raise CorpusError(f"corpus file {path} is not a readable parquet file ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:120]}): re-export it or remove it") from None
         if column not in frame.columns:
             raise CorpusError(f"{path} has no column '{column}' (has {frame.columns}): set corpus.text_column")
         yield from (str(t) for t in frame[column].to_list())
-    else:  # plain text: blank-line separated paragraphs group into one document per file
-        yield path.read_text(encoding="utf-8", errors="replace")
+    else:  # plain text: one document per file
+        yield "".join(line for _, line in _lines(path))
 
 
-def iter_documents(cfg: CorpusConfig) -> Iterator[str]:
+def iter_documents(cfg: CorpusConfig, root: Path | None = None) -> Iterator[str]:
+    """``root``: what a relative local ``source`` is relative to (the project root; default the working dir)."""
     src = cfg.source
     if src == "cpython":
         docs = cpython_documents()
@@ -88,8 +118,11 @@ def iter_documents(cfg: CorpusConfig) -> Iterator[str]:
             yield str(rec[cfg.text_column])
         return
     path = Path(src).expanduser()
+    if root is not None and not path.is_absolute():
+        path = root / path
     if not path.exists():
-        raise CorpusError(f"corpus.source {src!r} is neither 'cpython', 'hf:<name>' nor an existing path: fix it")
+        raise CorpusError(f"corpus.source {src!r} is neither 'cpython', 'hf:<name>' nor an existing path ({path}): "
+                          "fix it")
     files = sorted(p for p in path.rglob("*") if p.suffix in _TEXT_SUFFIXES) if path.is_dir() else [path]
     if not files:
         raise CorpusError(f"corpus directory {path} holds no .txt/.md/.rst/.jsonl/.parquet files")

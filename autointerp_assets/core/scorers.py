@@ -17,7 +17,7 @@ import math
 import random
 import re
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Literal, Mapping, Sequence
 
 from .config import ScorerConfig
 from .explainers import display_token, highlight
@@ -359,17 +359,28 @@ async def score_all(
 ) -> dict[str, list[ScoreResult]]:
     """Every kind x job x batch in ONE ``client.generate`` call, so the engine sees all of them at once
     (bounded only by its own capacity); results per kind, in job order."""
-    per = {kind: [build_scorer_batches(kind, job.explanation, job.test, job.non_activating, cfg, job.key)
-                  for job in jobs] for kind in kinds}
-    requests = [b.request for kind in kinds for batches in per[kind] for b in batches]
+    by_kind = {kind: list(jobs) for kind in kinds}
+    return await send_all(client, by_kind, build_all(by_kind, cfg))
+
+
+def build_all(jobs: Mapping[str, Sequence[ScoreJob]], cfg: ScorerConfig) -> dict[str, list[list[ScorerBatch]]]:
+    """The batches of every kind's jobs (each kind may score other latents), per kind, in job order."""
+    return {kind: [build_scorer_batches(kind, job.explanation, job.test, job.non_activating, cfg, job.key)
+                   for job in js] for kind, js in jobs.items()}
+
+
+async def send_all(client: LLMClient, jobs: Mapping[str, Sequence[ScoreJob]],
+                   per: Mapping[str, Sequence[Sequence[ScorerBatch]]]) -> dict[str, list[ScoreResult]]:
+    """Send built batches (:func:`build_all`) in ONE ``generate`` call; results per kind, in job order."""
+    requests = [b.request for kind in jobs for batches in per[kind] for b in batches]
     responses = await client.generate(requests) if requests else []
     if len(responses) != len(requests):
         raise RuntimeError(f"engine returned {len(responses)} responses for {len(requests)} requests")
     out: dict[str, list[ScoreResult]] = {}
     k = 0
-    for kind in kinds:
+    for kind in jobs:
         results = []
-        for job, batches in zip(jobs, per[kind]):
+        for job, batches in zip(jobs[kind], per[kind]):
             res = ScoreResult(job.key, kind, [it for b in batches for it in b.items], len(batches), 0)
             for batch in batches:
                 resp = responses[k]

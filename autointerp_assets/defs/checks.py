@@ -5,10 +5,10 @@
 - ``non_activating_silent``: the latent never fires inside one of its non-activating windows.
 - ``examples_not_empty``: the partition selected latents and gave each of them train and test windows
   (a partition whose latents are all dead or too rare would otherwise pass through silently).
-- ``explanations_cover_selection``: the active explainer wrote a row (ok or a recorded failure) for every
-  selected latent of the partition.
+- ``explanations_cover_selection``: the active explainer wrote a row for every selected latent of the
+  partition, and at most ``failures.max_share`` of them are failures.
 - ``scores_for_every_explanation``: every ok explanation of the active explainer has a score from every
-  configured scorer.
+  configured scorer, and at most ``failures.max_share`` of those scores failed.
 - ``control_at_chance`` (warning): the random-explanation control's median sits within
   ``scoring_extras.control_tolerance`` of chance (0.5 for balanced accuracy / AUROC, 0 for correlation).
   A control far from chance means the scorer reads something other than the explanation (a prompt
@@ -51,17 +51,20 @@ def examples_status(wh, layer: str, first: int, last: int) -> tuple[bool, dict]:
                                          **{f"latents_{k}": v for k, v in status.items() if k != "selected"}}
 
 
-def explanations_status(wh, efp: str, layer: str, first: int, last: int) -> tuple[bool, dict]:
+def explanations_status(wh, efp: str, layer: str, first: int, last: int, max_share: float = 1.0) -> tuple[bool, dict]:
     counts = wh.query(
         "SELECT count(*) FILTER (WHERE e.latent IS NULL) AS missing, count(e.latent) AS explained, "
         "count(*) FILTER (WHERE e.status = 'ok') AS ok "
         "FROM latent_selection s LEFT JOIN explanations e ON e.layer = s.layer AND e.latent = s.latent "
         "AND e.explainer_fp = ? WHERE s.status = 'selected' AND s.layer = ? AND s.latent BETWEEN ? AND ?",
         [efp, layer, first, last]).row(0, named=True)
-    return counts["missing"] == 0 and counts["explained"] > 0, {"explainer_fp": efp, **counts}
+    failed = counts["explained"] - counts["ok"]
+    fine = counts["explained"] > 0 and failed / counts["explained"] <= max_share
+    return counts["missing"] == 0 and fine, {"explainer_fp": efp, **counts, "failed": failed, "max_share": max_share}
 
 
-def scores_status(wh, efp: str, scorers: list[str], layer: str, first: int, last: int) -> tuple[bool, dict]:
+def scores_status(wh, efp: str, scorers: list[str], layer: str, first: int, last: int,
+                  max_share: float = 1.0) -> tuple[bool, dict]:
     missing = wh.query(
         "SELECT e.latent, k.scorer FROM explanations e CROSS JOIN (SELECT unnest(?::VARCHAR[]) AS scorer) k "
         "WHERE e.explainer_fp = ? AND e.status = 'ok' AND e.layer = ? AND e.latent BETWEEN ? AND ? "
@@ -70,8 +73,14 @@ def scores_status(wh, efp: str, scorers: list[str], layer: str, first: int, last
         [scorers, efp, layer, first, last])
     explained = wh.scalar("SELECT count(*) FROM explanations WHERE explainer_fp = ? AND status = 'ok' "
                           "AND layer = ? AND latent BETWEEN ? AND ?", [efp, layer, first, last])
-    return missing.is_empty(), {"explainer_fp": efp, "ok_explanations": explained, "missing_scores": missing.height,
-                                "missing": table_md(missing.head(20).to_dicts())}
+    n, failed = wh.query("SELECT count(*) AS n, count(*) FILTER (WHERE s.status <> 'ok') AS failed FROM scores s "
+                         "JOIN explanations e USING (layer, latent, explainer_fp) WHERE e.status = 'ok' AND "
+                         "s.explainer_fp = ? AND s.layer = ? AND s.latent BETWEEN ? AND ? AND "
+                         "s.scorer IN (SELECT unnest(?::VARCHAR[]))", [efp, layer, first, last, scorers]).row(0)
+    fine = not n or failed / n <= max_share
+    return missing.is_empty() and fine, {"explainer_fp": efp, "ok_explanations": explained,
+                                         "missing_scores": missing.height, "failed_scores": failed,
+                                         "max_share": max_share, "missing": table_md(missing.head(20).to_dicts())}
 
 
 CHANCE = {"balanced_accuracy": 0.5, "auroc": 0.5, "correlation": 0.0}
@@ -137,20 +146,23 @@ def examples_not_empty(context: dg.AssetCheckExecutionContext, project: ProjectR
 
 
 @dg.asset_check(asset=explanations, partitions_def=PARTITIONS,
-                description="The active explainer has a row (ok or a recorded failure) for every selected latent.")
+                description="The active explainer has a row for every selected latent; at most failures.max_share "
+                            "of them failed.")
 def explanations_cover_selection(context: dg.AssetCheckExecutionContext,
                                  project: ProjectResource) -> dg.AssetCheckResult:
     ctx, cfg, layer, first, last = _partition(context, project)
-    passed, md = explanations_status(ctx.wh, explainer_fp(cfg), layer, first, last)
+    passed, md = explanations_status(ctx.wh, explainer_fp(cfg), layer, first, last, cfg.failures.max_share)
     return dg.AssetCheckResult(passed=passed, metadata=md)
 
 
 @dg.asset_check(asset=scores, partitions_def=PARTITIONS,
-                description="Every ok explanation of the active explainer is scored by every configured scorer.")
+                description="Every ok explanation of the active explainer is scored by every configured scorer; at "
+                            "most failures.max_share of those scores failed.")
 def scores_for_every_explanation(context: dg.AssetCheckExecutionContext,
                                  project: ProjectResource) -> dg.AssetCheckResult:
     ctx, cfg, layer, first, last = _partition(context, project)
-    passed, md = scores_status(ctx.wh, explainer_fp(cfg), list(cfg.scorer.scorers), layer, first, last)
+    passed, md = scores_status(ctx.wh, explainer_fp(cfg), list(cfg.scorer.scorers), layer, first, last,
+                               cfg.failures.max_share)
     return dg.AssetCheckResult(passed=passed, metadata=md)
 
 

@@ -1,7 +1,8 @@
 """The LLM stages through the OpenAI engine against a fault-injecting local server (>= 20 % of attempts
 hang, get 429 + Retry-After, 500 or garbage): the partition completes, every latent has a result or a
-recorded failure with its reason, every call is in the ledger, and a re-run neither loses nor
-duplicates anything. Also: the budget stops a run cleanly and a re-run continues."""
+recorded failure with its reason, every call is in the ledger, and a re-run sends only what failed and
+neither loses nor duplicates anything. Also: the budget stops a run cleanly and a re-run continues.
+(Every fault at 100 %, through Dagster and the CLI: test_fault_matrix.py.)"""
 
 from __future__ import annotations
 
@@ -89,8 +90,13 @@ def test_partition_completes_under_faults_and_rerun_is_exact(tmp_root, monkeypat
         before = {t: _keys(ctx, t, c) for t, c in (("explanations", "layer, latent, explainer_fp"),
                                                     ("scores", "layer, latent, explainer_fp, scorer"),
                                                     ("score_items", "layer, latent, explainer_fp, scorer, example_id"))}
-        run_explanations(ctx, client, LAYER, 0, 11)
-        run_scores(ctx, client, LAYER, 0, 11)
+        failed_scores = ctx.wh.scalar("SELECT count(*) FROM scores WHERE status <> 'ok'")
+        received = srv.received
+        e2 = run_explanations(ctx, client, LAYER, 0, 11)  # only the rejected latent is sent again (and fails again)
+        s2 = run_scores(ctx, client, LAYER, 0, 11)  # only failed scores are sent again
+        assert e2["latents_sent"] == 1 and e2["latents_already_done"] == 11 and e2["llm_calls"] == 1
+        assert s2["latents_sent"] == failed_scores
+        assert srv.received - received == e2["llm_attempts"] + s2["llm_attempts"]  # nothing else went out
     for t, frame in before.items():  # same keys, each once: nothing lost, nothing duplicated
         after = _keys(ctx, t, ", ".join(frame.columns[:-1]))
         assert after.equals(frame), t
@@ -101,9 +107,12 @@ def test_partition_completes_under_faults_and_rerun_is_exact(tmp_root, monkeypat
             assert set(after.filter(after["n"] == 2)["scorer"]) == {"fuzzing_active"}
     assert ctx.wh.scalar("SELECT max(n) FROM (SELECT count(*) n FROM score_items GROUP BY layer, latent, "
                          "explainer_fp, scorer, example_id, truth)") == 1
-    # the ledger is append-only: both runs' calls are there, told apart by run id
+    # the ledger is append-only: both runs' calls are there, told apart by run id; none is left 'sent'
     runs = ctx.wh.query("SELECT stage, count(DISTINCT run_id) AS runs FROM llm_calls GROUP BY stage ORDER BY stage")
-    assert runs.rows() == [("explanations", 2), ("scores", 2)]
+    assert runs.rows() == [("explanations", 2), ("scores", 2 if failed_scores else 1)]
+    assert ctx.wh.scalar("SELECT count(*) FROM llm_calls WHERE status = 'sent'") == 0
+    assert ctx.wh.query("SELECT latent, attempts, failed_attempts FROM explanations WHERE latent = 11").rows() == \
+        [(11, 2, 2)]
 
 
 def test_budget_stops_cleanly_and_a_rerun_continues(tmp_root):
@@ -134,7 +143,7 @@ def test_budget_stops_cleanly_and_a_rerun_continues(tmp_root):
         assert set(again["status"]) == {"ok"} and again.height == 12
         assert again.head(done.height).equals(done)  # the first run's results untouched
         s = run_scores(ctx2, client, LAYER, 0, 11)
-        assert s["resumed"] and ctx2.wh.query("SELECT DISTINCT status FROM scores")["status"].to_list() == ["ok"]
+        assert s["latents_sent"] == 12 and ctx2.wh.query("SELECT DISTINCT status FROM scores")["status"].to_list() == ["ok"]
         assert ctx2.wh.scalar("SELECT count(*) FROM scores") == 12 * 3
 
 

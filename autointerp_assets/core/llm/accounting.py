@@ -1,7 +1,7 @@
 """LLM call accounting: one ledger row per request (tokens, latency, cost) and budget admission.
 
-Pure code: the stages write the rows into the ``llm_calls`` table with their results, in the same
-transaction, so the ledger holds exactly the calls whose results are committed. Cost comes from the
+Pure code. Requests are recorded before they are sent and completed with their results
+(:mod:`.ledger`, the write-ahead ledger); these are the rows and the admission rule. Cost comes from the
 engine config's price table ($ per 1M prompt / cached / completion tokens; 0 for local engines).
 """
 
@@ -20,8 +20,8 @@ class BudgetExceeded(RuntimeError):
 
 def call_row(cfg: LLMConfig, resp: ChatResponse, **keys) -> dict:
     """One ledger row: ``keys`` (run_id, layer, latent, stage, role, explainer_fp, fingerprint, scorer,
-    batch_index) plus engine, model, status, error, attempts, tokens, latency and cost."""
-    return {**keys, "engine": cfg.engine, "model": cfg.model, "status": "ok" if resp.ok else "error",
+    batch_index) plus call_id, engine, model, status, error, attempts, tokens, latency and cost."""
+    return {**keys, "call_id": resp.call_id, "engine": cfg.engine, "model": cfg.model, "status": "ok" if resp.ok else "error",
             "error": resp.error, "attempts": resp.attempts, "prompt_tokens": resp.prompt_tokens,
             "cached_tokens": resp.cached_tokens, "completion_tokens": resp.completion_tokens,
             "latency_s": resp.latency_s,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, Sequence, runtime_checkable
 
 
@@ -31,6 +31,9 @@ class ChatRequest:
     messages: tuple[dict, ...]
     sampling: Sampling = Sampling()
     prefill: str = ""  # text the assistant answer is forced to start with (not repeated in .text)
+    # the ledger row recorded for this request before it was sent (core.llm.ledger); HTTP engines send it
+    # as the header X-Autointerp-Call, so a server's log can be matched with the ledger
+    call_id: str | None = field(default=None, compare=False)
 
     @staticmethod
     def of(messages: Sequence[dict], sampling: Sampling = Sampling(), prefill: str = "") -> "ChatRequest":
@@ -53,7 +56,11 @@ class ChatResponse:
     latency_s: float = 0.0
     logprobs: list[TokenLogprob] | None = None
     error: str | None = None  # set when the call failed after retries; text is then empty
-    attempts: int = 1  # HTTP attempts made (retries + 1); 1 for in-process engines
+    attempts: int = 1  # HTTP attempts made (retries + 1); 1 for in-process engines; 0 = never sent
+    fatal: bool = False  # the server refuses every request alike (auth, model, connection): the stage stops
+    transient: bool = False  # failed with a server-side error that was retried (5xx, 429, timeout, bad body)
+    finish_reason: str | None = None  # 'stop', 'length' (cut at max_tokens), ... where the engine says
+    call_id: str | None = None  # the request's ledger row (core.llm.ledger)
 
     @property
     def ok(self) -> bool:

@@ -1,9 +1,12 @@
 """Any OpenAI-compatible chat server (a ``vllm serve``, a hosted API) behind :class:`LLMClient`.
 
-The SDK's own retries are off (``max_retries=0``); we retry timeouts, connection errors, 429, 5xx and
+The SDK's own retries are off (``max_retries=0``); we retry timeouts, dropped connections, 429, 5xx and
 malformed bodies ourselves with exponential backoff and full jitter, honouring ``Retry-After``
-(seconds). Other 4xx are not retried. At most ``max_concurrency`` requests are in flight per event
-loop. The API key is read from the environment only and never logged or returned.
+(seconds). Other 4xx are not retried. A *fatal* error (refused connection, 401 / 403, 404: see
+:mod:`.server_errors`) stops the whole ``generate`` call: requests not yet sent come back unsent
+(``attempts=0``) with the same one-line error and ``fatal=True``. At most ``max_concurrency`` requests are
+in flight per event loop. The API key is read from the environment only and never logged, returned or
+stored; a key written into ``base_url`` is redacted from the identity and from every error.
 
 vLLM-server extensions are sent only when a request needs them: ``prefill`` adds a final assistant
 message with ``continue_final_message=True, add_generation_prompt=False``; ``regex`` is sent as
@@ -22,6 +25,8 @@ import weakref
 from typing import Sequence
 
 from autointerp_assets.core.llm.base import ChatRequest, ChatResponse, TokenLogprob
+from autointerp_assets.core.llm.server_errors import fatal_reason, short
+from autointerp_assets.core.redaction import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +35,6 @@ RETRY_AFTER_MAX_S = 600.0
 
 class _BadResponse(Exception):
     """The server answered 2xx with something that is not a chat completion."""
-
-
-def _short(e: BaseException, limit: int = 300) -> str:
-    msg = " ".join(str(e).split()) or repr(e)
-    if len(msg) > limit:
-        msg = msg[: limit - 3] + "..."
-    return f"{type(e).__name__}: {msg}"
 
 
 def _retry_after(e: BaseException) -> float | None:
@@ -80,10 +78,10 @@ class OpenAIClient:
         self.peak_in_flight = 0
 
     def __repr__(self) -> str:
-        return f"OpenAIClient(model={self.model!r}, base_url={self.base_url!r})"
+        return f"OpenAIClient(model={self.model!r}, base_url={redact_url(self.base_url)!r})"
 
     def identity(self) -> dict:
-        return {"engine": "openai", "model": self.model, "base_url": self.base_url}
+        return {"engine": "openai", "model": self.model, "base_url": redact_url(self.base_url)}
 
     def close(self) -> None:
         self._closed = True  # HTTP clients live only for one generate() call
@@ -106,8 +104,9 @@ class OpenAIClient:
             max_retries=0,
             timeout=self.timeout_s,
         )
+        stop: list[str] = []  # the fatal error, once one is met: nothing more is sent
         try:
-            return list(await asyncio.gather(*(self._one(client, sem, r) for r in requests)))
+            return list(await asyncio.gather(*(self._one(client, sem, r, stop) for r in requests)))
         finally:
             await client.close()
 
@@ -128,21 +127,28 @@ class OpenAIClient:
             kw.update(logprobs=True, top_logprobs=s.top_logprobs)
         if extra:
             kw["extra_body"] = extra
+        if req.call_id:
+            kw["extra_headers"] = {"X-Autointerp-Call": req.call_id}
         return kw
 
     def _backoff(self, attempt: int) -> float:
         return random.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2**attempt))
 
-    async def _one(self, client, sem: asyncio.Semaphore, req: ChatRequest) -> ChatResponse:
+    async def _one(self, client, sem: asyncio.Semaphore, req: ChatRequest, stop: list[str]) -> ChatResponse:
         import openai
 
         kw = self._kwargs(req)
         t0 = time.perf_counter()
         last: BaseException | None = None
+        attempt = made = 0
         for attempt in range(self.max_retries + 1):
             wait: float | None = None
             try:
                 async with sem:
+                    if stop:  # another request met a fatal error: this one is not sent (again)
+                        return ChatResponse(error=stop[0], latency_s=time.perf_counter() - t0, attempts=made,
+                                            fatal=True)
+                    made += 1
                     self.in_flight += 1
                     self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
                     try:
@@ -150,16 +156,20 @@ class OpenAIClient:
                     finally:
                         self.in_flight -= 1
                 resp = self._response(completion, req, time.perf_counter() - t0)
-                resp.attempts = attempt + 1
+                resp.attempts = made
                 return resp
             except openai.APIStatusError as e:
                 last = e
+                if self._fatal(e, stop):
+                    break
                 if e.status_code != 429 and e.status_code < 500:
                     break  # the request itself is wrong: retrying won't help
                 wait = _retry_after(e)
             except (openai.APIConnectionError, openai.APIResponseValidationError,
                     json.JSONDecodeError, _BadResponse) as e:  # APITimeoutError is an APIConnectionError
                 last = e
+                if self._fatal(e, stop):
+                    break
             except Exception as e:  # an SDK/parsing surprise: not retried
                 last = e
                 break
@@ -168,7 +178,20 @@ class OpenAIClient:
                 log.debug("openai request failed (%s); retry %d in %.2fs", type(last).__name__, attempt + 1, delay)
                 await asyncio.sleep(delay)
         assert last is not None
-        return ChatResponse(error=_short(last), latency_s=time.perf_counter() - t0, attempts=attempt + 1)
+        if stop:
+            return ChatResponse(error=stop[0], latency_s=time.perf_counter() - t0, attempts=made, fatal=True)
+        transient = isinstance(last, (openai.APIConnectionError, openai.APIResponseValidationError,
+                                      json.JSONDecodeError, _BadResponse)) or \
+            (isinstance(last, openai.APIStatusError) and (last.status_code == 429 or last.status_code >= 500))
+        return ChatResponse(error=short(last, self.api_key_env), latency_s=time.perf_counter() - t0, attempts=made,
+                            transient=transient)
+
+    def _fatal(self, e: BaseException, stop: list[str]) -> bool:
+        reason = fatal_reason(e, self.base_url, self.model, self.api_key_env)
+        if reason is not None and not stop:
+            stop.append(reason)
+            log.error("%s", reason)
+        return reason is not None
 
     @staticmethod
     def _response(completion, req: ChatRequest, latency: float) -> ChatResponse:
@@ -197,4 +220,5 @@ class OpenAIClient:
             cached_tokens=int(getattr(details, "cached_tokens", 0) or 0),
             latency_s=latency,
             logprobs=lps,
+            finish_reason=getattr(choice, "finish_reason", None),
         )

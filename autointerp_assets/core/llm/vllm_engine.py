@@ -310,6 +310,7 @@ class VLLMClient:
             completion_tokens=len(comp.token_ids),
             latency_s=latency,
             logprobs=lps,
+            finish_reason=getattr(comp, "finish_reason", None),
         )
 
 

@@ -246,6 +246,9 @@ def _simulate_logprobs(client, jobs, top: int) -> list[list[tuple[np.ndarray | N
         for e, ex in enumerate(exs):
             flat.append(logprob_prompt(tok, explanation, ex.str_tokens))
             where.append((j, e))
+    reserve = getattr(client, "reserve_counts", None)  # a write-ahead ledger records them before they run
+    if reserve is not None and flat:
+        reserve([len(ids) for ids, _ in flat])
     t0 = time.perf_counter()
     res = prompt_logprobs(client, [ids for ids, _ in flat], top) if flat else []
     # second pass, only for tokenizers that write a value in two tokens: the token after an ambiguous first one

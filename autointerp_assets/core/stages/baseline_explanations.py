@@ -17,7 +17,6 @@ from ..fingerprint import fingerprint
 from ..llm import accounting
 from .context import Context, explainer_spec, scorer_spec
 from .examples import load_examples
-from .llm_runs import commit
 
 
 def run_baseline_explanations(ctx: Context, layer: str, first: int, last: int) -> dict:
@@ -52,7 +51,11 @@ def run_baseline_explanations(ctx: Context, layer: str, first: int, last: int) -
     frame = pl.DataFrame(rows, schema_overrides={"explanation": pl.Utf8, "error": pl.Utf8, "raw_text": pl.Utf8,
                                                  "cost_usd": pl.Float64, "latency_s": pl.Float64}) \
         if rows else pl.DataFrame()
-    commit(ctx, layer, first, last, efp, {"explanations": frame}, [], {efp: ("explainer", spec)}, only_latents=None)
+    with ctx.wh.write() as con:  # deterministic and free: the partition's rows of this baseline are replaced whole
+        ctx.wh.record_fingerprint(con, efp, "explainer", spec)
+        ctx.wh.delete_partition(con, "explanations", layer, first, last, {"explainer_fp": efp})
+        if rows:
+            ctx.wh.insert(con, "explanations", frame)
     secs = time.perf_counter() - t0
     st = frame["status"].value_counts().rows() if rows else []
     return {"explainer_fp": efp, "explainer_kind": e.kind, "status": dict(st), "latents": len(rows), "resumed": False,

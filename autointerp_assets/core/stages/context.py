@@ -14,6 +14,7 @@ from ..caching import resolve_dtype
 from ..config import LLMConfig, ProjectConfig
 from ..fingerprint import file_digest, fingerprint
 from ..llm.base import FALLBACK_CHAT_TEMPLATE, FALLBACK_STOP
+from ..redaction import redact_url
 from ..storage import Warehouse
 from ..subject_model import resolve_model
 
@@ -75,7 +76,7 @@ def llm_identity(cfg: LLMConfig, workdir: Path) -> dict:
             ident["chat_template"] = _chat_template(resolved)
         ident["dtype"] = resolve_dtype(cfg.dtype)  # greedy text differs between bf16 and float32
     else:
-        ident["base_url"] = cfg.base_url
+        ident["base_url"] = redact_url(cfg.base_url)  # a key written into the URL never reaches a fingerprint
     return ident
 
 

@@ -20,7 +20,7 @@ def run_corpus(ctx: Context) -> dict:
     tok = AutoTokenizer.from_pretrained(ctx.model_dir())
     n_rows = cfg.n_tokens // cfg.ctx_len
     t0 = time.perf_counter()
-    rows = corpus.pack_rows(corpus.iter_documents(cfg), tok, cfg.ctx_len, n_rows, corpus.bos_id(cfg, tok))
+    rows = corpus.pack_rows(corpus.iter_documents(cfg, ctx.cfg.root), tok, cfg.ctx_len, n_rows, corpus.bos_id(cfg, tok))
     fp = ctx.corpus_fp()
     frame = pl.DataFrame({"corpus_fp": [fp] * n_rows, "row_id": np.arange(n_rows, dtype=np.int32),
                           "token_ids": rows.tolist()}, schema_overrides={"token_ids": pl.List(pl.Int32)})

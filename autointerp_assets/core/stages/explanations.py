@@ -1,9 +1,13 @@
-"""Stage explanations: one explainer request per selected latent; failures kept with the raw answer.
+"""Stage explanations: one explainer request per selected latent that has no ok explanation yet.
 
-All of a partition's requests go to the engine in one ``generate`` call (the engine bounds what is in
-flight). Every call lands in the ``llm_calls`` ledger with the results, in one transaction. With a
-budget, latents are admitted in order while their worst case fits; the rest are stored as
-``budget_exceeded`` and :class:`BudgetExceeded` is raised after the commit; a re-run sends only those.
+Incremental and monotone (:mod:`.incremental`): only latents without an ok explanation for the current
+explainer fingerprint are sent (all of them with ``force``); a failure never replaces an ok explanation, it
+is kept beside it. All requests go to the engine in one ``generate`` call (the engine bounds what is in
+flight). Requests are recorded in the write-ahead ledger before they are sent (:mod:`..llm.ledger`) and
+completed with the results, in one transaction. With a budget, latents are admitted in order while their
+worst case fits; the rest are stored as ``budget_exceeded`` and :class:`BudgetExceeded` is raised after the
+commit; a re-run sends only those. Too many failures, or a fatal server error, raise :class:`StageFailed`
+after the commit (one line).
 """
 
 from __future__ import annotations
@@ -19,11 +23,15 @@ from .. import explainers
 from ..explainer_baselines import is_baseline
 from ..llm import accounting
 from ..llm.accounting import BudgetExceeded
+from ..llm.ledger import Ledger
 from ..fingerprint import fingerprint
 from .context import Context, engine_label, explainer_spec, rate
 from ..examples.neighbours import decoder_rows
 from .examples import _token_strings, load_examples
-from .llm_runs import BUDGET_EXCEEDED, commit, new_run_id, pending, prompt_counter, spent
+from .incremental import done_latents, failed_units, merge, verdict
+from .llm_runs import BUDGET_EXCEEDED, prompt_counter
+
+KEY = ("layer", "latent", "explainer_fp")
 
 
 def _safetensors_tensor(model_dir: Path, names: tuple[str, ...]):
@@ -75,7 +83,21 @@ def explainer_examples(ctx: Context, layer: str, first: int, last: int) -> dict:
     return load_examples(ctx, layer, first, last, splits)
 
 
-def run_explanations(ctx: Context, client, layer: str, first: int, last: int) -> dict:
+def _outcome(req, resp) -> tuple[str, str | None, str | None]:
+    """(status, explanation, error) of one answer."""
+    if not resp.ok:
+        return "llm_error", None, resp.error
+    text = explainers.parse_explanation(resp.text, req.prefill)
+    if not text:
+        return "parse_error", None, "parse_error: no explanation after the marker line"
+    return "ok", text, None
+
+
+def partition_label(layer: str, first: int, last: int) -> str:
+    return f"{layer} latents {first}-{last}"
+
+
+def run_explanations(ctx: Context, client, layer: str, first: int, last: int, force: bool = False) -> dict:
     cfg, ecfg = ctx.cfg, ctx.cfg.explainer
     if is_baseline(ecfg.kind):  # top_tokens / logit_lens: no LLM (client unused, may be None)
         from .baseline_explanations import run_baseline_explanations
@@ -88,22 +110,23 @@ def run_explanations(ctx: Context, client, layer: str, first: int, last: int) ->
                         [layer, first, last]) or ""
     maxes = dict(ctx.wh.query("SELECT latent, max_activation FROM latent_stats WHERE layer = ? AND latent BETWEEN ? AND ?",
                               [layer, first, last]).iter_rows())
-    resume = pending(ctx, "explanations", layer, first, last, efp)
-    latents = [lat for lat in sorted(exs) if "train" in exs[lat] and (not resume or lat in resume)]
+    units = [lat for lat in sorted(exs) if "train" in exs[lat]]
+    done = set() if force else done_latents(ctx.wh, layer, first, last, efp, sfp) & set(units)
+    latents = [lat for lat in units if lat not in done]
     logits = logit_tokens(ctx, layer, first, last, ecfg.n_logit_tokens) if ecfg.kind == "logit" and latents else {}
     count = prompt_counter(ecfg.llm, ctx.workdir)
     room = ecfg.llm.max_model_len - ecfg.max_tokens - 8
     reqs = [explainers.fit_explainer_request(ecfg, exs[lat]["train"], float(maxes.get(lat) or 0.0), count, room,
                                              counterexamples=exs[lat].get(COUNTEREXAMPLES, ()),
                                              logit_tokens=logits.get(lat, ()))[0] for lat in latents]
-    n_sent = len(reqs)
-    if accounting.limited(cfg.budget):
-        estimates = [accounting.worst_case(ecfg.llm, [r], [count(r)]) for r in reqs]
-        n_sent = accounting.admit(cfg.budget, spent(ctx), estimates)
+    ledger = Ledger(ctx.wh, ecfg.llm, cfg.budget, layer=layer, stage="explanations", role="explainer",
+                    explainer_fp=efp, count=count)
+    n_sent, admitted = ledger.admit([[(r, {"latent": lat})] for lat, r in zip(latents, reqs)])
+    sent = [unit[0] for unit in admitted]
     t0 = time.perf_counter()
-    responses = asyncio.run(client.generate(reqs[:n_sent])) if n_sent else []
+    responses = asyncio.run(client.generate(sent)) if sent else []
     secs = time.perf_counter() - t0
-    run_id, rows, ledger = new_run_id(), [], []
+    rows, calls = [], []
     for i, (lat, req) in enumerate(zip(latents, reqs)):
         row = {"layer": layer, "latent": lat, "explainer_fp": efp, "sampler_fp": sfp}
         if i >= n_sent:
@@ -112,26 +135,36 @@ def run_explanations(ctx: Context, client, layer: str, first: int, last: int) ->
                          "cached_tokens": 0, "completion_tokens": 0, "latency_s": 0.0, "cost_usd": 0.0})
             continue
         resp = responses[i]
-        call = accounting.call_row(ecfg.llm, resp, run_id=run_id, layer=layer, latent=lat, stage="explanations",
+        resp.call_id = sent[i].call_id
+        call = accounting.call_row(ecfg.llm, resp, run_id=ledger.run_id, layer=layer, latent=lat, stage="explanations",
                                    role="explainer", explainer_fp=efp, fingerprint=efp, scorer=None, batch_index=None)
-        ledger.append(call)
-        text = explainers.parse_explanation(resp.text, req.prefill) if resp.ok else None
-        status = "llm_error" if not resp.ok else ("ok" if text else "parse_error")
+        calls.append(call)
+        if resp.fatal:  # the server refuses everything alike: the stage stops, nothing is recorded per latent
+            continue
+        status, text, error = _outcome(req, resp)
         rows.append({**row, "status": status, "explanation": text, "raw_text": req.prefill + resp.text,
-                     "error": resp.error, "prompt_tokens": resp.prompt_tokens, "cached_tokens": resp.cached_tokens,
+                     "error": error, "prompt_tokens": resp.prompt_tokens, "cached_tokens": resp.cached_tokens,
                      "completion_tokens": resp.completion_tokens, "latency_s": resp.latency_s,
                      "cost_usd": call["cost_usd"]})
     frame = pl.DataFrame(rows, schema_overrides={"explanation": pl.Utf8, "error": pl.Utf8, "raw_text": pl.Utf8,
                                                  "cost_usd": pl.Float64, "latency_s": pl.Float64}) \
         if rows else pl.DataFrame()
-    commit(ctx, layer, first, last, efp, {"explanations": frame}, ledger, {efp: ("explainer", spec)},
-           only_latents=latents if resume else None)
+    with ctx.wh.write() as con:
+        ctx.wh.record_fingerprint(con, efp, "explainer", spec)
+        merged = merge(con, ctx.wh, "explanations", frame, KEY, "error")
+        ledger.complete(con, calls)
+        failures = failed_units(con, "explanations", layer, efp, units)
     st = frame["status"].value_counts().rows() if rows else []
     out = {"explainer_fp": efp, "explainer_kind": ecfg.kind, "explainer_engine": engine_label(spec["llm"]),
-           "status": dict(st), "latents": len(rows),
-           "resumed": bool(resume), "seconds": round(secs, 2), "latents_per_s": rate(n_sent, secs),
-           **accounting.totals(ledger),
+           "status": dict(st), "latents": len(units),
+           "latents_sent": n_sent, "latents_already_done": len(done), "resumed": bool(done), "forced": force,
+           "failures_kept_beside_ok": merged["kept"], "seconds": round(secs, 2), "latents_per_s": rate(n_sent, secs),
+           **accounting.totals(calls),
            "sample": [(r["latent"], r["explanation"]) for r in rows[:5]]}
+    fatal = next((r.error for r in responses if r.fatal), None)
+    verdict("explanations", partition_label(layer, first, last), sent=n_sent,
+            server_failures=[r.error for r in responses if r.transient], units=len(units), failures=failures,
+            max_share=cfg.failures.max_share, fatal=fatal, summary=out)
     if n_sent < len(reqs):
         err = BudgetExceeded(f"budget reached: {len(reqs) - n_sent} of {len(reqs)} latents of {layer} "
                              f"{first}-{last} not explained (status budget_exceeded); raise budget.max_cost_usd / "

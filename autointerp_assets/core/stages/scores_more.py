@@ -2,10 +2,12 @@
 of one partition (runs after stage scores, on the same explainer's ok explanations).
 
 Writes, in ONE transaction: rows of ``scores`` / ``score_items`` for scorers 'simulation', 'embedding',
-'surprisal', 'intruder' and every '<scorer>_control' (control = true), replacing exactly those rows of the
-partition and explainer; the bootstrap intervals, metric/value and latent_range of the detection/fuzzing
+'surprisal', 'intruder' and every '<scorer>_control' (control = true) — only for the (latent, scorer) pairs
+that had no done row yet (all with ``force``), merged monotonically (:mod:`.incremental`: a failure never
+replaces an ok row); the bootstrap intervals, metric/value and latent_range of the detection/fuzzing
 rows stage scores wrote; ``scorer_sensitivity`` (does each controlled scorer read the explanation?); the
-heuristic flag columns of ``latent_stats``; the LLM calls in ``llm_calls``.
+heuristic flag columns of ``latent_stats``; the LLM calls in ``llm_calls`` (recorded before they are sent:
+:mod:`..llm.ledger`).
 """
 
 from __future__ import annotations
@@ -22,10 +24,14 @@ from ..fingerprint import fingerprint
 from ..llm import accounting
 from ..scoring import bootstrap, controls, embedding, heuristics, intruder, sensitivity, simulation, surprisal
 from ..subject_model import resolve_model
+from ..llm.ledger import Ledger
 from .activations import separators_of
 from .context import Context, explainer_spec, llm_identity, model_identity, scorer_spec
 from .examples import current_explanations, load_examples
-from .llm_runs import new_run_id
+from .explanations import partition_label
+from .incremental import done_scores, failed_units, merge, verdict
+from .llm_runs import prompt_counter
+from .scores import KEY
 
 EXTRA = ("simulation", "embedding", "surprisal", "intruder")
 PRIMARY = {"detection": "balanced_accuracy", "fuzzing": "balanced_accuracy", "fuzzing_active": "balanced_accuracy",
@@ -46,13 +52,14 @@ def _lat(key: str) -> int:
 class _Rows:
     """Collects the partition's score rows, item rows and ledger rows."""
 
-    def __init__(self, ctx: Context, layer: str, efp: str, sampler_fp: str, rng: str):
+    def __init__(self, ctx: Context, layer: str, efp: str, sampler_fp: str, rng: str, run_id: str):
         self.ctx, self.layer, self.efp, self.samp, self.rng = ctx, layer, efp, sampler_fp, rng
         self.scores: list[dict] = []
         self.items: list[dict] = []
         self.ledger: list[dict] = []
         self.fps: dict[str, tuple[str, dict]] = {}
-        self.run_id = new_run_id()
+        self.run_id = run_id
+        self.fatal: str | None = None  # a fatal server error met by one of the requests
 
     def fp(self, spec: dict) -> str:
         f = fingerprint("scorer", spec)
@@ -65,10 +72,15 @@ class _Rows:
         """``counts``: n_pos / n_neg of the scored items where the metric needs both classes (says why it is
         undefined when it is)."""
         llm = self.ctx.cfg.scorer_llm
+        self.fatal = self.fatal or next((r.error for r in responses if r.fatal), None)
+        server = any(r.transient for r in responses)
+        failures = list(failures)
         calls = [accounting.call_row(llm, r, run_id=self.run_id, layer=self.layer, latent=latent, stage="scores",
                                      role="scorer", explainer_fp=self.efp, fingerprint=sfp, scorer=scorer,
                                      batch_index=b) for b, r in enumerate(responses)]
         self.ledger += calls
+        if any(r.fatal for r in responses):  # the stage stops; nothing is recorded for this latent
+            return
         base = PRIMARY[scorer.removesuffix("_control")]
         status, reason = metrics.score_status({"n": n, "n_failed": n_failed, **(counts or {})}, base, value)
         self.scores.append({
@@ -81,7 +93,10 @@ class _Rows:
             "completion_tokens": sum(r.completion_tokens for r in responses),
             "latency_s": float(sum(r.latency_s for r in responses)), "cost_usd": float(sum(c["cost_usd"] for c in calls)),
             "control": control, "metric": base, "value": value, "ci_low": ci[0], "ci_high": ci[1],
-            "auroc_ci_low": auroc_ci[0], "auroc_ci_high": auroc_ci[1], "latent_range": self.rng, **(extra or {})})
+            "auroc_ci_low": auroc_ci[0], "auroc_ci_high": auroc_ci[1], "latent_range": self.rng,
+            "_reason": None if status == "ok" else (reason or (str(failures[0])[:300] if failures else status)),
+            "_server": server,
+            **(extra or {})})
 
     def item(self, scorer: str, sfp: str, latent: int, example_id: int, quantile: int, activating: bool,
              truth: bool, prediction, probability=None, value=None, batch_index: int = 0) -> None:
@@ -139,14 +154,19 @@ def _flags(ctx: Context, layer: str, first: int, last: int) -> pl.DataFrame | No
             separators_of(ctx), ctx.cfg.scoring_extras)
 
 
-def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, explainer_fp: str | None = None) -> dict:
-    """``explainer_fp``: score another explainer's stored explanations (default: the configured explainer's)."""
+def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, explainer_fp: str | None = None,
+                    force: bool = False) -> dict:
+    """``explainer_fp``: score another explainer's stored explanations (default: the configured explainer's).
+    ``force``: re-send every pair, not only those without an ok row."""
     cfg, x = ctx.cfg, ctx.cfg.scoring_extras
     kinds = [k for k in cfg.scorer.scorers]  # detection / fuzzing kinds stage scores ran
     extras = [k for k in x.scorers]
     if "simulation" in extras:  # a bad mode for this engine fails here, before any heavy work
         sim_mode = simulation.resolve_mode(x.simulation_mode, client)
     efp = explainer_fp or fingerprint("explainer", explainer_spec(cfg, ctx.workdir))
+    ledger = Ledger(ctx.wh, cfg.scorer_llm, cfg.budget, layer=layer, stage="scores", role="scorer", explainer_fp=efp,
+                    count=prompt_counter(cfg.scorer_llm, ctx.workdir))
+    client = ledger.client(client)  # every request recorded before it is sent
     rng_label = latent_range(ctx, first, last)
     expl, samp = current_explanations(ctx, layer, first, last, efp)  # made from these examples only
     exs = load_examples(ctx, layer, first, last, ["test", "non_activating"])
@@ -159,7 +179,14 @@ def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, exp
     donor = controls.donors(latents, f"{x.seed}:{layer}:{rng_label}:{efp}") if x.control else {}
     donor_text = [text[donor[lat]] for lat in latents] if donor else []
     want_control = set(x.control_scorers) if donor else set()
-    rows = _Rows(ctx, layer, efp, samp, rng_label)
+    names = list(extras) + [f"{k}_control" for k in [*kinds, *extras] if k in want_control]
+    already = set() if force else done_scores(ctx.wh, layer, first, last, efp, names)
+
+    def todo(name: str) -> list[int]:
+        """Indices (into latents) of the latents this scorer still has to score."""
+        return [i for i, lat in enumerate(latents) if (lat, name) not in already]
+
+    rows = _Rows(ctx, layer, efp, samp, rng_label, ledger.run_id)
     seconds: dict[str, float] = {}
     llm_id = llm_identity(cfg.scorer_llm, ctx.workdir)
     ctl_spec = {"kind": "derangement", "seed": x.seed}
@@ -178,11 +205,12 @@ def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, exp
                             "ci_high": ci[1], "auroc_ci_low": auci[0], "auroc_ci_high": auci[1]})
     jobs = [scorers.ScoreJob(k, text[lat], t, n) for k, lat, t, n in zip(keys, latents, tests, nons)]
     for kind in kinds:
-        if kind not in want_control:
+        if kind not in want_control or not todo(f"{kind}_control"):
             continue
         t0 = time.perf_counter()
         cjobs = controls.control_jobs(jobs, {k: text[lat] for k, lat in zip(keys, latents)},
                                       {k: f"{layer}/{donor[lat]}" for k, lat in zip(keys, latents)})
+        cjobs = [cjobs[i] for i in todo(f"{kind}_control")]
         results = asyncio.run(scorers.score_latents(client, kind, cjobs, cfg.scorer))
         sfp = rows.fp({**scorer_spec(cfg, ctx.workdir, kind), "control": ctl_spec})
         for res in results:
@@ -191,18 +219,19 @@ def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, exp
         ctx.log(f"{layer} {rng_label}: {kind}_control in {seconds[kind + '_control']}s")
 
     def both_runs(name: str):
-        """(scorer name, explanations, control?) for the real run and, if wanted, the control run."""
-        runs = [(name, [text[lat] for lat in latents], False)]
+        """(scorer name, latent indices still to do, their explanations, control?) for the real run and, if
+        wanted, the control run; runs with nothing to do are left out."""
+        runs = [(name, todo(name), [text[lat] for lat in latents], False)]
         if name in want_control:
-            runs.append((f"{name}_control", donor_text, True))
-        return runs
+            runs.append((f"{name}_control", todo(f"{name}_control"), donor_text, True))
+        return [(run, idx, [texts[i] for i in idx], ctl) for run, idx, texts, ctl in runs if idx]
 
     def auroc_scorer(name: str, spec: dict, score, values: str) -> None:
         """An explanation-vs-example scorer with a per-example value: AUROC activating vs not, real + control."""
         t0 = time.perf_counter()
-        for run, texts, ctl in both_runs(name):
+        for run, idx, texts, ctl in both_runs(name):
             sfp = rows.fp({**spec, "control": ctl_spec} if ctl else spec)
-            for s in score(texts):
+            for s in score(idx, texts):
                 lat, vals = _lat(s.key), getattr(s, values)
                 ci = bootstrap.auroc_ci(s.activating, vals, x.bootstrap_samples, f"{s.key}:{run}", x.ci_level)
                 rows.add(run, sfp, lat, value=s.auroc, ci=(ci.low, ci.high), auroc=s.auroc, auroc_ci=(ci.low, ci.high),
@@ -213,29 +242,35 @@ def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, exp
         seconds[name] = round(time.perf_counter() - t0, 2)
         ctx.log(f"{layer} {rng_label}: {name} in {seconds[name]}s")
 
-    if "embedding" in extras and latents:
+    def pick(seq, idx):
+        return [seq[i] for i in idx]
+
+    if "embedding" in extras and both_runs("embedding"):
         enc = embedding.encoder(x.embedding_model)
         auroc_scorer("embedding", {"kind": "embedding", **embedding.identity(x.embedding_model)},
-                     lambda texts: embedding.score_embedding(enc, keys, texts, both), "similarity")
+                     lambda idx, texts: embedding.score_embedding(enc, pick(keys, idx), texts, pick(both, idx)),
+                     "similarity")
 
-    if "surprisal" in extras and latents:
+    if "surprisal" in extras and both_runs("surprisal"):
         model_name = x.surprisal_model or cfg.subject_model
         tok, model = surprisal.load_base_lm(resolve_model(model_name, ctx.workdir))
         auroc_scorer("surprisal", {"kind": "surprisal", "model": model_identity(model_name, ctx.workdir),
                                    "prompt_version": surprisal.PROMPT_VERSION, "dtype": str(model.dtype)},
-                     lambda texts: surprisal.score_surprisal(tok, model, keys, texts, both, x.surprisal_batch_size),
+                     lambda idx, texts: surprisal.score_surprisal(tok, model, pick(keys, idx), texts, pick(both, idx),
+                                                                  x.surprisal_batch_size),
                      "value")
 
-    if "simulation" in extras and latents:
+    if "simulation" in extras and both_runs("simulation"):
         t0 = time.perf_counter()
         n = x.simulation_max_examples
         shown = [_subset(t, n, f"{x.seed}:{k}:t") + _subset(m, n, f"{x.seed}:{k}:n")
                  for k, t, m in zip(keys, tests, nons)]
         spec = {"llm": llm_id, "kind": "simulation", "mode": sim_mode, "top_logprobs": x.simulation_top_logprobs,
                 "max_examples": n, "prompt_version": simulation.PROMPT_VERSION}
-        for name, texts, ctl in both_runs("simulation"):
+        for name, idx, texts, ctl in both_runs("simulation"):
             sfp = rows.fp({**spec, "control": ctl_spec} if ctl else spec)
-            for s in simulation.score_simulation(client, keys, texts, shown, sim_mode, x.simulation_top_logprobs):
+            for s in simulation.score_simulation(client, pick(keys, idx), texts, pick(shown, idx), sim_mode,
+                                                 x.simulation_top_logprobs):
                 lat = _lat(s.key)
                 ok = [i for i, p in enumerate(s.predicted) if p is not None]
                 ci = bootstrap.correlation_ci([s.true[i] for i in ok], [s.predicted[i] for i in ok],
@@ -249,13 +284,14 @@ def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, exp
         seconds["simulation"] = round(time.perf_counter() - t0, 2)
         ctx.log(f"{layer} {rng_label}: simulation in {seconds['simulation']}s")
 
-    if "intruder" in extras and latents:
+    if "intruder" in extras and todo("intruder"):
         t0 = time.perf_counter()
         spec = {"llm": llm_id, "kind": "intruder", "shown": x.intruder_shown, "rounds": x.intruder_rounds,
                 "threshold": cfg.scorer.threshold, "seed": x.seed, "prompt_version": intruder.PROMPT_VERSION}
         sfp = rows.fp(spec)
-        for s in intruder.score_intruder(client, keys, tests, nons, x.intruder_shown, x.intruder_rounds,
-                                         cfg.scorer.threshold, x.seed):
+        idx = todo("intruder")
+        for s in intruder.score_intruder(client, pick(keys, idx), pick(tests, idx), pick(nons, idx), x.intruder_shown,
+                                         x.intruder_rounds, cfg.scorer.threshold, x.seed):
             lat = _lat(s.key)
             done = [r for r in s.rounds if r.correct is not None]
             ci = bootstrap.accuracy_ci([r.correct for r in done], x.bootstrap_samples, f"{s.key}:intruder", x.ci_level)
@@ -267,70 +303,69 @@ def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, exp
         seconds["intruder"] = round(time.perf_counter() - t0, 2)
         ctx.log(f"{layer} {rng_label}: intruder in {seconds['intruder']}s")
 
-    sens = _sensitivities(ctx, layer, first, last, efp, rows, items, kinds, x)
     t0 = time.perf_counter()
     flags = _flags(ctx, layer, first, last)
     seconds["flags"] = round(time.perf_counter() - t0, 2)
-    _commit(ctx, layer, first, last, efp, rows, ci_rows, flags, kinds, rng_label, sens)
+    kept, failures, sens = _commit(ctx, layer, first, last, efp, rows, ci_rows, flags, kinds, rng_label, ledger,
+                                   latents, names)
     out = _summary(ctx, layer, efp, rng_label, kinds, extras, rows, flags, donor, seconds)
     out["sensitivity"] = [dataclasses.asdict(v) for v in sens]
+    out.update(pairs_already_done=len(already), failures_kept_beside_ok=kept, forced=force)
+    verdict("scores (extra scorers and controls)", partition_label(layer, first, last), sent=len(rows.scores),
+            server_failures=[r["_reason"] for r in rows.scores if r["status"] != "ok" and r["_server"]],
+            units=len(latents) * len(names), failures=failures, max_share=cfg.failures.max_share, fatal=rows.fatal,
+            unit="latent x scorer scores", summary=out)
     return out
 
 
-def _sensitivities(ctx: Context, layer: str, first: int, last: int, efp: str, rows: _Rows,
-                   real_items: pl.DataFrame | None, kinds, x) -> list[sensitivity.Sensitivity]:
+def _sensitivities(con, layer: str, first: int, last: int, efp: str, kinds, x) -> list[sensitivity.Sensitivity]:
     """Per scorer with a control: the share of answers that change with the control's explanation, next to the
-    median paired difference real - control (see core.scoring.sensitivity)."""
+    median paired difference real - control (see core.scoring.sensitivity). Read inside the commit's
+    transaction: the partition as it now stands (this run's pairs merged with earlier ones)."""
+    args = [layer, first, last, efp]
+    items = con.execute("SELECT scorer, latent, example_id, truth, prediction, value FROM score_items WHERE layer = ? "
+                        "AND latent BETWEEN ? AND ? AND explainer_fp = ?", args).pl()
+    scores = con.execute("SELECT scorer, latent, coalesce(value, balanced_accuracy) AS value FROM scores WHERE layer = ? "
+                         "AND latent BETWEEN ? AND ? AND explainer_fp = ? AND status = 'ok'", args).pl()
     key = lambda i: (i["latent"], i["example_id"], i["truth"])  # noqa: E731
-    control_values = {}
-    for r in rows.scores:
-        if r["control"] and r["status"] == "ok":
-            control_values.setdefault(r["scorer"].removesuffix("_control"), {})[r["latent"]] = r["value"]
-    stage_values = {} if not kinds else {
-        (lat, kind): v for lat, kind, v in ctx.wh.query(
-            "SELECT latent, scorer, balanced_accuracy FROM scores WHERE layer = ? AND latent BETWEEN ? AND ? "
-            "AND explainer_fp = ? AND status = 'ok' AND scorer IN (SELECT unnest(?))",
-            [layer, first, last, efp, list(kinds)]).iter_rows()}
+
+    def of(name: str) -> list[dict]:
+        return items.filter(pl.col("scorer") == name).to_dicts()
+
+    def values(name: str) -> dict[int, float]:
+        return dict(scores.filter(pl.col("scorer") == name).select("latent", "value").iter_rows())
+
     out = []
     for name in [*kinds, "simulation", "embedding", "surprisal"]:
-        ctl = [i for i in rows.items if i["scorer"] == f"{name}_control"]
-        if not ctl:
+        ctl, mine = of(f"{name}_control"), of(name)
+        if not ctl or not mine:
             continue
         if name in kinds:
-            if real_items is None:
-                continue
-            real = {key(r): r["prediction"] for r in real_items.filter(pl.col("scorer") == name).iter_rows(named=True)}
+            real = {key(i): i["prediction"] for i in mine}
             control = {key(i): i["prediction"] for i in ctl}
-            real_value = {lat: v for (lat, k), v in stage_values.items() if k == name}
         else:
-            mine = [i for i in rows.items if i["scorer"] == name]
             real = sensitivity.value_labels([key(i) for i in mine], [i["value"] for i in mine])
             control = sensitivity.value_labels([key(i) for i in ctl], [i["value"] for i in ctl])
-            real_value = {r["latent"]: r["value"] for r in rows.scores
-                          if r["scorer"] == name and r["status"] == "ok"}
-        paired = sorted(set(real_value) & set(control_values.get(name, {})))
-        diff = bootstrap.summarize([real_value[lat] for lat in paired], [control_values[name][lat] for lat in paired])
+        real_value, control_value = values(name), values(f"{name}_control")
+        paired = sorted(set(real_value) & set(control_value))
+        diff = bootstrap.summarize([real_value[lat] for lat in paired], [control_value[lat] for lat in paired])
         out.append(sensitivity.assess(name, sensitivity.changed_per_latent(real, control), x.sensitivity_min_share,
                                       x.bootstrap_samples, f"{x.seed}:{layer}:{first}:{name}", x.ci_level, diff))
     return out
 
 
-def _commit(ctx, layer, first, last, efp, rows: _Rows, ci_rows, flags, kinds, rng_label, sens=()) -> None:
-    mine = list(EXTRA) + [f"{k}_control" for k in ("detection", "fuzzing", "fuzzing_active", *EXTRA)]
+def _commit(ctx, layer, first, last, efp, rows: _Rows, ci_rows, flags, kinds, rng_label, ledger, latents,
+            names) -> tuple[int, list[str], list[sensitivity.Sensitivity]]:
     wh = ctx.wh
     with wh.write() as con:
         for f, (kind, spec) in rows.fps.items():
             wh.record_fingerprint(con, f, kind, spec)
-        for table in ("scores", "score_items"):
-            con.execute(f"DELETE FROM {table} WHERE layer = ? AND latent BETWEEN ? AND ? AND explainer_fp = ? "
-                        "AND scorer IN (SELECT unnest(?))", [layer, first, last, efp, mine])
-        if rows.scores:
-            wh.insert(con, "scores", pl.DataFrame(rows.scores, schema_overrides={k: pl.Float64 for k in F64}
-                                                  | {"failure_reasons": pl.List(pl.Utf8), "control": pl.Boolean,
-                                                     "status_reason": pl.Utf8}))
-        if rows.items:
-            wh.insert(con, "score_items", pl.DataFrame(rows.items, schema_overrides={
-                "probability": pl.Float64, "prediction": pl.Boolean, "value": pl.Float64}))
+        items = pl.DataFrame(rows.items, schema_overrides={"probability": pl.Float64, "prediction": pl.Boolean,
+                                                           "value": pl.Float64}) if rows.items else pl.DataFrame()
+        frame = pl.DataFrame(rows.scores, schema_overrides={k: pl.Float64 for k in F64} | {
+            "failure_reasons": pl.List(pl.Utf8), "control": pl.Boolean, "status_reason": pl.Utf8, "_reason": pl.Utf8, "_server": pl.Boolean}) \
+            if rows.scores else pl.DataFrame()
+        kept = merge(con, wh, "scores", frame, KEY, "_reason", {"score_items": items})["kept"]
         # stage scores' own rows: primary metric, intervals and partition label (their other columns untouched)
         con.execute("UPDATE scores SET metric = 'balanced_accuracy', value = balanced_accuracy, control = false, "
                     "latent_range = ? WHERE layer = ? AND latent BETWEEN ? AND ? AND explainer_fp = ? "
@@ -348,6 +383,7 @@ def _commit(ctx, layer, first, last, efp, rows: _Rows, ci_rows, flags, kinds, rn
             con.execute(f"UPDATE latent_stats SET {cols} FROM _flags f WHERE latent_stats.layer = ? "
                         "AND latent_stats.latent = f.latent", [layer])
             con.unregister("_flags")
+        sens = _sensitivities(con, layer, first, last, efp, kinds, ctx.cfg.scoring_extras)
         con.execute("DELETE FROM scorer_sensitivity WHERE layer = ? AND latent_range = ? AND explainer_fp = ?",
                     [layer, rng_label, efp])
         if sens:
@@ -358,10 +394,9 @@ def _commit(ctx, layer, first, last, efp, rows: _Rows, ci_rows, flags, kinds, rn
                 "finding": v.finding} for v in sens], schema_overrides={
                 "share_changed": pl.Float64, "share_ci_low": pl.Float64, "share_ci_high": pl.Float64,
                 "reads_explanation": pl.Boolean}))
-        if rows.ledger:
-            wh.insert(con, "llm_calls", pl.DataFrame(rows.ledger, schema_overrides={
-                "error": pl.Utf8, "scorer": pl.Utf8, "batch_index": pl.Int32, "cost_usd": pl.Float64,
-                "latency_s": pl.Float64}))
+        ledger.complete(con, rows.ledger)
+        failures = failed_units(con, "scores", layer, efp, latents, names)
+    return kept, failures, sens
 
 
 def _summary(ctx, layer, efp, rng_label, kinds, extras, rows: _Rows, flags, donor, seconds) -> dict:
@@ -374,8 +409,10 @@ def _summary(ctx, layer, efp, rng_label, kinds, extras, rows: _Rows, flags, dono
         "SELECT scorer, count(*) FILTER (WHERE status = 'undefined'), count(*) FILTER (WHERE status = 'failed') "
         "FROM scores WHERE layer = ? AND latent_range = ? AND explainer_fp = ? AND NOT coalesce(control, false) "
         "GROUP BY scorer", [layer, rng_label, efp]).iter_rows()}
-    ctl = {(r["latent"], r["scorer"].removesuffix("_control")): r["value"] for r in rows.scores
-           if r["control"] and r["value"] is not None}
+    # the partition as it now stands: controls of this run merged with earlier ones
+    ctls = ctx.wh.query("SELECT latent, scorer, value FROM scores WHERE layer = ? AND latent_range = ? AND "
+                        "explainer_fp = ? AND status = 'ok' AND control AND value IS NOT NULL", [layer, rng_label, efp])
+    ctl = {(lat, name.removesuffix("_control")): v for lat, name, v in ctls.iter_rows()}
     out: dict = {}
     for name in list(kinds) + list(extras):
         grp = real.filter(pl.col("scorer") == name)
@@ -392,7 +429,7 @@ def _summary(ctx, layer, efp, rng_label, kinds, extras, rows: _Rows, flags, dono
     control_values: dict[str, list] = {}
     for (_, name), v in ctl.items():
         control_values.setdefault(name, []).append(v)
-    return {"explainer_fp": efp, "latent_range": rng_label, "latents": len({r["latent"] for r in rows.scores}),
+    return {"explainer_fp": efp, "latent_range": rng_label, "latents": real["latent"].n_unique(),
             "control_pairs": len(donor), "seconds": seconds, "summary": out, "control_values": control_values,
             "flags": flag_counts,
             "flagged_latents": {c: flags.filter(pl.col(c))["latent"].to_list() for c in flag_counts} if flags is not None

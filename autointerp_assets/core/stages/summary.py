@@ -11,10 +11,12 @@ from ..scoring.bootstrap import median_ci
 from .context import Context, engine_label
 
 
-def partition_summary(ctx: Context) -> pl.DataFrame:
+def partition_summary(ctx: Context, current_fp: str | None = None) -> pl.DataFrame:
     """One row per (layer, latent range, explainer): the explainer's engine (with its dtype), latents scored, median balanced accuracies, and the
     detection control: its median and the median paired difference real - control [95 % CI] (view
-    scorer_summary), so that a reader sees at once whether the medians are above chance."""
+    scorer_summary), so that a reader sees at once whether the medians are above chance.
+    ``current_fp``: the active explainer's fingerprint; a column ``current`` marks its rows (an earlier
+    explainer's row is never mistaken for this run's)."""
     cfg = ctx.cfg
     ranges = [(k, a, b) for k, (a, b) in zip(cfg.latent_keys(), cfg.latents.ranges())]
     values = ", ".join(f"('{k}', {a}, {b})" for k, a, b in ranges)
@@ -43,7 +45,11 @@ def partition_summary(ctx: Context) -> pl.DataFrame:
     engine = pl.col("explainer_fp").replace_strict(explainer_engines(ctx), default=None, return_dtype=pl.Utf8)
     cols = frame.columns
     at = cols.index("explainer_fp") + 1
-    return frame.with_columns(explainer_engine=engine).select(*cols[:at], "explainer_engine", *cols[at:])
+    frame = frame.with_columns(explainer_engine=engine).select(*cols[:at], "explainer_engine", *cols[at:])
+    if current_fp is None:
+        return frame
+    return frame.with_columns(current=pl.col("explainer_fp") == current_fp).sort(
+        ["layer", "latents", "current"], descending=[False, False, True])
 
 
 def _baseline_fps(ctx: Context) -> set[str]:

@@ -177,7 +177,9 @@ TABLES: dict[str, str] = {
     """,
     # one explanation per (layer, latent, explainer fingerprint); failures kept with their raw text;
     # status ok / parse_error / llm_error / budget_exceeded (not sent: a re-run continues with these) /
-    # unavailable (a baseline explainer without its input, e.g. logit_lens without decoder weights; see error)
+    # unavailable (a baseline explainer without its input, e.g. logit_lens without decoder weights; see error).
+    # Monotone (core.stages.incremental): an ok row is replaced only by a newer ok one; a later failure is
+    # kept beside it: attempts (times sent), failed_attempts, last_error and last_failed_at
     "explanations": """
         layer VARCHAR NOT NULL,
         latent INTEGER NOT NULL,
@@ -192,7 +194,11 @@ TABLES: dict[str, str] = {
         latency_s DOUBLE,
         cost_usd DOUBLE,
         sampler_fp VARCHAR NOT NULL,
-        created_at TIMESTAMP DEFAULT current_timestamp
+        created_at TIMESTAMP DEFAULT current_timestamp,
+        attempts INTEGER,
+        failed_attempts INTEGER,
+        last_error VARCHAR,
+        last_failed_at TIMESTAMP
     """,
     # per example shown to a scorer: truth, prediction, probability; value = the example's own score for
     # embedding (cosine), surprisal (loss gain, nats/token) and simulation (simulated max, 0-10)
@@ -218,7 +224,8 @@ TABLES: dict[str, str] = {
     # resamples examples, embedding / surprisal items, intruder rounds. status: ok / failed (no item answered) /
     # undefined (items answered but the metric has no value: one class only, a constant simulation) /
     # budget_exceeded, with status_reason saying why in words. Control rows are '<scorer>_control' (another
-    # latent's explanation on this latent's examples); latent_range = the partition, e.g. '00000-01023'
+    # latent's explanation on this latent's examples); latent_range = the partition, e.g. '00000-01023'.
+    # Monotone like explanations: attempts, failed_attempts, last_error, last_failed_at
     "scores": """
         layer VARCHAR NOT NULL,
         latent INTEGER NOT NULL,
@@ -251,7 +258,11 @@ TABLES: dict[str, str] = {
         auroc_ci_low DOUBLE,
         auroc_ci_high DOUBLE,
         latent_range VARCHAR,
-        status_reason VARCHAR
+        status_reason VARCHAR,
+        attempts INTEGER,
+        failed_attempts INTEGER,
+        last_error VARCHAR,
+        last_failed_at TIMESTAMP
     """,
     # sentence embedding (unit norm) of each ok explanation (core.search), per embedding model; written by the
     # latent_pages asset per partition, read by `autointerp search` and the browser's search
@@ -327,8 +338,11 @@ TABLES: dict[str, str] = {
         recovered BOOLEAN NOT NULL,
         created_at TIMESTAMP DEFAULT current_timestamp
     """,
-    # the LLM ledger: one row per request whose results were committed (append-only: re-runs add rows,
-    # so spend is never forgotten); the budget is checked against its totals
+    # the LLM ledger, write-ahead (core.llm.ledger): a row per request, recorded as status 'sent' (its worst
+    # case: counted prompt + max_tokens) before it is sent, completed as ok / error (unsent: stopped by a fatal
+    # error first) with its real tokens in the results' transaction; a killed run's 'sent' rows stay, counted at
+    # their worst case. Never rewritten otherwise: re-runs add rows. The budget is checked against its totals.
+    # latent -1: a request recorded before its latent was known (the extra scorers)
     "llm_calls": """
         run_id VARCHAR NOT NULL,
         layer VARCHAR NOT NULL,
@@ -349,7 +363,8 @@ TABLES: dict[str, str] = {
         completion_tokens INTEGER NOT NULL,
         latency_s DOUBLE NOT NULL,
         cost_usd DOUBLE NOT NULL,
-        created_at TIMESTAMP DEFAULT current_timestamp
+        created_at TIMESTAMP DEFAULT current_timestamp,
+        call_id VARCHAR
     """,
 }
 
@@ -611,16 +626,21 @@ VIEWS: dict[str, str] = {
         FROM k LEFT JOIN names na ON na.fingerprint = explainer_a LEFT JOIN names nb ON nb.fingerprint = explainer_b
         ORDER BY scorer, latents DESC
     """,
-    # everything that went wrong, one row each: failed explanations, failed or partly failed scores
+    # everything that went wrong, one row each: failed explanations, failed or partly failed scores, and good
+    # results whose latest re-run failed (status 'ok (kept)': the good row stayed, last_error says why)
     "failures": """
-        SELECT 'explanation' AS stage, layer, latent, explainer_fp, NULL::VARCHAR AS scorer, status,
-               coalesce(error, left(raw_text, 200)) AS detail, created_at
-        FROM explanations WHERE status <> 'ok'
+        SELECT 'explanation' AS stage, layer, latent, explainer_fp, NULL::VARCHAR AS scorer,
+               CASE WHEN status = 'ok' THEN 'ok (kept)' ELSE status END AS status,
+               CASE WHEN status = 'ok' THEN last_error ELSE coalesce(error, left(raw_text, 200)) END AS detail,
+               CASE WHEN status = 'ok' THEN last_failed_at ELSE created_at END AS created_at
+        FROM explanations WHERE status <> 'ok' OR last_failed_at > created_at
         UNION ALL
-        SELECT 'score', layer, latent, explainer_fp, scorer, status,
-               n_failed || ' of ' || n || ' items failed: ' || coalesce(array_to_string(failure_reasons, '; '), ''),
-               created_at
-        FROM scores WHERE status <> 'ok' OR n_failed > 0 OR n_failed_batches > 0
+        SELECT 'score', layer, latent, explainer_fp, scorer,
+               CASE WHEN status = 'ok' AND last_failed_at > created_at THEN 'ok (kept)' ELSE status END,
+               CASE WHEN status = 'ok' AND last_failed_at > created_at THEN last_error ELSE
+               n_failed || ' of ' || n || ' items failed: ' || coalesce(array_to_string(failure_reasons, '; '), '') END,
+               CASE WHEN status = 'ok' AND last_failed_at > created_at THEN last_failed_at ELSE created_at END
+        FROM scores WHERE status <> 'ok' OR n_failed > 0 OR n_failed_batches > 0 OR last_failed_at > created_at
     """,
 }
 

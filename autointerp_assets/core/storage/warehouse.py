@@ -24,6 +24,7 @@ import duckdb
 import polars as pl
 from filelock import FileLock, Timeout
 
+from ..errors import StorageError, readable_database_hint, storage_cause
 from .schema import PARTITIONED, TABLES, VIEWS, create_statements, migration_statements
 
 log = logging.getLogger(__name__)
@@ -65,11 +66,20 @@ class Warehouse:
                 con.begin()
                 yield con
                 con.commit()
-            except BaseException:
-                con.rollback()
+            except BaseException as e:
+                try:  # a failed COMMIT has already ended the transaction: never let that hide the real cause
+                    con.rollback()
+                except Exception:
+                    pass
+                cause = storage_cause(e, self.path) if isinstance(e, (duckdb.Error, OSError)) else None
+                if cause is not None:
+                    raise StorageError(cause) from e
                 raise
             finally:
-                con.close()
+                try:
+                    con.close()
+                except Exception:
+                    pass
 
     @contextmanager
     def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -100,7 +110,7 @@ class Warehouse:
             except duckdb.IOException as e:
                 waited = time.monotonic() - start
                 if "lock" not in str(e).lower():
-                    raise
+                    raise StorageError(storage_cause(e, self.path) or readable_database_hint(e, self.path)) from e
                 if waited > self.lock_timeout_s:
                     raise TimeoutError(f"{self.path} stayed open in another program for {waited:.0f}s "
                                        f"({_holder(e)}): close that session (analysts: use `autointerp "
@@ -110,6 +120,8 @@ class Warehouse:
                                 "session or give analysts `autointerp snapshot`", waited, self.path, _holder(e))
                     last_log = time.monotonic()
                 time.sleep(0.5)
+            except duckdb.Error as e:  # not a DuckDB file, a newer/older format, a damaged header
+                raise StorageError(readable_database_hint(e, self.path)) from e
         key = (str(self.path.resolve()), self.path.stat().st_ino)
         if not self._initialized and key in _SCHEMA_READY:  # this process already brought this file up to date
             names = [*TABLES, *VIEWS]  # (a read, no DDL) unless the file was replaced under the same inode
@@ -166,6 +178,9 @@ class Warehouse:
         return dest
 
     # --- helpers -------------------------------------------------------------------------------
+    def exists(self) -> bool:
+        return self.path.is_file()
+
     def init(self) -> None:
         with self.write():
             pass

@@ -1,6 +1,7 @@
 import dagster as dg
 
 from ...core import pipeline
+from ...core.errors import StageFailed
 from ...core.explainer_baselines import is_baseline
 from ...core.llm.accounting import BudgetExceeded
 from ..metadata import readable, table_md
@@ -9,10 +10,18 @@ from ..resources import LLMResource, ProjectResource
 from .examples import examples
 
 
-def budget_failure(e: BudgetExceeded) -> dg.Failure:
-    """A budget stop: the committed work and its spend are reported; the run stops (a re-run continues)."""
+FORCE_TAG = "autointerp/force"  # a run tagged "true" re-sends every latent's requests (ok rows still kept on failure)
+
+
+def budget_failure(e: BudgetExceeded | StageFailed) -> dg.Failure:
+    """A budget stop or a failed stage: the one-line reason, the committed work and its spend as metadata; the
+    step fails (a re-run continues with what is missing or failed)."""
     summary = {k: v for k, v in getattr(e, "summary", {}).items() if isinstance(v, (int, float, str, bool))}
     return dg.Failure(description=str(e), metadata=summary, allow_retries=False)
+
+
+def forced(context) -> bool:
+    return str(context.run.tags.get(FORCE_TAG, "")).lower() in ("1", "true", "yes")
 
 
 @dg.asset(group_name="explanations", kinds={"vllm", "duckdb"}, partitions_def=PARTITIONS, deps=[examples],
@@ -23,8 +32,8 @@ def explanations(context: dg.AssetExecutionContext, project: ProjectResource, ll
     layer, first, last = bounds(context.partition_key)
     client = None if is_baseline(ctx.cfg.explainer.kind) else llm.client(ctx.cfg.explainer.llm, ctx.workdir)
     try:
-        out = pipeline.run_explanations(ctx, client, layer, first, last)
-    except BudgetExceeded as e:
+        out = pipeline.run_explanations(ctx, client, layer, first, last, force=forced(context))
+    except (BudgetExceeded, StageFailed) as e:
         raise budget_failure(e) from None
     sample = [{"latent": lat, "explanation": text or "(parse failure)"} for lat, text in out.pop("sample")]
     status = out.pop("status")

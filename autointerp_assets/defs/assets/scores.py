@@ -1,12 +1,13 @@
 import dagster as dg
 
 from ...core import pipeline
+from ...core.errors import StageFailed
 from ...core.llm.accounting import BudgetExceeded
 from ...core.stages import score_plots
 from ..metadata import histogram_md, histogram_png, medians_png, plot_md, readable, table_md
 from ..partitions import PARTITIONS, bounds
 from ..resources import LLMResource, ProjectResource
-from .explanations import budget_failure, explanations
+from .explanations import budget_failure, explanations, forced
 
 
 @dg.asset(group_name="scores", kinds={"vllm", "duckdb"}, partitions_def=PARTITIONS, deps=[explanations],
@@ -18,11 +19,12 @@ def scores(context: dg.AssetExecutionContext, project: ProjectResource, llm: LLM
     ctx = project.context(context.log)
     layer, first, last = bounds(context.partition_key)
     client = llm.client(ctx.cfg.scorer_llm, ctx.workdir)
+    force = forced(context)
     try:
-        out = pipeline.run_scores(ctx, client, layer, first, last)
-    except BudgetExceeded as e:
+        out = pipeline.run_scores(ctx, client, layer, first, last, force=force)
+        more = pipeline.run_more_scores(ctx, client, layer, first, last, force=force)
+    except (BudgetExceeded, StageFailed) as e:
         raise budget_failure(e) from None
-    more = pipeline.run_more_scores(ctx, client, layer, first, last)
     # the key result first: every scorer's median against its random-explanation control, then the plots
     md = {"controls": table_md(control_rows(more))}
     if more.get("sensitivity"):  # does each scorer read the explanation? in words, right after the controls
