@@ -14,7 +14,6 @@ from autointerp_assets.core.fingerprint import fingerprint
 from autointerp_assets.core.redaction import redact, redact_url
 from autointerp_assets.core.stages.context import explainer_spec
 from autointerp_assets.core.stages.incremental import done_latents, merge
-from autointerp_assets.core.stages.scores import ONE_CLASS, classifier_status
 from autointerp_assets.core.storage import Warehouse
 from autointerp_assets_tests.conftest import write_config
 
@@ -67,11 +66,12 @@ def test_a_failure_never_replaces_an_ok_row_and_is_kept_beside_it(tmp_path):
 
 def test_a_classifier_score_needs_answered_items_of_both_classes():
     m = metrics.classification_metrics([True, True, False, False], [True, False, None, None])
-    assert m["balanced_accuracy"] == 0.5  # only the true-positive rate: not a balanced accuracy
-    assert classifier_status(m) == ("failed", ONE_CLASS)
+    assert m["balanced_accuracy"] is None  # only the true-positive rate would be left: not a balanced accuracy
+    assert metrics.score_status(m, "balanced_accuracy") == (
+        "undefined", "balanced accuracy undefined: no non-activating item was scored (2 failed)")
     both = metrics.classification_metrics([True, True, False, False], [True, False, False, None])
-    assert classifier_status(both) == ("ok", None)
-    assert classifier_status(metrics.classification_metrics([True], [None]))[0] == "failed"
+    assert metrics.score_status(both, "balanced_accuracy") == ("ok", None)
+    assert metrics.score_status(metrics.classification_metrics([True], [None]), "balanced_accuracy")[0] == "failed"
 
 
 def test_keys_written_into_urls_are_redacted_everywhere(tmp_path):

@@ -71,10 +71,11 @@ def partition(tmp_path):
     return ctx, efp
 
 
-def _run(ctx, reads: bool):
+def _run(ctx, reads: bool, force: bool = False):
+    """``force``: re-send every pair (the stages are incremental: a done pair is otherwise kept)."""
     client = Scorer(reads)
-    run_scores(ctx, client, "layers.1", 0, 31)
-    return run_more_scores(ctx, client, "layers.1", 0, 31)
+    run_scores(ctx, client, "layers.1", 0, 31, force=force)
+    return run_more_scores(ctx, client, "layers.1", 0, 31, force=force)
 
 
 def test_a_blind_scorer_is_flagged_and_a_reading_one_is_not(partition):
@@ -102,7 +103,7 @@ def test_a_blind_scorer_is_flagged_and_a_reading_one_is_not(partition):
     lines = findings_lines(ctx)
     assert len(lines) == 2 and lines[0].startswith("[layers.1 00000-00031") and "does NOT read" in lines[0]
 
-    out = _run(ctx, reads=True)  # the same partition re-scored by a scorer that reads the explanation
+    out = _run(ctx, reads=True, force=True)  # the same partition re-scored by a scorer that reads the explanation
     sens = {v["scorer"]: v for v in out["sensitivity"]}
     for v in sens.values():
         assert 0.35 < v["share"] < 0.65 and v["share_low"] > 0.1 and v["reads_explanation"] is True
