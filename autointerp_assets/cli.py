@@ -9,6 +9,7 @@
     autointerp browse                  serve the latent browser on 127.0.0.1
     autointerp search "..."            latents ranked by their explanation's meaning
     autointerp export DIR --to parquet|neuronpedia|delphi
+    autointerp estimate                LLM requests, tokens and dollars per stage before a run (nothing sent)
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def cmd_run(args) -> int:
     from .core.config import load_config
     from .defs.assets import ALL
     from .defs.checks import CHECKS
-    from .defs.jobs import JOBS, calibrate, corpus_and_sparse_coders, latent_range_pipeline
+    from .defs.jobs import JOBS, analyses_job, calibrate, corpus_and_sparse_coders, latent_range_pipeline
     from .defs.partitions import PARTITIONS
     from .defs.resources import default_resources
 
@@ -64,6 +65,7 @@ def cmd_run(args) -> int:
         for i, key in enumerate(keys):
             print(f"[autointerp] partition {i + 1}/{len(keys)} {key} ({time.perf_counter() - t0:.0f}s)", flush=True)
             go(latent_range_pipeline, key)
+        go(analyses_job)  # scorer agreement and SAE similarity over every partition
     secs = time.perf_counter() - t0
     print(f"\n[autointerp] materialized {len(keys)} partitions in {secs / 60:.1f} min; latent browser in "
           f"{cfg.browser_dir} (serve it: autointerp browse); summary from {cfg.resolve(cfg.database)}:")
@@ -141,6 +143,46 @@ def cmd_explainers(args) -> int:
     return 0
 
 
+def cmd_estimate(args) -> int:
+    import tempfile
+    from pathlib import Path
+
+    import polars as pl
+
+    from .core.config import PriceConfig
+    from .core.estimate import estimate
+    from .core.registry import active_config
+    from .core.stages.context import Context
+    from .core.storage import Warehouse
+
+    cfg = active_config()
+    if args.price:
+        try:
+            prompt, completion = (float(v) for v in args.price.split(","))
+            price = PriceConfig(prompt=prompt, cached=prompt, completion=completion)
+        except ValueError:
+            print("autointerp estimate: --price takes PROMPT,COMPLETION in $ per 1M tokens, e.g. --price 0.6,0.6",
+                  file=sys.stderr)
+            return 2
+        cfg = cfg.model_copy(update={
+            "explainer": cfg.explainer.model_copy(update={"llm": cfg.explainer.llm.model_copy(update={"price": price})}),
+            "scorer": cfg.scorer.model_copy(update={"llm": cfg.scorer_llm.model_copy(update={"price": price})})})
+    db = cfg.resolve(cfg.database)
+    with tempfile.TemporaryDirectory() as tmp:  # no warehouse yet: estimate from the config alone, create none
+        wh = Warehouse(db if db.exists() else Path(tmp) / "empty.duckdb")
+        frame = estimate(Context(cfg, wh), sample=args.sample)
+        sampled = bool(wh.scalar("SELECT count(*) FROM latent_selection"))
+    total = frame.select(pl.lit("total").alias("stage"), pl.lit("").alias("explainer"), pl.lit("").alias("scorer"),
+                         pl.lit(None, pl.Int64).alias("latents"), pl.sum("requests"), pl.sum("prompt_tokens"),
+                         pl.sum("completion_tokens"), pl.sum("cost_usd"))
+    _print_frame(pl.concat([frame, total]).rename({"prompt_tokens": "prompt tok", "completion_tokens": "compl. tok",
+                                                    "cost_usd": "$"}))
+    where = "the stored examples" if sampled else "the config and corpus windows (nothing sampled yet)"
+    print(f"estimated from {where}; nothing was sent. Explanations' completions are counted at max_tokens and no "
+          f"prompt as cached (upper bounds); prices from each engine's price table.")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="autointerp", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--config", help="project YAML (default: $AUTOINTERP_CONFIG or data/project.yaml)")
@@ -155,6 +197,9 @@ def main(argv=None) -> int:
     snap.add_argument("path", nargs="?", help="destination (default: <database>.snapshot.duckdb)")
     sub.add_parser("explainers", help="the explainer registry: names, fingerprints, the active one")
     cli_latents.add_parsers(sub)
+    est = sub.add_parser("estimate", help="LLM requests, tokens and $ per stage before a run (nothing is sent)")
+    est.add_argument("--sample", type=int, default=8, help="latents per partition whose requests are built (default 8)")
+    est.add_argument("--price", help="PROMPT,COMPLETION $ per 1M tokens for every engine (default: the config's)")
     args = p.parse_args(argv)
     if args.config:
         os.environ["AUTOINTERP_CONFIG"] = os.path.abspath(args.config)
@@ -164,7 +209,7 @@ def main(argv=None) -> int:
         if args.cmd in cli_latents.COMMANDS:
             return cli_latents.run(args)
         return {"run": cmd_run, "summary": cmd_summary, "sql": cmd_sql, "snapshot": cmd_snapshot,
-                "explainers": cmd_explainers}[args.cmd](args)
+                "explainers": cmd_explainers, "estimate": cmd_estimate}[args.cmd](args)
     except ConfigError as e:
         print(f"autointerp: {e}", file=sys.stderr)
         return 2

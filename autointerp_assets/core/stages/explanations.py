@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-from .. import explainers
+from .. import explainers, output_explainers
 from ..explainer_baselines import is_baseline
 from ..llm import accounting
 from ..llm.accounting import BudgetExceeded
@@ -24,6 +24,7 @@ from .context import Context, engine_label, explainer_spec, rate
 from ..examples.neighbours import decoder_rows
 from .examples import _token_strings, load_examples
 from .llm_runs import BUDGET_EXCEEDED, commit, new_run_id, pending, prompt_counter, spent
+from .steering import OUTPUT_KINDS, load_steering
 
 
 def _safetensors_tensor(model_dir: Path, names: tuple[str, ...]):
@@ -75,6 +76,23 @@ def explainer_examples(ctx: Context, layer: str, first: int, last: int) -> dict:
     return load_examples(ctx, layer, first, last, splits)
 
 
+def output_tokens(ctx: Context, layer: str, first: int, last: int) -> dict[int, list[tuple[str, float]]]:
+    """Per latent, (token, mean probability rise) when it is stimulated (stage steering), strongest first."""
+    return {lat: list(zip(r["top_tokens"], r["top_increases"]))
+            for lat, r in load_steering(ctx, layer, first, last).items()}
+
+
+def explainer_request(ecfg, exs: dict, latent_max: float, count, logit_toks=(), output_toks=()):
+    """One latent's explainer request: the output-only prompt for kind token_change, else the input prompt
+    (with its kind's extras) shrunk to fit the context."""
+    if ecfg.kind == "token_change":
+        return output_explainers.token_change_request(ecfg, output_toks)
+    room = ecfg.llm.max_model_len - ecfg.max_tokens - 8
+    return explainers.fit_explainer_request(ecfg, exs["train"], latent_max, count, room,
+                                            counterexamples=exs.get(COUNTEREXAMPLES, ()), logit_tokens=logit_toks,
+                                            output_tokens=output_toks)[0]
+
+
 def run_explanations(ctx: Context, client, layer: str, first: int, last: int) -> dict:
     cfg, ecfg = ctx.cfg, ctx.cfg.explainer
     if is_baseline(ecfg.kind):  # top_tokens / logit_lens: no LLM (client unused, may be None)
@@ -89,13 +107,15 @@ def run_explanations(ctx: Context, client, layer: str, first: int, last: int) ->
     maxes = dict(ctx.wh.query("SELECT latent, max_activation FROM latent_stats WHERE layer = ? AND latent BETWEEN ? AND ?",
                               [layer, first, last]).iter_rows())
     resume = pending(ctx, "explanations", layer, first, last, efp)
-    latents = [lat for lat in sorted(exs) if "train" in exs[lat] and (not resume or lat in resume)]
+    latents = [lat for lat in sorted(exs) if "train" in exs[lat]][:ecfg.max_latents]
+    latents = [lat for lat in latents if not resume or lat in resume]
     logits = logit_tokens(ctx, layer, first, last, ecfg.n_logit_tokens) if ecfg.kind == "logit" and latents else {}
+    outputs = output_tokens(ctx, layer, first, last) if ecfg.kind in OUTPUT_KINDS and latents else {}
+    if outputs:
+        latents = [lat for lat in latents if lat in outputs]
     count = prompt_counter(ecfg.llm, ctx.workdir)
-    room = ecfg.llm.max_model_len - ecfg.max_tokens - 8
-    reqs = [explainers.fit_explainer_request(ecfg, exs[lat]["train"], float(maxes.get(lat) or 0.0), count, room,
-                                             counterexamples=exs[lat].get(COUNTEREXAMPLES, ()),
-                                             logit_tokens=logits.get(lat, ()))[0] for lat in latents]
+    reqs = [explainer_request(ecfg, exs[lat], float(maxes.get(lat) or 0.0), count, logits.get(lat, ()),
+                              outputs.get(lat, ())) for lat in latents]
     n_sent = len(reqs)
     if accounting.limited(cfg.budget):
         estimates = [accounting.worst_case(ecfg.llm, [r], [count(r)]) for r in reqs]

@@ -29,7 +29,8 @@ from .llm_runs import new_run_id
 
 EXTRA = ("simulation", "embedding", "surprisal", "intruder")
 PRIMARY = {"detection": "balanced_accuracy", "fuzzing": "balanced_accuracy", "fuzzing_active": "balanced_accuracy",
-           "simulation": "correlation", "embedding": "auroc", "surprisal": "auroc", "intruder": "accuracy"}
+           "simulation": "correlation", "embedding": "auroc", "surprisal": "auroc", "intruder": "accuracy",
+           "intervention": "balanced_accuracy"}
 F64 = ("balanced_accuracy", "accuracy", "precision", "recall", "f1", "auroc", "latency_s", "cost_usd", "value",
        "ci_low", "ci_high", "auroc_ci_low", "auroc_ci_high")
 
@@ -82,6 +83,22 @@ class _Rows:
             "latency_s": float(sum(r.latency_s for r in responses)), "cost_usd": float(sum(c["cost_usd"] for c in calls)),
             "control": control, "metric": base, "value": value, "ci_low": ci[0], "ci_high": ci[1],
             "auroc_ci_low": auroc_ci[0], "auroc_ci_high": auroc_ci[1], "latent_range": self.rng, **(extra or {})})
+
+    def insert(self, con, wh) -> None:
+        """Record the fingerprints and insert the collected score, item and ledger rows (inside ``wh.write()``)."""
+        for f, (kind, spec) in self.fps.items():
+            wh.record_fingerprint(con, f, kind, spec)
+        if self.scores:
+            wh.insert(con, "scores", pl.DataFrame(self.scores, schema_overrides={k: pl.Float64 for k in F64}
+                                                  | {"failure_reasons": pl.List(pl.Utf8), "control": pl.Boolean,
+                                                     "status_reason": pl.Utf8}))
+        if self.items:
+            wh.insert(con, "score_items", pl.DataFrame(self.items, schema_overrides={
+                "probability": pl.Float64, "prediction": pl.Boolean, "value": pl.Float64}))
+        if self.ledger:
+            wh.insert(con, "llm_calls", pl.DataFrame(self.ledger, schema_overrides={
+                "error": pl.Utf8, "scorer": pl.Utf8, "batch_index": pl.Int32, "cost_usd": pl.Float64,
+                "latency_s": pl.Float64}))
 
     def item(self, scorer: str, sfp: str, latent: int, example_id: int, quantile: int, activating: bool,
              truth: bool, prediction, probability=None, value=None, batch_index: int = 0) -> None:
@@ -143,7 +160,7 @@ def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, exp
     """``explainer_fp``: score another explainer's stored explanations (default: the configured explainer's)."""
     cfg, x = ctx.cfg, ctx.cfg.scoring_extras
     kinds = [k for k in cfg.scorer.scorers]  # detection / fuzzing kinds stage scores ran
-    extras = [k for k in x.scorers]
+    extras = [k for k in x.scorers if k in EXTRA]  # intervention: stage intervention_scores
     if "simulation" in extras:  # a bad mode for this engine fails here, before any heavy work
         sim_mode = simulation.resolve_mode(x.simulation_mode, client)
     efp = explainer_fp or fingerprint("explainer", explainer_spec(cfg, ctx.workdir))
@@ -319,18 +336,10 @@ def _commit(ctx, layer, first, last, efp, rows: _Rows, ci_rows, flags, kinds, rn
     mine = list(EXTRA) + [f"{k}_control" for k in ("detection", "fuzzing", "fuzzing_active", *EXTRA)]
     wh = ctx.wh
     with wh.write() as con:
-        for f, (kind, spec) in rows.fps.items():
-            wh.record_fingerprint(con, f, kind, spec)
         for table in ("scores", "score_items"):
             con.execute(f"DELETE FROM {table} WHERE layer = ? AND latent BETWEEN ? AND ? AND explainer_fp = ? "
                         "AND scorer IN (SELECT unnest(?))", [layer, first, last, efp, mine])
-        if rows.scores:
-            wh.insert(con, "scores", pl.DataFrame(rows.scores, schema_overrides={k: pl.Float64 for k in F64}
-                                                  | {"failure_reasons": pl.List(pl.Utf8), "control": pl.Boolean,
-                                                     "status_reason": pl.Utf8}))
-        if rows.items:
-            wh.insert(con, "score_items", pl.DataFrame(rows.items, schema_overrides={
-                "probability": pl.Float64, "prediction": pl.Boolean, "value": pl.Float64}))
+        rows.insert(con, wh)
         # stage scores' own rows: primary metric, intervals and partition label (their other columns untouched)
         con.execute("UPDATE scores SET metric = 'balanced_accuracy', value = balanced_accuracy, control = false, "
                     "latent_range = ? WHERE layer = ? AND latent BETWEEN ? AND ? AND explainer_fp = ? "
@@ -358,10 +367,6 @@ def _commit(ctx, layer, first, last, efp, rows: _Rows, ci_rows, flags, kinds, rn
                 "finding": v.finding} for v in sens], schema_overrides={
                 "share_changed": pl.Float64, "share_ci_low": pl.Float64, "share_ci_high": pl.Float64,
                 "reads_explanation": pl.Boolean}))
-        if rows.ledger:
-            wh.insert(con, "llm_calls", pl.DataFrame(rows.ledger, schema_overrides={
-                "error": pl.Utf8, "scorer": pl.Utf8, "batch_index": pl.Int32, "cost_usd": pl.Float64,
-                "latency_s": pl.Float64}))
 
 
 def _summary(ctx, layer, efp, rng_label, kinds, extras, rows: _Rows, flags, donor, seconds) -> dict:
