@@ -3,7 +3,8 @@ explainer's explanation, keyed by the coder (sae_fp): what the views latent_matc
 across hookpoints or across two coders of one hookpoint.
 
 Replaces, in one transaction, the partition's rows of the current coder only: rows of an earlier coder of the
-same hookpoint stay (a retrained SAE is compared with its predecessor through them).
+same hookpoint stay (a retrained SAE is compared with its predecessor through them). The explanation embeddings
+are the search's (``core.search``, the browser's sentence model): stored ones are reused, missing ones embedded.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import time
 
 import polars as pl
 
+from .. import search
+from ..examples.embeddings import model_key
 from ..examples.neighbours import decoder_rows
-from ..scoring import embedding
 from .context import Context
 
 
@@ -24,17 +26,14 @@ def run_latent_vectors(ctx: Context, layer: str, first: int, last: int) -> dict:
     if coder.is_empty():
         raise RuntimeError(f"latent_vectors needs the sparse coder of {layer}: materialize sparse_coders first")
     path, sae_fp = coder.row(0)
-    expl = ctx.wh.query("SELECT latent, explainer_fp, explanation FROM explanations WHERE layer = ? AND latent "
-                        "BETWEEN ? AND ? AND status = 'ok' ORDER BY explainer_fp, latent", [layer, first, last])
-    latents = sorted(set(expl["latent"].to_list()))
+    expl, vecs, _ = search.explanation_vectors(ctx.wh, ctx.cfg.search_model, layer, first, last)
+    latents = sorted(set(expl["latent"].to_list())) if expl.height else []
     rows = []
     if latents:
         w = decoder_rows(path, first, last)[[lat - first for lat in latents]].float()
         rows += [{"layer": layer, "latent": lat, "sae_fp": sae_fp, "kind": "decoder", "explainer_fp": "", "model": "",
                   "vector": w[i].tolist()} for i, lat in enumerate(latents)]
-        model = ctx.cfg.scoring_extras.embedding_model
-        key = embedding.identity(model)["model"]
-        vecs = embedding.encoder(model)(expl["explanation"].to_list())
+        key = model_key(ctx.cfg.search_model)
         rows += [{"layer": layer, "latent": lat, "sae_fp": sae_fp, "kind": "explanation", "explainer_fp": efp,
                   "model": key, "vector": vecs[i].tolist()}
                  for i, (lat, efp) in enumerate(zip(expl["latent"].to_list(), expl["explainer_fp"].to_list()))]
