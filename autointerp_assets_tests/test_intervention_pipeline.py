@@ -162,7 +162,7 @@ def test_analyses_views_and_metadata(run):
 def _ledger(run) -> pl.DataFrame:
     names = {fp: name for name, fp in run["fps"].items()}
     led = run["wh"].query("SELECT stage, explainer_fp, coalesce(scorer, '') AS scorer, count(*) AS requests, "
-                          "sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens "
+                          "sum(prompt_tokens)::BIGINT AS prompt_tokens, sum(completion_tokens)::BIGINT AS completion_tokens "
                           "FROM llm_calls WHERE created_at >= ? GROUP BY ALL", [run["start"]])
     return led.with_columns(explainer=pl.col("explainer_fp").replace_strict(names)).drop("explainer_fp")
 
