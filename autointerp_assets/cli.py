@@ -11,6 +11,7 @@
     autointerp browse                  serve the latent browser on 127.0.0.1
     autointerp search "..."            latents ranked by their explanation's meaning
     autointerp export DIR --to parquet|neuronpedia|delphi
+    autointerp estimate                LLM requests, tokens and dollars per stage before a run (nothing sent)
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def cmd_run(args) -> int:
     from .defs.assets import ALL, PARTITIONED_ASSETS
     from .defs.assets.explanations import FORCE_TAG
     from .defs.checks import CHECKS
-    from .defs.jobs import JOBS, calibrate, corpus_and_sparse_coders, latent_range_pipeline
+    from .defs.jobs import JOBS, analyses_job, calibrate, corpus_and_sparse_coders, latent_range_pipeline
     from .defs.partitions import PARTITIONS
     from .defs.resources import default_resources
 
@@ -103,14 +104,18 @@ def cmd_run(args) -> int:
                 failed[key] = bad
                 for step, line in bad:
                     print(f"[autointerp] partition {key} failed: {step}: {line}", flush=True)
+        for step, line in go(analyses_job):  # scorer agreement and SAE similarity over every partition
+            print(f"[autointerp] analyses failed: {step}: {line}", flush=True)
+            failed.setdefault("analyses", []).append((step, line))
     secs = time.perf_counter() - t0
-    print(f"\n[autointerp] materialized {len(keys) - len(failed)} of {len(keys)} partitions in {secs / 60:.1f} min; "
+    n_bad = sum(k in failed for k in keys)
+    print(f"\n[autointerp] materialized {len(keys) - n_bad} of {len(keys)} partitions in {secs / 60:.1f} min; "
           f"latent browser in {cfg.browser_dir} (serve it: autointerp browse); summary from {db}:")
     ctx = pipeline.Context.of(cfg)
     _print_frame(pipeline.partition_summary(ctx, _current_fp()))
     _print_findings(ctx)
     if failed:
-        print(f"\n[autointerp] {len(failed)} of {len(keys)} partitions FAILED (their good rows are kept; re-run "
+        print(f"\n[autointerp] {n_bad} of {len(keys)} partitions FAILED (their good rows are kept; re-run "
               "`autointerp run` to send only what is missing or failed):", file=sys.stderr)
         for key, bad in failed.items():
             for step, line in bad:
@@ -220,6 +225,46 @@ def cmd_explainers(args) -> int:
     return 0
 
 
+def cmd_estimate(args) -> int:
+    import tempfile
+    from pathlib import Path
+
+    import polars as pl
+
+    from .core.config import PriceConfig
+    from .core.estimate import estimate
+    from .core.registry import active_config
+    from .core.stages.context import Context
+    from .core.storage import Warehouse
+
+    cfg = active_config()
+    if args.price:
+        try:
+            prompt, completion = (float(v) for v in args.price.split(","))
+            price = PriceConfig(prompt=prompt, cached=prompt, completion=completion)
+        except ValueError:
+            print("autointerp estimate: --price takes PROMPT,COMPLETION in $ per 1M tokens, e.g. --price 0.6,0.6",
+                  file=sys.stderr)
+            return 2
+        cfg = cfg.model_copy(update={
+            "explainer": cfg.explainer.model_copy(update={"llm": cfg.explainer.llm.model_copy(update={"price": price})}),
+            "scorer": cfg.scorer.model_copy(update={"llm": cfg.scorer_llm.model_copy(update={"price": price})})})
+    db = cfg.resolve(cfg.database)
+    with tempfile.TemporaryDirectory() as tmp:  # no warehouse yet: estimate from the config alone, create none
+        wh = Warehouse(db if db.exists() else Path(tmp) / "empty.duckdb")
+        frame = estimate(Context(cfg, wh), sample=args.sample)
+        sampled = bool(wh.scalar("SELECT count(*) FROM latent_selection"))
+    total = frame.select(pl.lit("total").alias("stage"), pl.lit("").alias("explainer"), pl.lit("").alias("scorer"),
+                         pl.lit(None, pl.Int64).alias("latents"), pl.sum("requests"), pl.sum("prompt_tokens"),
+                         pl.sum("completion_tokens"), pl.sum("cost_usd"))
+    _print_frame(pl.concat([frame, total]).rename({"prompt_tokens": "prompt tok", "completion_tokens": "compl. tok",
+                                                    "cost_usd": "$"}))
+    where = "the stored examples" if sampled else "the config and corpus windows (nothing sampled yet)"
+    print(f"estimated from {where}; nothing was sent. Explanations' completions are counted at max_tokens and no "
+          f"prompt as cached (upper bounds); prices from each engine's price table.")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="autointerp", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--config", help="project YAML (default: $AUTOINTERP_CONFIG or data/project.yaml)")
@@ -244,6 +289,9 @@ def main(argv=None) -> int:
     snap.add_argument("path", nargs="?", help="destination (default: <database>.snapshot.duckdb)")
     sub.add_parser("explainers", help="the explainer registry: names, fingerprints, the active one")
     cli_latents.add_parsers(sub)
+    est = sub.add_parser("estimate", help="LLM requests, tokens and $ per stage before a run (nothing is sent)")
+    est.add_argument("--sample", type=int, default=8, help="latents per partition whose requests are built (default 8)")
+    est.add_argument("--price", help="PROMPT,COMPLETION $ per 1M tokens for every engine (default: the config's)")
     args = p.parse_args(argv)
     if args.config:
         os.environ["AUTOINTERP_CONFIG"] = os.path.abspath(args.config)
@@ -257,7 +305,7 @@ def main(argv=None) -> int:
             _existing(load_config())  # they read the warehouse: a missing one is an error, never created
             return cli_latents.run(args)
         return {"run": cmd_run, "summary": cmd_summary, "sql": cmd_sql, "snapshot": cmd_snapshot,
-                "explainers": cmd_explainers}[args.cmd](args)
+                "explainers": cmd_explainers, "estimate": cmd_estimate}[args.cmd](args)
     except (ConfigError, InputError, StorageError) as e:
         print(f"autointerp: {one_line(e)}", file=sys.stderr)
         return 2

@@ -19,14 +19,16 @@ def test_definitions_load_with_two_dimensional_partitions():
         {j.name for j in defs.resolve_all_job_defs()}
     keys = {k.to_user_string() for k in defs.resolve_all_asset_keys()}
     assert keys == {"corpus_tokens", "sparse_coders", "calibration", "activations", "latent_stats", "examples",
-                    "explanations", "scores", "latent_pages"}
-    for name in ("activations", "latent_stats", "examples", "explanations", "scores", "latent_pages"):
+                    "steering", "explanations", "scores", "latent_vectors", "latent_pages", "analyses"}
+    for name in ("activations", "latent_stats", "examples", "steering", "explanations", "scores", "latent_vectors",
+                 "latent_pages"):
         pd = defs.resolve_assets_def(name).partitions_def
         assert isinstance(pd, dg.MultiPartitionsDefinition)
         dims = {d.name: d.partitions_def.get_partition_keys() for d in pd.partitions_defs}
         assert dims == {"layer": ["layers.1", "layers.3"], "latents": ["00000-00031", "00032-00063"]}
     assert defs.resolve_assets_def("corpus_tokens").partitions_def is None
     assert defs.resolve_assets_def("calibration").partitions_def is None  # keyed by explainer fingerprint instead
+    assert defs.resolve_assets_def("analyses").partitions_def is None  # reads every partition
     # every asset check is a partitioned check of its own (the UI records each evaluation per partition); none is
     # hidden inside an asset, where a later partition's pass would cover an earlier one's failure
     from autointerp_assets.defs.checks import CHECKS

@@ -12,7 +12,7 @@ from autointerp_assets.core.registry import active_config, explainer_fp
 from autointerp_assets.core.stages.baseline_explanations import baseline_contexts
 from autointerp_assets.core.stages.context import Context
 from autointerp_assets.core.storage import Warehouse
-from autointerp_assets.defs.assets import calibration, explanations, latent_pages, scores
+from autointerp_assets.defs.assets import calibration, explanations, latent_pages, latent_vectors, scores, steering
 from autointerp_assets.defs.checks import CHECKS
 from autointerp_assets.defs.resources import LLMResource, ProjectResource
 from autointerp_assets.defs.sensors import EXPLAINER_FP_TAG, EXPLAINER_TAG, explainer_change
@@ -69,7 +69,8 @@ def test_sensor_reexplains_every_partition_on_explainer_change():
         sensor = defs.resolve_sensor_def("explainer_change")
         assert set(sensor.job_names) == {"reexplain_and_rescore", "calibrate"}  # run names that say what ran
         job = defs.resolve_job_def("reexplain_and_rescore")
-        assert set(job.asset_layer.executable_asset_keys) == {explanations.key, scores.key, latent_pages.key}
+        assert set(job.asset_layer.executable_asset_keys) == {steering.key, explanations.key, scores.key,
+                                                              latent_vectors.key, latent_pages.key}
         assert all(r.job_name == job.name for r in reqs) and cal.job_name == "calibrate"
         calibrate = defs.resolve_job_def("calibrate")
         assert set(calibrate.asset_layer.executable_asset_keys) == {calibration.key}

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from .windows import tiling_error
+from .neutral_prompts import NEUTRAL_PROMPTS
 
 DEFAULT_CONFIG = "data/project.yaml"
 CONFIG_ENV = "AUTOINTERP_CONFIG"
@@ -242,13 +243,16 @@ class LLMConfig(_Strict):
 
 class ExplainerConfig(_Strict):
     llm: LLMConfig = LLMConfig()
-    kind: Literal["default", "contrastive", "single_token", "logit", "top_tokens", "logit_lens"] = Field(
+    kind: Literal["default", "contrastive", "single_token", "logit", "top_tokens", "logit_lens", "token_change",
+                  "input_output"] = Field(
         "default", description="Prompt family: 'default' (highlighted train examples + activation values), "
         "'contrastive' (also shows non-activating windows as counterexamples), 'single_token' (asks which "
         "token(s) the latent fires on), 'logit' (also lists the tokens the latent's decoder direction "
-        "promotes through the model's unembedding); or a baseline that needs no LLM: 'top_tokens' (the tokens "
-        "carrying most of the activation mass in the train examples) or 'logit_lens' (the tokens the decoder "
-        "direction promotes), written as an explanation.")
+        "promotes through the model's unembedding); output-centric (they read the steering asset): "
+        "'token_change' (only the tokens whose probability rises most when the latent is stimulated), "
+        "'input_output' (the default prompt plus those tokens: input and output side in one explanation); "
+        "or a baseline that needs no LLM: 'top_tokens' (the tokens carrying most of the activation mass in the "
+        "train examples) or 'logit_lens' (the tokens the decoder direction promotes), written as an explanation.")
     chain_of_thought: bool = Field(False, description="Let the explainer reason in a few lines before the "
                                    "marker line (more completion tokens; max_tokens is raised to >= 160).")
     max_tokens: int = Field(48, gt=0, description="Generated tokens for an explanation.")
@@ -258,6 +262,11 @@ class ExplainerConfig(_Strict):
     max_examples: int | None = Field(None, gt=0, description="Show at most this many train examples.")
     n_counterexamples: int = Field(10, ge=1, description="contrastive: non-activating windows shown.")
     n_logit_tokens: int = Field(10, ge=1, description="logit: promoted tokens listed.")
+    n_output_tokens: int = Field(10, ge=1, le=50, description="token_change / input_output: tokens listed "
+                                 "(those whose probability rises most under stimulation; at most steering.n_tokens).")
+    max_latents: int | None = Field(None, gt=0, description="Explain at most this many of each partition's "
+                                    "selected latents (the lowest indices), e.g. for a cheaper explainer compared in "
+                                    "a panel on a subset of the same latents; None = all.")
     prefill_marker: bool = Field(True, description="Start the answer with the marker line (engines that "
                                  "allow it); the explanation is still parsed from it. Ignored with chain_of_thought.")
     n_baseline_tokens: int = Field(5, ge=1, description="top_tokens / logit_lens baselines: at most this many tokens "
@@ -310,19 +319,21 @@ class FailuresConfig(_Strict):
 class ScoringExtrasConfig(_Strict):
     """Scorers beyond detection/fuzzing, the random-explanation control, bootstrap CIs and heuristic flags."""
 
-    scorers: tuple[Literal["simulation", "embedding", "surprisal", "intruder"], ...] = Field(
+    scorers: tuple[Literal["simulation", "embedding", "surprisal", "intruder", "intervention"], ...] = Field(
         ("simulation", "embedding", "surprisal", "intruder"),
         description="'simulation' (the scorer LLM predicts 0-10 per token from the explanation; Pearson r with "
         "the true normalized activations), 'embedding' (AUROC of explanation-example cosine similarity, "
         "activating vs non-activating), 'surprisal' (AUROC of how much the explanation lowers a base LM's loss "
         "on the example), 'intruder' (explanation-free: accuracy at spotting the non-activating example among "
-        "activating ones). Empty = none.")
+        "activating ones), 'intervention' (the latent is stimulated while the subject model continues neutral "
+        "prompts -- see steering; the scorer LLM uses the explanation to tell each steered continuation from "
+        "the clean one; balanced accuracy, chance 0.5). Empty = none.")
     control: bool = Field(True, description="Random-explanation control: a seeded derangement gives every latent "
                           "of the partition another latent's explanation, scored on the same examples; rows "
                           "'<scorer>_control' (control = true) and the difference real - control.")
     control_scorers: tuple[Literal["detection", "fuzzing", "fuzzing_active", "simulation", "embedding",
-                                   "surprisal"], ...] = Field(
-        ("detection", "fuzzing", "fuzzing_active", "simulation", "embedding", "surprisal"),
+                                   "surprisal", "intervention"], ...] = Field(
+        ("detection", "fuzzing", "fuzzing_active", "simulation", "embedding", "surprisal", "intervention"),
         description="Scorers that get the control (only those enabled in scorer.scorers / scorers run).")
     bootstrap_samples: int = Field(1000, ge=100, description="Bootstrap resamples per latent for the 95 % CIs "
                                    "(scores.ci_low / ci_high).")
@@ -381,6 +392,42 @@ class CalibrationConfig(_Strict):
     seed: int = Field(11, description="Seed of the planted activation values and the gold derangement.")
 
 
+class SteeringConfig(_Strict):
+    """Stimulating a latent: its decoder direction added at its hookpoint, at a strength calibrated per latent.
+
+    Used by the intervention scorer and the output-centric explainers (stage steering). Defaults follow
+    Paulo et al. (arXiv 2410.13928): KL 0.5 nats within 10 %, 10 prompts to explain, 30 to score, 8 new tokens
+    sampled at temperature 1."""
+
+    target_kl: float = Field(0.5, gt=0, description="Per latent, the strength is searched so that the mean "
+                             "KL(clean || steered) of the next-token distribution at the prompts' last position "
+                             "is this many nats.")
+    kl_tolerance: float = Field(0.1, gt=0, lt=1, description="Relative tolerance of the KL search.")
+    max_steps: int = Field(12, gt=0, description="Forwards of the KL search per latent (the closest strength is "
+                           "kept and the latent marked not converged when none lands within the tolerance).")
+    prompts: tuple[str, ...] = Field((), description="Neutral prompts; empty = the built-in list "
+                                     "(core.steering.NEUTRAL_PROMPTS, 40 prompts). The first n_explain serve "
+                                     "the output-centric explainers, the next n_score the intervention scorer.")
+    n_explain: int = Field(10, gt=0, description="Prompts whose next-token changes the output-centric "
+                           "explainers read (never shown to the scorer).")
+    n_score: int = Field(30, gt=0, description="Prompts continued with and without the intervention for the "
+                         "intervention scorer (the strength is calibrated on them).")
+    max_new_tokens: int = Field(8, gt=0, le=64, description="Tokens generated per continuation.")
+    temperature: float = Field(1.0, ge=0, description="Sampling temperature of the continuations (0 = greedy); "
+                               "steered and clean rows share their random draws.")
+    n_tokens: int = Field(20, gt=0, le=50, description="Tokens stored per latent whose probability rises most "
+                          "under stimulation (averaged over the explain prompts).")
+    seed: int = Field(0, description="Seed of the continuations' random draws (per prompt).")
+
+    @model_validator(mode="after")
+    def _check(self):
+        have = len(self.prompts or NEUTRAL_PROMPTS)
+        if self.n_explain + self.n_score > have:
+            raise ValueError(f"steering.n_explain + n_score ({self.n_explain + self.n_score}) must be <= the "
+                             f"number of prompts ({have}): lower them or list more steering.prompts")
+        return self
+
+
 class ProjectConfig(_Strict):
     name: str = Field("offline-default", description="A label for this project.")
     database: str = Field("data/autointerp.duckdb", description="DuckDB file (relative to the project root). "
@@ -403,10 +450,19 @@ class ProjectConfig(_Strict):
         "active explainer in every partition, on the same latents with the same scorers, so the leaderboard and "
         "explainer_pairs show whether the LLM's explanations beat a free one. Empty = none.")
     failures: FailuresConfig = Field(FailuresConfig(), description="When failed LLM requests fail a partition's step.")
+    output_explainers: tuple[Literal["token_change", "input_output"], ...] = Field(
+        (), description="Output-centric explainers (they read the steering asset) explained with the active "
+        "explainer's LLM and settings and scored beside it on the same latents by every scorer, the random-"
+        "explanation control included. Empty = none.")
+    output_explainers_max_latents: int | None = Field(
+        None, gt=0, description="Explain and score the output_explainers on at most this many of each partition's "
+        "selected latents (the lowest indices: a subset of the active explainer's); None = all.")
     scoring_extras: ScoringExtrasConfig = Field(ScoringExtrasConfig(), description="Extra scorers, the random-explanation control, bootstrap CIs and heuristic flags (stage scores_more).")
     browser: BrowserConfig = Field(BrowserConfig(), description="The latent browser's pages, server and search.")
     calibration: CalibrationConfig = Field(CalibrationConfig(), description="Known-answer calibration of the explainer "
                                            "and scorers on planted latents (asset calibration).")
+    steering: SteeringConfig = Field(SteeringConfig(), description="Latent stimulation for the intervention scorer "
+                                     "and the output-centric explainers (stage steering).")
 
     _root: Path | None = PrivateAttr(None)  # the project root of the config file (see the module docstring)
 

@@ -22,7 +22,8 @@ EXPLAINER_PROMPT_VERSION = "default-v1"  # bump whenever the template or few-sho
 # per kind: bump one when its own additions change (the default template is shared by all kinds)
 # contrastive-v2: counterexamples from the explainer's own split (train_non_activating), not the scorers'
 KIND_PROMPT_VERSION = {"default": "default-v1", "contrastive": "contrastive-v2",
-                       "single_token": "single-token-v1", "logit": "logit-v1"}
+                       "single_token": "single-token-v1", "logit": "logit-v1",
+                       "token_change": "token-change-v1", "input_output": "input-output-v1"}
 COT_PROMPT_VERSION = "cot-v1"
 COT_MIN_TOKENS = 160  # room for a few lines of reasoning plus the marker line
 
@@ -79,6 +80,9 @@ _KIND_NOTE = {
                     "Name the token(s) exactly, in quotes, and the context they appear in if it matters.",
     "logit": " After the examples comes the list of tokens the latent makes the model more likely to "
              "predict next; use it when it agrees with the examples.",
+    "input_output": " After the examples comes the list of tokens whose probability rises most when the latent "
+                    "is stimulated: its effect on the model's output. Say what makes it fire and, when the "
+                    "tokens agree, what it makes the model write.",
 }
 _COT_NOTE = (
     " Before answering, think briefly: in at most three short lines, list what the marked tokens and "
@@ -181,6 +185,7 @@ def build_explainer_request(
     max_listed: int = MAX_LISTED_ACTIVATIONS,
     counterexamples: Sequence[Example] = (),
     logit_tokens: Sequence[str] = (),
+    output_tokens: Sequence[tuple[str, float]] = (),
 ) -> ChatRequest:
     """One chat request asking for the explanation of a latent from its train examples.
 
@@ -188,6 +193,7 @@ def build_explainer_request(
     ``counterexamples`` (kind contrastive): non-activating windows shown after the examples (split
     ``train_non_activating``, disjoint from the scorers' negatives).
     ``logit_tokens`` (kind logit): tokens the latent's decoder direction promotes through the unembedding.
+    ``output_tokens`` (kind input_output): (token, mean probability rise) when the latent is stimulated.
     """
     if cfg.max_examples is not None:
         examples = list(examples)[: cfg.max_examples]
@@ -205,6 +211,8 @@ def build_explainer_request(
         shown = ", ".join('"' + (display_token(t).strip() or repr(t)) + '"'
                           for t in list(logit_tokens)[: cfg.n_logit_tokens])
         user += "\n\nTokens this latent promotes: " + shown
+    if cfg.kind == "input_output" and output_tokens:
+        user += "\n\n" + promoted_line(output_tokens, cfg.n_output_tokens)
     messages.append({"role": "user", "content": user})
     # chain of thought needs the answer to start with reasoning, so no marker prefill
     prefill = MARKER if cfg.prefill_marker and not cfg.chain_of_thought else ""
@@ -212,6 +220,12 @@ def build_explainer_request(
     # No newline stop: small models often open with a blank line; the parser takes the first non-empty one.
     sampling = Sampling(temperature=cfg.temperature, max_tokens=max_tokens)
     return ChatRequest.of(messages, sampling, prefill=prefill)
+
+
+def promoted_line(tokens: Sequence[tuple[str, float]], n: int) -> str:
+    """The output side in one line: each token quoted (shown on one line), with its mean probability rise."""
+    shown = ", ".join(f'"{display_token(t).strip() or repr(t)}" (+{inc:.3f})' for t, inc in list(tokens)[:n])
+    return "Tokens promoted when the latent is stimulated (mean probability rise): " + shown
 
 
 def fit_explainer_request(
@@ -226,7 +240,7 @@ def fit_explainer_request(
 
     First lists fewer activation values per example (10, 5, 3), then shows fewer examples, kept evenly
     spread over the given order (which runs across quantiles). ``extras`` (counterexamples,
-    logit_tokens) are passed through unchanged. Returns the request and the number of
+    logit_tokens, output_tokens) are passed through unchanged. Returns the request and the number of
     examples it shows; if even one example does not fit, the one-example request is returned as is.
     """
     if cfg.max_examples is not None:

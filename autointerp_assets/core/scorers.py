@@ -381,22 +381,26 @@ async def send_all(client: LLMClient, jobs: Mapping[str, Sequence[ScoreJob]],
     for kind in jobs:
         results = []
         for job, batches in zip(jobs[kind], per[kind]):
-            res = ScoreResult(job.key, kind, [it for b in batches for it in b.items], len(batches), 0)
-            for batch in batches:
-                resp = responses[k]
-                k += 1
-                res.responses.append(resp)
-                res.prompt_tokens += resp.prompt_tokens
-                res.completion_tokens += resp.completion_tokens
-                res.cached_tokens += resp.cached_tokens
-                res.latency_s += resp.latency_s
-                reason = apply_response(batch, resp)
-                if reason is not None:
-                    res.n_failed_batches += 1
-                    res.failure_reasons.append(reason)
-            results.append(res)
+            results.append(gather(job.key, kind, batches, responses[k:k + len(batches)]))
+            k += len(batches)
         out[kind] = results
     return out
+
+
+def gather(key: str, kind: str, batches: Sequence[ScorerBatch], responses: Sequence[ChatResponse]) -> ScoreResult:
+    """One latent's result: each batch's answers applied to its items, tokens and failures summed."""
+    res = ScoreResult(key, kind, [it for b in batches for it in b.items], len(batches), 0)
+    for batch, resp in zip(batches, responses):
+        res.responses.append(resp)
+        res.prompt_tokens += resp.prompt_tokens
+        res.completion_tokens += resp.completion_tokens
+        res.cached_tokens += resp.cached_tokens
+        res.latency_s += resp.latency_s
+        reason = apply_response(batch, resp)
+        if reason is not None:
+            res.n_failed_batches += 1
+            res.failure_reasons.append(reason)
+    return res
 
 
 def scorer_requests(kinds: Sequence[str], job: ScoreJob, cfg: ScorerConfig) -> list[ChatRequest]:

@@ -132,3 +132,63 @@ def readable(metadata: Mapping) -> dict:
     from ..core.display import rounded
 
     return {k: (v if isinstance(v, dg.MetadataValue) else rounded(v)) for k, v in metadata.items()}
+
+
+def _colour(v: float | None) -> tuple[int, int, int]:
+    """-1 (blue) .. 0 (white) .. +1 (red); None grey."""
+    if v is None:
+        return (200, 200, 200)
+    v = max(-1.0, min(1.0, v))
+    t = int(255 * (1 - abs(v)))
+    return (255, t, t) if v >= 0 else (t, t, 255)
+
+
+def heatmap_png(labels: Sequence[str], values: Mapping[tuple[str, str], float | None], title: str = "",
+                cell: int = 54) -> bytes:
+    """A symmetric matrix (e.g. rank correlations between scorers) as coloured cells with their values."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    n, left, top = len(labels), 90, 40
+    img = Image.new("RGB", (left + cell * n + 10, top + cell * n + 10), "white")
+    d, font = ImageDraw.Draw(img), ImageFont.load_default()
+    d.text((6, 6), title, fill="black", font=font)
+    for i, a in enumerate(labels):
+        d.text((4, top + i * cell + cell // 2 - 6), a[:13], fill="black", font=font)
+        d.text((left + i * cell + 2, top - 14), a[:8], fill="black", font=font)
+        for j, b in enumerate(labels):
+            v = 1.0 if a == b else values.get((a, b), values.get((b, a)))
+            x, y = left + j * cell, top + i * cell
+            d.rectangle([x, y, x + cell - 2, y + cell - 2], fill=_colour(v))
+            d.text((x + 8, y + cell // 2 - 6), "–" if v is None else f"{v:+.2f}", fill="black", font=font)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def scatter_png(series: Mapping[str, Sequence[tuple[float, float]]], title: str = "", x_label: str = "",
+                y_label: str = "", lo: float = -0.2, hi: float = 1.0, size: int = 300) -> bytes:
+    """Points of each series in [lo, hi]^2 (e.g. best-match explanation similarity vs decoder cosine)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    left, top, bottom = 40, 26, 40
+    img = Image.new("RGB", (left + size + 170, top + size + bottom), "white")
+    d, font = ImageDraw.Draw(img), ImageFont.load_default()
+    d.text((left, 6), title, fill="black", font=font)
+    d.rectangle([left, top, left + size, top + size], outline="black")
+    d.text((left, top + size + 6), f"{x_label}  [{lo:.1f}, {hi:.1f}]", fill="black", font=font)
+    d.text((4, top + size + 22), f"y: {y_label}", fill="black", font=font)
+
+    def px(x, y):
+        return left + (x - lo) / (hi - lo) * size, top + size - (y - lo) / (hi - lo) * size
+
+    for j, (name, pts) in enumerate(series.items()):
+        colour = PLOT_COLOURS[j % len(PLOT_COLOURS)]
+        for x, y in pts:
+            if x is not None and y is not None:
+                cx, cy = px(max(lo, min(hi, x)), max(lo, min(hi, y)))
+                d.ellipse([cx - 2, cy - 2, cx + 2, cy + 2], fill=colour)
+        d.rectangle([left + size + 10, top + 14 * j, left + size + 20, top + 14 * j + 10], fill=colour)
+        d.text((left + size + 24, top + 14 * j - 1), f"{name} (n={len(pts)})", fill="black", font=font)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()

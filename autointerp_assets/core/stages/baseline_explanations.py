@@ -2,17 +2,21 @@
 
 ``run_baseline_explanations`` writes one explanation per latent with train examples -- the latents the LLM
 explainer explains -- keyed by the baseline's own fingerprint. ``baseline_contexts`` gives, per configured
-baseline (``baseline_explainers``), the project config with that explainer swapped in (the intruder scorer,
-which never reads an explanation, left out), so the scores stages score it exactly like the active explainer.
+companion explainer -- the baselines (``baseline_explainers``) and the output-centric LLM explainers
+(``output_explainers``) -- the project config with that explainer swapped in (the intruder scorer, which never
+reads an explanation, left out), so the scores stages score it exactly like the active explainer, and
+``run_baselines`` explains and scores them beside it.
 """
 
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 import polars as pl
 
 from .. import explainer_baselines
+from ..explainer_baselines import is_baseline
 from ..fingerprint import fingerprint
 from ..llm import accounting
 from .context import Context, explainer_spec, scorer_spec
@@ -64,9 +68,12 @@ def run_baseline_explanations(ctx: Context, layer: str, first: int, last: int) -
 
 
 def baseline_contexts(ctx: Context) -> list[Context]:
-    """One Context per configured baseline explainer not already the active one. Scored like the active explainer
-    but without the intruder (explanation-free: the same for every explainer) and without the random-explanation
-    control (the comparison that matters is explainer vs baseline on the same latents: explainer_pairs)."""
+    """One Context per companion explainer not already the active one, explained and scored beside it on the same
+    latents: the configured baselines, scored like the active explainer but without the intruder (explanation-free:
+    the same for every explainer) and without the random-explanation control (the comparison that matters is
+    explainer vs baseline on the same latents: explainer_pairs); then the output-centric explainers
+    (``output_explainers``: the active explainer's LLM and settings with their kind, on at most
+    ``output_explainers_max_latents`` latents), scored with the control, like the active explainer."""
     cfg = ctx.cfg
     extras = tuple(s for s in cfg.scoring_extras.scorers if s != "intruder")
     out = []
@@ -77,14 +84,23 @@ def baseline_contexts(ctx: Context) -> list[Context]:
                                    "scoring_extras": cfg.scoring_extras.model_copy(update={"scorers": extras,
                                                                                            "control": False})})
         out.append(Context(b, ctx.wh, ctx.log))
+    for kind in cfg.output_explainers:
+        if kind == cfg.explainer.kind:
+            continue
+        b = cfg.model_copy(update={
+            "explainer": cfg.explainer.model_copy(update={"kind": kind, "max_latents": cfg.output_explainers_max_latents}),
+            "scoring_extras": cfg.scoring_extras.model_copy(update={"scorers": extras})})
+        out.append(Context(b, ctx.wh, ctx.log))
     return out
 
 
-def explained_and_scored(ctx: Context, layer: str, first: int, last: int) -> bool:
-    """Whether ctx's explainer already explained this partition's current examples and every one of its ok
-    explanations carries the current scores (same scorer fingerprints): a baseline re-run would only repeat it."""
+def explained_and_scored(ctx: Context, layer: str, first: int, last: int, scored: bool = True) -> bool:
+    """Whether ctx's explainer already explained this partition's current examples (its selected latents, up to
+    ``explainer.max_latents``) and, with ``scored``, every one of its ok explanations carries the current scores
+    (same scorer fingerprints): a re-run would only repeat it."""
     efp = fingerprint("explainer", explainer_spec(ctx.cfg, ctx.workdir))
-    sfps = [fingerprint("scorer", scorer_spec(ctx.cfg, ctx.workdir, k)) for k in ctx.cfg.scorer.scorers]
+    sfps = [fingerprint("scorer", scorer_spec(ctx.cfg, ctx.workdir, k)) for k in ctx.cfg.scorer.scorers] \
+        if scored else []
     with ctx.wh.read() as con:
         current = con.execute("SELECT any_value(sampler_fp) FROM latent_selection WHERE layer = ? AND latent BETWEEN "
                               "? AND ?", [layer, first, last]).fetchone()[0]
@@ -97,22 +113,30 @@ def explained_and_scored(ctx: Context, layer: str, first: int, last: int) -> boo
             [current, sfps, len(sfps), layer, first, last, efp]).fetchone()
         selected = con.execute("SELECT count(*) FROM latent_selection WHERE layer = ? AND latent BETWEEN ? AND ? "
                                "AND status = 'selected'", [layer, first, last]).fetchone()[0]
-    return current is not None and n == selected > 0 and stale == 0
+    cap = ctx.cfg.explainer.max_latents
+    return current is not None and n == (min(selected, cap) if cap else selected) > 0 and stale == 0
 
 
-def run_baselines(ctx: Context, client, layer: str, first: int, last: int, score: bool) -> dict[str, str]:
-    """Explain (and with ``score``, score like the active explainer) the partition with every configured baseline
-    whose rows are not already current; {kind: explainer_fp}. Baseline explanations cost no LLM call."""
+def run_baselines(ctx: Context, client, layer: str, first: int, last: int, score: bool,
+                  explainer_client: Callable[[], object] | None = None) -> dict[str, str]:
+    """Explain (and with ``score``, score like the active explainer) the partition with every companion explainer
+    (``baseline_contexts``) whose rows are not already current; {kind: explainer_fp}. Baseline explanations cost
+    no LLM call; an output-centric explainer gets its LLM from ``explainer_client()``."""
     from .explanations import run_explanations
+    from .intervention_scores import intervention_current, run_intervention_scores
     from .scores import run_scores
     from .scores_more import run_more_scores
 
     out = {}
     for b in baseline_contexts(ctx):
-        if not explained_and_scored(b, layer, first, last):
-            run_explanations(b, None, layer, first, last)
+        if not explained_and_scored(b, layer, first, last, scored=score):
+            if not explained_and_scored(b, layer, first, last, scored=False):
+                llm = None if is_baseline(b.cfg.explainer.kind) or explainer_client is None else explainer_client()
+                run_explanations(b, llm, layer, first, last)
             if score:
                 run_scores(b, client, layer, first, last)
                 run_more_scores(b, client, layer, first, last)
+        if score and "intervention" in b.cfg.scoring_extras.scorers and not intervention_current(b, layer, first, last):
+            run_intervention_scores(b, client, layer, first, last)
         out[b.cfg.explainer.kind] = fingerprint("explainer", explainer_spec(b.cfg, b.workdir))
     return out

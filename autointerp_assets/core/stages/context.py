@@ -97,8 +97,14 @@ def explainer_spec(cfg: ProjectConfig, workdir: Path) -> dict:
     if explainer_baselines.is_baseline(e.kind):  # no LLM: what makes its explanations is the rule and its settings
         return {"kind": e.kind, "version": explainer_baselines.BASELINE_VERSION[e.kind],
                 "settings": {"n_baseline_tokens": e.n_baseline_tokens, "baseline_mass": e.baseline_mass}}
-    return {"llm": llm_identity(e.llm, workdir), "settings": e.model_dump(exclude={"llm", *BASELINE_ONLY}),
+    output = e.kind in ("token_change", "input_output")  # output-centric: they read the steering rows
+    # settings added later are left out at their defaults, so earlier explainers keep their fingerprints
+    later = ({"max_latents"} if e.max_latents is None else set()) | (set() if output else {"n_output_tokens"})
+    spec = {"llm": llm_identity(e.llm, workdir), "settings": e.model_dump(exclude={"llm", *BASELINE_ONLY} | later),
             "prompt_version": explainers.prompt_version(e)}
+    if output:
+        spec["steering"] = cfg.steering.model_dump()
+    return spec
 
 
 def scorer_spec(cfg: ProjectConfig, workdir: Path, kind: str) -> dict:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import polars as pl
 
-from .. import explainers
+from .. import explainers, output_explainers
 from ..explainer_baselines import is_baseline
 from ..llm import accounting
 from ..llm.accounting import BudgetExceeded
@@ -30,6 +30,7 @@ from ..examples.neighbours import decoder_rows
 from .examples import _token_strings, load_examples
 from .incremental import done_latents, failed_units, merge, verdict
 from .llm_runs import BUDGET_EXCEEDED, prompt_counter
+from .steering import OUTPUT_KINDS, load_steering
 
 KEY = ("layer", "latent", "explainer_fp")
 
@@ -83,6 +84,23 @@ def explainer_examples(ctx: Context, layer: str, first: int, last: int) -> dict:
     return load_examples(ctx, layer, first, last, splits)
 
 
+def output_tokens(ctx: Context, layer: str, first: int, last: int) -> dict[int, list[tuple[str, float]]]:
+    """Per latent, (token, mean probability rise) when it is stimulated (stage steering), strongest first."""
+    return {lat: list(zip(r["top_tokens"], r["top_increases"]))
+            for lat, r in load_steering(ctx, layer, first, last).items()}
+
+
+def explainer_request(ecfg, exs: dict, latent_max: float, count, logit_toks=(), output_toks=()):
+    """One latent's explainer request: the output-only prompt for kind token_change, else the input prompt
+    (with its kind's extras) shrunk to fit the context."""
+    if ecfg.kind == "token_change":
+        return output_explainers.token_change_request(ecfg, output_toks)
+    room = ecfg.llm.max_model_len - ecfg.max_tokens - 8
+    return explainers.fit_explainer_request(ecfg, exs["train"], latent_max, count, room,
+                                            counterexamples=exs.get(COUNTEREXAMPLES, ()), logit_tokens=logit_toks,
+                                            output_tokens=output_toks)[0]
+
+
 def _outcome(req, resp) -> tuple[str, str | None, str | None]:
     """(status, explanation, error) of one answer."""
     if not resp.ok:
@@ -110,15 +128,16 @@ def run_explanations(ctx: Context, client, layer: str, first: int, last: int, fo
                         [layer, first, last]) or ""
     maxes = dict(ctx.wh.query("SELECT latent, max_activation FROM latent_stats WHERE layer = ? AND latent BETWEEN ? AND ?",
                               [layer, first, last]).iter_rows())
-    units = [lat for lat in sorted(exs) if "train" in exs[lat]]
+    units = [lat for lat in sorted(exs) if "train" in exs[lat]][:ecfg.max_latents]
+    outputs = output_tokens(ctx, layer, first, last) if ecfg.kind in OUTPUT_KINDS and units else {}
+    if outputs:  # an output-centric explainer explains the latents the steering stage stimulated
+        units = [lat for lat in units if lat in outputs]
     done = set() if force else done_latents(ctx.wh, layer, first, last, efp, sfp) & set(units)
     latents = [lat for lat in units if lat not in done]
     logits = logit_tokens(ctx, layer, first, last, ecfg.n_logit_tokens) if ecfg.kind == "logit" and latents else {}
     count = prompt_counter(ecfg.llm, ctx.workdir)
-    room = ecfg.llm.max_model_len - ecfg.max_tokens - 8
-    reqs = [explainers.fit_explainer_request(ecfg, exs[lat]["train"], float(maxes.get(lat) or 0.0), count, room,
-                                             counterexamples=exs[lat].get(COUNTEREXAMPLES, ()),
-                                             logit_tokens=logits.get(lat, ()))[0] for lat in latents]
+    reqs = [explainer_request(ecfg, exs[lat], float(maxes.get(lat) or 0.0), count, logits.get(lat, ()),
+                              outputs.get(lat, ())) for lat in latents]
     ledger = Ledger(ctx.wh, ecfg.llm, cfg.budget, layer=layer, stage="explanations", role="explainer",
                     explainer_fp=efp, count=count)
     n_sent, admitted = ledger.admit([[(r, {"latent": lat})] for lat, r in zip(latents, reqs)])

@@ -35,7 +35,8 @@ from .scores import KEY
 
 EXTRA = ("simulation", "embedding", "surprisal", "intruder")
 PRIMARY = {"detection": "balanced_accuracy", "fuzzing": "balanced_accuracy", "fuzzing_active": "balanced_accuracy",
-           "simulation": "correlation", "embedding": "auroc", "surprisal": "auroc", "intruder": "accuracy"}
+           "simulation": "correlation", "embedding": "auroc", "surprisal": "auroc", "intruder": "accuracy",
+           "intervention": "balanced_accuracy"}
 F64 = ("balanced_accuracy", "accuracy", "precision", "recall", "f1", "auroc", "latency_s", "cost_usd", "value",
        "ci_low", "ci_high", "auroc_ci_low", "auroc_ci_high")
 
@@ -160,7 +161,7 @@ def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, exp
     ``force``: re-send every pair, not only those without an ok row."""
     cfg, x = ctx.cfg, ctx.cfg.scoring_extras
     kinds = [k for k in cfg.scorer.scorers]  # detection / fuzzing kinds stage scores ran
-    extras = [k for k in x.scorers]
+    extras = [k for k in x.scorers if k in EXTRA]  # intervention: stage intervention_scores
     if "simulation" in extras:  # a bad mode for this engine fails here, before any heavy work
         sim_mode = simulation.resolve_mode(x.simulation_mode, client)
     efp = explainer_fp or fingerprint("explainer", explainer_spec(cfg, ctx.workdir))
@@ -318,10 +319,12 @@ def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, exp
     return out
 
 
-def _sensitivities(con, layer: str, first: int, last: int, efp: str, kinds, x) -> list[sensitivity.Sensitivity]:
+def _sensitivities(con, layer: str, first: int, last: int, efp: str, kinds, x,
+                   values=("simulation", "embedding", "surprisal")) -> list[sensitivity.Sensitivity]:
     """Per scorer with a control: the share of answers that change with the control's explanation, next to the
     median paired difference real - control (see core.scoring.sensitivity). Read inside the commit's
-    transaction: the partition as it now stands (this run's pairs merged with earlier ones)."""
+    transaction: the partition as it now stands (this run's pairs merged with earlier ones). ``kinds``: scorers
+    answering yes/no per item (their predictions are compared), ``values``: scorers giving a value per item."""
     args = [layer, first, last, efp]
     items = con.execute("SELECT scorer, latent, example_id, truth, prediction, value FROM score_items WHERE layer = ? "
                         "AND latent BETWEEN ? AND ? AND explainer_fp = ?", args).pl()
@@ -336,7 +339,7 @@ def _sensitivities(con, layer: str, first: int, last: int, efp: str, kinds, x) -
         return dict(scores.filter(pl.col("scorer") == name).select("latent", "value").iter_rows())
 
     out = []
-    for name in [*kinds, "simulation", "embedding", "surprisal"]:
+    for name in [*kinds, *values]:
         ctl, mine = of(f"{name}_control"), of(name)
         if not ctl or not mine:
             continue

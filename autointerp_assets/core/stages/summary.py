@@ -12,9 +12,10 @@ from .context import Context, engine_label
 
 
 def partition_summary(ctx: Context, current_fp: str | None = None) -> pl.DataFrame:
-    """One row per (layer, latent range, explainer): the explainer's engine (with its dtype), latents scored, median balanced accuracies, and the
-    detection control: its median and the median paired difference real - control [95 % CI] (view
-    scorer_summary), so that a reader sees at once whether the medians are above chance.
+    """One row per (layer, latent range, explainer): the explainer's engine (with its dtype), latents scored, median
+    balanced accuracies, and the detection control: its median and the median paired difference real - control
+    [95 % CI] (view scorer_summary), so that a reader sees at once whether the medians are above chance; with the
+    intervention scorer, its median and its difference to the control likewise.
     ``current_fp``: the active explainer's fingerprint; a column ``current`` marks its rows (an earlier
     explainer's row is never mistaken for this run's)."""
     cfg = ctx.cfg
@@ -35,13 +36,20 @@ def partition_summary(ctx: Context, current_fp: str | None = None) -> pl.DataFra
         GROUP BY ALL)
         SELECT per.*, round(d.median_control, 3) AS median_detection_control,
                printf('%+.3f [%+.3f, %+.3f]', d.median_difference, d.difference_ci_low, d.difference_ci_high)
-                   AS detection_minus_control
+                   AS detection_minus_control,
+               round(i.median, 3) AS median_intervention_bacc,
+               printf('%+.3f [%+.3f, %+.3f]', i.median_difference, i.difference_ci_low, i.difference_ci_high)
+                   AS intervention_minus_control
         FROM per LEFT JOIN scorer_summary d ON d.layer = per.layer AND d.latent_range = per.latents
              AND d.explainer_fp = per.explainer_fp AND d.scorer = 'detection'
+        LEFT JOIN scorer_summary i ON i.layer = per.layer AND i.latent_range = per.latents
+             AND i.explainer_fp = per.explainer_fp AND i.scorer = 'intervention'
         ORDER BY per.layer, per.latents, per.explainer_fp
     """)
     # the baseline explainers (no LLM) are compared in explainer_leaderboard / explainer_pairs, not listed here
     frame = frame.filter(~pl.col("explainer_fp").is_in(list(_baseline_fps(ctx))))
+    if frame["median_intervention_bacc"].null_count() == frame.height:  # no intervention scorer configured
+        frame = frame.drop("median_intervention_bacc", "intervention_minus_control")
     engine = pl.col("explainer_fp").replace_strict(explainer_engines(ctx), default=None, return_dtype=pl.Utf8)
     cols = frame.columns
     at = cols.index("explainer_fp") + 1
@@ -60,12 +68,15 @@ def _baseline_fps(ctx: Context) -> set[str]:
 
 def explainer_engines(ctx: Context) -> dict[str, str]:
     """Explainer fingerprint -> its engine in words (engine, model, dtype), from the stored specs: runs made
-    on machines that resolve ``dtype: auto`` differently are told apart at a glance."""
+    on machines that resolve ``dtype: auto`` differently are told apart at a glance. An explainer kind other
+    than the default is named after it (e.g. "vllm smollm2 bfloat16 · token_change")."""
     specs = ctx.wh.query("SELECT fingerprint, spec FROM fingerprints WHERE kind = 'explainer'").iter_rows()
     out = {}
     for fp, spec in specs:
         spec = json.loads(spec)
-        out[fp] = engine_label(spec["llm"]) if "llm" in spec else f"baseline {spec.get('kind')} (no LLM)"
+        kind = spec.get("settings", {}).get("kind", "default")
+        out[fp] = engine_label(spec["llm"]) + ("" if kind == "default" else f" · {kind}") if "llm" in spec \
+            else f"baseline {spec.get('kind')} (no LLM)"
     return out
 
 
@@ -116,6 +127,29 @@ def baseline_comparison(ctx: Context, layer: str, first: int, last: int) -> list
                         "explainer - baseline [95 % CI]": f"{pl.Series(d).median():+.3f} [{lo:+.3f}, {hi:+.3f}]",
                         "explainer wins": sum(x > 0 for x in d), "baseline wins": sum(x < 0 for x in d)})
     return sorted(out, key=lambda r: (r["scorer"], r["baseline"]))
+
+
+def companion_controls(ctx: Context, layer: str, first: int, last: int) -> list[dict]:
+    """Per explainer of the partition (the active one, then its companions: baselines and output-centric) and
+    scorer: the median of the primary metric, the random-explanation control's median and the median paired
+    difference with its 95 % interval (view scorer_summary; baselines run without the control)."""
+    from .baseline_explanations import baseline_contexts
+    from .scores_more import latent_range
+
+    kinds = {explainer_fp(ctx.cfg): ctx.cfg.explainer.kind}
+    kinds.update({explainer_fp(b.cfg): b.cfg.explainer.kind for b in baseline_contexts(ctx)})
+    frame = ctx.wh.query("SELECT * FROM scorer_summary WHERE layer = ? AND latent_range = ? AND explainer_fp IN "
+                         "(SELECT unnest(?))", [layer, latent_range(ctx, first, last), list(kinds)])
+    order = {fp: i for i, fp in enumerate(kinds)}
+
+    def f(v, sign=""):
+        return "–" if v is None else f"{v:{sign}.3f}"
+    rows = sorted(frame.iter_rows(named=True), key=lambda r: (order[r["explainer_fp"]], r["scorer"]))
+    return [{"explainer": kinds[r["explainer_fp"]], "scorer": r["scorer"], "metric": r["metric"],
+             "latents": r["latents"], "median": f(r["median"]), "median control": f(r["median_control"]),
+             "difference [95 % CI]": "–" if r["median_difference"] is None else
+             f"{f(r['median_difference'], '+')} [{f(r['difference_ci_low'], '+')}, {f(r['difference_ci_high'], '+')}]"}
+            for r in rows]
 
 
 def calibration_lines(ctx: Context) -> list[str]:

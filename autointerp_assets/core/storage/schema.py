@@ -338,6 +338,53 @@ TABLES: dict[str, str] = {
         recovered BOOLEAN NOT NULL,
         created_at TIMESTAMP DEFAULT current_timestamp
     """,
+    # per latent (stage steering): the strength of its decoder direction, added at its hookpoint, whose mean
+    # KL(clean || steered) of the next-token distribution over the score prompts is target_kl (within the
+    # tolerance when converged); kl = the value reached; strength_ratio = strength / the latent's max
+    # activation; changed = score prompts whose steered continuation differs from the clean one; top_tokens /
+    # top_increases = the tokens whose next-token probability rises most at that strength, averaged over the
+    # explain prompts (what the output-centric explainers read)
+    "steering": """
+        layer VARCHAR NOT NULL,
+        latent INTEGER NOT NULL,
+        steering_fp VARCHAR NOT NULL,
+        status VARCHAR NOT NULL,
+        strength DOUBLE NOT NULL,
+        strength_ratio DOUBLE,
+        kl DOUBLE NOT NULL,
+        target_kl DOUBLE NOT NULL,
+        steps INTEGER NOT NULL,
+        n_prompts INTEGER NOT NULL,
+        changed INTEGER NOT NULL,
+        top_token_ids INTEGER[] NOT NULL,
+        top_tokens VARCHAR[] NOT NULL,
+        top_increases DOUBLE[] NOT NULL
+    """,
+    # per latent and score prompt: the continuation sampled with the latent stimulated and the clean one
+    # (same random draws), as text and token ids: what the intervention scorer shows
+    "steered_texts": """
+        layer VARCHAR NOT NULL,
+        latent INTEGER NOT NULL,
+        steering_fp VARCHAR NOT NULL,
+        prompt_id INTEGER NOT NULL,
+        prompt VARCHAR NOT NULL,
+        clean VARCHAR NOT NULL,
+        steered VARCHAR NOT NULL,
+        clean_ids INTEGER[] NOT NULL,
+        steered_ids INTEGER[] NOT NULL
+    """,
+    # per explained latent of one sparse coder (sae_fp): its decoder row (kind 'decoder', explainer_fp '') and
+    # the unit-norm sentence embedding of each explainer's explanation (kind 'explanation', model = the
+    # embedding model); rows of an earlier coder of the same hookpoint stay, so two coders can be compared
+    "latent_vectors": """
+        layer VARCHAR NOT NULL,
+        latent INTEGER NOT NULL,
+        sae_fp VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL,
+        explainer_fp VARCHAR NOT NULL,
+        model VARCHAR NOT NULL,
+        vector FLOAT[] NOT NULL
+    """,
     # the LLM ledger, write-ahead (core.llm.ledger): a row per request, recorded as status 'sent' (its worst
     # case: counted prompt + max_tokens) before it is sent, completed as ok / error (unsent: stopped by a fatal
     # error first) with its real tokens in the results' transaction; a killed run's 'sent' rows stay, counted at
@@ -370,7 +417,7 @@ TABLES: dict[str, str] = {
 
 # Tables rewritten per partition (layer, latent range).
 PARTITIONED = ("latent_stats", "latent_selection", "latent_neighbours", "example_windows", "explanations", "score_items",
-               "scores", "explanation_embeddings")
+               "scores", "explanation_embeddings", "steering", "steered_texts", "latent_vectors")
 
 # Tables of older databases that nothing uses any more; dropped on open.
 RETIRED = ("activation_batches",)  # the staging of caches before v3 (batches now go straight to activation_cache)
@@ -625,6 +672,85 @@ VIEWS: dict[str, str] = {
                b_better, a_better
         FROM k LEFT JOIN names na ON na.fingerprint = explainer_a LEFT JOIN names nb ON nb.fingerprint = explainer_b
         ORDER BY scorer, latents DESC
+    """,
+    # scorer agreement: per partition and explainer, the Spearman rank correlation of the per-latent values of
+    # every pair of scorers (real rows, latents scored by both; average ranks for ties) with a 95 % interval
+    # from Fisher's z and the Bonett-Wright standard error sqrt((1 + r^2 / 2) / (n - 3)) (null below 4 latents)
+    "scorer_agreement": """
+        WITH v AS (
+            SELECT layer, latent_range, explainer_fp, scorer, latent, value FROM scores
+            WHERE NOT coalesce(control, false) AND status = 'ok' AND value IS NOT NULL AND latent_range IS NOT NULL),
+        p AS (
+            SELECT a.layer, a.latent_range, a.explainer_fp, a.scorer AS scorer_a, b.scorer AS scorer_b,
+                   a.latent, a.value AS x, b.value AS y
+            FROM v a JOIN v b ON a.layer = b.layer AND a.latent_range = b.latent_range
+                              AND a.explainer_fp = b.explainer_fp AND a.latent = b.latent AND a.scorer < b.scorer),
+        r AS (
+            SELECT *, rank() OVER (PARTITION BY layer, latent_range, explainer_fp, scorer_a, scorer_b ORDER BY x)
+                      + (count(*) OVER (PARTITION BY layer, latent_range, explainer_fp, scorer_a, scorer_b, x) - 1) / 2.0
+                      AS rx,
+                      rank() OVER (PARTITION BY layer, latent_range, explainer_fp, scorer_a, scorer_b ORDER BY y)
+                      + (count(*) OVER (PARTITION BY layer, latent_range, explainer_fp, scorer_a, scorer_b, y) - 1) / 2.0
+                      AS ry
+            FROM p),
+        c AS (
+            SELECT layer, latent_range, explainer_fp, scorer_a, scorer_b, count(*) AS latents, corr(rx, ry) AS spearman
+            FROM r GROUP BY ALL)
+        SELECT *, CASE WHEN latents >= 4 AND spearman IS NOT NULL AND NOT isnan(spearman) THEN tanh(atanh(
+                      least(greatest(spearman, -0.999999), 0.999999)) - 1.959964 * sqrt((1 + spearman ^ 2 / 2)
+                      / (latents - 3))) END AS ci_low,
+                  CASE WHEN latents >= 4 AND spearman IS NOT NULL AND NOT isnan(spearman) THEN tanh(atanh(
+                      least(greatest(spearman, -0.999999), 0.999999)) + 1.959964 * sqrt((1 + spearman ^ 2 / 2)
+                      / (latents - 3))) END AS ci_high
+        FROM c
+    """,
+    # SAE similarity through explanations (Paulo et al. §5): for each explained latent of one coder (a side =
+    # hookpoint + sae_fp) and each other side with the same explainer, its best match among the other side's
+    # explained latents by explanation embedding (cosine) and by decoder direction (cosine; only between equal
+    # widths), and whether the two agree. One row per (explainer, latent, other side).
+    "latent_matches": """
+        WITH e AS (SELECT layer, sae_fp, latent, explainer_fp, vector FROM latent_vectors WHERE kind = 'explanation'),
+        d AS (SELECT layer, sae_fp, latent, vector FROM latent_vectors WHERE kind = 'decoder'),
+        by_text AS (
+            SELECT a.explainer_fp, a.layer AS layer_a, a.sae_fp AS sae_fp_a, a.latent AS latent_a,
+                   b.layer AS layer_b, b.sae_fp AS sae_fp_b, count(*) AS candidates,
+                   arg_max(b.latent, list_cosine_similarity(a.vector, b.vector)) AS match_by_explanation,
+                   max(list_cosine_similarity(a.vector, b.vector)) AS explanation_similarity
+            FROM e a JOIN e b ON a.explainer_fp = b.explainer_fp AND (a.layer <> b.layer OR a.sae_fp <> b.sae_fp)
+            GROUP BY ALL),
+        by_decoder AS (
+            SELECT ea.explainer_fp, da.layer AS layer_a, da.sae_fp AS sae_fp_a, da.latent AS latent_a,
+                   db.layer AS layer_b, db.sae_fp AS sae_fp_b,
+                   arg_max(db.latent, list_cosine_similarity(da.vector, db.vector)) AS match_by_decoder,
+                   max(list_cosine_similarity(da.vector, db.vector)) AS decoder_cosine
+            FROM e ea
+            JOIN d da ON da.layer = ea.layer AND da.sae_fp = ea.sae_fp AND da.latent = ea.latent
+            JOIN e eb ON eb.explainer_fp = ea.explainer_fp AND (eb.layer <> ea.layer OR eb.sae_fp <> ea.sae_fp)
+            JOIN d db ON db.layer = eb.layer AND db.sae_fp = eb.sae_fp AND db.latent = eb.latent
+                     AND len(db.vector) = len(da.vector)
+            GROUP BY ALL)
+        SELECT t.*, d.match_by_decoder, d.decoder_cosine, t.match_by_explanation = d.match_by_decoder AS agree
+        FROM by_text t LEFT JOIN by_decoder d USING (explainer_fp, layer_a, sae_fp_a, latent_a, layer_b, sae_fp_b)
+    """,
+    # per (explainer, side a, side b): how similar two coders are through their latents' best matches: mean
+    # best-match explanation similarity and decoder cosine, how often the two best matches agree with a 95 %
+    # Wilson interval, and the agreement expected by chance (1 / the other side's candidates)
+    "sae_similarity": """
+        WITH m AS (
+            SELECT explainer_fp, layer_a, sae_fp_a, layer_b, sae_fp_b, count(*) AS latents,
+                   max(candidates) AS candidates, avg(explanation_similarity) AS mean_explanation_similarity,
+                   avg(decoder_cosine) AS mean_decoder_cosine, count(agree) AS compared,
+                   count(*) FILTER (WHERE agree) AS agreements
+            FROM latent_matches GROUP BY ALL),
+        w AS (SELECT *, agreements / nullif(compared, 0) AS p, 1.959964 AS z FROM m)
+        SELECT explainer_fp, layer_a, sae_fp_a, layer_b, sae_fp_b, latents, candidates, mean_explanation_similarity,
+               mean_decoder_cosine, compared, agreements, p AS agreement,
+               (p + z * z / (2 * compared) - z * sqrt(p * (1 - p) / compared + z * z / (4 * compared * compared)))
+                   / (1 + z * z / compared) AS agreement_ci_low,
+               (p + z * z / (2 * compared) + z * sqrt(p * (1 - p) / compared + z * z / (4 * compared * compared)))
+                   / (1 + z * z / compared) AS agreement_ci_high,
+               1.0 / candidates AS chance_agreement
+        FROM w
     """,
     # everything that went wrong, one row each: failed explanations, failed or partly failed scores, and good
     # results whose latest re-run failed (status 'ok (kept)': the good row stayed, last_error says why)

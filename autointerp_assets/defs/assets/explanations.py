@@ -8,6 +8,7 @@ from ..metadata import readable, table_md
 from ..partitions import PARTITIONS, bounds
 from ..resources import LLMResource, ProjectResource
 from .examples import examples
+from .steering import steering
 
 
 FORCE_TAG = "autointerp/force"  # a run tagged "true" re-sends every latent's requests (ok rows still kept on failure)
@@ -24,9 +25,11 @@ def forced(context) -> bool:
     return str(context.run.tags.get(FORCE_TAG, "")).lower() in ("1", "true", "yes")
 
 
-@dg.asset(group_name="explanations", kinds={"vllm", "duckdb"}, partitions_def=PARTITIONS, deps=[examples],
-          description="One explanation per selected latent and explainer fingerprint; parse failures kept with "
-                      "their raw text (never scored). Every LLM call is accounted in llm_calls.")
+@dg.asset(group_name="explanations", kinds={"vllm", "duckdb"}, partitions_def=PARTITIONS, deps=[examples, steering],
+          description="One explanation per selected latent and explainer fingerprint: the active explainer, then the "
+                      "baseline explainers (no LLM) and the output-centric explainers beside it on the same latents; "
+                      "parse failures kept with their raw text (never scored). Every LLM call is accounted in "
+                      "llm_calls.")
 def explanations(context: dg.AssetExecutionContext, project: ProjectResource, llm: LLMResource) -> dg.MaterializeResult:
     ctx = project.context(context.log)
     layer, first, last = bounds(context.partition_key)
@@ -37,8 +40,9 @@ def explanations(context: dg.AssetExecutionContext, project: ProjectResource, ll
         raise budget_failure(e) from None
     sample = [{"latent": lat, "explanation": text or "(parse failure)"} for lat, text in out.pop("sample")]
     status = out.pop("status")
-    # the free baseline explainers on the same latents (no LLM; skipped where already current)
-    baselines = pipeline.run_baselines(ctx, None, layer, first, last, score=False)
+    # the baseline (no LLM) and output-centric explainers on the same latents (skipped where already current)
+    baselines = pipeline.run_baselines(ctx, None, layer, first, last, score=False,
+                                       explainer_client=lambda: llm.client(ctx.cfg.explainer.llm, ctx.workdir))
     return dg.MaterializeResult(metadata=readable({
         **out, **{f"explanations_{k}": v for k, v in status.items()}, "sample": table_md(sample),
         **{f"baseline_{k}_explainer_fp": v for k, v in baselines.items()}}))

@@ -12,9 +12,10 @@ from .explanations import budget_failure, explanations, forced
 
 @dg.asset(group_name="scores", kinds={"vllm", "duckdb"}, partitions_def=PARTITIONS, deps=[explanations],
           description="Detection and fuzzing scores per latent (balanced accuracy, F1, precision, recall, AUROC), "
-                      "then the extra scorers (scoring_extras: simulation, embedding, surprisal, intruder), the "
-                      "random-explanation control, per-latent bootstrap 95 % CIs and heuristic flags. Every LLM "
-                      "call is accounted in llm_calls.")
+                      "then the extra scorers (scoring_extras: simulation, embedding, surprisal, intruder, "
+                      "intervention), the random-explanation control, per-latent bootstrap 95 % CIs and heuristic "
+                      "flags, for the active explainer and, on the same latents, the baseline and output-centric "
+                      "explainers. Every LLM call is accounted in llm_calls.")
 def scores(context: dg.AssetExecutionContext, project: ProjectResource, llm: LLMResource) -> dg.MaterializeResult:
     ctx = project.context(context.log)
     layer, first, last = bounds(context.partition_key)
@@ -25,14 +26,25 @@ def scores(context: dg.AssetExecutionContext, project: ProjectResource, llm: LLM
         more = pipeline.run_more_scores(ctx, client, layer, first, last, force=force)
     except (BudgetExceeded, StageFailed) as e:
         raise budget_failure(e) from None
+    if "intervention" in ctx.cfg.scoring_extras.scorers:  # steered vs clean continuations (docs/intervention.md)
+        try:
+            pipeline.merge_intervention(more, pipeline.run_intervention_scores(ctx, client, layer, first, last,
+                                                                                force=force))
+        except (BudgetExceeded, StageFailed) as e:
+            raise budget_failure(e) from None
     # the key result first: every scorer's median against its random-explanation control, then the plots
     md = {"controls": table_md(control_rows(more))}
     if more.get("sensitivity"):  # does each scorer read the explanation? in words, right after the controls
         md["scorer_findings"] = dg.MetadataValue.md("\n\n".join(v["finding"] for v in more["sensitivity"]))
-    # the free baseline explainers, scored like the active one on the same latents (skipped where already current)
-    baselines = pipeline.run_baselines(ctx, client, layer, first, last, score=True)
+    # the baseline and output-centric explainers, scored like the active one on the same latents (skipped where
+    # already current)
+    baselines = pipeline.run_baselines(ctx, client, layer, first, last, score=True,
+                                       explainer_client=lambda: llm.client(ctx.cfg.explainer.llm, ctx.workdir))
     if baselines:
         md["baselines_vs_explainer"] = table_md(pipeline.baseline_comparison(ctx, layer, first, last))
+        md["companion_controls"] = table_md(pipeline.companion_controls(ctx, layer, first, last))
+    if more.get("intervention_changed_share") is not None:  # share of pairs the intervention changed at all
+        md["intervention_changed_share"] = more["intervention_changed_share"]
     baccs = out.pop("balanced_accuracies")
     ctl = {f"{k} control": v for k, v in more["control_values"].items() if k in baccs}
     md["score_histogram_plot"] = plot_md(histogram_png({**baccs, **ctl}, title="balanced accuracy per latent "

@@ -1,0 +1,156 @@
+"""Stage intervention_scores: the intervention scorer and its random-explanation control for one partition
+(runs after stages scores and scores_more, on the same explainer's ok explanations and the partition's
+steering rows; the science in core.scoring.intervention).
+
+Writes, in ONE transaction, rows of ``scores`` / ``score_items`` for scorers 'intervention' and
+'intervention_control' (control = true; the donor is the same seeded derangement the other scorers' controls
+use) -- only for the latents without a done score by the current scorer fingerprint (all with ``force``),
+merged monotonically (:mod:`.incremental`: a failure never replaces an ok row) --, the scorer's row of
+``scorer_sensitivity`` (does it read the explanation: answers changed by the control's explanation, over the
+partition as it stands) and the LLM calls (recorded before they are sent: :mod:`..llm.ledger`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+
+import polars as pl
+
+from ..fingerprint import fingerprint
+from ..llm.ledger import Ledger
+from ..scoring import bootstrap, controls
+from ..scoring.intervention import PROMPT_VERSION, InterventionJob, Pair, score_intervention
+from .context import Context, explainer_spec, llm_identity
+from .examples import current_explanations
+from .explanations import partition_label
+from .incremental import done_scores, failed_units, merge, verdict
+from .llm_runs import prompt_counter
+from .scores import KEY
+from .scores_more import F64, _classifier_rows, _Rows, _sensitivities, latent_range
+from .steering import load_steering, steering_fp
+
+SCORERS = ("intervention", "intervention_control")
+
+
+def intervention_spec(ctx: Context, steering_fp: str) -> dict:
+    s = ctx.cfg.scorer
+    return {"llm": llm_identity(ctx.cfg.scorer_llm, ctx.workdir), "kind": "intervention",
+            "prompt_version": PROMPT_VERSION, "steering_fp": steering_fp,
+            "settings": s.model_dump(include={"examples_per_prompt", "max_tokens", "temperature", "logprobs",
+                                              "constrained", "seed"})}
+
+
+def intervention_current(ctx: Context, layer: str, first: int, last: int) -> bool:
+    """Whether every ok explanation of ctx's explainer in the partition has its intervention score under the
+    current steering and scorer settings (a re-run would only repeat it)."""
+    efp = fingerprint("explainer", explainer_spec(ctx.cfg, ctx.workdir))
+    sfp = fingerprint("scorer", intervention_spec(ctx, steering_fp(ctx, layer)))
+    ok, scored = ctx.wh.query(
+        "SELECT count(*), count(s.latent) FROM explanations e LEFT JOIN scores s ON s.layer = e.layer AND s.latent = "
+        "e.latent AND s.explainer_fp = e.explainer_fp AND s.scorer = 'intervention' AND s.scorer_fp = ? WHERE "
+        "e.layer = ? AND e.latent BETWEEN ? AND ? AND e.explainer_fp = ? AND e.status = 'ok'",
+        [sfp, layer, first, last, efp]).row(0)
+    return ok == scored
+
+
+def jobs_of(layer: str, texts: dict[int, list[dict]], explanation: dict[int, str]) -> list[InterventionJob]:
+    return [InterventionJob(f"{layer}/{lat}", explanation[lat],
+                            [Pair(r["prompt_id"], r["prompt"], r["clean"], r["steered"]) for r in texts[lat]])
+            for lat in sorted(explanation) if texts.get(lat)]
+
+
+def run_intervention_scores(ctx: Context, client, layer: str, first: int, last: int,
+                            explainer_fp: str | None = None, force: bool = False) -> dict:
+    cfg, x = ctx.cfg, ctx.cfg.scoring_extras
+    t0 = time.perf_counter()
+    efp = explainer_fp or fingerprint("explainer", explainer_spec(cfg, ctx.workdir))
+    ledger = Ledger(ctx.wh, cfg.scorer_llm, cfg.budget, layer=layer, stage="scores", role="scorer", explainer_fp=efp,
+                    count=prompt_counter(cfg.scorer_llm, ctx.workdir))
+    client = ledger.client(client)  # every request recorded before it is sent
+    rng_label = latent_range(ctx, first, last)
+    expl, samp = current_explanations(ctx, layer, first, last, efp)  # made from these examples only
+    text = dict(expl.iter_rows())
+    steer, texts = load_steering(ctx, layer, first, last, with_texts=True)
+    rows = _Rows(ctx, layer, efp, samp, rng_label, ledger.run_id)
+    spec = intervention_spec(ctx, next(iter({r["steering_fp"] for r in steer.values()}), ""))
+    real_fp = rows.fp(spec)
+    ctl_fp = rows.fp({**spec, "control": {"kind": "derangement", "seed": x.seed}})
+    done = set() if force else done_scores(ctx.wh, layer, first, last, efp,
+                                           {SCORERS[0]: real_fp, SCORERS[1]: ctl_fp})
+    every = jobs_of(layer, texts, text)
+    jobs = [j for j in every if (_lat(j), SCORERS[0]) not in done]
+    # the same derangement as the other scorers' controls (scores_more), so a latent's donor is one latent
+    donor = controls.donors(sorted(text), f"{x.seed}:{layer}:{rng_label}:{efp}") \
+        if x.control and "intervention" in x.control_scorers else {}
+    cjobs = [InterventionJob(j.key, text[donor[_lat(j)]], j.pairs) for j in every
+             if _lat(j) in donor and (_lat(j), SCORERS[1]) not in done]
+    results = asyncio.run(score_intervention(client, jobs + cjobs, cfg.scorer)) if jobs + cjobs else []
+    for i, res in enumerate(results):
+        is_control = i >= len(jobs)
+        _classifier_rows(rows, SCORERS[is_control], ctl_fp if is_control else real_fp, res, x, control=is_control)
+    latents = [_lat(j) for j in every]
+    with ctx.wh.write() as con:
+        for f, (kind, fspec) in rows.fps.items():
+            ctx.wh.record_fingerprint(con, f, kind, fspec)
+        items = pl.DataFrame(rows.items, schema_overrides={"probability": pl.Float64, "prediction": pl.Boolean,
+                                                           "value": pl.Float64}) if rows.items else pl.DataFrame()
+        frame = pl.DataFrame(rows.scores, schema_overrides={k: pl.Float64 for k in F64} | {
+            "failure_reasons": pl.List(pl.Utf8), "control": pl.Boolean, "status_reason": pl.Utf8, "_reason": pl.Utf8,
+            "_server": pl.Boolean}) if rows.scores else pl.DataFrame()
+        kept = merge(con, ctx.wh, "scores", frame, KEY, "_reason", {"score_items": items})["kept"]
+        sens = _sensitivities(con, layer, first, last, efp, ["intervention"], x, values=())
+        con.execute("DELETE FROM scorer_sensitivity WHERE layer = ? AND latent_range = ? AND explainer_fp = ? AND "
+                    "scorer = 'intervention'", [layer, rng_label, efp])
+        if sens:
+            v = sens[0]
+            ctx.wh.insert(con, "scorer_sensitivity", pl.DataFrame([{
+                "layer": layer, "latent_range": rng_label, "explainer_fp": efp, "scorer": v.scorer,
+                "latents": v.latents, "items": v.items, "changed": v.changed, "share_changed": v.share,
+                "share_ci_low": v.share_low, "share_ci_high": v.share_high, "min_share": v.min_share,
+                "reads_explanation": v.reads_explanation, "finding": v.finding}], schema_overrides={
+                "share_changed": pl.Float64, "share_ci_low": pl.Float64, "share_ci_high": pl.Float64,
+                "reads_explanation": pl.Boolean}))
+        ledger.complete(con, rows.ledger)
+        failures = failed_units(con, "scores", layer, efp, latents, list(SCORERS) if donor else [SCORERS[0]])
+    # the partition as it now stands (this run's rows merged with earlier ones)
+    now = ctx.wh.query("SELECT latent, scorer, status, value FROM scores WHERE layer = ? AND latent BETWEEN ? AND ? "
+                       "AND explainer_fp = ? AND scorer IN (SELECT unnest(?::VARCHAR[]))",
+                       [layer, first, last, efp, list(SCORERS)])
+    real = {lat: (st, v) for lat, name, st, v in now.iter_rows() if name == SCORERS[0]}
+    ctl = {lat: v for lat, name, st, v in now.iter_rows() if name == SCORERS[1] and st == "ok"}
+    lats = sorted(lat for lat, (st, _) in real.items() if st == "ok")
+    summary = bootstrap.summarize([real[lat][1] for lat in lats], [ctl.get(lat) for lat in lats] if ctl else None)
+    summary.update(latents_undefined=sum(st == "undefined" for st, _ in real.values()),
+                   latents_failed=sum(st == "failed" for st, _ in real.values()))
+    changed = [r["changed"] / r["n_prompts"] for r in steer.values() if r["latent"] in text and r["n_prompts"]]
+    out = {"explainer_fp": efp, "latent_range": rng_label, "latents": len(every), "latents_sent": len(jobs),
+           "control_pairs": len(cjobs), "pairs_already_done": len(done), "failures_kept_beside_ok": kept,
+           "summary": {"intervention": {"metric": "balanced_accuracy", **summary}} if real else {},
+           "control_values": {"intervention": list(ctl.values())},
+           "sensitivity": [dataclasses.asdict(v) for v in sens],
+           "changed_share": round(sum(changed) / len(changed), 3) if changed else None,
+           "seconds": round(time.perf_counter() - t0, 2), "llm_calls": len(rows.ledger),
+           "prompt_tokens": sum(r["prompt_tokens"] for r in rows.ledger),
+           "completion_tokens": sum(r["completion_tokens"] for r in rows.ledger)}
+    verdict("scores (intervention)", partition_label(layer, first, last), sent=len(rows.scores),
+            server_failures=[r["_reason"] for r in rows.scores if r["status"] != "ok" and r["_server"]],
+            units=len(latents) * (2 if donor else 1), failures=failures, max_share=cfg.failures.max_share,
+            fatal=rows.fatal, unit="latent x scorer scores", summary=out)
+    return out
+
+
+def _lat(job: InterventionJob) -> int:
+    return int(job.key.rsplit("/", 1)[1])
+
+
+def merge_intervention(more: dict, inter: dict) -> None:
+    """Fold this stage's result into stage scores_more's (one metadata table and summary per partition)."""
+    more["summary"].update(inter["summary"])
+    more["control_values"].update(inter["control_values"])
+    more["sensitivity"] = more.get("sensitivity", []) + inter["sensitivity"]
+    more["seconds"]["intervention"] = inter["seconds"]
+    for k in ("llm_calls", "prompt_tokens", "completion_tokens"):
+        more[k] = more.get(k, 0) + inter[k]
+    more["intervention_changed_share"] = inter["changed_share"]

@@ -1,0 +1,44 @@
+"""Stage latent_vectors: per explained latent of a partition, its decoder row and the sentence embedding of each
+explainer's explanation, keyed by the coder (sae_fp): what the views latent_matches and sae_similarity compare
+across hookpoints or across two coders of one hookpoint.
+
+Replaces, in one transaction, the partition's rows of the current coder only: rows of an earlier coder of the
+same hookpoint stay (a retrained SAE is compared with its predecessor through them). The explanation embeddings
+are the search's (``core.search``, the browser's sentence model): stored ones are reused, missing ones embedded.
+"""
+
+from __future__ import annotations
+
+import time
+
+import polars as pl
+
+from .. import search
+from ..examples.embeddings import model_key
+from ..examples.neighbours import decoder_rows
+from .context import Context
+
+
+def run_latent_vectors(ctx: Context, layer: str, first: int, last: int) -> dict:
+    t0 = time.perf_counter()
+    coder = ctx.wh.query("SELECT path, sae_fp FROM sparse_coders WHERE layer = ? ORDER BY created_at DESC LIMIT 1",
+                         [layer])
+    if coder.is_empty():
+        raise RuntimeError(f"latent_vectors needs the sparse coder of {layer}: materialize sparse_coders first")
+    path, sae_fp = coder.row(0)
+    expl, vecs, _ = search.explanation_vectors(ctx.wh, ctx.cfg.search_model, layer, first, last)
+    latents = sorted(set(expl["latent"].to_list())) if expl.height else []
+    rows = []
+    if latents:
+        w = decoder_rows(path, first, last)[[lat - first for lat in latents]].float()
+        rows += [{"layer": layer, "latent": lat, "sae_fp": sae_fp, "kind": "decoder", "explainer_fp": "", "model": "",
+                  "vector": w[i].tolist()} for i, lat in enumerate(latents)]
+        key = model_key(ctx.cfg.search_model)
+        rows += [{"layer": layer, "latent": lat, "sae_fp": sae_fp, "kind": "explanation", "explainer_fp": efp,
+                  "model": key, "vector": vecs[i].tolist()}
+                 for i, (lat, efp) in enumerate(zip(expl["latent"].to_list(), expl["explainer_fp"].to_list()))]
+    frame = pl.DataFrame(rows, schema_overrides={"vector": pl.List(pl.Float32)}) if rows else pl.DataFrame()
+    ctx.wh.replace_partition(layer, first, last, {"latent_vectors": frame}, where={"latent_vectors": {"sae_fp": sae_fp}})
+    return {"sae_fp": sae_fp, "latents": len(latents), "explanations": expl.height,
+            "explainers": expl["explainer_fp"].n_unique() if expl.height else 0,
+            "seconds": round(time.perf_counter() - t0, 2)}
