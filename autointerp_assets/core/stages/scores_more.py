@@ -335,7 +335,7 @@ def _sensitivities(con, layer: str, first: int, last: int, efp: str, kinds, x,
     def of(name: str) -> list[dict]:
         return items.filter(pl.col("scorer") == name).to_dicts()
 
-    def values(name: str) -> dict[int, float]:
+    def per_latent(name: str) -> dict[int, float]:
         return dict(scores.filter(pl.col("scorer") == name).select("latent", "value").iter_rows())
 
     out = []
@@ -349,7 +349,7 @@ def _sensitivities(con, layer: str, first: int, last: int, efp: str, kinds, x,
         else:
             real = sensitivity.value_labels([key(i) for i in mine], [i["value"] for i in mine])
             control = sensitivity.value_labels([key(i) for i in ctl], [i["value"] for i in ctl])
-        real_value, control_value = values(name), values(f"{name}_control")
+        real_value, control_value = per_latent(name), per_latent(f"{name}_control")
         paired = sorted(set(real_value) & set(control_value))
         diff = bootstrap.summarize([real_value[lat] for lat in paired], [control_value[lat] for lat in paired])
         out.append(sensitivity.assess(name, sensitivity.changed_per_latent(real, control), x.sensitivity_min_share,
