@@ -56,7 +56,8 @@ def calibration_fp(ctx: Context) -> str:
 
 def calibration_context(ctx: Context) -> Context:
     """The project config aimed at the calibration warehouse: one partition of the planted latents, no budget
-    (its calls are appended to the project's ledger), no baselines, no intruder (it never reads explanations)."""
+    (its calls are appended to the project's ledger), no baselines, no intruder (it never reads explanations), no
+    output-centric explainers and no intervention scorer (a planted latent has no decoder direction to steer by)."""
     cfg = ctx.cfg
     db = cfg.resolve(cfg.database)
     n = cfg.calibration.max_latents
@@ -64,8 +65,9 @@ def calibration_context(ctx: Context) -> Context:
     cal = cfg.model_copy(update={
         "database": str(db.with_name(db.stem + ".calibration.duckdb")),
         "latents": LatentsConfig(start=0, stop=n, range_size=n, max_per_range=None),
-        "sampler": _sampler(ctx), "budget": BudgetConfig(), "baseline_explainers": (),
-        "scoring_extras": x.model_copy(update={"scorers": tuple(s for s in x.scorers if s != "intruder")})})
+        "sampler": _sampler(ctx), "budget": BudgetConfig(), "baseline_explainers": (), "output_explainers": (),
+        "scoring_extras": x.model_copy(update={"scorers": tuple(s for s in x.scorers
+                                                                if s not in ("intruder", "intervention"))})})
     return Context(cal, Warehouse(cal.resolve(cal.database)), ctx.log)
 
 

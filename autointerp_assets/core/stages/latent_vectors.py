@@ -23,16 +23,19 @@ def run_latent_vectors(ctx: Context, layer: str, first: int, last: int) -> dict:
     t0 = time.perf_counter()
     coder = ctx.wh.query("SELECT path, sae_fp FROM sparse_coders WHERE layer = ? ORDER BY created_at DESC LIMIT 1",
                          [layer])
-    if coder.is_empty():
-        raise RuntimeError(f"latent_vectors needs the sparse coder of {layer}: materialize sparse_coders first")
-    path, sae_fp = coder.row(0)
+    # without a registered coder (a warehouse of examples brought from elsewhere) only the explanations are
+    # compared: no decoder rows, coder key ''
+    path, sae_fp = coder.row(0) if coder.height else (None, "")
+    if path is None:
+        ctx.log(f"latent_vectors {layer}: no sparse coder registered; explanation embeddings only")
     expl, vecs, _ = search.explanation_vectors(ctx.wh, ctx.cfg.search_model, layer, first, last)
     latents = sorted(set(expl["latent"].to_list())) if expl.height else []
     rows = []
-    if latents:
+    if latents and path is not None:
         w = decoder_rows(path, first, last)[[lat - first for lat in latents]].float()
         rows += [{"layer": layer, "latent": lat, "sae_fp": sae_fp, "kind": "decoder", "explainer_fp": "", "model": "",
                   "vector": w[i].tolist()} for i, lat in enumerate(latents)]
+    if latents:
         key = model_key(ctx.cfg.search_model)
         rows += [{"layer": layer, "latent": lat, "sae_fp": sae_fp, "kind": "explanation", "explainer_fp": efp,
                   "model": key, "vector": vecs[i].tolist()}
