@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
-from .. import explainer_baselines, explainers, scorers
+from .. import corpus, explainer_baselines, explainers, scorers
 from ..caching import resolve_dtype
 from ..config import LLMConfig, ProjectConfig
 from ..fingerprint import file_digest, fingerprint
@@ -86,7 +86,10 @@ def engine_label(llm: dict) -> str:
 
 
 def corpus_spec(cfg: ProjectConfig, workdir: Path) -> dict:
-    return {"corpus": cfg.corpus.model_dump(), "tokenizer": model_identity(cfg.subject_model, workdir)}
+    spec = {"corpus": cfg.corpus.model_dump(), "tokenizer": model_identity(cfg.subject_model, workdir)}
+    if corpus.is_local(cfg.corpus.source):  # how local files are read decides the rows too
+        spec["reader"] = corpus.LOCAL_READER
+    return spec
 
 
 BASELINE_ONLY = {"n_baseline_tokens", "baseline_mass"}  # settings LLM explainers ignore (not in their fingerprint)

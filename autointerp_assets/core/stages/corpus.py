@@ -23,7 +23,7 @@ def run_corpus(ctx: Context) -> dict:
     rows = corpus.pack_rows(corpus.iter_documents(cfg, ctx.cfg.root), tok, cfg.ctx_len, n_rows, corpus.bos_id(cfg, tok))
     fp = ctx.corpus_fp()
     frame = pl.DataFrame({"corpus_fp": [fp] * n_rows, "row_id": np.arange(n_rows, dtype=np.int32),
-                          "token_ids": rows.tolist()}, schema_overrides={"token_ids": pl.List(pl.Int32)})
+                          "token_ids": pl.Series(rows).cast(pl.List(pl.Int32))})
     with ctx.wh.write() as con:
         ctx.wh.record_fingerprint(con, fp, "corpus", corpus_spec(ctx.cfg, ctx.workdir))
         con.execute("DELETE FROM tokens WHERE corpus_fp = ?", [fp])

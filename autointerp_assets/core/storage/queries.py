@@ -133,3 +133,20 @@ LAYER_MEDIANS = """
     WHERE r.explainer_fp = $explainer AND NOT coalesce(r.control, false) AND r.status = 'ok' AND r.value IS NOT NULL
     GROUP BY ALL ORDER BY r.scorer, r.layer
 """
+
+# the $n best latents by one scorer's primary metric (any explainer, any layer unless $layer names one), with their
+# explanation: the top-n is taken from `scores` alone, the explanations joined to those n rows only
+TOP_LATENTS = """
+    WITH top AS (
+        SELECT layer, latent, explainer_fp, scorer, coalesce(metric, 'balanced_accuracy') AS metric,
+               coalesce(value, balanced_accuracy) AS value, ci_low, ci_high, n
+        FROM scores
+        WHERE scorer = $scorer AND status = 'ok' AND NOT coalesce(control, false)
+          AND ($layer IS NULL OR layer = $layer) AND coalesce(value, balanced_accuracy) IS NOT NULL
+        ORDER BY value DESC, layer, latent, explainer_fp
+        LIMIT $n)
+    SELECT t.*, e.explanation
+    FROM top t
+    LEFT JOIN explanations e ON e.layer = t.layer AND e.latent = t.latent AND e.explainer_fp = t.explainer_fp
+    ORDER BY t.value DESC, t.layer, t.latent, t.explainer_fp
+"""
