@@ -5,7 +5,8 @@ e.g. ``base_url`` for an ``openai`` engine, ``corpus.n_tokens >= corpus.ctx_len`
 ``sampler.n_non_activating >= 1``) and before the first asset: model and sparse-coder files readable and
 complete, Hugging Face names resolvable while the Hub is offline, the corpus present and decodable, the LLM
 servers reachable with their keys and models, the warehouse readable. What can only be found later (a
-corpus line deep in a large file) fails its stage with one line naming the file and line.
+corpus line deep in a large file) fails its stage with one line naming the file and line, if the stage reads
+that far (it stops once ``corpus.n_tokens`` are packed, after filling its shuffle buffer).
 """
 
 from __future__ import annotations

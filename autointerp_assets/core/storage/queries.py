@@ -134,19 +134,14 @@ LAYER_MEDIANS = """
     GROUP BY ALL ORDER BY r.scorer, r.layer
 """
 
-# the $n best latents by one scorer's primary metric (any explainer, any layer unless $layer names one), with their
-# explanation: the top-n is taken from `scores` alone, the explanations joined to those n rows only
+# the $n best latents by one scorer's primary metric (any explainer; any layer unless $layer names one): one pass
+# over `scores` with a top-n (ties broken by the integer latent, cheap), no join: join explanations to its rows
 TOP_LATENTS = """
-    WITH top AS (
-        SELECT layer, latent, explainer_fp, scorer, coalesce(metric, 'balanced_accuracy') AS metric,
-               coalesce(value, balanced_accuracy) AS value, ci_low, ci_high, n
-        FROM scores
-        WHERE scorer = $scorer AND status = 'ok' AND NOT coalesce(control, false)
-          AND ($layer IS NULL OR layer = $layer) AND coalesce(value, balanced_accuracy) IS NOT NULL
-        ORDER BY value DESC, layer, latent, explainer_fp
-        LIMIT $n)
-    SELECT t.*, e.explanation
-    FROM top t
-    LEFT JOIN explanations e ON e.layer = t.layer AND e.latent = t.latent AND e.explainer_fp = t.explainer_fp
-    ORDER BY t.value DESC, t.layer, t.latent, t.explainer_fp
+    SELECT layer, latent, explainer_fp, scorer, coalesce(metric, 'balanced_accuracy') AS metric,
+           coalesce(value, balanced_accuracy) AS value, ci_low, ci_high, n
+    FROM scores
+    WHERE scorer = $scorer AND status = 'ok' AND NOT coalesce(control, false)
+      AND ($layer IS NULL OR layer = $layer) AND coalesce(value, balanced_accuracy) IS NOT NULL
+    ORDER BY value DESC, latent
+    LIMIT $n
 """
