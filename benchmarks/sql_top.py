@@ -36,7 +36,7 @@ EXPLAINERS = ("explainer-aaaaaaaaaaaa", "explainer-bbbbbbbbbbbb")
 PLAIN = ("SELECT layer, latent, explainer_fp, value FROM scores WHERE scorer = 'detection' AND status = 'ok' "
          "AND NOT control ORDER BY value DESC LIMIT 100")
 BASELINE = "SELECT * FROM latest_scores WHERE scorer = 'detection' ORDER BY balanced_accuracy DESC LIMIT 100"
-EXPLAINED = ("WITH top AS ({{top}}) SELECT t.*, e.explanation FROM top t LEFT JOIN explanations e "
+EXPLAINED = ("WITH top AS ({top}) SELECT t.*, e.explanation FROM top t LEFT JOIN explanations e "
              "ON e.layer = t.layer AND e.latent = t.latent AND e.explainer_fp = t.explainer_fp")
 README = ("SELECT layer, latent, explanation, detection_bacc, fuzzing_bacc FROM latent_scores "
           "ORDER BY fuzzing_bacc DESC LIMIT 100")  # the README's example
