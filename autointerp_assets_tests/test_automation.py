@@ -87,6 +87,12 @@ def test_cron_tick_backfills_missing_then_stale_partitions(defs):
             report(instance, asset, done[0])
         r = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor,
                                               evaluation_time=at(DAY1, 49.1))
+        # only the cross-partition analyses (scorer agreement, SAE similarity) follow, once every partition
+        # they read is there; then nothing
+        assert r.total_requested == 1 and r.get_num_requested(dg.AssetKey("analyses")) == 1
+        report(instance, "analyses")
+        r = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor,
+                                              evaluation_time=at(DAY1, 73.1))
         assert r.total_requested == 0
 
 
