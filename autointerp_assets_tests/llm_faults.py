@@ -43,8 +43,10 @@ def llm(url: str, **over) -> dict:
 
 
 def project(root: Path, name: str, url: str, **over) -> Path:
-    """A config for one database: the detection scorer and its random-explanation control, no other extra."""
+    """A config for one database: the detection scorer and its random-explanation control, no other extra, no
+    baseline explainer (the faults are the LLM's: every explanation row is the LLM explainer's)."""
     cfg = {"database": str(root / f"{name}.duckdb"), "explainer": {"llm": llm(url), "max_tokens": 32},
+           "baseline_explainers": [],
            "scorer": {"scorers": ["detection"], "examples_per_prompt": 4},
            "scoring_extras": {"scorers": [], "control_scorers": ["detection"], "bootstrap_samples": 100}}
     return write_config(root / f"{name}.yaml", _deep(cfg, over))
