@@ -26,7 +26,7 @@ from autointerp_assets.defs.assets import (ALL, PARTITIONED_ASSETS, analyses, co
                                            latent_vectors, scores, sparse_coders, steering)
 from autointerp_assets.defs.partitions import PARTITIONS
 from autointerp_assets.defs.resources import LLMResource, ProjectResource
-from autointerp_assets_tests.conftest import CONFIG_PATH, write_config
+from autointerp_assets_tests.conftest import write_config
 
 pytestmark = pytest.mark.slow
 
@@ -47,15 +47,15 @@ def _materialize(instance, selection, config_path, partition_key=None):
 def run(tmp_root):
     """The base tiny pipeline (materialized here unless an earlier module did), copied; then the companions run on
     the copy: steering, explanations, scores, latent_vectors per partition, then analyses."""
-    base = load_config(CONFIG_PATH)
-    wh = Warehouse(base.resolve(base.database))
-    with dg.instance_for_test() as inst:
-        if wh.scalar("SELECT count(DISTINCT (layer, latent // 32)) FROM latent_selection") != 4:
-            _materialize(inst, [corpus_tokens, sparse_coders], CONFIG_PATH)
-            for key in PARTITIONS.get_partition_keys():
-                _materialize(inst, PARTITIONED_ASSETS, CONFIG_PATH, key)
     d = tmp_root / "intervention"
     d.mkdir(exist_ok=True)
+    # its own base warehouse: the shared one (CONFIG_PATH) is test_pipeline.py's, which counts forward passes
+    base_path = write_config(d / "base.yaml", {"database": str(d / "base.duckdb")})
+    wh = Warehouse(load_config(base_path).resolve(load_config(base_path).database))
+    with dg.instance_for_test() as inst:
+        _materialize(inst, [corpus_tokens, sparse_coders], base_path)
+        for key in PARTITIONS.get_partition_keys():
+            _materialize(inst, PARTITIONED_ASSETS, base_path, key)
     db = wh.snapshot(d / "intervention.duckdb")
     with Warehouse(db).write() as con:  # every LLM stage runs in full here (so the ledger is one whole run)
         for table in ("explanations", "scores", "score_items", "scorer_sensitivity"):

@@ -73,7 +73,7 @@ def test_scores_metadata_and_views_carry_control_and_intervals(warehouse, instan
         layer = next(p for p in parts if p.startswith("layers"))
         rng = next(p for p in parts if not p.startswith("layers"))
         row = warehouse.query("SELECT * FROM scorer_summary WHERE layer = ? AND latent_range = ? AND scorer = "
-                              "'detection'", [layer, rng]).row(0, named=True)
+                              "'detection' AND explainer_fp = ?", [layer, rng, md["explainer_fp"]]).row(0, named=True)
         # the metadata's control numbers are the SQL view's (rounded for people to 4 significant digits)
         assert md["detection_median_control"] == pytest.approx(row["median_control"], rel=1e-3, abs=1e-9)
         assert md["detection_median_difference"] == pytest.approx(row["median_difference"], rel=1e-3, abs=1e-9)

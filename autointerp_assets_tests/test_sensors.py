@@ -67,7 +67,7 @@ def test_sensor_reexplains_every_partition_on_explainer_change():
         from autointerp_assets.definitions import defs
 
         sensor = defs.resolve_sensor_def("explainer_change")
-        assert set(sensor.job_names) == {"reexplain_and_rescore", "calibrate"}  # run names that say what ran
+        assert {t.job_name for t in sensor.targets} == {"reexplain_and_rescore", "calibrate"}  # run names that say what ran
         job = defs.resolve_job_def("reexplain_and_rescore")
         assert set(job.asset_layer.executable_asset_keys) == {steering.key, explanations.key, scores.key,
                                                               latent_vectors.key, latent_pages.key}
