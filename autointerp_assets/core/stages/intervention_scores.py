@@ -16,7 +16,6 @@ import asyncio
 import dataclasses
 import time
 
-import polars as pl
 
 from ..fingerprint import fingerprint
 from ..llm.ledger import Ledger
@@ -25,10 +24,9 @@ from ..scoring.intervention import PROMPT_VERSION, InterventionJob, Pair, score_
 from .context import Context, explainer_spec, llm_identity
 from .examples import current_explanations
 from .explanations import partition_label
-from .incremental import done_scores, failed_units, merge, verdict
+from .incremental import done_scores, failed_units, verdict
 from .llm_runs import prompt_counter
-from .scores import KEY
-from .scores_more import F64, _classifier_rows, _Rows, _sensitivities, latent_range
+from .scores_more import _classifier_rows, _Rows, _sensitivities, latent_range, merge_rows, write_sensitivity
 from .steering import load_steering, steering_fp
 
 SCORERS = ("intervention", "intervention_control")
@@ -92,26 +90,9 @@ def run_intervention_scores(ctx: Context, client, layer: str, first: int, last: 
         _classifier_rows(rows, SCORERS[is_control], ctl_fp if is_control else real_fp, res, x, control=is_control)
     latents = [_lat(j) for j in every]
     with ctx.wh.write() as con:
-        for f, (kind, fspec) in rows.fps.items():
-            ctx.wh.record_fingerprint(con, f, kind, fspec)
-        items = pl.DataFrame(rows.items, schema_overrides={"probability": pl.Float64, "prediction": pl.Boolean,
-                                                           "value": pl.Float64}) if rows.items else pl.DataFrame()
-        frame = pl.DataFrame(rows.scores, schema_overrides={k: pl.Float64 for k in F64} | {
-            "failure_reasons": pl.List(pl.Utf8), "control": pl.Boolean, "status_reason": pl.Utf8, "_reason": pl.Utf8,
-            "_server": pl.Boolean}) if rows.scores else pl.DataFrame()
-        kept = merge(con, ctx.wh, "scores", frame, KEY, "_reason", {"score_items": items})["kept"]
+        kept = merge_rows(con, ctx.wh, rows)
         sens = _sensitivities(con, layer, first, last, efp, ["intervention"], x, values=())
-        con.execute("DELETE FROM scorer_sensitivity WHERE layer = ? AND latent_range = ? AND explainer_fp = ? AND "
-                    "scorer = 'intervention'", [layer, rng_label, efp])
-        if sens:
-            v = sens[0]
-            ctx.wh.insert(con, "scorer_sensitivity", pl.DataFrame([{
-                "layer": layer, "latent_range": rng_label, "explainer_fp": efp, "scorer": v.scorer,
-                "latents": v.latents, "items": v.items, "changed": v.changed, "share_changed": v.share,
-                "share_ci_low": v.share_low, "share_ci_high": v.share_high, "min_share": v.min_share,
-                "reads_explanation": v.reads_explanation, "finding": v.finding}], schema_overrides={
-                "share_changed": pl.Float64, "share_ci_low": pl.Float64, "share_ci_high": pl.Float64,
-                "reads_explanation": pl.Boolean}))
+        write_sensitivity(con, ctx.wh, layer, rng_label, efp, ["intervention"], sens)
         ledger.complete(con, rows.ledger)
         failures = failed_units(con, "scores", layer, efp, latents, list(SCORERS) if donor else [SCORERS[0]])
     # the partition as it now stands (this run's rows merged with earlier ones)

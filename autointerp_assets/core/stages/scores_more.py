@@ -361,14 +361,7 @@ def _commit(ctx, layer, first, last, efp, rows: _Rows, ci_rows, flags, kinds, rn
             names) -> tuple[int, list[str], list[sensitivity.Sensitivity]]:
     wh = ctx.wh
     with wh.write() as con:
-        for f, (kind, spec) in rows.fps.items():
-            wh.record_fingerprint(con, f, kind, spec)
-        items = pl.DataFrame(rows.items, schema_overrides={"probability": pl.Float64, "prediction": pl.Boolean,
-                                                           "value": pl.Float64}) if rows.items else pl.DataFrame()
-        frame = pl.DataFrame(rows.scores, schema_overrides={k: pl.Float64 for k in F64} | {
-            "failure_reasons": pl.List(pl.Utf8), "control": pl.Boolean, "status_reason": pl.Utf8, "_reason": pl.Utf8, "_server": pl.Boolean}) \
-            if rows.scores else pl.DataFrame()
-        kept = merge(con, wh, "scores", frame, KEY, "_reason", {"score_items": items})["kept"]
+        kept = merge_rows(con, wh, rows)
         # stage scores' own rows: primary metric, intervals and partition label (their other columns untouched)
         con.execute("UPDATE scores SET metric = 'balanced_accuracy', value = balanced_accuracy, control = false, "
                     "latent_range = ? WHERE layer = ? AND latent BETWEEN ? AND ? AND explainer_fp = ? "
@@ -386,20 +379,39 @@ def _commit(ctx, layer, first, last, efp, rows: _Rows, ci_rows, flags, kinds, rn
             con.execute(f"UPDATE latent_stats SET {cols} FROM _flags f WHERE latent_stats.layer = ? "
                         "AND latent_stats.latent = f.latent", [layer])
             con.unregister("_flags")
-        sens = _sensitivities(con, layer, first, last, efp, kinds, ctx.cfg.scoring_extras)
-        con.execute("DELETE FROM scorer_sensitivity WHERE layer = ? AND latent_range = ? AND explainer_fp = ?",
-                    [layer, rng_label, efp])
-        if sens:
-            wh.insert(con, "scorer_sensitivity", pl.DataFrame([{
-                "layer": layer, "latent_range": rng_label, "explainer_fp": efp, "scorer": v.scorer, "latents": v.latents,
-                "items": v.items, "changed": v.changed, "share_changed": v.share, "share_ci_low": v.share_low,
-                "share_ci_high": v.share_high, "min_share": v.min_share, "reads_explanation": v.reads_explanation,
-                "finding": v.finding} for v in sens], schema_overrides={
-                "share_changed": pl.Float64, "share_ci_low": pl.Float64, "share_ci_high": pl.Float64,
-                "reads_explanation": pl.Boolean}))
+        values = ("simulation", "embedding", "surprisal")
+        sens = _sensitivities(con, layer, first, last, efp, kinds, ctx.cfg.scoring_extras, values)
+        write_sensitivity(con, wh, layer, rng_label, efp, [*kinds, *values], sens)
         ledger.complete(con, rows.ledger)
         failures = failed_units(con, "scores", layer, efp, latents, names)
     return kept, failures, sens
+
+
+def merge_rows(con, wh, rows: _Rows) -> int:
+    """Inside the caller's transaction: record the rows' scorer fingerprints and merge their score and item rows
+    monotonically (:func:`.incremental.merge`); how many failures were kept beside an ok row."""
+    for f, (kind, spec) in rows.fps.items():
+        wh.record_fingerprint(con, f, kind, spec)
+    items = pl.DataFrame(rows.items, schema_overrides={"probability": pl.Float64, "prediction": pl.Boolean,
+                                                       "value": pl.Float64}) if rows.items else pl.DataFrame()
+    frame = pl.DataFrame(rows.scores, schema_overrides={k: pl.Float64 for k in F64} | {
+        "failure_reasons": pl.List(pl.Utf8), "control": pl.Boolean, "status_reason": pl.Utf8, "_reason": pl.Utf8,
+        "_server": pl.Boolean}) if rows.scores else pl.DataFrame()
+    return merge(con, wh, "scores", frame, KEY, "_reason", {"score_items": items})["kept"]
+
+
+def write_sensitivity(con, wh, layer: str, rng_label: str, efp: str, scorers, sens) -> None:
+    """Inside the caller's transaction: the partition's scorer_sensitivity rows of ``scorers`` replaced by ``sens``."""
+    con.execute("DELETE FROM scorer_sensitivity WHERE layer = ? AND latent_range = ? AND explainer_fp = ? "
+                "AND scorer IN (SELECT unnest(?::VARCHAR[]))", [layer, rng_label, efp, list(scorers)])
+    if sens:
+        wh.insert(con, "scorer_sensitivity", pl.DataFrame([{
+            "layer": layer, "latent_range": rng_label, "explainer_fp": efp, "scorer": v.scorer, "latents": v.latents,
+            "items": v.items, "changed": v.changed, "share_changed": v.share, "share_ci_low": v.share_low,
+            "share_ci_high": v.share_high, "min_share": v.min_share, "reads_explanation": v.reads_explanation,
+            "finding": v.finding} for v in sens], schema_overrides={
+            "share_changed": pl.Float64, "share_ci_low": pl.Float64, "share_ci_high": pl.Float64,
+            "reads_explanation": pl.Boolean}))
 
 
 def _summary(ctx, layer, efp, rng_label, kinds, extras, rows: _Rows, flags, donor, seconds) -> dict:
