@@ -237,11 +237,11 @@ def test_pages_in_chromium_match_the_warehouse(project, browse):
             assert page.locator("p.explanation").first.inner_text() == text
             shown = float(page.locator("td.score[data-scorer='detection']").first.get_attribute("data-value"))
             assert shown == pytest.approx(det_value)
-            efp = explainer_fp(load_config(base_project()[0]))  # the active explainer's cells come first
+            efp = explainer_fp(load_config(base_project()[0]))  # the active explainer (its block on the page)
             for scorer, value in wh.query("SELECT scorer, value FROM scores WHERE layer = ? AND latent = ? AND "
                                           "NOT control AND status = 'ok' AND explainer_fp = ?",
                                           [LAYER, lat, efp]).iter_rows():
-                cell = page.locator(f"td.score[data-scorer='{scorer}']").first
+                cell = page.locator(f"div.explainer.active td.score[data-scorer='{scorer}']")
                 assert float(cell.get_attribute("data-value")) == pytest.approx(value), scorer
             # highlighted tokens carry the warehouse's activations
             want = sorted(float(f"{a:.4g}") for (toks,) in wh.query(

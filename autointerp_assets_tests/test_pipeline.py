@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dagster as dg
+import polars as pl
 import pytest
 
 from autointerp_assets.core.config import load_config
@@ -253,7 +254,7 @@ def test_scorer_sensitivity_is_stored_and_agrees_with_the_items(warehouse):
              AND c.explainer_fp = r.explainer_fp AND c.example_id = r.example_id AND c.truth = r.truth
              AND c.scorer = 'detection_control'
         WHERE r.scorer = 'detection' GROUP BY r.layer ORDER BY r.layer""")
-    per_layer = stored.group_by("layer").agg(changed=stored["changed"].sum(), items=stored["items"].sum()).sort("layer")
+    per_layer = stored.group_by("layer").agg(pl.col("changed").sum(), pl.col("items").sum()).sort("layer")
     assert indep.rows() == per_layer.rows()
     report = warehouse.query("SELECT * FROM scorer_report WHERE scorer = 'detection'")
     assert report.height >= 4 and report["finding"].null_count() == 0
