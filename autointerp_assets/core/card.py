@@ -92,7 +92,7 @@ def _score_line(s: dict) -> str:
         ctl, diff = "–", "–"
     metric = s["metric"].replace("balanced_accuracy", "bal. acc.").replace("correlation", "corr.")
     value = number(s["value"]) if s["status"] == "ok" else s["status"]
-    return f"    {s['scorer']:<11}{metric:<10}{value:>7} {ival:<13}  {ctl:<20} {diff:>7}"
+    return f"    {s['scorer']:<13}{metric:<10}{value:>7} {ival:<13}  {ctl:<20} {diff:>7}"
 
 
 def histogram_lines(hist: list[int], top: float | None, bars: int = 8, width: int = 44) -> list[str]:
@@ -138,7 +138,7 @@ def render_card(rec: dict, colour: bool = False, first: int | None = None, last:
         text = e["text"] if e["status"] == "ok" else f"({e['status']}: {e.get('error') or 'no explanation'})"
         L += _wrap(f'"{text}"' if e["status"] == "ok" else text, WIDTH - 4, "    ")
         if e["scores"]:
-            L.append(f"    {'scorer':<11}{'metric':<10}{'value':>7} {'[95 % CI]':<13}  {'control [95 % CI]':<20} "
+            L.append(f"    {'scorer':<13}{'metric':<10}{'value':>7} {'[95 % CI]':<13}  {'control [95 % CI]':<20} "
                      f"{'real−ctl':>7}")
             L += [_score_line(s) for s in e["scores"]]
     L.append("")
