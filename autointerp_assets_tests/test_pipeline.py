@@ -242,7 +242,11 @@ def test_baselines_are_compared_with_the_llm_explainer_on_the_same_latents(wareh
     assert ((with_llm["median_diff_ci_low"] <= with_llm["median_diff"] + 1e-9)
             & (with_llm["median_diff"] <= with_llm["median_diff_ci_high"] + 1e-9)).all()
     # no LLM call was made for a baseline
-    assert warehouse.scalar("SELECT count(*) FROM llm_calls WHERE role = 'explainer' AND explainer_fp <> ?", [llm]) == 0
+    baselines = [fp for fp, name in names.items() if name.startswith("baseline ")]
+    assert len(baselines) == 2
+    assert warehouse.scalar("SELECT count(*) FROM llm_calls WHERE role = 'explainer' AND explainer_fp IN (SELECT unnest(?))",
+                            [baselines]) == 0
+    assert warehouse.scalar("SELECT count(*) FROM llm_calls WHERE role = 'explainer' AND explainer_fp = ?", [llm]) > 0
 
 
 def test_scorer_sensitivity_is_stored_and_agrees_with_the_items(warehouse):
