@@ -42,7 +42,7 @@ def cmd_run(args) -> int:
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)  # partitioned asset checks
 
-    from .core import pipeline, preflight
+    from .core import preflight, stages
     from .core.config import load_config
     from .defs import instance, run_report
     from .defs.assets import ALL, PARTITIONED_ASSETS
@@ -111,8 +111,8 @@ def cmd_run(args) -> int:
     n_bad = sum(k in failed for k in keys)
     print(f"\n[autointerp] materialized {len(keys) - n_bad} of {len(keys)} partitions in {secs / 60:.1f} min; "
           f"latent browser in {cfg.browser_dir} (serve it: autointerp browse); summary from {db}:")
-    ctx = pipeline.Context.of(cfg)
-    _print_frame(pipeline.partition_summary(ctx, _current_fp()))
+    ctx = stages.Context.of(cfg)
+    _print_frame(stages.partition_summary(ctx, _current_fp()))
     _print_findings(ctx)
     if failed:
         print(f"\n[autointerp] {n_bad} of {len(keys)} partitions FAILED (their good rows are kept; re-run "
@@ -126,7 +126,8 @@ def cmd_run(args) -> int:
 
 def _current_fp() -> str:
     """The fingerprint of the explainer the assets use (the registry's active one)."""
-    from .core.registry import active_config, explainer_fp
+    from .core.registry import active_config
+    from .core.identity import explainer_fp
 
     return explainer_fp(active_config())
 
@@ -151,12 +152,12 @@ def _config_name() -> str:
 
 def _print_findings(ctx) -> None:
     """What the measurements can be trusted for: does each scorer read the explanation; the calibration."""
-    from .core import pipeline
+    from .core import stages
 
     for title, lines in (("Does each scorer read the explanation? (share of answers that change with another "
-                          "latent's explanation)", pipeline.findings_lines(ctx)),
+                          "latent's explanation)", stages.findings_lines(ctx)),
                          ("Calibration on planted latents of known meaning (what this explainer + scorer setup can see)",
-                          pipeline.calibration_lines(ctx))):
+                          stages.calibration_lines(ctx))):
         if lines:
             print()
             print(textwrap.fill(title, 100))
@@ -165,13 +166,13 @@ def _print_findings(ctx) -> None:
 
 
 def cmd_summary(args) -> int:
-    from .core import pipeline
+    from .core import stages
     from .core.config import load_config
 
     cfg = load_config()
     _existing(cfg)
-    ctx = pipeline.Context.of(cfg)
-    _print_frame(pipeline.partition_summary(ctx, _current_fp()), args.format)
+    ctx = stages.Context.of(cfg)
+    _print_frame(stages.partition_summary(ctx, _current_fp()), args.format)
     _print_findings(ctx)
     return 0
 
@@ -212,7 +213,8 @@ def cmd_explainers(args) -> int:
     import polars as pl
 
     from .core.config import config_path, load_config
-    from .core.registry import explainer_fp, load_registry, registry_path
+    from .core.registry import load_registry, registry_path
+    from .core.identity import explainer_fp
 
     cfg = load_config()
     path = registry_path(os.environ.get("AUTOINTERP_CONFIG") or config_path())
@@ -232,7 +234,7 @@ def cmd_estimate(args) -> int:
     import polars as pl
 
     from .core.config import PriceConfig
-    from .core.estimate import estimate
+    from .core.stages.estimate import estimate
     from .core.registry import active_config
     from .core.stages.context import Context
     from .core.storage import Warehouse

@@ -20,8 +20,8 @@ import pytest
 from autointerp_assets import cli
 from autointerp_assets.core import preflight
 from autointerp_assets_tests.conftest import ROOT, TMP
-from autointerp_assets_tests.fake_openai import FakeOpenAIServer
-from autointerp_assets_tests.llm_faults import KEY_ENV, LAYER, fast_dir, project, seed, set_env
+from autointerp_assets_tests.support.fake_openai import FakeOpenAIServer
+from autointerp_assets_tests.support.llm_faults import KEY_ENV, LAYER, fast_dir, project, seed, set_env
 
 pytestmark = pytest.mark.slow
 

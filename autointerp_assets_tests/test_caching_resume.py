@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from autointerp_assets.core import pipeline
+from autointerp_assets.core import stages
 from autointerp_assets.core.config import load_config
 from autointerp_assets.core.storage import Warehouse
 from autointerp_assets_tests.conftest import write_config
@@ -25,13 +25,13 @@ pytestmark = pytest.mark.slow
 
 CHILD = """
 import sys, time
-from autointerp_assets.core import pipeline
+from autointerp_assets.core import stages
 from autointerp_assets.core.config import load_config
-ctx = pipeline.Context.of(load_config(sys.argv[1]), lambda m: print(m, flush=True))
+ctx = stages.Context.of(load_config(sys.argv[1]), lambda m: print(m, flush=True))
 def on_commit(a, b):
     print(f"committed {b}", flush=True)
     time.sleep(float(sys.argv[2]))  # slow the child down so the parent's kill lands mid-way
-pipeline.ensure_cache(ctx, on_commit=on_commit)
+stages.ensure_cache(ctx, on_commit=on_commit)
 print("finished", flush=True)
 """
 
@@ -73,9 +73,9 @@ def test_sigkill_mid_cache_then_rerun_gives_exactly_the_uninterrupted_rows(tmp_p
             "caching": {"batch_rows": 4, "threads": 1, "read_rows": 12, "commit_every_s": commit_every_s}}
     killed = write_config(tmp_path / "killed.yaml", {**over, "database": str(tmp_path / "killed.duckdb")})
     clean = write_config(tmp_path / "clean.yaml", {**over, "database": str(tmp_path / "clean.duckdb")})
-    ctx = pipeline.Context.of(load_config(killed))
-    pipeline.run_corpus(ctx)
-    infos = pipeline.run_sparse_coders(ctx)
+    ctx = stages.Context.of(load_config(killed))
+    stages.run_corpus(ctx)
+    infos = stages.run_sparse_coders(ctx)
     assert [i["hook_input"] for i in infos] == [False, True]
     shutil.copy(tmp_path / "killed.duckdb", tmp_path / "clean.duckdb")  # same corpus rows and coders
 
@@ -105,17 +105,17 @@ def test_concurrent_callers_share_one_forward_pass(tmp_path):
     """Two threads that both find the cache unfinished: one computes it, the other waits and reuses it."""
     import threading
 
-    from autointerp_assets.core import pipeline
+    from autointerp_assets.core import stages
     from autointerp_assets.core.config import load_config
     from autointerp_assets_tests.conftest import write_config
 
     cfg = load_config(write_config(tmp_path / "p.yaml", {"database": str(tmp_path / "w.duckdb"),
                                                          "corpus": {"n_tokens": 4128, "ctx_len": 129}}))
-    ctx = pipeline.Context.of(cfg)
-    pipeline.run_corpus(ctx)
-    pipeline.run_sparse_coders(ctx)
+    ctx = stages.Context.of(cfg)
+    stages.run_corpus(ctx)
+    stages.run_sparse_coders(ctx)
     results = []
-    threads = [threading.Thread(target=lambda: results.append(pipeline.ensure_cache(pipeline.Context.of(cfg))[1]))
+    threads = [threading.Thread(target=lambda: results.append(stages.ensure_cache(stages.Context.of(cfg))[1]))
                for _ in range(2)]
     for t in threads:
         t.start()
@@ -133,15 +133,15 @@ def test_commit_groups_store_the_same_rows_and_a_mark_per_batch(tmp_path):
                                                       "corpus": {"n_tokens": 4128, "ctx_len": 129},
                                                       "caching": {"batch_rows": 4, "commit_every_s": s}})
              for m, s in modes.items()}
-    ctx = pipeline.Context.of(load_config(paths["per_batch"]))
-    pipeline.run_corpus(ctx)
-    pipeline.run_sparse_coders(ctx)
+    ctx = stages.Context.of(load_config(paths["per_batch"]))
+    stages.run_corpus(ctx)
+    stages.run_sparse_coders(ctx)
     shutil.copy(tmp_path / "per_batch.duckdb", tmp_path / "grouped.duckdb")
     got = {}
     for m, path in paths.items():
-        c = pipeline.Context.of(load_config(path))
+        c = stages.Context.of(load_config(path))
         seen = []
-        pipeline.ensure_cache(c, on_commit=lambda a, b: seen.append((a, b)))
+        stages.ensure_cache(c, on_commit=lambda a, b: seen.append((a, b)))
         assert seen == [(a, a + 4) for a in range(0, 32, 4)]  # every batch reported once, in order
         got[m] = (c.wh.query("SELECT layer, latent, token, value_bits FROM activation_cache ORDER BY rowid"),
                   c.wh.query("SELECT batch_index, row_start, row_stop, n_nonzero FROM cache_progress ORDER BY ALL"))

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from autointerp_assets.core import pipeline
+from autointerp_assets.core import stages
 from autointerp_assets.core.config import load_config
 from autointerp_assets.core.llm.base import ChatResponse
 from autointerp_assets.core.stages import calibration as stage
@@ -83,8 +83,8 @@ def ctx(tmp_path_factory):
         "scoring_extras": {"scorers": ["embedding", "intruder"], "control_scorers": ["detection", "fuzzing", "embedding"],
                            "bootstrap_samples": 300},
         "calibration": {"max_latents": 10}}))
-    ctx = pipeline.Context.of(cfg)
-    pipeline.run_corpus(ctx)
+    ctx = stages.Context.of(cfg)
+    stages.run_corpus(ctx)
     return ctx
 
 
@@ -92,7 +92,7 @@ def test_a_literal_engine_has_full_power_and_its_control_is_at_chance(ctx):
     planted = stage.planted_latents(ctx)
     assert len(planted) == 10 and len({p.gold for p in planted}) == 10
     literal = Engine(planted)
-    out = pipeline.run_calibration(ctx, literal, literal)
+    out = stages.run_calibration(ctx, literal, literal)
     lat = ctx.wh.query("SELECT * FROM calibration_latents ORDER BY latent")
     assert lat.height == 10 and (lat["status"] == "selected").sum() >= 8
     power = {p["scorer"]: p for p in out["power"]}
@@ -117,8 +117,8 @@ def test_a_blind_scorer_has_no_power_and_a_rerun_replaces_its_rows(ctx):
     planted = stage.planted_latents(ctx)
     no_embedding = ctx.cfg.model_copy(update={"scoring_extras": ctx.cfg.scoring_extras.model_copy(
         update={"scorers": ()})})  # (the embedding scorer was calibrated above; MiniLM is the slow part here)
-    blind = pipeline.Context(no_embedding, ctx.wh, ctx.log)
-    out = pipeline.run_calibration(blind, Engine(planted), Engine(planted, blind=True))
+    blind = stages.Context(no_embedding, ctx.wh, ctx.log)
+    out = stages.run_calibration(blind, Engine(planted), Engine(planted, blind=True))
     for scorer in ("detection", "fuzzing"):
         p = {q["scorer"]: q for q in out["power"]}[scorer]
         assert p["gold_wins"] == 0.0 and p["power_median_difference"] == 0.0 and p["median_gold"] == 0.5, p
@@ -126,5 +126,5 @@ def test_a_blind_scorer_has_no_power_and_a_rerun_replaces_its_rows(ctx):
     # numbers again, and no row appended
     assert ctx.wh.scalar("SELECT count(DISTINCT explainer_fp) FROM calibration_scores") == 1
     n = ctx.wh.scalar("SELECT count(*) FROM calibration_scores")
-    again = pipeline.run_calibration(blind, Engine(planted), Engine(planted, blind=True))
+    again = stages.run_calibration(blind, Engine(planted), Engine(planted, blind=True))
     assert again["power"] == out["power"] and ctx.wh.scalar("SELECT count(*) FROM calibration_scores") == n

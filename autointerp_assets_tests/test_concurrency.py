@@ -12,32 +12,16 @@ import dagster as dg
 import duckdb
 import pytest
 
-from autointerp_assets.core import pipeline
+from autointerp_assets.core import stages
 from autointerp_assets.core.config import load_config
 from autointerp_assets.core.storage import Warehouse
 from autointerp_assets_tests.conftest import ROOT, write_config
+from autointerp_assets_tests.support.analyst import ANALYST
 
 pytestmark = pytest.mark.slow
 
 HOLD_AFTER_S = 3
-# an analyst's read-only session outside our code (also used by benchmarks/concurrency.py):
-# argv = database, seconds to stay open after one of our writers started waiting on it, overall deadline
-ANALYST = """
-import duckdb, sys, time
-from filelock import FileLock, Timeout
-con = duckdb.connect(sys.argv[1], read_only=True)
-print(con.execute("SELECT count(*) FROM tokens").fetchone()[0], flush=True)
-ours, deadline = FileLock(sys.argv[1] + ".lock"), time.time() + float(sys.argv[3])
-while time.time() < deadline:  # stay open until one of our writers is inside its lock, i.e. waiting for us
-    try:
-        ours.acquire(timeout=0)
-        ours.release()
-        time.sleep(0.2)
-    except Timeout:
-        break
-time.sleep(float(sys.argv[2]))
-print("released after a writer waited" if time.time() < deadline else "no writer came", flush=True)
-"""
+
 
 
 def test_eight_partition_runs_at_once_with_an_open_reader(tmp_path):
@@ -46,10 +30,10 @@ def test_eight_partition_runs_at_once_with_an_open_reader(tmp_path):
                                                        "latents": {"start": 0, "stop": 64, "range_size": 16}})
     cfg = load_config(config)
     assert len(cfg.layer_keys()) * len(cfg.latent_keys()) == 8
-    ctx = pipeline.Context.of(cfg)
-    pipeline.run_corpus(ctx)
-    pipeline.run_sparse_coders(ctx)
-    pipeline.ensure_cache(ctx)  # the forward pass; the 8 runs publish from it
+    ctx = stages.Context.of(cfg)
+    stages.run_corpus(ctx)
+    stages.run_sparse_coders(ctx)
+    stages.ensure_cache(ctx)  # the forward pass; the 8 runs publish from it
     db = cfg.resolve(cfg.database)
     home = tmp_path / "dagster_home"
     home.mkdir()

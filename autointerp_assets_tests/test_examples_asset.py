@@ -13,7 +13,7 @@ from autointerp_assets.defs.assets import examples
 from autointerp_assets.defs.checks import non_activating_silent, train_test_disjoint
 from autointerp_assets.defs.resources import ProjectResource
 from autointerp_assets_tests.conftest import write_config
-from autointerp_assets_tests.core.examples_data import write_activations
+from autointerp_assets_tests.support.examples_data import write_activations
 
 
 def test_examples_asset_reports_checks_and_unexplained_latents(tmp_path):

@@ -14,10 +14,10 @@ import pytest
 
 from autointerp_assets.core import export
 from autointerp_assets.core.config import load_config
-from autointerp_assets.core.registry import explainer_fp
+from autointerp_assets.core.identity import explainer_fp
 from autointerp_assets.core.stages.context import Context
 from autointerp_assets.core.storage import Warehouse
-from autointerp_assets_tests.automation_base import base_project
+from autointerp_assets_tests.support.automation_base import base_project
 
 pytestmark = pytest.mark.slow
 SCHEMA = json.loads((Path(__file__).parent / "data" / "neuronpedia_export.schema.json").read_text())

@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 
 from autointerp_assets.core.config import load_config
-from autointerp_assets.core.registry import explainer_fp
+from autointerp_assets.core.identity import explainer_fp
 from autointerp_assets.core.stages.context import Context
 from autointerp_assets.core.storage import Warehouse
 from autointerp_assets.core.vocabulary import token_strings
-from autointerp_assets_tests.automation_base import KEYS, base_project
-from autointerp_assets_tests.dagster_dev import free_port
+from autointerp_assets_tests.support.automation_base import KEYS, base_project
+from autointerp_assets_tests.support.dagster_dev import free_port
 
 pytestmark = pytest.mark.slow
 

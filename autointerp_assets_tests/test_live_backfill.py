@@ -24,8 +24,8 @@ import yaml
 from autointerp_assets.core.config import load_config
 from autointerp_assets.core.storage import Warehouse
 from autointerp_assets.defs.assets import PARTITIONED_ASSETS
-from autointerp_assets_tests.automation_base import base_project, project_copy
-from autointerp_assets_tests.dagster_dev import ROOT, dagster_dev
+from autointerp_assets_tests.support.automation_base import base_project, project_copy
+from autointerp_assets_tests.support.dagster_dev import ROOT, dagster_dev
 from autointerp_assets_tests.test_live_ui import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, _dismiss_modal, gql, wait_for
 
 pytestmark = pytest.mark.slow

@@ -18,7 +18,7 @@ from autointerp_assets.core.storage import Warehouse
 from autointerp_assets.defs.assets import ALL, explanations, scores
 from autointerp_assets.defs.resources import LLMResource, ProjectResource
 from autointerp_assets_tests.conftest import TEST_LLM, write_config
-from autointerp_assets_tests.synthetic import write_partition
+from autointerp_assets_tests.support.synthetic import write_partition
 
 pytestmark = pytest.mark.slow
 LAYER, LATENTS = "layers.1", [0, 1, 2, 3]

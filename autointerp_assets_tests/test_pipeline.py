@@ -86,7 +86,7 @@ def test_scores_metadata_and_views_carry_control_and_intervals(warehouse, instan
         assert "embedding_median_auroc" in md and "| detection | balanced_accuracy |" in md["controls"]
         assert md["score_histogram_plot"].startswith("![score histogram](data:image/png;base64,")
     # every ok detection score has its bootstrap interval around it, and its control row in the view
-    from autointerp_assets.core.registry import explainer_fp
+    from autointerp_assets.core.identity import explainer_fp
 
     det = warehouse.query("SELECT value, ci_low, ci_high FROM scores WHERE scorer = 'detection' AND status = 'ok' "
                           "AND explainer_fp = ?", [explainer_fp(load_config(CONFIG_PATH))])
@@ -177,10 +177,10 @@ def test_parse_failure_is_recorded_and_never_scored(warehouse, instance, tmp_roo
 
 
 def test_summary_reads_duckdb(warehouse):
-    from autointerp_assets.core import pipeline
+    from autointerp_assets.core import stages
 
     cfg = load_config(CONFIG_PATH)
-    summary = pipeline.partition_summary(pipeline.Context.of(cfg))
+    summary = stages.partition_summary(stages.Context.of(cfg))
     assert summary.height >= 4
     assert set(summary.columns) >= {"layer", "latents", "latents_scored", "median_detection_bacc", "median_fuzzing_bacc"}
     assert all(0 <= v <= 1 for v in summary["median_detection_bacc"].drop_nulls())
@@ -198,27 +198,27 @@ def test_summary_reads_duckdb(warehouse):
 
 
 def test_existing_sparsify_checkpoint_is_loaded_not_trained(warehouse, tmp_root):
-    from autointerp_assets.core import pipeline
+    from autointerp_assets.core import stages
 
     trained = warehouse.query("SELECT layer, path, sae_fp, num_latents FROM sparse_coders ORDER BY layer")
     root = str(__import__("pathlib").Path(trained["path"][0]).parent)
     cfg_path = write_config(tmp_root / "pretrained.yaml", {"database": str(tmp_root / "pretrained.duckdb"),
                                                            "sae": {"source": root}})
-    infos = pipeline.run_sparse_coders(pipeline.Context.of(load_config(cfg_path)))
+    infos = stages.run_sparse_coders(stages.Context.of(load_config(cfg_path)))
     assert [(i["layer"], i["path"], i["sae_fp"], i["num_latents"], i["source"]) for i in infos] == \
         [(r["layer"], r["path"], r["sae_fp"], r["num_latents"], root) for r in trained.iter_rows(named=True)]
     bad = write_config(tmp_root / "too-many-latents.yaml", {"database": str(tmp_root / "pretrained.duckdb"),
                                                             "sae": {"source": root},
                                                             "latents": {"start": 0, "stop": 5000, "range_size": 1000}})
     with pytest.raises(ValueError, match="lower latents.stop"):
-        pipeline.run_sparse_coders(pipeline.Context.of(load_config(bad)))
+        stages.run_sparse_coders(stages.Context.of(load_config(bad)))
 
 
 def test_baselines_are_compared_with_the_llm_explainer_on_the_same_latents(warehouse):
     """top_tokens and logit_lens explained every latent the LLM explained and were scored by the same scorers:
     the leaderboard lists all three per scorer, explainer_pairs pairs them on the same latents with intervals."""
     cfg = load_config(CONFIG_PATH)
-    from autointerp_assets.core.registry import explainer_fp
+    from autointerp_assets.core.identity import explainer_fp
 
     llm = explainer_fp(cfg)
     lb = warehouse.query("SELECT * FROM explainer_leaderboard")
@@ -265,7 +265,7 @@ def test_scorer_sensitivity_is_stored_and_agrees_with_the_items(warehouse):
 
 
 def test_the_calibration_ran_on_planted_latents(warehouse):
-    from autointerp_assets.core import pipeline
+    from autointerp_assets.core import stages
 
     cfg = load_config(CONFIG_PATH)
     planted = warehouse.query("SELECT * FROM calibration_latents")
@@ -275,7 +275,7 @@ def test_the_calibration_ran_on_planted_latents(warehouse):
     assert ((power["gold_wins"] >= 0) & (power["gold_wins"] <= 1)).all()
     rec = warehouse.query("SELECT * FROM calibration_recovery_rate")
     assert set(rec["explainer"]) == {"default", "baseline top_tokens"}
-    lines = pipeline.calibration_lines(pipeline.Context.of(cfg))
+    lines = stages.calibration_lines(stages.Context.of(cfg))
     assert any(line.startswith("detection: the gold explanation beats a wrong one on") for line in lines)
     # its latents never reach the project's own tables
     assert warehouse.scalar("SELECT count(*) FROM scores WHERE layer = 'planted'") == 0

@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from autointerp_assets.core import pipeline
+from autointerp_assets.core import stages
 from autointerp_assets.core.config import ConfigError, load_config, parse_config
 from autointerp_assets.core.scoring import heuristics
 from autointerp_assets.core.separators import sql_list
@@ -42,14 +42,14 @@ def built(tmp_path_factory):
         "latents": {"start": 0, "stop": 64, "range_size": 64, "max_per_range": None},
         "sampler": {"min_examples": 12, "n_quantiles": 2, "n_train": 6, "n_test": 4, "n_non_activating": 4,
                     "example_ctx_len": 16, "window": "fixed", "non_activating_source": "random"}}))
-    ctx = pipeline.Context.of(cfg)
-    pipeline.run_corpus(ctx)
-    pipeline.run_sparse_coders(ctx)
-    cfp, _ = pipeline.ensure_cache(ctx)
+    ctx = stages.Context.of(cfg)
+    stages.run_corpus(ctx)
+    stages.run_sparse_coders(ctx)
+    cfp, _ = stages.ensure_cache(ctx)
     for layer in cfg.hookpoints:
-        pipeline.publish_activations(ctx, cfp, layer, 0, 63)
-        pipeline.run_latent_stats(ctx, layer, 0, 63)
-        pipeline.run_examples(ctx, layer, 0, 63)
+        stages.publish_activations(ctx, cfp, layer, 0, 63)
+        stages.run_latent_stats(ctx, layer, 0, 63)
+        stages.run_examples(ctx, layer, 0, 63)
     return ctx
 
 
@@ -119,9 +119,11 @@ def test_the_cache_and_sae_fingerprints_change_with_the_separator_rule(built, mo
     differs, so the forward pass runs again instead of mixing old rows in."""
     from autointerp_assets.core.stages import sparse_coders
 
-    coders = pipeline.coder_rows(built)
+    coders = stages.coder_rows(built)
     new_cache, new_sae = activations_stage.cache_fp(built, coders), sparse_coders.sae_train_spec(built)
-    monkeypatch.setattr(activations_stage, "CACHE_VERSION", "sparse-fp16-v3")
+    from autointerp_assets.core import identity
+
+    monkeypatch.setattr(identity, "CACHE_VERSION", "sparse-fp16-v3")
     assert activations_stage.cache_fp(built, coders) != new_cache
     assert new_sae["separators"][0] == "every-separator-v1" and 0 in new_sae["separators"]
     done = built.wh.query("SELECT cache_fp FROM cache_complete")["cache_fp"].to_list()

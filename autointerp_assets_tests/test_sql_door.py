@@ -16,8 +16,8 @@ from autointerp_assets.core.stages.explanations import run_explanations
 from autointerp_assets.core.stages.scores import run_scores
 from autointerp_assets.core.stages.scores_more import run_more_scores
 from autointerp_assets_tests.conftest import ROOT
-from autointerp_assets_tests.fake_openai import FakeOpenAIServer
-from autointerp_assets_tests.llm_faults import LAYER, project, seed
+from autointerp_assets_tests.support.fake_openai import FakeOpenAIServer
+from autointerp_assets_tests.support.llm_faults import LAYER, project, seed
 
 REFUSED = {
     "drop table scores": "autointerp sql is read-only",

@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from autointerp_assets_tests.dagster_dev import dagster_dev
+from autointerp_assets_tests.support.dagster_dev import dagster_dev
 
 
 QUERY = """{ assetNodes { assetKey { path } isPartitioned

@@ -40,11 +40,11 @@ def child(mode: str, cfg_path: str) -> dict:
     """Runs in a subprocess: one measurement, printed as JSON on the last line."""
     import torch
 
-    from autointerp_assets.core import caching, pipeline
+    from autointerp_assets.core import caching, stages
     from autointerp_assets.core.config import load_config
     from autointerp_assets.core.stages.activations import stream_rows
 
-    ctx = pipeline.Context.of(load_config(cfg_path), lambda m: print(m, file=sys.stderr, flush=True))
+    ctx = stages.Context.of(load_config(cfg_path), lambda m: print(m, file=sys.stderr, flush=True))
     cfg = ctx.cfg
     n_rows = ctx.wh.scalar("SELECT count(*) FROM tokens WHERE corpus_fp = ?", [ctx.corpus_fp()])
     out = {"mode": mode, "tokens": n_rows * cfg.corpus.ctx_len}
@@ -60,7 +60,7 @@ def child(mode: str, cfg_path: str) -> dict:
         from autointerp_assets.core.stages.sparse_coders import load_coders
 
         lm, _ = caching.load_subject_model(ctx.model_dir(), cfg.caching.dtype, cfg.caching.threads)
-        saes = load_coders(pipeline.coder_rows(ctx))
+        saes = load_coders(stages.coder_rows(ctx))
         dtype = caching.torch_dtype(cfg.caching.encode_dtype)
         t0 = time.perf_counter()
         with caching.Residuals(lm, list(saes)) as res:
@@ -72,7 +72,7 @@ def child(mode: str, cfg_path: str) -> dict:
     else:
         with ctx.wh.read() as con:
             before = con.execute("SELECT used_blocks * block_size FROM pragma_database_size()").fetchone()[0]
-        _cfp, st = pipeline.ensure_cache(ctx)
+        _cfp, st = stages.ensure_cache(ctx)
         with ctx.wh.read() as con:
             after = con.execute("SELECT used_blocks * block_size FROM pragma_database_size()").fetchone()[0]
             cols = con.execute("SELECT column_name, string_agg(DISTINCT compression, '/') FROM "
@@ -168,10 +168,10 @@ def flops_per_token(cfg_path: Path) -> tuple[float, float]:
     decoder blocks up to the deepest hook plus causal attention (QK^T and AV over ctx_len / 2 on average)."""
     import torch
 
-    from autointerp_assets.core import caching, pipeline
+    from autointerp_assets.core import caching, stages
     from autointerp_assets.core.config import load_config
 
-    ctx = pipeline.Context.of(load_config(cfg_path))
+    ctx = stages.Context.of(load_config(cfg_path))
     model = caching.meta_model(ctx.model_dir())
     deepest = max(int(h.split(".")[-1]) for h in ctx.cfg.hookpoints)
     blocks = caching.resolve_hookpoints(model, [f"layers.{i}" for i in range(deepest + 1)]).values()
@@ -179,7 +179,7 @@ def flops_per_token(cfg_path: Path) -> tuple[float, float]:
     tc = model.config.get_text_config()
     head_dim = getattr(tc, "head_dim", None) or tc.hidden_size // tc.num_attention_heads
     attention = (deepest + 1) * 2 * tc.num_attention_heads * head_dim * (ctx.cfg.corpus.ctx_len + 1) / 2
-    sae = sum(r["d_in"] * r["num_latents"] for r in pipeline.coder_rows(ctx).values())
+    sae = sum(r["d_in"] * r["num_latents"] for r in stages.coder_rows(ctx).values())
     return 2 * (linear + attention), 2 * sae
 
 
@@ -208,7 +208,7 @@ def prepare(tmp: Path, n_tokens: int, sae_dir: Path) -> Path:
     """A fresh database with the corpus rows and the default's trained SAEs recorded."""
     import yaml
 
-    from autointerp_assets.core import pipeline
+    from autointerp_assets.core import stages
     from autointerp_assets.core.config import load_config
 
     raw = yaml.safe_load((ROOT / "data/project.yaml").read_text())
@@ -217,23 +217,23 @@ def prepare(tmp: Path, n_tokens: int, sae_dir: Path) -> Path:
     raw["sae"] = {**raw.get("sae", {}), "source": str(sae_dir)}
     path = tmp / f"bench-{n_tokens}.yaml"
     path.write_text(yaml.safe_dump(raw))
-    ctx = pipeline.Context.of(load_config(path))
-    pipeline.run_corpus(ctx)
-    pipeline.run_sparse_coders(ctx)
+    ctx = stages.Context.of(load_config(path))
+    stages.run_corpus(ctx)
+    stages.run_sparse_coders(ctx)
     return path
 
 
 def default_sae_dir() -> Path:
     """The TopK SAEs `make run` trains for the offline default (trained here if missing)."""
-    from autointerp_assets.core import pipeline
+    from autointerp_assets.core import stages
     from autointerp_assets.core.config import load_config
     from autointerp_assets.core.stages.sparse_coders import sae_root
 
-    ctx = pipeline.Context.of(load_config(ROOT / "data/project.yaml"))
+    ctx = stages.Context.of(load_config(ROOT / "data/project.yaml"))
     root = sae_root(ctx)
     if not all((root / h / "sae.safetensors").exists() for h in ctx.cfg.hookpoints):
-        pipeline.run_corpus(ctx)
-        pipeline.run_sparse_coders(ctx)
+        stages.run_corpus(ctx)
+        stages.run_sparse_coders(ctx)
     return root
 
 

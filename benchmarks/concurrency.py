@@ -25,7 +25,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from autointerp_assets_tests.test_concurrency import ANALYST  # noqa: E402  (the analyst's read-only session)
+from autointerp_assets_tests.support.analyst import ANALYST  # noqa: E402  (the analyst's read-only session)
 
 
 def launch(keys: list[str], env: dict, at_once: bool) -> tuple[float, list[str]]:
@@ -58,19 +58,19 @@ def main() -> None:
     args = ap.parse_args()
     import dagster as dg
 
-    from autointerp_assets.core import pipeline
+    from autointerp_assets.core import stages
     from autointerp_assets.core.config import load_config
-    from autointerp_assets_tests.conftest import TINY
+    from autointerp_assets_tests.support.projects import tiny
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-concurrency-"))
-    raw = {**TINY, "database": str(tmp / "autointerp.duckdb"),
+    raw = {**tiny(tmp / "autointerp.duckdb"),
            "latents": {"start": 0, "stop": 16 * args.ranges, "range_size": 16}}
     (tmp / "project.yaml").write_text(yaml.safe_dump(raw))
     cfg = load_config(tmp / "project.yaml")
-    ctx = pipeline.Context.of(cfg)
-    pipeline.run_corpus(ctx)
-    pipeline.run_sparse_coders(ctx)
-    pipeline.ensure_cache(ctx)  # the forward pass once; the runs publish from it
+    ctx = stages.Context.of(cfg)
+    stages.run_corpus(ctx)
+    stages.run_sparse_coders(ctx)
+    stages.ensure_cache(ctx)  # the forward pass once; the runs publish from it
     home = tmp / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from autointerp_assets.core import examples as ex  # noqa: E402
 from autointerp_assets.core.config import load_config  # noqa: E402
 from autointerp_assets.core.storage import Warehouse  # noqa: E402
-from autointerp_assets_tests.core.examples_data import AFP, CORPUS, write_activations, write_tokens  # noqa: E402
+from autointerp_assets_tests.support.examples_data import AFP, CORPUS, write_activations, write_tokens  # noqa: E402
 
 
 def load_source(path: Path, layer: str, first: int, last: int, batch_rows: int):

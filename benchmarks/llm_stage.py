@@ -36,13 +36,13 @@ from autointerp_assets.core.stages.explanations import run_explanations  # noqa:
 from autointerp_assets.core.stages.llm_runs import prompt_counter  # noqa: E402
 from autointerp_assets.core.stages.scores import run_scores  # noqa: E402
 from autointerp_assets.core.subject_model import resolve_model  # noqa: E402
-from autointerp_assets_tests.synthetic import write_partition  # noqa: E402
+from autointerp_assets_tests.support.synthetic import write_partition  # noqa: E402
 
 PAPER = {"detection": 17_000, "fuzzing": 19_600}
 
 
 def start_server(latency_s: float, capacity: int) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "autointerp_assets_tests.fake_openai", "--latency-s", str(latency_s),
+    proc = subprocess.Popen([sys.executable, "-m", "autointerp_assets_tests.support.fake_openai", "--latency-s", str(latency_s),
                              "--capacity", str(capacity)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     return proc, proc.stdout.readline().strip()
 

@@ -22,8 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .config import ConfigError, ExplainerConfig, ProjectConfig, ScorerConfig, config_path, load_config
-from .fingerprint import fingerprint
-from .stages.context import explainer_spec
+from .identity import explainer_fp
 
 REGISTRY_ENV = "AUTOINTERP_REGISTRY"
 REGISTRY_FILE = "explainers.yaml"
@@ -121,11 +120,6 @@ def active_config(config_file: str | os.PathLike | None = None, explainer: str |
     """The project config with the registry's active explainer and scorer (or the named explainer)."""
     cfg = load_config(config_file)
     return load_registry(cfg, registry_path(config_file)).apply(cfg, explainer)
-
-
-def explainer_fp(cfg: ProjectConfig) -> str:
-    """Fingerprint of cfg's explainer: the key its explanations and scores rows carry."""
-    return fingerprint("explainer", explainer_spec(cfg, cfg.resolve(cfg.workdir)))
 
 
 def explainer_names(config_file: str | os.PathLike | None = None) -> tuple[dict[str, str], str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from .fingerprint import fingerprint
+from .identity import tokenizer_fp
 
 
 @lru_cache(maxsize=4)
@@ -24,11 +24,6 @@ def token_strings(model_dir: str) -> tuple[str, ...]:
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     return tuple(tok.decode([i]) for i in range(len(tok)))
-
-
-def tokenizer_fp(model_identity: dict) -> str:
-    """The tokenizer's key in ``vocabulary``: a fingerprint of the subject model's identity."""
-    return fingerprint("tokenizer", model_identity)
 
 
 def vocabulary_frame(model_dir: str, tfp: str) -> pl.DataFrame:

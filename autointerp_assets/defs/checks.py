@@ -22,7 +22,7 @@
 # no `from __future__ import annotations`: Dagster inspects the context annotation at definition time
 import dagster as dg
 
-from ..core.registry import explainer_fp
+from ..core.identity import explainer_fp
 from ..core.stages.scores_more import latent_range
 from ..core.stages.examples import check_examples
 from .assets import examples, explanations, scores

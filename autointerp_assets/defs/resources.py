@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field
 
-from ..core import pipeline
+from ..core import stages
 from ..core.config import LLMConfig, ProjectConfig, load_config
 from ..core.llm import make_client
 from ..core.registry import Registry, load_registry, registry_path
@@ -26,8 +26,8 @@ class ProjectResource(dg.ConfigurableResource):
         """The project config with the registry's active (or the pinned) explainer and scorer swapped in."""
         return self.registry().apply(load_config(self.config_path or None), self.explainer or None)
 
-    def context(self, log) -> pipeline.Context:
-        return pipeline.Context.of(self.config(), log.info)
+    def context(self, log) -> stages.Context:
+        return stages.Context.of(self.config(), log.info)
 
 
 class LLMResource(dg.ConfigurableResource):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from ..core.registry import explainer_fp
+from ..core.identity import explainer_fp
 from .assets import calibration, examples, explanations
 from .jobs import calibrate, reexplain_and_rescore
 from .resources import ProjectResource

@@ -158,13 +158,13 @@ def test_activations_view_decodes_the_compact_cache_and_latent_stats_reads_it(tm
     import numpy as np
     import polars as pl
 
-    from autointerp_assets.core import pipeline
+    from autointerp_assets.core import stages
     from autointerp_assets.core.config import load_config
     from autointerp_assets.core.stages.activations import fp16_bits
     from autointerp_assets.core.storage.schema import FP16_TO_REAL
     from autointerp_assets_tests.conftest import write_config
 
-    ctx = pipeline.Context.of(load_config(write_config(tmp_path / "p.yaml", {"database": str(tmp_path / "w.duckdb")})))
+    ctx = stages.Context.of(load_config(write_config(tmp_path / "p.yaml", {"database": str(tmp_path / "w.duckdb")})))
     ctx_len = ctx.cfg.corpus.ctx_len
     vals = np.array([1.0, 2.0, 4.0, 0.3, 70000.0, 2.0**-20], dtype=np.float32)
     cache = pl.DataFrame({"cache_fp": "c", "layer": "layers.1", "latent": [0, 0, 0, 1, 5, 6],
@@ -182,7 +182,7 @@ def test_activations_view_decodes_the_compact_cache_and_latent_stats_reads_it(tm
     decoded = ctx.wh.query(f"SELECT {FP16_TO_REAL.format(b='value_bits')} AS v FROM activation_cache "
                            "ORDER BY latent")["v"]
     assert decoded.to_list()[-2:] == [65504.0, float(np.float16(2.0**-20))]  # clamped max, subnormal
-    out = pipeline.run_latent_stats(ctx, "layers.1", 0, 3)
+    out = stages.run_latent_stats(ctx, "layers.1", 0, 3)
     stats = ctx.wh.query("SELECT latent, n_firing, n_windows, max_activation, mean_activation, histogram, status "
                          "FROM latent_stats ORDER BY latent").rows()
     hist0 = [0] * 16

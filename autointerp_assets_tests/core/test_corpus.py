@@ -110,7 +110,7 @@ def test_local_reader_is_part_of_the_corpus_fingerprint(tmp_path):
     """Rows of a local source changed with the streaming reader: its fingerprint changed with them, so a
     warehouse of the old rows is recomputed, never mixed; cpython's rows and fingerprint did not change."""
     from autointerp_assets.core.config import ProjectConfig
-    from autointerp_assets.core.stages.context import corpus_spec
+    from autointerp_assets.core.identity import corpus_spec
 
     local = ProjectConfig(corpus={"source": str(tmp_path / "c.txt")})
     spec = corpus_spec(local, DATA)

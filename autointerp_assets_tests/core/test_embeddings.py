@@ -10,7 +10,7 @@ from autointerp_assets.core import examples as ex
 from autointerp_assets.core.config import SamplerConfig
 from autointerp_assets.core.examples import embeddings
 from autointerp_assets.core.storage import Warehouse
-from autointerp_assets_tests.core.examples_data import CORPUS, write_activations, write_tokens
+from autointerp_assets_tests.support.examples_data import CORPUS, write_activations, write_tokens
 
 CTX, W, NW, ROWS = 33, 8, 4, 30
 THEMES = {

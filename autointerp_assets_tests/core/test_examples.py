@@ -6,10 +6,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from autointerp_assets.core import examples as ex
+from autointerp_assets.core import examples as ex, identity
 from autointerp_assets.core.config import ConfigError, SamplerConfig, parse_config
 from autointerp_assets.core.storage import Warehouse
-from autointerp_assets_tests.core.examples_data import AFP, CORPUS, write_activations, write_tokens
+from autointerp_assets_tests.support.examples_data import AFP, CORPUS, write_activations, write_tokens
 
 CTX, W, NW = 33, 8, 4  # rows of 33 tokens (BOS + 32): 4 fixed windows of 8 per row
 ROWS = 30
@@ -287,7 +287,7 @@ def test_sampler_settings_are_validated_with_the_fix():
 
 
 def test_every_setting_is_in_the_fingerprint():
-    base = ex.sampler_spec(SamplerConfig(), "a", None)
+    base = identity.sampler_spec(SamplerConfig(), "a", None)
     for change in ({"window": "centred"}, {"non_activating_source": "neighbours"}, {"neighbour_type": "decoder"},
                    {"ratio_top": 0.3}, {"embedding_queries": 3}, {"windows_per_neighbour": 2}):
-        assert ex.sampler_spec(SamplerConfig(**change), "a", None) != base
+        assert identity.sampler_spec(SamplerConfig(**change), "a", None) != base

@@ -11,14 +11,16 @@ from safetensors.torch import save_file
 from autointerp_assets.core import explainer_baselines as eb
 from autointerp_assets.core.config import load_config
 from autointerp_assets.core.records import Example
-from autointerp_assets.core.registry import explainer_fp, load_registry
+from autointerp_assets.core.registry import load_registry
+from autointerp_assets.core.identity import explainer_fp
 from autointerp_assets.core.stages.baseline_explanations import baseline_contexts
-from autointerp_assets.core.stages.context import Context, explainer_spec
+from autointerp_assets.core.identity import explainer_spec
+from autointerp_assets.core.stages.context import Context
 from autointerp_assets.core.stages.examples import _token_strings
 from autointerp_assets.core.stages.explanations import run_explanations
 from autointerp_assets.core.subject_model import resolve_model
 from autointerp_assets_tests.conftest import ROOT, write_config
-from autointerp_assets_tests.synthetic import record_sparse_coder, self_promoting, write_partition
+from autointerp_assets_tests.support.synthetic import record_sparse_coder, self_promoting, write_partition
 
 
 def _ex(tokens, acts):

@@ -17,8 +17,8 @@ from autointerp_assets.core.stages.examples import load_examples
 from autointerp_assets.core.stages.explanations import run_explanations
 from autointerp_assets.core.stages.scores import run_scores
 from autointerp_assets_tests.conftest import write_config
-from autointerp_assets_tests.fake_openai import FakeOpenAIServer
-from autointerp_assets_tests.synthetic import write_partition
+from autointerp_assets_tests.support.fake_openai import FakeOpenAIServer
+from autointerp_assets_tests.support.synthetic import write_partition
 
 LAYER, LATENTS = "layers.1", list(range(0, 12))
 

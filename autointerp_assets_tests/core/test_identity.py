@@ -6,7 +6,7 @@ import json
 
 from autointerp_assets.core.config import LLMConfig
 from autointerp_assets.core.fingerprint import fingerprint
-from autointerp_assets.core.stages.context import _dir_revision, llm_identity, model_identity
+from autointerp_assets.core.identity import _dir_revision, llm_identity, model_identity
 
 
 def _model_dir(root, template: str | None = "{{ messages }}"):
@@ -52,7 +52,7 @@ def test_engine_dtype_is_part_of_the_llm_identity(tmp_path):
     """Greedy text differs between bf16 and float32, so the resolved dtype names the engine: explanations made
     on an AVX2 machine (auto -> float32) never share a fingerprint with AMX ones (auto -> bfloat16)."""
     from autointerp_assets.core.caching import resolve_dtype
-    from autointerp_assets.core.stages.context import engine_label
+    from autointerp_assets.core.identity import engine_label
 
     d = _model_dir(tmp_path)
     ids = {dt: llm_identity(LLMConfig(engine="vllm", model=str(d), dtype=dt), d.parent)

@@ -12,7 +12,7 @@ from autointerp_assets.core import metrics
 from autointerp_assets.core.config import load_config
 from autointerp_assets.core.fingerprint import fingerprint
 from autointerp_assets.core.redaction import redact, redact_url
-from autointerp_assets.core.stages.context import explainer_spec
+from autointerp_assets.core.identity import explainer_spec
 from autointerp_assets.core.stages.incremental import done_latents, merge
 from autointerp_assets.core.storage import Warehouse
 from autointerp_assets_tests.conftest import write_config

@@ -21,7 +21,7 @@ from autointerp_assets.core.scoring.intervention import InterventionJob, Pair, b
 from autointerp_assets.core.scoring.surprisal import load_base_lm
 from autointerp_assets.core.subject_model import resolve_model
 from autointerp_assets_tests.conftest import ROOT
-from autointerp_assets_tests.literal_scorer import LiteralScorer
+from autointerp_assets_tests.support.literal_scorer import LiteralScorer
 
 WORDS = (" blue", " water", " music")  # planted: their unembedding rows, added at a late layer
 LAYER = 24

@@ -19,7 +19,7 @@ from autointerp_assets.core.stages.explanations import run_explanations
 from autointerp_assets.core.stages.scores import run_scores
 from autointerp_assets.core.subject_model import resolve_model
 from autointerp_assets_tests.conftest import TEST_LLM, write_config
-from autointerp_assets_tests.synthetic import write_partition
+from autointerp_assets_tests.support.synthetic import write_partition
 
 pytestmark = pytest.mark.slow
 DATA = Path(__file__).resolve().parents[2] / "data"

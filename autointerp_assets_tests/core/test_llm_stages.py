@@ -15,8 +15,8 @@ from autointerp_assets.core.stages.examples import _token_strings
 from autointerp_assets.core.stages.explanations import logit_tokens, run_explanations
 from autointerp_assets.core.subject_model import resolve_model
 from autointerp_assets_tests.conftest import ROOT, write_config
-from autointerp_assets_tests.fake_openai import FakeOpenAIServer
-from autointerp_assets_tests.synthetic import record_sparse_coder, self_promoting, write_partition
+from autointerp_assets_tests.support.fake_openai import FakeOpenAIServer
+from autointerp_assets_tests.support.synthetic import record_sparse_coder, self_promoting, write_partition
 
 
 def test_logit_explainer_lists_the_tokens_the_decoder_row_promotes(tmp_root):

@@ -15,7 +15,7 @@ import pytest
 
 from autointerp_assets.core.config import load_config
 from autointerp_assets.core.llm.base import ChatResponse
-from autointerp_assets.core.registry import explainer_fp
+from autointerp_assets.core.identity import explainer_fp
 from autointerp_assets.core.scoring import sensitivity
 from autointerp_assets.core.stages.context import Context
 from autointerp_assets.core.stages.scores import run_scores
@@ -23,7 +23,7 @@ from autointerp_assets.core.stages.scores_more import run_more_scores
 from autointerp_assets.core.stages.summary import findings_lines
 from autointerp_assets.defs.checks import sensitivity_status
 from autointerp_assets_tests.conftest import write_config
-from autointerp_assets_tests.synthetic import SAMPLER_FP, write_partition
+from autointerp_assets_tests.support.synthetic import SAMPLER_FP, write_partition
 
 N_RE = re.compile(r"Answer with a list of (\d+) value")
 

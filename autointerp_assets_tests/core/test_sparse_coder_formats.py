@@ -172,7 +172,7 @@ def test_layout_errors(tmp_path):
 
 
 def test_width_and_hookpoint_errors_before_heavy_work(tmp_path):
-    from autointerp_assets.core import pipeline
+    from autointerp_assets.core import stages
     from autointerp_assets.core.subject_model import resolve_model
 
     skeleton = caching.meta_model(resolve_model("smollm2", Path(__file__).resolve().parents[2] / "data"))
@@ -185,12 +185,12 @@ def test_width_and_hookpoint_errors_before_heavy_work(tmp_path):
     cfg = write_config(tmp_path / "p.yaml", {"database": str(tmp_path / "p.duckdb"), "hookpoints": ["layers.1"],
                                              "sae": {"source": str(tmp_path / "saes")}})
     with pytest.raises(SparseCoderError, match="layers.1 expects d_in=16 .* width 576"):
-        pipeline.run_sparse_coders(pipeline.Context.of(load_config(cfg)))
+        stages.run_sparse_coders(stages.Context.of(load_config(cfg)))
     cfg = write_config(tmp_path / "q.yaml", {"database": str(tmp_path / "p.duckdb"), "hookpoints": ["layer.1"],
                                              "sae": {"source": str(tmp_path / "saes")}})
     with pytest.raises(caching.HookpointError, match=r"'layer.1' is not a module .*nearest: \['model.layers.1'"):
-        pipeline.run_sparse_coders(pipeline.Context.of(load_config(cfg)))
+        stages.run_sparse_coders(stages.Context.of(load_config(cfg)))
     cfg = write_config(tmp_path / "r.yaml", {"database": str(tmp_path / "p.duckdb"), "hookpoints": ["layers.1"],
                                              "sae": {"source": str(tmp_path / "saes"), "paths": {"layers.2": "x"}}})
     with pytest.raises(SparseCoderError, match=r"sae.paths names \['layers.2'\], which are not hookpoints"):
-        pipeline.run_sparse_coders(pipeline.Context.of(load_config(cfg)))
+        stages.run_sparse_coders(stages.Context.of(load_config(cfg)))

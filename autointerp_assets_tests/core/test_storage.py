@@ -61,7 +61,7 @@ def test_examples_with_copied_tokens_become_windows_and_read_back_the_same(tmp_p
     """A database from before example_windows (table `examples` with token_ids / acts per row) keeps its rows:
     the corpus is found by the tokens, the activations by the sampler's fingerprint, and the `examples` view
     returns exactly the old token ids and acts."""
-    from autointerp_assets_tests.core.examples_data import AFP, CORPUS, write_activations, write_tokens
+    from autointerp_assets_tests.support.examples_data import AFP, CORPUS, write_activations, write_tokens
 
     path = tmp_path / "old.duckdb"
     wh = Warehouse(path)

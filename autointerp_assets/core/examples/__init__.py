@@ -21,12 +21,12 @@ import torch
 from ..config import SamplerConfig
 from . import embeddings, neighbours
 from .checks import disjointness
-from .sampling import (SAMPLER_VERSION, SPLITS, Units, merge_negatives, random_negatives, rank_units,
-                       read_activations, row_lengths, sampler_spec, selection_of, spread, start_of, test_pool,
+from .sampling import (SPLITS, Units, merge_negatives, random_negatives, rank_units,
+                       read_activations, row_lengths, selection_of, spread, start_of, test_pool,
                        train_of, units_of, window_lengths, windows_per_row)
 
-__all__ = ["SAMPLER_VERSION", "Built", "build_examples", "disjointness", "embeddings", "insert_windows", "neighbours",
-           "sampler_spec", "selection_frame", "windows_per_row"]
+__all__ = ["Built", "build_examples", "disjointness", "embeddings", "insert_windows", "neighbours",
+           "selection_frame", "windows_per_row"]
 
 
 @dataclass

@@ -38,16 +38,7 @@ import pyarrow as pa
 from ..config import SamplerConfig
 from ..windows import ALIVE, status_of, windows_per_row
 
-SAMPLER_VERSION = "windows-v4"  # v4: separators outside the data, windows tile the row (core.windows)
-
 SPLITS = ("train", "test", "non_activating", "train_non_activating")
-
-
-def sampler_spec(cfg: SamplerConfig, activations_fp: str, max_per_range: int | None,
-                 embedding_model: dict | None = None) -> dict:
-    """What the sampler fingerprint hashes: every setting, the activations it reads, the embedding model."""
-    return {"version": SAMPLER_VERSION, "sampler": cfg.model_dump(), "activations_fp": activations_fp,
-            "max_per_range": max_per_range, "embedding_model": embedding_model}
 
 
 # --- reading -------------------------------------------------------------------------------------------

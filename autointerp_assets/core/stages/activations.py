@@ -22,24 +22,18 @@ from typing import Callable, Iterator
 import numpy as np
 import pyarrow as pa
 
-from .. import caching
-from ..fingerprint import fingerprint
+from .. import caching, identity
 from ..storage.warehouse import arrow_table
 from ..separators import model_separators
-from .context import Context, model_identity
+from .context import Context
 from .sparse_coders import check_width, coder_rows, load_coders
 
-CACHE_VERSION = "sparse-fp16-v4"  # v4: every separator position excluded (v3: only position 0)
 FP16_MAX = 65504.0
 MAX_GROUP_NONZERO = 1 << 22  # a commit group holds at most ~4M non-zeros (~60 MB) however fast the batches come
 
 
 def activations_fp(ctx: Context, layer: str, coders: dict[str, dict]) -> str:
-    return fingerprint("activations", {"version": CACHE_VERSION, "corpus_fp": ctx.corpus_fp(),
-                                       "model": model_identity(ctx.cfg.subject_model, ctx.workdir),
-                                       "dtype": caching.resolve_dtype(ctx.cfg.caching.dtype),
-                                       "encode_dtype": caching.resolve_dtype(ctx.cfg.caching.encode_dtype),
-                                       "sae_fp": coders[layer]["sae_fp"], "separators": list(separators_of(ctx))})
+    return identity.activations_fp(ctx.cfg, ctx.workdir, coders[layer]["sae_fp"], separators_of(ctx))
 
 
 def separators_of(ctx: Context) -> tuple[int, ...]:
@@ -49,8 +43,7 @@ def separators_of(ctx: Context) -> tuple[int, ...]:
 
 def cache_fp(ctx: Context, coders: dict[str, dict]) -> str:
     lat = ctx.cfg.latents
-    return fingerprint("cache", {"layers": {h: activations_fp(ctx, h, coders) for h in ctx.cfg.hookpoints},
-                                 "latents": [lat.start, lat.stop]})
+    return identity.cache_fp({h: activations_fp(ctx, h, coders) for h in ctx.cfg.hookpoints}, lat.start, lat.stop)
 
 
 def fp16_bits(values: np.ndarray) -> np.ndarray:

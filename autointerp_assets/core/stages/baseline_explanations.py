@@ -17,9 +17,9 @@ import polars as pl
 
 from .. import explainer_baselines
 from ..explainer_baselines import is_baseline
-from ..fingerprint import fingerprint
 from ..llm import accounting
-from .context import Context, explainer_spec, scorer_spec
+from ..identity import explainer_fp, explainer_spec, scorer_fp, scorer_spec
+from .context import Context
 from .examples import load_examples
 
 
@@ -28,7 +28,7 @@ def run_baseline_explanations(ctx: Context, layer: str, first: int, last: int) -
 
     cfg, e = ctx.cfg, ctx.cfg.explainer
     spec = explainer_spec(cfg, ctx.workdir)
-    efp = fingerprint("explainer", spec)
+    efp = explainer_fp(cfg, ctx.workdir)
     t0 = time.perf_counter()
     exs = load_examples(ctx, layer, first, last, ["train"])
     sfp = ctx.wh.scalar("SELECT any_value(sampler_fp) FROM latent_selection WHERE layer = ? AND latent BETWEEN ? AND ?",
@@ -98,8 +98,8 @@ def explained_and_scored(ctx: Context, layer: str, first: int, last: int, scored
     """Whether ctx's explainer already explained this partition's current examples (its selected latents, up to
     ``explainer.max_latents``) and, with ``scored``, every one of its ok explanations carries the current scores
     (same scorer fingerprints): a re-run would only repeat it."""
-    efp = fingerprint("explainer", explainer_spec(ctx.cfg, ctx.workdir))
-    sfps = [fingerprint("scorer", scorer_spec(ctx.cfg, ctx.workdir, k)) for k in ctx.cfg.scorer.scorers] \
+    efp = explainer_fp(ctx.cfg, ctx.workdir)
+    sfps = [scorer_fp(scorer_spec(ctx.cfg, ctx.workdir, k)) for k in ctx.cfg.scorer.scorers] \
         if scored else []
     with ctx.wh.read() as con:
         current = con.execute("SELECT any_value(sampler_fp) FROM latent_selection WHERE layer = ? AND latent BETWEEN "
@@ -138,5 +138,5 @@ def run_baselines(ctx: Context, client, layer: str, first: int, last: int, score
                 run_more_scores(b, client, layer, first, last)
         if score and "intervention" in b.cfg.scoring_extras.scorers and not intervention_current(b, layer, first, last):
             run_intervention_scores(b, client, layer, first, last)
-        out[b.cfg.explainer.kind] = fingerprint("explainer", explainer_spec(b.cfg, b.workdir))
+        out[b.cfg.explainer.kind] = explainer_fp(b.cfg, b.workdir)
     return out

@@ -19,15 +19,14 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from .. import calibration as planted_mod
+from .. import calibration as planted_mod, identity
 from ..config import BudgetConfig, LatentsConfig
-from ..fingerprint import fingerprint
 from ..scoring import embedding
 from ..separators import data_mask
 from ..storage import Warehouse
 from .activations import fp16_bits, separators_of
 from .baseline_explanations import baseline_contexts
-from .context import Context, explainer_spec, model_identity
+from .context import Context
 from .corpus import load_rows
 from .examples import _token_strings, run_examples
 from .latent_stats import run_latent_stats
@@ -39,10 +38,8 @@ LAYER = "planted"
 
 
 def calibration_spec(ctx: Context) -> dict:
-    cfg = ctx.cfg
-    return {"version": planted_mod.PLANTED_VERSION, "corpus_fp": ctx.corpus_fp(),
-            "tokenizer": model_identity(cfg.subject_model, ctx.workdir), "separators": list(separators_of(ctx)),
-            "calibration": cfg.calibration.model_dump(), "sampler": _sampler(ctx).model_dump()}
+    return identity.calibration_spec(ctx.cfg, ctx.workdir, planted_mod.PLANTED_VERSION, separators_of(ctx),
+                                     _sampler(ctx))
 
 
 def _sampler(ctx: Context):
@@ -51,7 +48,7 @@ def _sampler(ctx: Context):
 
 
 def calibration_fp(ctx: Context) -> str:
-    return fingerprint("calibration", calibration_spec(ctx))
+    return identity.calibration_fp(calibration_spec(ctx))
 
 
 def calibration_context(ctx: Context) -> Context:
@@ -134,7 +131,7 @@ def run_calibration(ctx: Context, explainer_client, scorer_client) -> dict:
                            f"({ctx.cfg.sampler.min_examples}) activating windows in this corpus: lower min_examples "
                            "or use a larger corpus")
     # (a) gold and (b) the deranged gold: the control of scores_more on the gold explanations
-    gold_fp = fingerprint("explainer", {"calibration_gold": cfp})
+    gold_fp = identity.gold_explainer_fp(cfp)
     sfp = cal.wh.scalar("SELECT any_value(sampler_fp) FROM latent_selection WHERE layer = ?", [LAYER]) or ""
     with cal.wh.write() as con:
         con.execute("DELETE FROM explanations WHERE explainer_fp = ?", [gold_fp])
@@ -145,7 +142,7 @@ def run_calibration(ctx: Context, explainer_client, scorer_client) -> dict:
     run_scores(gold_ctx, scorer_client, LAYER, 0, last, explainer_fp=gold_fp)
     run_more_scores(gold_ctx, scorer_client, LAYER, 0, last, explainer_fp=gold_fp)
     # (c) the configured explainer, scored the same way (its control would repeat (b): not run)
-    efp = fingerprint("explainer", explainer_spec(cal.cfg, cal.workdir))
+    efp = identity.explainer_fp(cal.cfg, cal.workdir)
     run_explanations(cal, explainer_client, LAYER, 0, last)
     mine = _variant_ctx(cal, control=False)
     run_scores(mine, scorer_client, LAYER, 0, last)
@@ -163,7 +160,7 @@ def _recovery(ctx: Context, cal: Context, planted, selected, efp: str, cfp: str)
     for b in baseline_contexts(Context(cal.cfg.model_copy(update={"baseline_explainers": ("top_tokens",)}),
                                        cal.wh, cal.log)):
         run_explanations(b, None, LAYER, 0, cal.cfg.latents.stop - 1)
-        explainers[fingerprint("explainer", explainer_spec(b.cfg, b.workdir))] = "baseline top_tokens"
+        explainers[identity.explainer_fp(b.cfg, b.workdir)] = "baseline top_tokens"
     golds = [planted[i].gold for i in selected]
     encode = embedding.encoder(ctx.cfg.scoring_extras.embedding_model)
     g = encode(golds)

@@ -10,7 +10,8 @@ import polars as pl
 from .. import corpus
 from ..storage.warehouse import arrow_table
 from ..vocabulary import write_vocabulary
-from .context import Context, corpus_spec, model_identity
+from ..identity import corpus_spec, model_identity
+from .context import Context
 
 
 def run_corpus(ctx: Context) -> dict:

@@ -9,7 +9,7 @@ import polars as pl
 from .. import examples as examples_mod
 from ..examples import embeddings
 from ..examples.neighbours import decoder_rows
-from ..fingerprint import fingerprint
+from .. import identity
 from ..records import Example
 from ..vocabulary import token_strings
 from ..vocabulary import token_strings as _token_strings  # noqa: F401 (the name the LLM stages import)
@@ -41,8 +41,8 @@ def run_examples(ctx: Context, layer: str, first: int, last: int) -> dict:
         if path is None:
             raise RuntimeError(f"neighbour_type 'decoder' needs the sparse coder of {layer}: materialize sparse_coders")
         w_dec = decoder_rows(path, first, last)
-    spec = examples_mod.sampler_spec(s, afp, cfg.latents.max_per_range, {"key": key} if key else None)
-    sfp = fingerprint("sampler", spec)
+    spec = identity.sampler_spec(s, afp, cfg.latents.max_per_range, {"key": key} if key else None)
+    sfp = identity.sampler_fp(spec)
     with ctx.wh.write() as con:
         ctx.wh.record_fingerprint(con, sfp, "sampler", spec)
         examples_mod.build_examples(con, s, cfg.corpus.ctx_len, cfg.latents.max_per_range, layer, first, last,

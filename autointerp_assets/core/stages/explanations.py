@@ -24,13 +24,13 @@ from ..explainer_baselines import is_baseline
 from ..llm import accounting
 from ..llm.accounting import BudgetExceeded
 from ..llm.ledger import Ledger
-from ..fingerprint import fingerprint
-from .context import Context, engine_label, explainer_spec, rate
+from ..identity import OUTPUT_KINDS, engine_label, explainer_fp, explainer_spec
+from .context import Context, rate
 from ..examples.neighbours import decoder_rows
 from .examples import _token_strings, load_examples
 from .incremental import done_latents, failed_units, merge, verdict
 from .llm_runs import BUDGET_EXCEEDED, prompt_counter
-from .steering import OUTPUT_KINDS, load_steering
+from .steering import load_steering
 
 KEY = ("layer", "latent", "explainer_fp")
 
@@ -122,7 +122,7 @@ def run_explanations(ctx: Context, client, layer: str, first: int, last: int, fo
 
         return run_baseline_explanations(ctx, layer, first, last)
     spec = explainer_spec(cfg, ctx.workdir)
-    efp = fingerprint("explainer", spec)
+    efp = explainer_fp(cfg, ctx.workdir)
     exs = explainer_examples(ctx, layer, first, last)
     sfp = ctx.wh.scalar("SELECT any_value(sampler_fp) FROM latent_selection WHERE layer = ? AND latent BETWEEN ? AND ?",
                         [layer, first, last]) or ""

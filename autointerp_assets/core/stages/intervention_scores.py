@@ -16,12 +16,11 @@ import asyncio
 import dataclasses
 import time
 
-
-from ..fingerprint import fingerprint
+from .. import identity
 from ..llm.ledger import Ledger
 from ..scoring import bootstrap, controls
 from ..scoring.intervention import PROMPT_VERSION, InterventionJob, Pair, score_intervention
-from .context import Context, explainer_spec, llm_identity
+from .context import Context
 from .examples import current_explanations
 from .explanations import partition_label
 from .incremental import done_scores, failed_units, verdict
@@ -33,18 +32,14 @@ SCORERS = ("intervention", "intervention_control")
 
 
 def intervention_spec(ctx: Context, steering_fp: str) -> dict:
-    s = ctx.cfg.scorer
-    return {"llm": llm_identity(ctx.cfg.scorer_llm, ctx.workdir), "kind": "intervention",
-            "prompt_version": PROMPT_VERSION, "steering_fp": steering_fp,
-            "settings": s.model_dump(include={"examples_per_prompt", "max_tokens", "temperature", "logprobs",
-                                              "constrained", "seed"})}
+    return identity.intervention_spec(ctx.cfg, ctx.workdir, PROMPT_VERSION, steering_fp)
 
 
 def intervention_current(ctx: Context, layer: str, first: int, last: int) -> bool:
     """Whether every ok explanation of ctx's explainer in the partition has its intervention score under the
     current steering and scorer settings (a re-run would only repeat it)."""
-    efp = fingerprint("explainer", explainer_spec(ctx.cfg, ctx.workdir))
-    sfp = fingerprint("scorer", intervention_spec(ctx, steering_fp(ctx, layer)))
+    efp = identity.explainer_fp(ctx.cfg, ctx.workdir)
+    sfp = identity.scorer_fp(intervention_spec(ctx, steering_fp(ctx, layer)))
     ok, scored = ctx.wh.query(
         "SELECT count(*), count(s.latent) FROM explanations e LEFT JOIN scores s ON s.layer = e.layer AND s.latent = "
         "e.latent AND s.explainer_fp = e.explainer_fp AND s.scorer = 'intervention' AND s.scorer_fp = ? WHERE "
@@ -63,7 +58,7 @@ def run_intervention_scores(ctx: Context, client, layer: str, first: int, last: 
                             explainer_fp: str | None = None, force: bool = False) -> dict:
     cfg, x = ctx.cfg, ctx.cfg.scoring_extras
     t0 = time.perf_counter()
-    efp = explainer_fp or fingerprint("explainer", explainer_spec(cfg, ctx.workdir))
+    efp = explainer_fp or identity.explainer_fp(cfg, ctx.workdir)
     ledger = Ledger(ctx.wh, cfg.scorer_llm, cfg.budget, layer=layer, stage="scores", role="scorer", explainer_fp=efp,
                     count=prompt_counter(cfg.scorer_llm, ctx.workdir))
     client = ledger.client(client)  # every request recorded before it is sent
@@ -74,7 +69,7 @@ def run_intervention_scores(ctx: Context, client, layer: str, first: int, last: 
     rows = _Rows(ctx, layer, efp, samp, rng_label, ledger.run_id)
     spec = intervention_spec(ctx, next(iter({r["steering_fp"] for r in steer.values()}), ""))
     real_fp = rows.fp(spec)
-    ctl_fp = rows.fp({**spec, "control": {"kind": "derangement", "seed": x.seed}})
+    ctl_fp = rows.fp(identity.control_spec(spec, x.seed))
     done = set() if force else done_scores(ctx.wh, layer, first, last, efp,
                                            {SCORERS[0]: real_fp, SCORERS[1]: ctl_fp})
     every = jobs_of(layer, texts, text)

@@ -17,11 +17,11 @@ import numpy as np
 import polars as pl
 
 from .. import metrics, scorers
-from ..fingerprint import fingerprint
 from ..llm import accounting
 from ..llm.accounting import BudgetExceeded
 from ..llm.ledger import Ledger
-from .context import Context, engine_label, explainer_spec, rate, scorer_spec
+from ..identity import engine_label, explainer_fp as explainer_fp_of, scorer_fp, scorer_spec
+from .context import Context, rate
 from .examples import current_explanations, load_examples
 from .explanations import partition_label
 from .incremental import done_scores, failed_units, merge, verdict
@@ -55,12 +55,12 @@ def run_scores(ctx: Context, client, layer: str, first: int, last: int, explaine
     """``explainer_fp``: score another explainer's stored explanations (default: the configured explainer's).
     ``force``: re-send every pair, not only those without a current ok score."""
     cfg, scfg, llm = ctx.cfg, ctx.cfg.scorer, ctx.cfg.scorer_llm
-    efp = explainer_fp or fingerprint("explainer", explainer_spec(cfg, ctx.workdir))
+    efp = explainer_fp or explainer_fp_of(cfg, ctx.workdir)
     expl, samp = current_explanations(ctx, layer, first, last, efp)  # made from these examples only
     exs = load_examples(ctx, layer, first, last, ["test", "non_activating"])
     kinds = list(scfg.scorers)
     specs = {k: scorer_spec(cfg, ctx.workdir, k) for k in kinds}
-    sfps = {k: fingerprint("scorer", specs[k]) for k in kinds}
+    sfps = {k: scorer_fp(specs[k]) for k in kinds}
     done = set() if force else done_scores(ctx.wh, layer, first, last, efp, {k: sfps[k] for k in kinds})
     jobs = {lat: scorers.ScoreJob(f"{layer}/{lat}", text, exs.get(lat, {}).get("test", []),
                                   exs.get(lat, {}).get("non_activating", [])) for lat, text in expl.iter_rows()}

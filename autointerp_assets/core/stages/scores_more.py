@@ -20,13 +20,14 @@ import time
 import polars as pl
 
 from .. import metrics, scorers
-from ..fingerprint import fingerprint
 from ..llm import accounting
 from ..scoring import bootstrap, controls, embedding, heuristics, intruder, sensitivity, simulation, surprisal
 from ..subject_model import resolve_model
 from ..llm.ledger import Ledger
 from .activations import separators_of
-from .context import Context, explainer_spec, llm_identity, model_identity, scorer_spec
+from .. import identity
+from ..identity import llm_identity, model_identity, scorer_spec
+from .context import Context
 from .examples import current_explanations, load_examples
 from .explanations import partition_label
 from .incremental import done_scores, failed_units, merge, verdict
@@ -63,7 +64,7 @@ class _Rows:
         self.fatal: str | None = None  # a fatal server error met by one of the requests
 
     def fp(self, spec: dict) -> str:
-        f = fingerprint("scorer", spec)
+        f = identity.scorer_fp(spec)
         self.fps[f] = ("scorer", spec)
         return f
 
@@ -164,7 +165,7 @@ def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, exp
     extras = [k for k in x.scorers if k in EXTRA]  # intervention: stage intervention_scores
     if "simulation" in extras:  # a bad mode for this engine fails here, before any heavy work
         sim_mode = simulation.resolve_mode(x.simulation_mode, client)
-    efp = explainer_fp or fingerprint("explainer", explainer_spec(cfg, ctx.workdir))
+    efp = explainer_fp or identity.explainer_fp(cfg, ctx.workdir)
     ledger = Ledger(ctx.wh, cfg.scorer_llm, cfg.budget, layer=layer, stage="scores", role="scorer", explainer_fp=efp,
                     count=prompt_counter(cfg.scorer_llm, ctx.workdir))
     client = ledger.client(client)  # every request recorded before it is sent
@@ -190,7 +191,6 @@ def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, exp
     rows = _Rows(ctx, layer, efp, samp, rng_label, ledger.run_id)
     seconds: dict[str, float] = {}
     llm_id = llm_identity(cfg.scorer_llm, ctx.workdir)
-    ctl_spec = {"kind": "derangement", "seed": x.seed}
 
     # detection / fuzzing: intervals of stage scores' rows, and their controls
     ci_rows, items = [], None
@@ -213,7 +213,7 @@ def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, exp
                                       {k: f"{layer}/{donor[lat]}" for k, lat in zip(keys, latents)})
         cjobs = [cjobs[i] for i in todo(f"{kind}_control")]
         results = asyncio.run(scorers.score_latents(client, kind, cjobs, cfg.scorer))
-        sfp = rows.fp({**scorer_spec(cfg, ctx.workdir, kind), "control": ctl_spec})
+        sfp = rows.fp(identity.control_spec(scorer_spec(cfg, ctx.workdir, kind), x.seed))
         for res in results:
             _classifier_rows(rows, f"{kind}_control", sfp, res, x, control=True)
         seconds[f"{kind}_control"] = round(time.perf_counter() - t0, 2)
@@ -231,7 +231,7 @@ def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, exp
         """An explanation-vs-example scorer with a per-example value: AUROC activating vs not, real + control."""
         t0 = time.perf_counter()
         for run, idx, texts, ctl in both_runs(name):
-            sfp = rows.fp({**spec, "control": ctl_spec} if ctl else spec)
+            sfp = rows.fp(identity.control_spec(spec, x.seed) if ctl else spec)
             for s in score(idx, texts):
                 lat, vals = _lat(s.key), getattr(s, values)
                 ci = bootstrap.auroc_ci(s.activating, vals, x.bootstrap_samples, f"{s.key}:{run}", x.ci_level)
@@ -248,15 +248,15 @@ def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, exp
 
     if "embedding" in extras and both_runs("embedding"):
         enc = embedding.encoder(x.embedding_model)
-        auroc_scorer("embedding", {"kind": "embedding", **embedding.identity(x.embedding_model)},
+        auroc_scorer("embedding", identity.embedding_spec(embedding.identity(x.embedding_model)),
                      lambda idx, texts: embedding.score_embedding(enc, pick(keys, idx), texts, pick(both, idx)),
                      "similarity")
 
     if "surprisal" in extras and both_runs("surprisal"):
         model_name = x.surprisal_model or cfg.subject_model
         tok, model = surprisal.load_base_lm(resolve_model(model_name, ctx.workdir))
-        auroc_scorer("surprisal", {"kind": "surprisal", "model": model_identity(model_name, ctx.workdir),
-                                   "prompt_version": surprisal.PROMPT_VERSION, "dtype": str(model.dtype)},
+        auroc_scorer("surprisal", identity.surprisal_spec(model_identity(model_name, ctx.workdir),
+                                                          surprisal.PROMPT_VERSION, str(model.dtype)),
                      lambda idx, texts: surprisal.score_surprisal(tok, model, pick(keys, idx), texts, pick(both, idx),
                                                                   x.surprisal_batch_size),
                      "value")
@@ -266,10 +266,9 @@ def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, exp
         n = x.simulation_max_examples
         shown = [_subset(t, n, f"{x.seed}:{k}:t") + _subset(m, n, f"{x.seed}:{k}:n")
                  for k, t, m in zip(keys, tests, nons)]
-        spec = {"llm": llm_id, "kind": "simulation", "mode": sim_mode, "top_logprobs": x.simulation_top_logprobs,
-                "max_examples": n, "prompt_version": simulation.PROMPT_VERSION}
+        spec = identity.simulation_spec(llm_id, sim_mode, x.simulation_top_logprobs, n, simulation.PROMPT_VERSION)
         for name, idx, texts, ctl in both_runs("simulation"):
-            sfp = rows.fp({**spec, "control": ctl_spec} if ctl else spec)
+            sfp = rows.fp(identity.control_spec(spec, x.seed) if ctl else spec)
             for s in simulation.score_simulation(client, pick(keys, idx), texts, pick(shown, idx), sim_mode,
                                                  x.simulation_top_logprobs):
                 lat = _lat(s.key)
@@ -287,8 +286,8 @@ def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, exp
 
     if "intruder" in extras and todo("intruder"):
         t0 = time.perf_counter()
-        spec = {"llm": llm_id, "kind": "intruder", "shown": x.intruder_shown, "rounds": x.intruder_rounds,
-                "threshold": cfg.scorer.threshold, "seed": x.seed, "prompt_version": intruder.PROMPT_VERSION}
+        spec = identity.intruder_spec(llm_id, x.intruder_shown, x.intruder_rounds, cfg.scorer.threshold, x.seed,
+                                      intruder.PROMPT_VERSION)
         sfp = rows.fp(spec)
         idx = todo("intruder")
         for s in intruder.score_intruder(client, pick(keys, idx), pick(tests, idx), pick(nons, idx), x.intruder_shown,

@@ -7,28 +7,23 @@ from pathlib import Path
 
 import polars as pl
 
-from .. import caching
-from ..fingerprint import fingerprint
+from .. import caching, identity
 from ..sparse_coders import (SparseCoderError, checkpoint_dir, coder_info, load_dir, resolve_source, subdir,
                              train_topk_sae)
 from ..separators import SEPARATOR_VERSION, model_separators
-from .context import Context, model_identity
+from .context import Context
 from .corpus import load_rows
-
-_LOAD_ONLY = {"format", "paths", "revision"}  # loading settings: not part of what training makes (keeps old fps)
 
 
 def sae_train_spec(ctx: Context) -> dict:
-    return {"sae": ctx.cfg.sae.model_dump(exclude=_LOAD_ONLY), "hookpoints": list(ctx.cfg.hookpoints),
-            "corpus_fp": ctx.corpus_fp(), "model": model_identity(ctx.cfg.subject_model, ctx.workdir),
-            "dtype": caching.resolve_dtype(ctx.cfg.caching.dtype),
-            "separators": [SEPARATOR_VERSION, *model_separators(ctx.cfg.corpus, ctx.model_dir())]}
+    return identity.sae_train_spec(ctx.cfg, ctx.workdir,
+                                   [SEPARATOR_VERSION, *model_separators(ctx.cfg.corpus, ctx.model_dir())])
 
 
 def sae_root(ctx: Context) -> Path:
     sae = ctx.cfg.sae
     if sae.source == "train":
-        return ctx.workdir / "sparse_coders" / fingerprint("sae-train", sae_train_spec(ctx))
+        return ctx.workdir / "sparse_coders" / identity.sae_train_fp(sae_train_spec(ctx))
     if sae.source.startswith("hf:"):
         return resolve_source(sae.source, [subdir(h, sae.paths) for h in ctx.cfg.hookpoints], sae.revision)
     return resolve_source(str(ctx.cfg.resolve(sae.source)), [])
@@ -58,7 +53,7 @@ def run_sparse_coders(ctx: Context) -> list[dict]:
                                    f"the sparse coder at {h}: lower latents.stop")
         info = coder_info(d, h, coder)
         st = stats.get(h, {})
-        infos.append({"layer": h, "sae_fp": fingerprint("sae", {"digest": info.digest}), "path": info.path,
+        infos.append({"layer": h, "sae_fp": identity.sae_fp(info.digest), "path": info.path,
                       "d_in": info.d_in, "num_latents": info.num_latents, "k": info.k, "format": info.format,
                       "architecture": info.architecture, "hook_input": info.hook_input,
                       "source": cfg.sae.source, "train_tokens": st.get("train_tokens"),

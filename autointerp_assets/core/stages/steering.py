@@ -13,20 +13,17 @@ from typing import Sequence
 import polars as pl
 import torch
 
-from .. import caching, steering
+from .. import caching, identity, steering
 from ..config import ProjectConfig
 from ..corpus import bos_id
 from ..examples.neighbours import decoder_rows
-from ..fingerprint import fingerprint
 from ..scoring.surprisal import load_base_lm
-from .context import Context, model_identity
-
-OUTPUT_KINDS = ("token_change", "input_output")  # explainer kinds that read the steering rows
+from .context import Context
 
 
 def steering_needed(cfgs: Sequence[ProjectConfig]) -> bool:
     """Whether any of these configs (an explainer panel) scores by intervention or explains by output."""
-    return any("intervention" in c.scoring_extras.scorers or c.explainer.kind in OUTPUT_KINDS for c in cfgs)
+    return any("intervention" in c.scoring_extras.scorers or c.explainer.kind in identity.OUTPUT_KINDS for c in cfgs)
 
 
 def prompts(cfg: ProjectConfig) -> tuple[list[str], list[str]]:
@@ -41,15 +38,11 @@ def steering_spec(ctx: Context, layer: str) -> dict:
     cfg = ctx.cfg
     sae_fp = ctx.wh.scalar("SELECT sae_fp FROM sparse_coders WHERE layer = ? ORDER BY created_at DESC LIMIT 1",
                            [layer])
-    explain, score = prompts(cfg)
-    return {"version": steering.VERSION, "model": model_identity(cfg.subject_model, ctx.workdir),
-            "dtype": caching.resolve_dtype(cfg.caching.dtype), "sae_fp": sae_fp, "bos_token": cfg.corpus.bos_token,
-            "settings": cfg.steering.model_dump(exclude={"prompts"}), "explain_prompts": explain,
-            "score_prompts": score}
+    return identity.steering_spec(cfg, ctx.workdir, steering.VERSION, sae_fp, *prompts(cfg))
 
 
 def steering_fp(ctx: Context, layer: str) -> str:
-    return fingerprint("steering", steering_spec(ctx, layer))
+    return identity.steering_fp(steering_spec(ctx, layer))
 
 
 def _coder(ctx: Context, layer: str) -> dict:
@@ -79,7 +72,7 @@ def run_steering(ctx: Context, layer: str, first: int, last: int) -> dict:
                          "ORDER BY l.latent", [layer, first, last])
     latents = stats["latent"].to_list()
     spec = steering_spec(ctx, layer)
-    sfp = fingerprint("steering", spec)
+    sfp = identity.steering_fp(spec)
     explain, score = prompts(cfg)
     out = {"steering_fp": sfp, "latents": len(latents), "explain_prompts": len(explain),
            "score_prompts": len(score), "target_kl": s.target_kl}

@@ -6,9 +6,10 @@ import json
 
 import polars as pl
 
-from ..registry import explainer_fp
+from ..identity import explainer_fp
 from ..scoring.bootstrap import median_ci
-from .context import Context, engine_label
+from ..identity import engine_label
+from .context import Context
 
 
 def partition_summary(ctx: Context, current_fp: str | None = None) -> pl.DataFrame:

@@ -65,7 +65,7 @@ TABLES: dict[str, str] = {
         token INTEGER NOT NULL,
         value_bits USMALLINT NOT NULL
     """,
-    # internal: committed batches of the forward pass (resume point) and completion marks
+    # internal: the committed batches of a forward pass (its resume point)
     "cache_progress": """
         cache_fp VARCHAR NOT NULL,
         batch_index INTEGER NOT NULL,
@@ -75,6 +75,7 @@ TABLES: dict[str, str] = {
         seconds DOUBLE NOT NULL,
         committed_at TIMESTAMP DEFAULT current_timestamp
     """,
+    # internal: a finished forward pass (tokens, non-zeros, seconds); its rows of activation_cache are usable
     "cache_complete": """
         cache_fp VARCHAR PRIMARY KEY,
         n_rows INTEGER NOT NULL,

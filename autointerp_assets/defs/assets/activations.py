@@ -2,7 +2,7 @@ import math
 
 import dagster as dg
 
-from ...core import pipeline
+from ...core import stages
 from ..metadata import histogram_md, readable
 from ..partitions import PARTITIONS, bounds
 from ..resources import ProjectResource
@@ -16,11 +16,11 @@ from .sparse_coders import sparse_coders
                       "hookpoint and partition (resumable after a kill); later partitions reuse it.")
 def activations(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.MaterializeResult:
     ctx = project.context(context.log)
-    cfp, cache = pipeline.ensure_cache(ctx)
+    cfp, cache = stages.ensure_cache(ctx)
     counts = {}
     for key in context.partition_keys:  # a single-run backfill hands us many partitions at once
         layer, first, last = bounds(key)
-        counts[str(key)] = pipeline.publish_activations(ctx, cfp, layer, first, last)
+        counts[str(key)] = stages.publish_activations(ctx, cfp, layer, first, last)
     return dg.MaterializeResult(metadata=readable({
         "cache_fp": cfp, "forward_pass_reused": cache["reused"], "cache_tokens": int(cache["tokens"]),
         "cache_nonzero": int(cache["nonzero"]), "cache_seconds": float(cache["seconds"]),
@@ -41,7 +41,7 @@ def bars_md(counts: list[int], labels: list[str], title: str) -> dg.MetadataValu
                       "histogram, status (alive / too_rare / dead; every latent listed).")
 def latent_stats(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.MaterializeResult:
     layer, first, last = bounds(context.partition_key)
-    out = pipeline.run_latent_stats(project.context(context.log), layer, first, last)
+    out = stages.run_latent_stats(project.context(context.log), layer, first, last)
     logd = [math.log10(d) for d in out["densities"] if d > 0]
     bins = len(out["pooled_histogram"])
     return dg.MaterializeResult(metadata={

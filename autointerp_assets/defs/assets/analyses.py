@@ -1,7 +1,7 @@
 import dagster as dg
 
 from ...core import analyses as an
-from ...core.registry import explainer_fp
+from ...core.identity import explainer_fp
 from ..metadata import heatmap_png, plot_md, scatter_png, table_md
 from ..resources import ProjectResource
 from .latent_vectors import latent_vectors

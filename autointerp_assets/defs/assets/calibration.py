@@ -1,6 +1,6 @@
 import dagster as dg
 
-from ...core import pipeline
+from ...core import stages
 from ...core.explainer_baselines import is_baseline
 from ..metadata import table_md
 from ..resources import LLMResource, ProjectResource
@@ -20,7 +20,7 @@ def _r(v):
 def calibration(context: dg.AssetExecutionContext, project: ProjectResource, llm: LLMResource) -> dg.MaterializeResult:
     ctx = project.context(context.log)
     explainer = None if is_baseline(ctx.cfg.explainer.kind) else llm.client(ctx.cfg.explainer.llm, ctx.workdir)
-    out = pipeline.run_calibration(ctx, explainer, llm.client(ctx.cfg.scorer_llm, ctx.workdir))
+    out = stages.run_calibration(ctx, explainer, llm.client(ctx.cfg.scorer_llm, ctx.workdir))
     power = [{"scorer": p["scorer"], "metric": p["metric"], "latents": p["latents"],
               "gold / control / explainer (medians)":
                   " / ".join("–" if p[k] is None else f"{p[k]:.3f}" for k in ("median_gold", "median_control",

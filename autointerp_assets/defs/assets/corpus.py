@@ -1,11 +1,11 @@
 import dagster as dg
 
-from ...core import pipeline
+from ...core import stages
 from ..resources import ProjectResource
 
 
 @dg.asset(group_name="corpus", kinds={"duckdb"},
           description="Corpus rows of ctx_len token ids (BOS first) in table `tokens`.")
 def corpus_tokens(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.MaterializeResult:
-    out = pipeline.run_corpus(project.context(context.log))
+    out = stages.run_corpus(project.context(context.log))
     return dg.MaterializeResult(metadata={k: v for k, v in out.items()})

@@ -1,6 +1,6 @@
 import dagster as dg
 
-from ...core import pipeline
+from ...core import stages
 from ..partitions import PARTITIONS, bounds
 from ..resources import ProjectResource
 from .activations import activations, latent_stats
@@ -15,7 +15,7 @@ def _ids(latents: list[int], limit: int = 200) -> str:
 def examples(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.MaterializeResult:
     ctx = project.context(context.log)
     layer, first, last = bounds(context.partition_key)
-    out = pipeline.run_examples(ctx, layer, first, last)
+    out = stages.run_examples(ctx, layer, first, last)
     return dg.MaterializeResult(
         metadata={**{f"latents_{k}": v for k, v in out["latents"].items()},
                   **{f"examples_{k}": v for k, v in out["examples"].items()},

@@ -1,6 +1,6 @@
 import dagster as dg
 
-from ...core import pipeline
+from ...core import stages
 from ...core.errors import StageFailed
 from ...core.explainer_baselines import is_baseline
 from ...core.llm.accounting import BudgetExceeded
@@ -35,13 +35,13 @@ def explanations(context: dg.AssetExecutionContext, project: ProjectResource, ll
     layer, first, last = bounds(context.partition_key)
     client = None if is_baseline(ctx.cfg.explainer.kind) else llm.client(ctx.cfg.explainer.llm, ctx.workdir)
     try:
-        out = pipeline.run_explanations(ctx, client, layer, first, last, force=forced(context))
+        out = stages.run_explanations(ctx, client, layer, first, last, force=forced(context))
     except (BudgetExceeded, StageFailed) as e:
         raise budget_failure(e) from None
     sample = [{"latent": lat, "explanation": text or "(parse failure)"} for lat, text in out.pop("sample")]
     status = out.pop("status")
     # the baseline (no LLM) and output-centric explainers on the same latents (skipped where already current)
-    baselines = pipeline.run_baselines(ctx, None, layer, first, last, score=False,
+    baselines = stages.run_baselines(ctx, None, layer, first, last, score=False,
                                        explainer_client=lambda: llm.client(ctx.cfg.explainer.llm, ctx.workdir))
     return dg.MaterializeResult(metadata=readable({
         **out, **{f"explanations_{k}": v for k, v in status.items()}, "sample": table_md(sample),

@@ -1,6 +1,6 @@
 import dagster as dg
 
-from ...core import pipeline
+from ...core import stages
 from ..partitions import PARTITIONS, bounds
 from ..resources import ProjectResource
 from .scores import scores
@@ -12,4 +12,4 @@ from .scores import scores
                       "compare across hookpoints or two coders of one hookpoint).")
 def latent_vectors(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.MaterializeResult:
     ctx = project.context(context.log)
-    return dg.MaterializeResult(metadata=pipeline.run_latent_vectors(ctx, *bounds(context.partition_key)))
+    return dg.MaterializeResult(metadata=stages.run_latent_vectors(ctx, *bounds(context.partition_key)))

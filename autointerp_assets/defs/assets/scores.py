@@ -1,6 +1,6 @@
 import dagster as dg
 
-from ...core import pipeline
+from ...core import stages
 from ...core.errors import StageFailed
 from ...core.llm.accounting import BudgetExceeded
 from ...core.stages import score_plots
@@ -22,13 +22,13 @@ def scores(context: dg.AssetExecutionContext, project: ProjectResource, llm: LLM
     client = llm.client(ctx.cfg.scorer_llm, ctx.workdir)
     force = forced(context)
     try:
-        out = pipeline.run_scores(ctx, client, layer, first, last, force=force)
-        more = pipeline.run_more_scores(ctx, client, layer, first, last, force=force)
+        out = stages.run_scores(ctx, client, layer, first, last, force=force)
+        more = stages.run_more_scores(ctx, client, layer, first, last, force=force)
     except (BudgetExceeded, StageFailed) as e:
         raise budget_failure(e) from None
     if "intervention" in ctx.cfg.scoring_extras.scorers:  # steered vs clean continuations (docs/intervention.md)
         try:
-            pipeline.merge_intervention(more, pipeline.run_intervention_scores(ctx, client, layer, first, last,
+            stages.merge_intervention(more, stages.run_intervention_scores(ctx, client, layer, first, last,
                                                                                 force=force))
         except (BudgetExceeded, StageFailed) as e:
             raise budget_failure(e) from None
@@ -38,11 +38,11 @@ def scores(context: dg.AssetExecutionContext, project: ProjectResource, llm: LLM
         md["scorer_findings"] = dg.MetadataValue.md("\n\n".join(v["finding"] for v in more["sensitivity"]))
     # the baseline and output-centric explainers, scored like the active one on the same latents (skipped where
     # already current)
-    baselines = pipeline.run_baselines(ctx, client, layer, first, last, score=True,
+    baselines = stages.run_baselines(ctx, client, layer, first, last, score=True,
                                        explainer_client=lambda: llm.client(ctx.cfg.explainer.llm, ctx.workdir))
     if baselines:
-        md["baselines_vs_explainer"] = table_md(pipeline.baseline_comparison(ctx, layer, first, last))
-        md["companion_controls"] = table_md(pipeline.companion_controls(ctx, layer, first, last))
+        md["baselines_vs_explainer"] = table_md(stages.baseline_comparison(ctx, layer, first, last))
+        md["companion_controls"] = table_md(stages.companion_controls(ctx, layer, first, last))
     if more.get("intervention_changed_share") is not None:  # share of pairs the intervention changed at all
         md["intervention_changed_share"] = more["intervention_changed_share"]
     baccs = out.pop("balanced_accuracies")
@@ -50,7 +50,7 @@ def scores(context: dg.AssetExecutionContext, project: ProjectResource, llm: LLM
     md["score_histogram_plot"] = plot_md(histogram_png({**baccs, **ctl}, title="balanced accuracy per latent "
                                                        "(real vs random-explanation control)"), "score histogram")
     md.update(scorer_plots(ctx, layer, first, last, more["explainer_fp"]))
-    md.update(pipeline.more_scores_metadata(more))
+    md.update(stages.more_scores_metadata(more))
     for kind, s in out.pop("scorers").items():
         md.update({f"{kind}_{k}": v for k, v in s.items()})
     for kind, vals in baccs.items():

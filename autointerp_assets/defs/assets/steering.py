@@ -1,6 +1,6 @@
 import dagster as dg
 
-from ...core import pipeline
+from ...core import stages
 from ..metadata import table_md
 from ..partitions import PARTITIONS, bounds
 from ..resources import ProjectResource
@@ -14,10 +14,10 @@ from .examples import examples
                       "the output-centric explainers; skipped when neither is configured.")
 def steering(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.MaterializeResult:
     ctx = project.context(context.log)
-    if not pipeline.steering_needed([ctx.cfg] + [b.cfg for b in pipeline.baseline_contexts(ctx)]):
+    if not stages.steering_needed([ctx.cfg] + [b.cfg for b in stages.baseline_contexts(ctx)]):
         return dg.MaterializeResult(metadata={"skipped": "no intervention scorer (scoring_extras.scorers) and no "
                                                          "output-centric explainer (explainer.kind, output_explainers)"})
     layer, first, last = bounds(context.partition_key)
-    out = pipeline.run_steering(ctx, layer, first, last)
+    out = stages.run_steering(ctx, layer, first, last)
     sample = [{"latent": lat, "promoted tokens": ", ".join(repr(t) for t in toks)} for lat, toks in out.pop("sample", [])]
     return dg.MaterializeResult(metadata={**out, "sample": table_md(sample)})

@@ -20,19 +20,20 @@ from typing import Callable, Sequence
 
 import polars as pl
 
-from . import scorers
-from .config import LLMConfig, ProjectConfig
-from .explainer_baselines import is_baseline
-from .records import Example
-from .scoring import intruder, simulation
-from .scoring.intervention import InterventionJob, Pair
-from .scoring.intervention import requests as intervention_requests
-from .stages.baseline_explanations import baseline_contexts
-from .stages.context import Context
-from .stages.examples import _token_strings, load_examples
-from .stages.explanations import COUNTEREXAMPLES, explainer_request
-from .stages.llm_runs import prompt_counter
-from .stages.steering import OUTPUT_KINDS, prompts as steering_prompts
+from .. import scorers
+from ..config import LLMConfig, ProjectConfig
+from ..explainer_baselines import is_baseline
+from ..records import Example
+from ..scoring import intruder, simulation
+from ..scoring.intervention import InterventionJob, Pair
+from ..scoring.intervention import requests as intervention_requests
+from .baseline_explanations import baseline_contexts
+from .context import Context
+from .examples import _token_strings, load_examples
+from .explanations import COUNTEREXAMPLES, explainer_request
+from .llm_runs import prompt_counter
+from ..identity import OUTPUT_KINDS
+from .steering import prompts as steering_prompts
 
 PLACEHOLDER_EXPLANATION = "Names of cities, mostly after \"in\" or \"from\", in travel sentences."
 
@@ -60,7 +61,7 @@ def _answer_tokens(tok_count: Callable[[str], int], n: int) -> int:
 
 
 def _text_counter(llm: LLMConfig, workdir) -> Callable[[str], int]:
-    from .stages.llm_runs import _tokenizer
+    from .llm_runs import _tokenizer
 
     tok = _tokenizer(llm.model, str(workdir))
     if tok is None:
@@ -77,14 +78,14 @@ class _Windows:
 
     def rows(self):
         if self._rows is None:
-            from .stages.corpus import load_rows
+            from .corpus import load_rows
 
             rows = load_rows(self.ctx, limit=64) if self.ctx.wh.scalar(
                 "SELECT count(*) FROM tokens WHERE corpus_fp = ?", [self.ctx.corpus_fp()]) else None
             if rows is None or not len(rows):
                 from transformers import AutoTokenizer
 
-                from .corpus import bos_id, iter_documents, pack_rows
+                from ..corpus import bos_id, iter_documents, pack_rows
 
                 tok = AutoTokenizer.from_pretrained(self.ctx.model_dir())
                 c = self.ctx.cfg.corpus
@@ -214,7 +215,7 @@ def _one_partition(ctx, cfg: ProjectConfig, name, layer, first, last, picked, sc
             logprobs = x.simulation_mode == "logprobs" or (x.simulation_mode == "auto"
                                                            and cfg.scorer_llm.engine == "vllm")
             if logprobs:
-                from .stages.llm_runs import _tokenizer
+                from .llm_runs import _tokenizer
 
                 tok = _tokenizer(cfg.scorer_llm.model, str(ctx.workdir))
                 counts = [len(simulation.logprob_prompt(tok, PLACEHOLDER_EXPLANATION, ex_.str_tokens)[0])

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from autointerp_assets.core.storage import TABLES, Warehouse
 from autointerp_assets_tests.conftest import write_config
-from autointerp_assets_tests.synthetic import write_partition
+from autointerp_assets_tests.support.synthetic import write_partition
 
 LAYER, RANGE = "layers.1", "00000-00031"
 BEFORE, AFTER = [0, 1], [0, 1, 2, 3, 4]

@@ -65,7 +65,7 @@ def base_project() -> tuple[Path, Path]:
         # the calibration counts as done with this explainer (these tests are about partitions; test_pipeline and
         # test_calibration run it for real): otherwise the backfill and the explainer sensor would add it
         from autointerp_assets.core.config import load_config
-        from autointerp_assets.core.registry import explainer_fp
+        from autointerp_assets.core.identity import explainer_fp
 
         instance.report_runless_asset_event(dg.AssetMaterialization(
             dg.AssetKey("calibration"), metadata={"explainer_fp": explainer_fp(load_config(config))}))

@@ -1,0 +1,102 @@
+"""The house plan, checked on the source: where identity, stages and Dagster may live and who may import whom."""
+
+from __future__ import annotations
+
+import ast
+from collections import Counter
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[2] / "autointerp_assets"
+
+
+def modules() -> dict[str, ast.Module]:
+    """{dotted module name: its syntax tree} for every module of the package."""
+    out = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE.parent).with_suffix("")
+        name = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+        out[name] = ast.parse(path.read_text(), str(path))
+    return out
+
+
+def imports(name: str, tree: ast.Module, top_level: bool = False) -> set[str]:
+    """Every module ``name`` imports (relative imports resolved; ``from x import y`` counts x and x.y);
+    ``top_level``: only those imported when the module loads (not inside a function)."""
+    is_pkg = (PACKAGE.parent / Path(*name.split("."))).is_dir()
+    base = name.split(".") if is_pkg else name.split(".")[:-1]
+    found = set()
+    for node in (tree.body if top_level else ast.walk(tree)):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            mod = node.module or ""
+            if node.level:
+                parent = base[:len(base) - node.level + 1]
+                mod = ".".join(parent + ([mod] if mod else []))
+            found.add(mod)
+            found.update(f"{mod}.{a.name}" for a in node.names)
+    return found
+
+
+def fingerprint_calls(tree: ast.Module) -> list[str | None]:
+    """The kind (first argument, when a literal) of every call of ``fingerprint(...)`` in the module."""
+    kinds = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            f = node.func
+            called = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
+            if called == "fingerprint":
+                arg = node.args[0] if node.args else None
+                kinds.append(arg.value if isinstance(arg, ast.Constant) else None)
+    return kinds
+
+
+def test_every_fingerprint_is_computed_once_in_the_identity_module():
+    mods = modules()
+    callers = {name: fingerprint_calls(tree) for name, tree in mods.items()}
+    assert {name for name, kinds in callers.items() if kinds} == {"autointerp_assets.core.identity"}
+    kinds = Counter(callers["autointerp_assets.core.identity"])
+    assert None not in kinds  # every kind is a literal, readable in one place
+    assert [k for k, n in kinds.items() if n > 1] == []  # one definition per kind
+    assert {"corpus", "tokenizer", "sae-train", "sae", "activations", "cache", "sampler", "steering", "explainer",
+            "scorer", "calibration"} <= set(kinds)
+
+
+def test_the_core_never_imports_the_stages_or_the_dagster_shell():
+    mods = modules()
+    for name, tree in mods.items():
+        deps = imports(name, tree)
+        if name.startswith("autointerp_assets.core") and not name.startswith("autointerp_assets.core.stages"):
+            assert not {d for d in deps if d.startswith("autointerp_assets.core.stages")}, name
+        if name.startswith("autointerp_assets.core"):
+            assert not {d for d in deps if d.split(".")[0] == "dagster" or d.startswith("autointerp_assets.defs")
+                        or d.startswith("autointerp_assets.cli")}, name
+
+
+def test_the_registry_and_the_sensor_take_identity_from_the_identity_module():
+    mods = modules()
+    for name in ("autointerp_assets.core.registry", "autointerp_assets.defs.sensors",
+                 "autointerp_assets.core.stages.explanations", "autointerp_assets.core.stages.scores"):
+        assert "autointerp_assets.core.identity" in imports(name, mods[name]) or \
+            "autointerp_assets.core.identity.explainer_fp" in imports(name, mods[name]), name
+
+
+def test_the_core_has_no_import_cycle():
+    mods = {n: t for n, t in modules().items() if n.startswith("autointerp_assets.core")}
+    graph = {n: {d for d in imports(n, t, top_level=True) if d in mods and d != n} for n, t in mods.items()}
+    # a package's __init__ re-exporting its own modules is not a cycle of concepts: drop package -> child edges
+    graph = {n: {d for d in deps if not d.startswith(n + ".")} for n, deps in graph.items()}
+    state: dict[str, int] = {}
+
+    def visit(n: str, path: list[str]) -> None:
+        state[n] = 1
+        for d in graph[n]:
+            if state.get(d) == 1:
+                raise AssertionError("import cycle: " + " -> ".join(path[path.index(d):] + [d]))
+            if d not in state:
+                visit(d, path + [d])
+        state[n] = 2
+
+    for n in graph:
+        if n not in state:
+            visit(n, [n])

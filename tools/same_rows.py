@@ -1,0 +1,111 @@
+"""Same rows before and after a change: run the tiny pipeline with the code at a git ref and with the working
+tree, each into its own warehouse, and compare every table row by row.
+
+    .venv/bin/python tools/same_rows.py --base <ref>        # e.g. the commit before a restructuring
+
+Both runs use the tests' tiny project (2 layers x 2 latent ranges, the calibration, every asset), the same
+converted model and this tree's virtual environment; each trains its own sparse coders in a workdir of its
+own. Columns that differ by nature between two runs are left out: timestamps (``*_at``), run ids, wall-clock
+durations. Prints one line per table (rows, differences) and exits 1 when any table differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+VOLATILE_SUFFIXES = ("_at", "_seconds", "_s")  # timestamps and durations
+VOLATILE = {"run_id", "seconds", "wall", "pid"}
+
+
+def tiny_config(workdir: Path, database: Path) -> dict:
+    sys.path.insert(0, str(ROOT))
+    from autointerp_assets_tests.support.projects import TINY
+
+    return {**TINY, "workdir": str(workdir), "database": str(database)}
+
+
+def run_pipeline(tree: Path, out: Path) -> float:
+    """`autointerp run` of the tiny project with the code in ``tree``; returns seconds."""
+    work = out / "work"
+    work.mkdir(parents=True)
+    (work / "models").symlink_to(ROOT / "data" / "models")
+    cfg = out / "project.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config(work, out / "warehouse.duckdb")))
+    (out / "dagster_home").mkdir()
+    env = {**os.environ, "AUTOINTERP_CONFIG": str(cfg), "DAGSTER_HOME": str(out / "dagster_home"),
+           "PYTHONPATH": str(tree), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false"}
+    t0 = time.perf_counter()
+    with open(out / "run.log", "w") as log:
+        rc = subprocess.run([sys.executable, "-c", "import sys; from autointerp_assets.cli import main; "
+                             "sys.exit(main(['run']))"], cwd=tree, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+    if rc != 0:
+        raise SystemExit(f"the run in {tree} failed (exit {rc}): see {out / 'run.log'}")
+    return time.perf_counter() - t0
+
+
+def volatile(column: str) -> bool:
+    return column in VOLATILE or column.endswith(VOLATILE_SUFFIXES)
+
+
+def compare(a: Path, b: Path) -> list[tuple[str, int, int, int]]:
+    """(table, rows before, rows after, differing rows both ways) for every base table of either warehouse."""
+    con = duckdb.connect()
+    con.execute(f"ATTACH '{a}' AS a (READ_ONLY)")
+    con.execute(f"ATTACH '{b}' AS b (READ_ONLY)")
+    tables = sorted({r[0] for r in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name IN ('a', 'b') AND NOT temporary").fetchall()})
+    out = []
+    for t in tables:
+        cols = {db: [r[0] for r in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE database_name = ? AND table_name = ? ORDER BY column_index",
+            [db, t]).fetchall()] for db in ("a", "b")}
+        if not cols["a"] or not cols["b"]:
+            out.append((t, -1 if not cols["a"] else 0, -1 if not cols["b"] else 0, -1))
+            continue
+        keep = [c for c in cols["a"] if c in cols["b"] and not volatile(c)]
+        sel = ", ".join(f'"{c}"' for c in keep)
+        n_a, n_b = (con.execute(f"SELECT count(*) FROM {db}.{t}").fetchone()[0] for db in ("a", "b"))
+        diff = con.execute(f"SELECT count(*) FROM ((SELECT {sel} FROM a.{t} EXCEPT ALL SELECT {sel} FROM b.{t}) "
+                           f"UNION ALL (SELECT {sel} FROM b.{t} EXCEPT ALL SELECT {sel} FROM a.{t}))").fetchone()[0]
+        extra = sorted(set(cols["a"]) ^ set(cols["b"]))
+        out.append((t, n_a, n_b, diff if not extra else diff + 1_000_000))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--base", required=True, help="git ref of the code to compare against (e.g. a commit)")
+    p.add_argument("--keep", help="keep the runs in this directory (default: a temporary one, removed)")
+    args = p.parse_args(argv)
+    root = Path(args.keep or tempfile.mkdtemp(prefix="same-rows-"))
+    base_tree = root / "base-tree"
+    subprocess.run(["git", "worktree", "add", "--detach", "-q", str(base_tree), args.base], cwd=ROOT, check=True)
+    try:
+        secs = {name: run_pipeline(tree, root / name) for name, tree in (("before", base_tree), ("after", ROOT))}
+        for db in ("warehouse.duckdb", "warehouse.calibration.duckdb"):
+            rows = compare(root / "before" / db, root / "after" / db)
+            print(f"{db}: before {secs['before']:.0f} s, after {secs['after']:.0f} s")
+            print(f"  {'table':<34}{'before':>10}{'after':>10}{'differ':>10}")
+            for t, n_a, n_b, d in rows:
+                print(f"  {t:<34}{n_a:>10}{n_b:>10}{d:>10}")
+            bad = [t for t, n_a, n_b, d in rows if d != 0]
+            secs.setdefault("bad", []).extend(f"{db}:{t}" for t in bad)
+        print("differences in: " + ", ".join(secs["bad"]) if secs["bad"] else "0 differences in every table")
+        return 1 if secs["bad"] else 0
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(base_tree)], cwd=ROOT, check=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
