@@ -31,7 +31,7 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from autointerp_assets.core import examples as ex  # noqa: E402
+from autointerp_assets.core import sampling as ex  # noqa: E402
 from autointerp_assets.core.config import load_config  # noqa: E402
 from autointerp_assets.core.storage import Warehouse  # noqa: E402
 from autointerp_assets_tests.support.examples_data import AFP, CORPUS, write_activations, write_tokens  # noqa: E402
@@ -62,11 +62,11 @@ def sql_build(wh: Warehouse, cfg, ctx_len: int, layer: str, first: int, last: in
               threads: int = ex.THREADS) -> int:
     with wh.write() as con:
         t0 = time.perf_counter()
-        ex.build_examples(con, cfg, ctx_len, None, layer, first, last, CORPUS, w_dec=w_dec, embedding_key=key,
-                          threads=threads)
+        built = ex.build_examples(con, cfg, ctx_len, None, layer, first, last, CORPUS, w_dec=w_dec,
+                                  embedding_key=key, threads=threads)
         BUILD_S["sql"] = time.perf_counter() - t0
         con.execute("DELETE FROM example_windows")
-        ex.insert_windows(con, "bench", CORPUS, AFP)
+        wh.insert(con, "example_windows", ex.windows_frame(built, "bench", CORPUS, AFP))
         return con.execute("SELECT count(*) FROM example_windows").fetchone()[0]
 
 
@@ -232,7 +232,7 @@ def main() -> None:
             t, n = timed(lambda: sql_build(wh, vcfg, ctx_len, *rng, w_dec=w_dec))
             print(f"vectorized, {name:38s}: {t:6.2f} s  ({n:,} rows)")
         if args.embedding:
-            from autointerp_assets.core.examples import embeddings
+            from autointerp_assets.core.sampling import embeddings
             from autointerp_assets.core.stages.examples import _decode_fn
             from autointerp_assets.core.stages.context import Context
 

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 import duckdb  # noqa: E402
 
-from autointerp_assets.core import scorers  # noqa: E402
+from autointerp_assets.core.scoring import classifier  # noqa: E402
 from autointerp_assets.core.config import ExplainerConfig, ScorerConfig, parse_config  # noqa: E402
 from autointerp_assets.core.explainers import build_explainer_request  # noqa: E402
 from autointerp_assets.core.llm import make_client  # noqa: E402
@@ -145,9 +145,9 @@ def tokens_per_latent(n_latents: int) -> dict:
     for lat, pos, neg, expl in real_examples(db, n_latents):
         test = [Example(i, tuple(vocab[t] for t in ids), tuple(a), True, i % 10) for i, (ids, a) in enumerate(pos)]
         non = [Example(100 + i, tuple(vocab[t] for t in ids), tuple(a), False, -1) for i, (ids, a) in enumerate(neg)]
-        job = scorers.ScoreJob(f"x/{lat}", expl, test, non)
+        job = classifier.ScoreJob(f"x/{lat}", expl, test, non)
         for kind in ("detection", "fuzzing"):
-            reqs = scorers.scorer_requests([kind], job, scfg)
+            reqs = classifier.scorer_requests([kind], job, scfg)
             assert len(reqs) == 20
             res[kind].append(sum(count(r) for r in reqs))
         res["explanation"].append(count(build_explainer_request(ExplainerConfig(), test[:40], max(

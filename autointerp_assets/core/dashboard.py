@@ -49,7 +49,7 @@ def decoder_neighbours_of(coder_path: str | None, first: int, last: int, latents
     """Decoder-cosine neighbours of ``latents`` among the range's latents, or None without a readable W_dec."""
     if not coder_path or not latents or not Path(coder_path).exists():
         return None
-    from .examples.neighbours import decoder_neighbours, decoder_rows
+    from .sampling.neighbours import decoder_neighbours, decoder_rows
 
     try:
         w = decoder_rows(coder_path, first, last)

@@ -18,7 +18,8 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-from . import corpus, explainer_baselines, explainers, scorers
+from . import corpus, explainer_baselines, explainers
+from .scoring import classifier
 from .caching import resolve_dtype
 from .config import LLMConfig, ProjectConfig, SamplerConfig
 from .fingerprint import file_digest, fingerprint
@@ -206,7 +207,7 @@ def scorer_spec(cfg: ProjectConfig, workdir: Path | None, kind: str) -> dict:
     """detection / fuzzing: the scorer LLM, the scorer settings and the prompt version."""
     return {"llm": llm_identity(cfg.scorer_llm, _workdir(cfg, workdir)), "kind": kind,
             "settings": cfg.scorer.model_dump(exclude={"llm", "scorers"}),
-            "prompt_version": scorers.SCORER_PROMPT_VERSION[kind]}
+            "prompt_version": classifier.SCORER_PROMPT_VERSION[kind]}
 
 
 def control_spec(spec: dict, seed: int) -> dict:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from .examples.embeddings import load_embedder, model_key
+from .sampling.embeddings import load_embedder, model_key
 from .storage import queries
 
 

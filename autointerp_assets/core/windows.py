@@ -7,7 +7,7 @@ of a row lies in exactly one window and every activation can be sampled. Separat
 window are not data (``separators``): nothing fires there, but the window still counts as one unit.
 
 A latent's activating units are the windows where it fires at least once. ``latent_stats`` (SQL) and
-``latent_selection`` (numpy, ``examples.sampling``) both count them with the rule here, and both say
+``latent_selection`` (numpy, ``sampling.rules``) both count them with the rule here, and both say
 ``dead`` (fires nowhere), ``too_rare`` (fewer than ``min_examples`` units) or eligible.
 """
 

@@ -6,9 +6,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from autointerp_assets.core import examples as ex
+from autointerp_assets.core import sampling as ex
 from autointerp_assets.core.config import SamplerConfig
-from autointerp_assets.core.examples import embeddings
+from autointerp_assets.core.sampling import embeddings
 from autointerp_assets.core.storage import Warehouse
 from autointerp_assets_tests.support.examples_data import CORPUS, write_activations, write_tokens
 
@@ -55,8 +55,7 @@ def built(tmp_path_factory):
     again = embeddings.ensure_window_embeddings(wh, CORPUS, W, CTX, cfg.embedding_model, decode, log=lambda m: None)
     key = embeddings.model_key(cfg.embedding_model)
     with wh.write() as con:
-        ex.build_examples(con, cfg, CTX, None, "L", 0, 1, CORPUS, embedding_key=key)
-        e = con.execute("SELECT * FROM _examples").pl()
+        e = pl.from_arrow(ex.build_examples(con, cfg, CTX, None, "L", 0, 1, CORPUS, embedding_key=key).examples)
         ranked = con.execute(f"SELECT row_id * {NW} + win AS wid FROM _ranked WHERE latent = 0 AND rk_top <= 5").fetchall()
     emb = wh.query(f"SELECT row_id * {NW} + win AS wid, embedding FROM window_embeddings ORDER BY wid")
     return {"e": e, "firing": set(firing), "first": first, "again": again, "emb": emb,

@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from autointerp_assets.core import examples as ex, identity
+from autointerp_assets.core import identity, sampling as ex
 from autointerp_assets.core.config import ConfigError, SamplerConfig, parse_config
 from autointerp_assets.core.storage import Warehouse
 from autointerp_assets_tests.support.examples_data import AFP, CORPUS, write_activations, write_tokens
@@ -39,15 +39,14 @@ def build(wh, acts, ctx_len=CTX, first=0, last=3, max_per_range=None, **cfg) -> 
     write_activations(wh, "L", first, last, ctx_len, acts)
     scfg = SamplerConfig(**{**BASE, **cfg})
     with wh.write() as con:
-        ex.build_examples(con, scfg, ctx_len, max_per_range, "L", first, last, CORPUS)
-        wh.last_neighbours = con.execute("SELECT latent, neighbour, similarity, rank FROM _neighbours "
-                                         "ORDER BY latent, rank").fetchall()
-        built = con.execute("SELECT count(*) FROM _examples").fetchone()[0]
+        built = ex.build_examples(con, scfg, ctx_len, max_per_range, "L", first, last, CORPUS)
+        wh.last_neighbours = ex.neighbours_frame(built, "L", "cooccurrence", "s").sort("latent", "rank").select(
+            "latent", "neighbour", "similarity", "rank").rows()
         con.execute("DELETE FROM example_windows")
-        ex.insert_windows(con, "s", CORPUS, AFP)
+        wh.insert(con, "example_windows", ex.windows_frame(built, "s", CORPUS, AFP))
         e = con.execute("SELECT * FROM examples ORDER BY latent, split, example_id").pl()
-        assert e.height == built  # every stored window is visible with its tokens and activations
-        return e, ex.selection_frame(con, "L").sort("latent")
+        assert e.height == built.examples.num_rows  # every stored window is visible with its tokens and activations
+        return e, ex.selection_frame(built, "L", "s").sort("latent")
 
 
 def split(frame, name, latent=0):
@@ -55,7 +54,7 @@ def split(frame, name, latent=0):
 
 
 def test_activations_are_read_in_latent_token_order_whatever_the_stored_order(wh):
-    from autointerp_assets.core.examples.sampling import read_activations
+    from autointerp_assets.core.sampling.rules import read_activations
 
     acts = strong_latent(0) + strong_latent(2, rows=range(5)) + [(1, 3, 7, 0.5)]
     shuffled = [acts[i] for i in np.random.default_rng(1).permutation(len(acts))]
@@ -74,7 +73,7 @@ def test_activations_are_read_in_latent_token_order_whatever_the_stored_order(wh
 
 @pytest.mark.parametrize("ctx_len", [CTX, 70_000])  # the packed (value, -pos) key in 32 bits, and in 64
 def test_units_have_the_window_max_and_its_first_position_and_skip_bos_and_the_tail(ctx_len):
-    from autointerp_assets.core.examples.sampling import Acts, units_of
+    from autointerp_assets.core.sampling.rules import Acts, units_of
 
     nw = (ctx_len - 1) // W
     tail = 1 + nw * W  # first position after the last full window

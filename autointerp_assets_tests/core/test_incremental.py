@@ -8,7 +8,7 @@ import os
 import polars as pl
 import pytest
 
-from autointerp_assets.core import metrics
+from autointerp_assets.core.scoring import metrics
 from autointerp_assets.core.config import load_config
 from autointerp_assets.core.fingerprint import fingerprint
 from autointerp_assets.core.redaction import redact, redact_url

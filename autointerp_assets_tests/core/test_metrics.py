@@ -1,6 +1,6 @@
 import pytest
 
-from autointerp_assets.core.metrics import auroc, classification_metrics, score_status
+from autointerp_assets.core.scoring.metrics import auroc, classification_metrics, score_status
 
 
 def test_confusion_and_rates():

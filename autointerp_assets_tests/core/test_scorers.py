@@ -8,7 +8,7 @@ import pytest
 from autointerp_assets.core.config import ScorerConfig
 from autointerp_assets.core.llm.base import ChatResponse, TokenLogprob
 from autointerp_assets.core.records import Example
-from autointerp_assets.core.scorers import (
+from autointerp_assets.core.scoring.classifier import (
     SCORER_PROMPT_VERSION,
     ScoreJob,
     answer_regex,

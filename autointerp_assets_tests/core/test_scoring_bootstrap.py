@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from autointerp_assets.core import metrics
+from autointerp_assets.core.scoring import metrics
 from autointerp_assets.core.scoring import bootstrap
 
 

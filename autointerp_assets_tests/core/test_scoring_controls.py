@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from autointerp_assets.core import scorers
+from autointerp_assets.core.scoring import classifier
 from autointerp_assets.core.records import Example
 from autointerp_assets.core.scoring import controls
 
@@ -21,7 +21,7 @@ def test_derangement_never_maps_a_latent_to_itself():
 
 def test_control_jobs_keep_examples_and_swap_explanations():
     ex = Example(1, ("a",), (1.0,), True, 0)
-    jobs = [scorers.ScoreJob(f"l/{i}", f"explanation {i}", [ex], []) for i in (3, 7, 9)]
+    jobs = [classifier.ScoreJob(f"l/{i}", f"explanation {i}", [ex], []) for i in (3, 7, 9)]
     donors = controls.donors([3, 7, 9], seed=4)
     assert set(donors) == {3, 7, 9} and all(donors[k] != k for k in donors)
     ctl = controls.control_jobs(jobs, {f"l/{i}": f"explanation {i}" for i in (3, 7, 9)},

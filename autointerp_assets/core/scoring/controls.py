@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .. import scorers
+from ..scoring import classifier
 from .bootstrap import hash_seed
 
 
@@ -35,8 +35,8 @@ def donors(latents: Sequence[int], seed: int | str) -> dict[int, int]:
     return {latents[i]: latents[j] for i, j in enumerate(p)}
 
 
-def control_jobs(jobs: Sequence[scorers.ScoreJob], explanation_of: dict[str, str], donor_key: dict[str, str]
-                 ) -> list[scorers.ScoreJob]:
+def control_jobs(jobs: Sequence[classifier.ScoreJob], explanation_of: dict[str, str], donor_key: dict[str, str]
+                 ) -> list[classifier.ScoreJob]:
     """The same jobs (keys, test and non-activating examples) with the donor's explanation."""
-    return [scorers.ScoreJob(j.key, explanation_of[donor_key[j.key]], j.test, j.non_activating)
+    return [classifier.ScoreJob(j.key, explanation_of[donor_key[j.key]], j.test, j.non_activating)
             for j in jobs if j.key in donor_key]

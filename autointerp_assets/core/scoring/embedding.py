@@ -13,8 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..examples.embeddings import load_embedder, model_key
-from ..metrics import auroc
+from ..sampling.embeddings import load_embedder, model_key
+from .metrics import auroc
 from ..records import Example
 
 

@@ -21,7 +21,7 @@ from typing import Sequence
 from ..config import ScorerConfig
 from ..explainers import display_token
 from ..llm.base import ChatRequest, LLMClient, Sampling
-from ..scorers import ScoreItem, ScorerBatch, ScoreResult, answer_regex, gather
+from .classifier import ScoreItem, ScorerBatch, ScoreResult, answer_regex, gather
 
 PROMPT_VERSION = "intervention-v1"
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from ..explainers import display_token, highlight
-from ..scorers import true_mask
+from .classifier import true_mask
 from ..llm.base import ChatRequest, ChatResponse, Sampling
 from ..records import Example
 

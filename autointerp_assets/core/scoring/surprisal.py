@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..metrics import auroc
+from .metrics import auroc
 from ..records import Example
 
 NEUTRAL = "Various unrelated pieces of text."

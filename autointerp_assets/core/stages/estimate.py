@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 
 import polars as pl
 
-from .. import scorers
+from ..scoring import classifier
 from ..config import LLMConfig, ProjectConfig
 from ..explainer_baselines import is_baseline
 from ..records import Example
@@ -198,10 +198,10 @@ def _one_partition(ctx, cfg: ProjectConfig, name, layer, first, last, picked, sc
         if not free:
             req = explainer_request(e, ex, 1.0, ecount, (), outputs)
             ex_line.add(scale, [ecount(req)], [max_tok])
-        job = scorers.ScoreJob(f"{layer}/{lat}", PLACEHOLDER_EXPLANATION, ex.get("test", []),
+        job = classifier.ScoreJob(f"{layer}/{lat}", PLACEHOLDER_EXPLANATION, ex.get("test", []),
                                ex.get("non_activating", []))
         for kind in kinds:
-            reqs = scorers.scorer_requests([kind], job, s)
+            reqs = classifier.scorer_requests([kind], job, s)
             counts = [scount(r) for r in reqs]
             answers = [_answer_tokens(stext, r.messages[-1]["content"].count("\nExample ")) for r in reqs]
             add(kind, counts, answers)

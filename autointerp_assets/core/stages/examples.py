@@ -1,4 +1,4 @@
-"""Stage examples: train / test / non-activating windows of a partition (the science in core.examples)."""
+"""Stage examples: train / test / non-activating windows of a partition (the science in core.sampling)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from typing import Sequence
 
 import polars as pl
 
-from .. import examples as examples_mod
-from ..examples import embeddings
-from ..examples.neighbours import decoder_rows
+from .. import sampling
+from ..sampling import embeddings
+from ..sampling.neighbours import decoder_rows
 from .. import identity
 from ..records import Example
 from ..vocabulary import token_strings
@@ -45,20 +45,19 @@ def run_examples(ctx: Context, layer: str, first: int, last: int) -> dict:
     sfp = identity.sampler_fp(spec)
     with ctx.wh.write() as con:
         ctx.wh.record_fingerprint(con, sfp, "sampler", spec)
-        examples_mod.build_examples(con, s, cfg.corpus.ctx_len, cfg.latents.max_per_range, layer, first, last,
-                                    corpus_fp, w_dec=w_dec, embedding_key=key)
+        built = sampling.build_examples(con, s, cfg.corpus.ctx_len, cfg.latents.max_per_range, layer, first, last,
+                                        corpus_fp, w_dec=w_dec, embedding_key=key)
         for table in ("example_windows", "latent_selection", "latent_neighbours"):
             ctx.wh.delete_partition(con, table, layer, first, last)
-        examples_mod.insert_windows(con, sfp, corpus_fp, afp)
-        sel = examples_mod.selection_frame(con, layer)
-        ctx.wh.insert(con, "latent_selection", sel.with_columns(sampler_fp=pl.lit(sfp)))
-        con.execute("INSERT INTO latent_neighbours BY NAME SELECT ? AS layer, latent, rank, neighbour, similarity, "
-                    "? AS kind, ? AS sampler_fp FROM _neighbours", [layer, s.neighbour_type, sfp])
-        splits = dict(con.execute("SELECT split, count(*) FROM _examples GROUP BY split").fetchall())
-        sources = dict(con.execute("SELECT source, count(*) FROM _examples WHERE split = 'non_activating' "
-                                   "GROUP BY source").fetchall())
-        n_neighbours = con.execute("SELECT count(*) FROM _neighbours").fetchone()[0]
-    status = dict(sel.group_by("status").len().iter_rows())
+        windows = sampling.windows_frame(built, sfp, corpus_fp, afp)
+        sel = sampling.selection_frame(built, layer, sfp)
+        ctx.wh.insert(con, "example_windows", windows)
+        ctx.wh.insert(con, "latent_selection", sel)
+        n_neighbours = ctx.wh.insert(con, "latent_neighbours",
+                                     sampling.neighbours_frame(built, layer, s.neighbour_type, sfp))
+    splits = dict(windows.group_by("split", maintain_order=True).len().iter_rows())
+    sources = dict(windows.filter(pl.col("split") == "non_activating").group_by("source", maintain_order=True).len().iter_rows())
+    status = dict(sel.group_by("status", maintain_order=True).len().iter_rows())
     unexplained = sel.filter(pl.col("status").is_in(["too_rare", "dead"]))
     return {"sampler_fp": sfp, "latents": status, "examples": splits, "negative_sources": sources,
             "neighbour_rows": n_neighbours, "embedded_windows": embedded.get("embedded_windows", 0),
@@ -70,9 +69,9 @@ def run_examples(ctx: Context, layer: str, first: int, last: int) -> dict:
 
 
 def check_examples(ctx: Context, layer: str, first: int, last: int) -> dict:
-    """The sampling rules checked on the stored partition (see core.examples.checks)."""
+    """The sampling rules checked on the stored partition (see core.sampling.checks)."""
     with ctx.wh.read() as con:
-        return examples_mod.disjointness(con, layer, first, last)
+        return sampling.disjointness(con, layer, first, last)
 
 
 def load_examples(ctx: Context, layer: str, first: int, last: int, splits: Sequence[str]) -> dict[int, dict[str, list[Example]]]:

@@ -26,7 +26,7 @@ from ..llm.accounting import BudgetExceeded
 from ..llm.ledger import Ledger
 from ..identity import OUTPUT_KINDS, engine_label, explainer_fp, explainer_spec
 from .context import Context, rate
-from ..examples.neighbours import decoder_rows
+from ..sampling.neighbours import decoder_rows
 from .examples import _token_strings, load_examples
 from .incremental import done_latents, failed_units, merge, verdict
 from .llm_runs import BUDGET_EXCEEDED, prompt_counter

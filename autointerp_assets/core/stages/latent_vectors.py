@@ -14,8 +14,8 @@ import time
 import polars as pl
 
 from .. import search
-from ..examples.embeddings import model_key
-from ..examples.neighbours import decoder_rows
+from ..sampling.embeddings import model_key
+from ..sampling.neighbours import decoder_rows
 from .context import Context
 
 

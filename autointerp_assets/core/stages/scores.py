@@ -16,7 +16,7 @@ import time
 import numpy as np
 import polars as pl
 
-from .. import metrics, scorers
+from ..scoring import classifier, metrics
 from ..llm import accounting
 from ..llm.accounting import BudgetExceeded
 from ..llm.ledger import Ledger
@@ -31,7 +31,7 @@ F64 = ("balanced_accuracy", "accuracy", "precision", "recall", "f1", "auroc", "l
 KEY = ("layer", "latent", "explainer_fp", "scorer")
 
 
-def _score_row(base: dict, res: scorers.ScoreResult | None, m: dict | None, cost: float) -> dict:
+def _score_row(base: dict, res: classifier.ScoreResult | None, m: dict | None, cost: float) -> dict:
     if res is None:  # not sent (budget)
         return {**base, "status": BUDGET_EXCEEDED, "status_reason": "not sent: the budget would have been exceeded",
                 "n": 0, "n_failed": 0, "balanced_accuracy": None,
@@ -62,11 +62,11 @@ def run_scores(ctx: Context, client, layer: str, first: int, last: int, explaine
     specs = {k: scorer_spec(cfg, ctx.workdir, k) for k in kinds}
     sfps = {k: scorer_fp(specs[k]) for k in kinds}
     done = set() if force else done_scores(ctx.wh, layer, first, last, efp, {k: sfps[k] for k in kinds})
-    jobs = {lat: scorers.ScoreJob(f"{layer}/{lat}", text, exs.get(lat, {}).get("test", []),
+    jobs = {lat: classifier.ScoreJob(f"{layer}/{lat}", text, exs.get(lat, {}).get("test", []),
                                   exs.get(lat, {}).get("non_activating", [])) for lat, text in expl.iter_rows()}
     todo = {k: [lat for lat in jobs if (lat, k) not in done] for k in kinds}
     latents = sorted({lat for k in kinds for lat in todo[k]})  # the units admitted by the budget, in order
-    per = scorers.build_all({k: [jobs[lat] for lat in todo[k]] for k in kinds}, scfg)
+    per = classifier.build_all({k: [jobs[lat] for lat in todo[k]] for k in kinds}, scfg)
     unit: dict[int, list] = {lat: [] for lat in latents}
     for k in kinds:
         for lat, batches in zip(todo[k], per[k]):
@@ -82,7 +82,7 @@ def run_scores(ctx: Context, client, layer: str, first: int, last: int, explaine
     send_jobs = {k: [jobs[lat] for lat in todo[k] if lat in sending] for k in kinds}
     send_per = {k: [b for lat, b in zip(todo[k], per[k]) if lat in sending] for k in kinds}
     t0 = time.perf_counter()
-    results = asyncio.run(scorers.send_all(client, send_jobs, send_per)) if n_sent else {k: [] for k in kinds}
+    results = asyncio.run(classifier.send_all(client, send_jobs, send_per)) if n_sent else {k: [] for k in kinds}
     secs = time.perf_counter() - t0
     item_rows, score_rows, calls = [], [], []
     for kind in kinds:

@@ -19,7 +19,7 @@ import time
 
 import polars as pl
 
-from .. import metrics, scorers
+from ..scoring import classifier, metrics
 from ..llm import accounting
 from ..scoring import bootstrap, controls, embedding, heuristics, intruder, sensitivity, simulation, surprisal
 from ..subject_model import resolve_model
@@ -121,7 +121,7 @@ def _classifier_cis(items: list, x) -> tuple[tuple, tuple, str]:
     return (ba.low, ba.high), (au.low, au.high), ba.value
 
 
-def _classifier_rows(rows: _Rows, name: str, sfp: str, res: scorers.ScoreResult, x, control: bool) -> None:
+def _classifier_rows(rows: _Rows, name: str, sfp: str, res: classifier.ScoreResult, x, control: bool) -> None:
     lat = _lat(res.key)
     m = metrics.classification_metrics([i.truth for i in res.items], [i.prediction for i in res.items],
                                        [i.probability for i in res.items])
@@ -204,7 +204,7 @@ def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, exp
             ci, auci, _ = _classifier_cis(its, x)
             ci_rows.append({"layer": layer, "latent": lat, "explainer_fp": efp, "scorer": kind, "ci_low": ci[0],
                             "ci_high": ci[1], "auroc_ci_low": auci[0], "auroc_ci_high": auci[1]})
-    jobs = [scorers.ScoreJob(k, text[lat], t, n) for k, lat, t, n in zip(keys, latents, tests, nons)]
+    jobs = [classifier.ScoreJob(k, text[lat], t, n) for k, lat, t, n in zip(keys, latents, tests, nons)]
     for kind in kinds:
         if kind not in want_control or not todo(f"{kind}_control"):
             continue
@@ -212,7 +212,7 @@ def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, exp
         cjobs = controls.control_jobs(jobs, {k: text[lat] for k, lat in zip(keys, latents)},
                                       {k: f"{layer}/{donor[lat]}" for k, lat in zip(keys, latents)})
         cjobs = [cjobs[i] for i in todo(f"{kind}_control")]
-        results = asyncio.run(scorers.score_latents(client, kind, cjobs, cfg.scorer))
+        results = asyncio.run(classifier.score_latents(client, kind, cjobs, cfg.scorer))
         sfp = rows.fp(identity.control_spec(scorer_spec(cfg, ctx.workdir, kind), x.seed))
         for res in results:
             _classifier_rows(rows, f"{kind}_control", sfp, res, x, control=True)

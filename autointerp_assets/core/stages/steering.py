@@ -16,7 +16,7 @@ import torch
 from .. import caching, identity, steering
 from ..config import ProjectConfig
 from ..corpus import bos_id
-from ..examples.neighbours import decoder_rows
+from ..sampling.neighbours import decoder_rows
 from ..scoring.surprisal import load_base_lm
 from .context import Context
 

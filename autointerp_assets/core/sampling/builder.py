@@ -1,11 +1,11 @@
-"""Examples of a partition: windows, train / test (disjoint by construction) and non-activating windows.
+"""The sampler's driver: every row of one partition's examples, selection and neighbours, built at once.
 
-``build_examples`` builds the whole range at once: DuckDB reads the activations and hashes the draws,
-numpy sorts and reduces (the rules are in ``sampling``), SQL / blockwise torch / sparse products give the
-neighbour and embedding negatives. A row is a window (corpus row, start, length), not a copy of its tokens
-and activations: the ``examples`` view joins those in. It returns the rows and also registers them on the
-connection as ``_examples``, ``_selection`` (per-latent status and counts) and ``_neighbours`` for the
-caller to publish with one INSERT each.
+``build_examples`` builds the whole range: DuckDB reads the activations and hashes the draws, numpy sorts
+and reduces (the rules are in :mod:`.rules`), SQL / blockwise torch / sparse products give the neighbour
+and embedding negatives (their SQL works on temp tables of this connection). A row is a window (corpus
+row, start, length), not a copy of its tokens and activations: the ``examples`` view joins those in. The
+result is a value (:class:`Built`); ``windows_frame`` / ``selection_frame`` / ``neighbours_frame`` give the
+rows of the three tables the caller publishes.
 """
 
 from __future__ import annotations
@@ -15,19 +15,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import torch
 
 from ..config import SamplerConfig
 from . import embeddings, neighbours
-from .checks import disjointness
-from .sampling import (SPLITS, Units, merge_negatives, random_negatives, rank_units,
+from .rules import (SPLITS, Units, merge_negatives, random_negatives, rank_units,
                        read_activations, row_lengths, selection_of, spread, start_of, test_pool,
                        train_of, units_of, window_lengths, windows_per_row)
-
-__all__ = ["Built", "build_examples", "disjointness", "embeddings", "insert_windows", "neighbours",
-           "selection_frame", "windows_per_row"]
-
 
 @dataclass
 class Built:
@@ -138,8 +134,6 @@ def build_examples(con, cfg: SamplerConfig, ctx_len: int, max_per_range: int | N
               for i, s in enumerate(SPLITS)}
     selection = pa.table({"latent": latents.astype(np.int32), "status": status.tolist(), "n_windows": n_windows,
                           **{f"n_{s}": counts[s] for s in ("train", "test", "non_activating")}})
-    con.register("_selection", selection)
-    con.register("_examples", examples)
     return Built(examples, selection, nb_table)
 
 
@@ -195,14 +189,18 @@ def _neighbours_empty() -> pa.Table:
                      "similarity": pa.array([], pa.float32()), "rank": pa.array([], pa.int32())})
 
 
-def insert_windows(con, sampler_fp: str, corpus_fp: str, activations_fp: str) -> None:
-    """Insert the last ``build_examples``'s rows on ``con`` into table ``example_windows`` (the caller has
-    deleted the partition in the same transaction)."""
-    con.execute("INSERT INTO example_windows BY NAME SELECT *, ? AS sampler_fp, ? AS corpus_fp, ? AS activations_fp "
-                "FROM _examples", [sampler_fp, corpus_fp, activations_fp])
+def windows_frame(built: Built, sampler_fp: str, corpus_fp: str, activations_fp: str) -> pl.DataFrame:
+    """Table ``example_windows``'s rows of ``built``."""
+    return pl.from_arrow(built.examples).with_columns(sampler_fp=pl.lit(sampler_fp), corpus_fp=pl.lit(corpus_fp),
+                                                      activations_fp=pl.lit(activations_fp))
 
 
-def selection_frame(con, layer: str):
-    """Table ``latent_selection``'s rows of the last ``build_examples`` on ``con`` (polars)."""
-    return con.execute("SELECT $layer AS layer, latent, status, n_windows, n_train, n_test, n_non_activating "
-                       "FROM _selection", {"layer": layer}).pl()
+def selection_frame(built: Built, layer: str, sampler_fp: str) -> pl.DataFrame:
+    """Table ``latent_selection``'s rows of ``built``."""
+    return pl.from_arrow(built.selection).with_columns(layer=pl.lit(layer), sampler_fp=pl.lit(sampler_fp))
+
+
+def neighbours_frame(built: Built, layer: str, kind: str, sampler_fp: str) -> pl.DataFrame:
+    """Table ``latent_neighbours``'s rows of ``built`` (``kind``: cooccurrence or decoder)."""
+    return pl.from_arrow(built.neighbours).with_columns(layer=pl.lit(layer), kind=pl.lit(kind),
+                                                        sampler_fp=pl.lit(sampler_fp))

@@ -24,7 +24,7 @@ import torch
 from ..config import SamplerConfig
 from ..fingerprint import file_digest
 from ..storage.warehouse import arrow_table
-from .sampling import windows_per_row
+from .rules import windows_per_row
 
 Decode = Callable[[Sequence[Sequence[int]]], list[str]]
 

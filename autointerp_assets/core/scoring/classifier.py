@@ -19,10 +19,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal, Mapping, Sequence
 
-from .config import ScorerConfig
-from .explainers import display_token, highlight
-from .llm.base import ChatRequest, ChatResponse, LLMClient, Sampling, TokenLogprob
-from .records import Example
+from ..config import ScorerConfig
+from ..explainers import display_token, highlight
+from ..llm.base import ChatRequest, ChatResponse, LLMClient, Sampling, TokenLogprob
+from ..records import Example
 
 ScorerKind = Literal["detection", "fuzzing", "fuzzing_active"]
 SCORER_PROMPT_VERSION = {"detection": "detection-v1", "fuzzing": "fuzzing-v1", "fuzzing_active": "fuzzing-active-v1"}
