@@ -126,8 +126,8 @@ def cmd_run(args) -> int:
 
 def _current_fp() -> str:
     """The fingerprint of the explainer the assets use (the registry's active one)."""
-    from .core.registry import active_config
     from .core.identity import explainer_fp
+    from .core.registry import active_config
 
     return explainer_fp(active_config())
 
@@ -213,8 +213,8 @@ def cmd_explainers(args) -> int:
     import polars as pl
 
     from .core.config import config_path, load_config
-    from .core.registry import load_registry, registry_path
     from .core.identity import explainer_fp
+    from .core.registry import load_registry, registry_path
 
     cfg = load_config()
     path = registry_path(os.environ.get("AUTOINTERP_CONFIG") or config_path())
@@ -234,10 +234,10 @@ def cmd_estimate(args) -> int:
     import polars as pl
 
     from .core.config import PriceConfig
-    from .core.stages.estimate import estimate
     from .core.registry import active_config
     from .core.stages.context import Context
-    from .core.storage import Warehouse
+    from .core.stages.estimate import estimate
+    from .core.storage import Warehouse, queries
 
     cfg = active_config()
     if args.price:
@@ -255,7 +255,7 @@ def cmd_estimate(args) -> int:
     with tempfile.TemporaryDirectory() as tmp:  # no warehouse yet: estimate from the config alone, create none
         wh = Warehouse(db if db.exists() else Path(tmp) / "empty.duckdb")
         frame = estimate(Context(cfg, wh), sample=args.sample)
-        sampled = bool(wh.scalar("SELECT count(*) FROM latent_selection"))
+        sampled = bool(wh.scalar(queries.SELECTION_COUNT))
     total = frame.select(pl.lit("total").alias("stage"), pl.lit("").alias("explainer"), pl.lit("").alias("scorer"),
                          pl.lit(None, pl.Int64).alias("latents"), pl.sum("requests"), pl.sum("prompt_tokens"),
                          pl.sum("completion_tokens"), pl.sum("cost_usd"))

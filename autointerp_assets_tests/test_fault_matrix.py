@@ -26,7 +26,8 @@ from autointerp_assets.defs.assets import explanations, scores
 from autointerp_assets.defs.resources import LLMResource, ProjectResource
 from autointerp_assets_tests.support.fake_openai import FakeOpenAIServer
 from autointerp_assets_tests.support.llm_faults import (AFTER, BEFORE, GROWING, HISTORY, KEY_ENV, LAYER, RANGE, bodies,
-                                                copy_db, fast_dir, project, results, run_cli, seed, set_env, tables)
+                                                        copy_db, fast_dir, project, results, run_cli, seed, set_env,
+                                                        tables)
 
 pytestmark = pytest.mark.slow
 
@@ -197,8 +198,8 @@ def test_a_forced_run_that_fails_keeps_every_good_row_and_the_failure_beside_it(
 
 def test_checks_fail_a_partition_whose_failures_pass_the_share(matrix, monkeypatch):
     """The asset checks read the same rule: failures beyond failures.max_share fail them (they passed before)."""
-    from autointerp_assets.defs.checks import explanations_status
     from autointerp_assets.core.identity import explainer_fp
+    from autointerp_assets.defs.checks import explanations_status
 
     root = matrix["root"]
     wh = Warehouse(copy_db(matrix["start"], root / "checks.duckdb"))

@@ -18,9 +18,9 @@ import polars as pl
 import pytest
 
 from autointerp_assets.core.config import load_config
-from autointerp_assets.core.stages.estimate import estimate, explainers_of
 from autointerp_assets.core.identity import explainer_fp
 from autointerp_assets.core.stages.context import Context
+from autointerp_assets.core.stages.estimate import estimate, explainers_of
 from autointerp_assets.core.storage import Warehouse
 from autointerp_assets.defs.assets import (ALL, PARTITIONED_ASSETS, analyses, corpus_tokens, explanations,
                                            latent_vectors, scores, sparse_coders, steering)

@@ -14,11 +14,11 @@ import pytest
 import yaml
 
 from autointerp_assets.core.config import load_config
-from autointerp_assets.core.registry import active_config
 from autointerp_assets.core.identity import explainer_fp
+from autointerp_assets.core.registry import active_config
 from autointerp_assets.core.storage import Warehouse
-from autointerp_assets_tests.support.dagster_dev import dagster_dev, free_port
 from autointerp_assets_tests.support.automation_base import KEYS, base_project, project_copy, write_registry
+from autointerp_assets_tests.support.dagster_dev import dagster_dev, free_port
 
 pytestmark = pytest.mark.slow
 

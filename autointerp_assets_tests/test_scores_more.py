@@ -9,9 +9,9 @@ import pytest
 
 from autointerp_assets.core.config import load_config
 from autointerp_assets.core.fingerprint import fingerprint
+from autointerp_assets.core.identity import explainer_spec
 from autointerp_assets.core.llm import make_client
 from autointerp_assets.core.scoring import controls
-from autointerp_assets.core.identity import explainer_spec
 from autointerp_assets.core.stages.context import Context
 from autointerp_assets.core.stages.scores_more import more_scores_metadata, run_more_scores
 from autointerp_assets.core.storage import Warehouse

@@ -8,8 +8,8 @@ import dagster as dg
 import pytest
 
 from autointerp_assets.core.config import ConfigError, load_config
-from autointerp_assets.core.registry import active_config
 from autointerp_assets.core.identity import explainer_fp
+from autointerp_assets.core.registry import active_config
 from autointerp_assets.core.stages.baseline_explanations import baseline_contexts
 from autointerp_assets.core.stages.context import Context
 from autointerp_assets.core.storage import Warehouse
@@ -17,9 +17,8 @@ from autointerp_assets.defs.assets import calibration, explanations, latent_page
 from autointerp_assets.defs.checks import CHECKS
 from autointerp_assets.defs.resources import LLMResource, ProjectResource
 from autointerp_assets.defs.sensors import EXPLAINER_FP_TAG, EXPLAINER_TAG, explainer_change
-from autointerp_assets_tests.support.automation_base import KEYS, base_project, project_copy, write_registry
 from autointerp_assets_tests.conftest import write_config
-
+from autointerp_assets_tests.support.automation_base import KEYS, base_project, project_copy, write_registry
 
 
 def tick(instance, config, cursor):

@@ -11,7 +11,6 @@ import pytest
 
 from autointerp_assets_tests.support.dagster_dev import dagster_dev
 
-
 QUERY = """{ assetNodes { assetKey { path } isPartitioned
   partitionDefinition { dimensionTypes { name } } } }"""
 

@@ -233,8 +233,8 @@ def main() -> None:
             print(f"vectorized, {name:38s}: {t:6.2f} s  ({n:,} rows)")
         if args.embedding:
             from autointerp_assets.core.sampling import embeddings
-            from autointerp_assets.core.stages.examples import _decode_fn
             from autointerp_assets.core.stages.context import Context
+            from autointerp_assets.core.stages.examples import _decode_fn
 
             ecfg = s.model_copy(update={"non_activating_source": "embedding"})
             t0 = time.perf_counter()

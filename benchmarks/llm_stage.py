@@ -24,12 +24,12 @@ sys.path.insert(0, str(ROOT))
 
 import duckdb  # noqa: E402
 
-from autointerp_assets.core.scoring import classifier  # noqa: E402
 from autointerp_assets.core.config import ExplainerConfig, ScorerConfig, parse_config  # noqa: E402
 from autointerp_assets.core.explainers import build_explainer_request  # noqa: E402
 from autointerp_assets.core.llm import make_client  # noqa: E402
 from autointerp_assets.core.llm.base import ChatRequest, Sampling  # noqa: E402
 from autointerp_assets.core.records import Example  # noqa: E402
+from autointerp_assets.core.scoring import classifier  # noqa: E402
 from autointerp_assets.core.stages.context import Context  # noqa: E402
 from autointerp_assets.core.stages.examples import _token_strings  # noqa: E402
 from autointerp_assets.core.stages.explanations import run_explanations  # noqa: E402

@@ -19,8 +19,7 @@ import numpy as np
 
 
 def bench_bootstrap(n_latents: int = 96, n_items: int = 40, n_boot: int = 1000) -> dict:
-    from autointerp_assets.core.scoring import metrics
-    from autointerp_assets.core.scoring import bootstrap
+    from autointerp_assets.core.scoring import bootstrap, metrics
 
     rng = np.random.default_rng(0)
     data = []

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import polars as pl
 
-from .storage import Warehouse
+from .storage import Warehouse, queries
 
 
 def agreement(wh: Warehouse, explainer_fp: str | None = None) -> pl.DataFrame:
     """Rows of scorer_agreement (one explainer, or all), ordered by partition and scorer pair."""
-    where, args = ("WHERE explainer_fp = ?", [explainer_fp]) if explainer_fp else ("", [])
-    return wh.query(f"SELECT * FROM scorer_agreement {where} ORDER BY layer, latent_range, explainer_fp, scorer_a, "
-                    "scorer_b", args)
+    return wh.query(queries.SCORER_AGREEMENT_ROWS, {"explainer": explainer_fp})
 
 
 def agreement_matrices(frame: pl.DataFrame) -> dict[tuple[str, str, str], dict[tuple[str, str], float | None]]:
@@ -28,11 +26,8 @@ def agreement_matrices(frame: pl.DataFrame) -> dict[tuple[str, str, str], dict[t
 
 
 def similarity(wh: Warehouse, explainer_fp: str | None = None) -> pl.DataFrame:
-    where, args = ("WHERE explainer_fp = ?", [explainer_fp]) if explainer_fp else ("", [])
-    return wh.query(f"SELECT * FROM sae_similarity {where} ORDER BY explainer_fp, layer_a, layer_b, sae_fp_a, "
-                    "sae_fp_b", args)
+    return wh.query(queries.SAE_SIMILARITY_ROWS, {"explainer": explainer_fp})
 
 
 def matches(wh: Warehouse, explainer_fp: str | None = None) -> pl.DataFrame:
-    where, args = ("WHERE explainer_fp = ?", [explainer_fp]) if explainer_fp else ("", [])
-    return wh.query(f"SELECT * FROM latent_matches {where} ORDER BY layer_a, latent_a, layer_b", args)
+    return wh.query(queries.LATENT_MATCHES_ROWS, {"explainer": explainer_fp})

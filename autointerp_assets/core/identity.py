@@ -19,12 +19,12 @@ from functools import lru_cache
 from pathlib import Path
 
 from . import corpus, explainer_baselines, explainers
-from .scoring import classifier
 from .caching import resolve_dtype
 from .config import LLMConfig, ProjectConfig, SamplerConfig
 from .fingerprint import file_digest, fingerprint
 from .llm.base import FALLBACK_CHAT_TEMPLATE, FALLBACK_STOP
 from .redaction import redact_url
+from .scoring import classifier
 from .subject_model import resolve_model
 
 # what changes a model's tokens or prompts besides its weights: part of its revision

@@ -15,6 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from .identity import tokenizer_fp
+from .storage import queries
 
 
 @lru_cache(maxsize=4)
@@ -40,9 +41,9 @@ def vocabulary_frame(model_dir: str, tfp: str) -> pl.DataFrame:
 def write_vocabulary(wh, con, model_dir: str | Path, identity: dict, corpus_fp: str, source: str) -> str:
     """Inside the caller's write transaction: the tokenizer's vocabulary (once) and the corpus -> tokenizer row."""
     tfp = tokenizer_fp(identity)
-    if not con.execute("SELECT count(*) FROM vocabulary WHERE tokenizer_fp = ?", [tfp]).fetchone()[0]:
+    if not con.execute(queries.TOKENIZER_VOCABULARY_COUNT, [tfp]).fetchone()[0]:
         wh.record_fingerprint(con, tfp, "tokenizer", identity)
         wh.insert(con, "vocabulary", vocabulary_frame(str(model_dir), tfp))
-    con.execute("DELETE FROM corpora WHERE corpus_fp = ?", [corpus_fp])
-    con.execute("INSERT INTO corpora (corpus_fp, tokenizer_fp, source) VALUES (?, ?, ?)", [corpus_fp, tfp, source])
+    con.execute(queries.DELETE_CORPUS, [corpus_fp])
+    con.execute(queries.INSERT_CORPUS, [corpus_fp, tfp, source])
     return tfp

@@ -23,8 +23,9 @@
 import dagster as dg
 
 from ..core.identity import explainer_fp
-from ..core.stages.scores_more import latent_range
 from ..core.stages.examples import check_examples
+from ..core.stages.scores_more import latent_range
+from ..core.storage import queries
 from .assets import examples, explanations, scores
 from .metadata import table_md
 from .partitions import PARTITIONS, bounds
@@ -39,25 +40,15 @@ def _partition(context, project: ProjectResource):
 
 # --- the checks' logic over the warehouse: (passed, metadata) for one partition -------------------
 def examples_status(wh, layer: str, first: int, last: int) -> tuple[bool, dict]:
-    status = dict(wh.query(
-        "SELECT status, count(*) FROM latent_selection WHERE layer = ? AND latent BETWEEN ? AND ? GROUP BY ALL",
-        [layer, first, last]).iter_rows())
-    short = wh.scalar(
-        "SELECT count(*) FROM (SELECT latent FROM latent_selection WHERE status = 'selected' AND layer = ? "
-        "AND latent BETWEEN ? AND ?) s WHERE (SELECT count(DISTINCT split) FROM examples e WHERE e.layer = ? "
-        "AND e.latent = s.latent AND e.split IN ('train', 'test')) < 2", [layer, first, last, layer])
+    status = dict(wh.query(queries.RANGE_SELECTION_COUNTS, [layer, first, last]).iter_rows())
+    short = wh.scalar(queries.RANGE_OVERLAPPING_SELECTED, [layer, first, last, layer])
     selected = status.get("selected", 0)
     return selected > 0 and short == 0, {"selected": selected, "selected_without_train_or_test": short,
                                          **{f"latents_{k}": v for k, v in status.items() if k != "selected"}}
 
 
 def explanations_status(wh, efp: str, layer: str, first: int, last: int, max_share: float = 1.0) -> tuple[bool, dict]:
-    counts = wh.query(
-        "SELECT count(*) FILTER (WHERE e.latent IS NULL) AS missing, count(e.latent) AS explained, "
-        "count(*) FILTER (WHERE e.status = 'ok') AS ok "
-        "FROM latent_selection s LEFT JOIN explanations e ON e.layer = s.layer AND e.latent = s.latent "
-        "AND e.explainer_fp = ? WHERE s.status = 'selected' AND s.layer = ? AND s.latent BETWEEN ? AND ?",
-        [efp, layer, first, last]).row(0, named=True)
+    counts = wh.query(queries.RANGE_EXPLANATION_COVERAGE, [efp, layer, first, last]).row(0, named=True)
     failed = counts["explained"] - counts["ok"]
     fine = counts["explained"] > 0 and failed / counts["explained"] <= max_share
     return counts["missing"] == 0 and fine, {"explainer_fp": efp, **counts, "failed": failed, "max_share": max_share}
@@ -65,18 +56,9 @@ def explanations_status(wh, efp: str, layer: str, first: int, last: int, max_sha
 
 def scores_status(wh, efp: str, scorers: list[str], layer: str, first: int, last: int,
                   max_share: float = 1.0) -> tuple[bool, dict]:
-    missing = wh.query(
-        "SELECT e.latent, k.scorer FROM explanations e CROSS JOIN (SELECT unnest(?::VARCHAR[]) AS scorer) k "
-        "WHERE e.explainer_fp = ? AND e.status = 'ok' AND e.layer = ? AND e.latent BETWEEN ? AND ? "
-        "AND NOT EXISTS (SELECT 1 FROM scores s WHERE s.layer = e.layer AND s.latent = e.latent "
-        "AND s.explainer_fp = e.explainer_fp AND s.scorer = k.scorer) ORDER BY ALL",
-        [scorers, efp, layer, first, last])
-    explained = wh.scalar("SELECT count(*) FROM explanations WHERE explainer_fp = ? AND status = 'ok' "
-                          "AND layer = ? AND latent BETWEEN ? AND ?", [efp, layer, first, last])
-    n, failed = wh.query("SELECT count(*) AS n, count(*) FILTER (WHERE s.status <> 'ok') AS failed FROM scores s "
-                         "JOIN explanations e USING (layer, latent, explainer_fp) WHERE e.status = 'ok' AND "
-                         "s.explainer_fp = ? AND s.layer = ? AND s.latent BETWEEN ? AND ? AND "
-                         "s.scorer IN (SELECT unnest(?::VARCHAR[]))", [efp, layer, first, last, scorers]).row(0)
+    missing = wh.query(queries.RANGE_MISSING_SCORES, [scorers, efp, layer, first, last])
+    explained = wh.scalar(queries.RANGE_OK_EXPLANATION_COUNT, [efp, layer, first, last])
+    n, failed = wh.query(queries.RANGE_FAILED_SCORE_COUNT, [efp, layer, first, last, scorers]).row(0)
     fine = not n or failed / n <= max_share
     return missing.is_empty() and fine, {"explainer_fp": efp, "ok_explanations": explained,
                                          "missing_scores": missing.height, "failed_scores": failed,
@@ -88,10 +70,7 @@ CHANCE = {"balanced_accuracy": 0.5, "auroc": 0.5, "correlation": 0.0}
 
 def control_status(wh, efp: str, layer: str, rng: str, tolerance: float) -> tuple[bool, dict]:
     """``rng``: the partition's latent_range label, e.g. '00000-01023'."""
-    rows = wh.query(
-        "SELECT scorer, metric, latents, median, median_control, median_difference, difference_ci_low, "
-        "difference_ci_high FROM scorer_summary WHERE explainer_fp = ? AND layer = ? AND latent_range = ? "
-        "AND median_control IS NOT NULL ORDER BY scorer", [efp, layer, rng])
+    rows = wh.query(queries.RANGE_SCORER_SUMMARY_ROWS, [efp, layer, rng])
     off = [r["scorer"] for r in rows.iter_rows(named=True)
            if r["metric"] in CHANCE and abs(r["median_control"] - CHANCE[r["metric"]]) > tolerance]
     table = [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()} for r in rows.iter_rows(named=True)]
@@ -101,9 +80,7 @@ def control_status(wh, efp: str, layer: str, rng: str, tolerance: float) -> tupl
 
 def sensitivity_status(wh, efp: str, layer: str, rng: str) -> tuple[bool, dict]:
     """Fails when a scorer of the partition demonstrably ignores the explanation (reads_explanation = false)."""
-    rows = wh.query("SELECT scorer, items, changed, share_changed, share_ci_low, share_ci_high, min_share, "
-                    "reads_explanation, finding FROM scorer_sensitivity WHERE explainer_fp = ? AND layer = ? "
-                    "AND latent_range = ? ORDER BY scorer", [efp, layer, rng])
+    rows = wh.query(queries.RANGE_SENSITIVITY_ROWS, [efp, layer, rng])
     blind = [r["scorer"] for r in rows.iter_rows(named=True) if r["reads_explanation"] is False]
     table = [{"scorer": r["scorer"], "answers": r["items"], "changed": r["changed"],
               "share changed [95 % CI]": "–" if r["share_changed"] is None else

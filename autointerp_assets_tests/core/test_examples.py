@@ -6,7 +6,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from autointerp_assets.core import identity, sampling as ex
+from autointerp_assets.core import identity
+from autointerp_assets.core import sampling as ex
 from autointerp_assets.core.config import ConfigError, SamplerConfig, parse_config
 from autointerp_assets.core.storage import Warehouse
 from autointerp_assets_tests.support.examples_data import AFP, CORPUS, write_activations, write_tokens
@@ -241,8 +242,8 @@ def test_cooccurrence_neighbours_are_exact_jaccard_and_their_negatives_never_con
 
 
 def test_decoder_neighbours_are_the_highest_cosines(tmp_path):
-    from safetensors.torch import save_file
     import torch
+    from safetensors.torch import save_file
 
     w = torch.tensor([[1.0, 0, 0], [0.9, 0.1, 0], [0, 1, 0], [-1, 0, 0], [0.6, 0.8, 0]])
     nb = ex.neighbours.decoder_neighbours(w, first=100, latents=[100, 102], n_neighbours=2, block=1)

@@ -10,11 +10,10 @@ from safetensors.torch import save_file
 
 from autointerp_assets.core import explainer_baselines as eb
 from autointerp_assets.core.config import load_config
+from autointerp_assets.core.identity import explainer_fp, explainer_spec
 from autointerp_assets.core.records import Example
 from autointerp_assets.core.registry import load_registry
-from autointerp_assets.core.identity import explainer_fp
 from autointerp_assets.core.stages.baseline_explanations import baseline_contexts
-from autointerp_assets.core.identity import explainer_spec
 from autointerp_assets.core.stages.context import Context
 from autointerp_assets.core.stages.examples import _token_strings
 from autointerp_assets.core.stages.explanations import run_explanations

@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 
 from autointerp_assets.core.config import load_config
+from autointerp_assets.core.explainers import display_token
 from autointerp_assets.core.llm import make_client
 from autointerp_assets.core.llm.accounting import BudgetExceeded
-from autointerp_assets.core.explainers import display_token
 from autointerp_assets.core.stages.context import Context
 from autointerp_assets.core.stages.examples import load_examples
 from autointerp_assets.core.stages.explanations import run_explanations

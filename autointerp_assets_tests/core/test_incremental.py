@@ -8,13 +8,14 @@ import os
 import polars as pl
 import pytest
 
-from autointerp_assets.core.scoring import metrics
 from autointerp_assets.core.config import load_config
 from autointerp_assets.core.fingerprint import fingerprint
-from autointerp_assets.core.redaction import redact, redact_url
 from autointerp_assets.core.identity import explainer_spec
-from autointerp_assets.core.stages.incremental import done_latents, merge
+from autointerp_assets.core.redaction import redact, redact_url
+from autointerp_assets.core.scoring import metrics
+from autointerp_assets.core.stages.incremental import done_latents
 from autointerp_assets.core.storage import Warehouse
+from autointerp_assets.core.storage.monotone import merge
 from autointerp_assets_tests.conftest import write_config
 
 KEY = ("layer", "latent", "explainer_fp")

@@ -15,9 +15,9 @@ import torch
 
 from autointerp_assets.core import steering
 from autointerp_assets.core.config import ScorerConfig
-from autointerp_assets.core.scoring.metrics import classification_metrics
 from autointerp_assets.core.scoring import bootstrap
 from autointerp_assets.core.scoring.intervention import InterventionJob, Pair, build_batches, score_intervention
+from autointerp_assets.core.scoring.metrics import classification_metrics
 from autointerp_assets.core.scoring.surprisal import load_base_lm
 from autointerp_assets.core.subject_model import resolve_model
 from autointerp_assets_tests.conftest import ROOT

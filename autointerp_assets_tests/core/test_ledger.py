@@ -21,7 +21,7 @@ from autointerp_assets.core.llm.accounting import BudgetExceeded
 from autointerp_assets.core.stages.explanations import run_explanations
 from autointerp_assets.core.stages.scores import run_scores
 from autointerp_assets_tests.conftest import ROOT
-from autointerp_assets_tests.core.test_faults import LAYER, LATENTS, _context
+from autointerp_assets_tests.core.test_faults import LATENTS, LAYER, _context
 from autointerp_assets_tests.support.fake_openai import FakeOpenAIServer
 
 RESULTS = {"explanations": "SELECT * FROM explanations ORDER BY latent",

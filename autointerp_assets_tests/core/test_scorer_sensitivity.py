@@ -14,8 +14,8 @@ import polars as pl
 import pytest
 
 from autointerp_assets.core.config import load_config
-from autointerp_assets.core.llm.base import ChatResponse
 from autointerp_assets.core.identity import explainer_fp
+from autointerp_assets.core.llm.base import ChatResponse
 from autointerp_assets.core.scoring import sensitivity
 from autointerp_assets.core.stages.context import Context
 from autointerp_assets.core.stages.scores import run_scores

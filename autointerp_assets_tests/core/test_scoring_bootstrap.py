@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from autointerp_assets.core.scoring import metrics
-from autointerp_assets.core.scoring import bootstrap
+from autointerp_assets.core.scoring import bootstrap, metrics
 
 
 def _classifier(n: int, hit_pos: float, hit_neg: float):

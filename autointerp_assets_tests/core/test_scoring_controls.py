@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from autointerp_assets.core.scoring import classifier
 from autointerp_assets.core.records import Example
-from autointerp_assets.core.scoring import controls
+from autointerp_assets.core.scoring import classifier, controls
 
 
 def test_derangement_never_maps_a_latent_to_itself():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -100,3 +101,50 @@ def test_the_core_has_no_import_cycle():
     for n in graph:
         if n not in state:
             visit(n, [n])
+
+
+SQL_START = re.compile(r"^\s*(SELECT|INSERT|DELETE|UPDATE|WITH|CREATE|DROP|ALTER|COPY)\b", re.I)
+SQL_BODY = re.compile(r"\b(SELECT\b.*\bFROM|INSERT INTO|DELETE FROM|UPDATE \w+ SET|CREATE (OR REPLACE )?(TEMP |TABLE|VIEW)|"
+                      r"COPY\b.*\bTO)\b", re.S | re.I)
+
+
+def sql_strings(tree: ast.Module) -> list[tuple[int, str]]:
+    """(line, text) of every string literal (f-strings included, docstrings not) that is a SQL statement."""
+    docs = {id(n.body[0].value) for n in ast.walk(tree)
+            if isinstance(n, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and n.body
+            and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+    inner = {id(v) for n in ast.walk(tree) if isinstance(n, ast.JoinedStr) for v in n.values}
+    out = []
+    for n in ast.walk(tree):
+        if id(n) in docs or id(n) in inner:
+            continue
+        if isinstance(n, ast.Constant) and isinstance(n.value, str):
+            text = n.value
+        elif isinstance(n, ast.JoinedStr):
+            text = "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in n.values)
+        else:
+            continue
+        if SQL_START.match(text) and SQL_BODY.search(" ".join(text.split())):
+            out.append((n.lineno, " ".join(text.split())[:60]))
+    return out
+
+
+def test_no_sql_outside_the_storage_layer():
+    """The SQL lives in core/storage (schema.py: tables and views; queries.py: the named queries; the
+    warehouse's own statements); the stages, the checks and the exports pass values to named queries."""
+    found = {name: sql_strings(tree) for name, tree in modules().items()
+             if not name.startswith("autointerp_assets.core.storage")}
+    assert {name: hits for name, hits in found.items() if hits} == {}
+
+
+def test_the_detector_finds_sql_in_a_stage():
+    tree = ast.parse('def f(con, t):\n    con.execute(f"DELETE FROM {t} WHERE x = 1")\n'
+                     '    return con.execute("SELECT a FROM b WHERE c = ?", [1])\n')
+    assert [line for line, _ in sql_strings(tree)] == [2, 3]
+
+
+def test_the_flag_update_sets_every_flag_column():
+    from autointerp_assets.core.scoring.heuristics import FLAG_COLUMNS
+    from autointerp_assets.core.storage import queries
+
+    assert all(f"{c} = f.{c}" in " ".join(queries.SET_LATENT_FLAGS.split()) for c in FLAG_COLUMNS)

@@ -43,11 +43,10 @@ def to_delphi(wh, dest: str | Path, layers: list[str], explainer_fp: str, corpus
     firing = {}
     for layer in layers:
         with wh.read() as con:
-            expl = con.execute("SELECT latent, explanation FROM explanations WHERE layer = ? AND explainer_fp = ? "
-                               "AND status = 'ok' ORDER BY latent", [layer, explainer_fp]).fetchall()
+            expl = con.execute(queries.LAYER_EXPLANATIONS_IN_ORDER, [layer, explainer_fp]).fetchall()
             items = con.execute(queries.SCORE_ITEMS_WITH_TOKENS, {"explainer": explainer_fp, "layer": layer}).pl()
-            stats = con.execute("SELECT latent, n_firing FROM latent_stats WHERE layer = ?", [layer]).fetchall()
-            width = con.execute("SELECT max(num_latents) FROM sparse_coders WHERE layer = ?", [layer]).fetchone()[0]
+            stats = con.execute(queries.LAYER_FIRING_COUNTS, [layer]).fetchall()
+            width = con.execute(queries.LAYER_NUM_LATENTS, [layer]).fetchone()[0]
         width = width or (max((s[0] for s in stats), default=-1) + 1)
         counts_t = torch.zeros(width, dtype=torch.long)
         for lat, n in stats:

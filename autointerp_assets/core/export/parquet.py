@@ -26,16 +26,15 @@ def to_parquet(wh, dest: str | Path, layer: str | None = None) -> dict:
     with wh.read() as con:
         rels = con.execute(queries.EXPORT_RELATIONS, {"names": exported_relations()}).fetchall()
         for name, by_layer in rels:
-            where = " WHERE layer = $layer" if by_layer and layer else ""
+            where = queries.LAYER_FILTER if by_layer and layer else ""
             params = {"layer": layer} if where else {}
-            n = con.execute(f"SELECT count(*) FROM {name}{where}", params).fetchone()[0]
+            n = con.execute(queries.EXPORT_COUNT.format(relation=name, where=where), params).fetchone()[0]
             counts[name] = n
             out = str(dest / name).replace("'", "''")
             if by_layer:
                 if n:
-                    con.execute(f"COPY (SELECT * FROM {name}{where}) TO '{out}' "
-                                "(FORMAT parquet, PARTITION_BY (layer), OVERWRITE_OR_IGNORE)", params)
+                    con.execute(queries.EXPORT_BY_LAYER.format(relation=name, where=where, out=out), params)
             else:
                 (dest / name).mkdir(parents=True, exist_ok=True)
-                con.execute(f"COPY (SELECT * FROM {name}) TO '{out}/data.parquet' (FORMAT parquet)")
+                con.execute(queries.EXPORT_WHOLE.format(relation=name, out=out))
     return counts

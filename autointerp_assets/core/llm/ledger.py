@@ -25,6 +25,7 @@ from typing import Callable, Sequence
 import polars as pl
 
 from ..config import BudgetConfig, LLMConfig
+from ..storage import queries
 from .accounting import BudgetExceeded, Spend, admit, limited, worst_case
 from .base import ChatRequest, Sampling
 
@@ -46,8 +47,7 @@ def rough_count(req: ChatRequest) -> int:
 
 def spent(con) -> Spend:
     """The whole ledger's spend: completed calls at their cost, ``sent`` ones at their worst case."""
-    tokens, cost = con.execute("SELECT coalesce(sum(prompt_tokens + completion_tokens), 0), "
-                               "coalesce(sum(cost_usd), 0) FROM llm_calls").fetchone()
+    tokens, cost = con.execute(queries.LEDGER_TOTALS).fetchone()
     return Spend(int(tokens), float(cost))
 
 
@@ -130,7 +130,7 @@ class Ledger:
     # --- complete --------------------------------------------------------------------------------
     def complete(self, con, rows: Sequence[dict]) -> None:
         """Inside the results transaction: this run's ``sent`` rows become ``rows`` (one per request)."""
-        con.execute("DELETE FROM llm_calls WHERE run_id = ? AND status = ?", [self.run_id, SENT])
+        con.execute(queries.DELETE_LEDGER_RUN_STATUS, [self.run_id, SENT])
         if rows:
             fixed = [{**r, "run_id": self.run_id, "status": UNSENT if r["attempts"] == 0 and r["status"] != "ok"
                       else r["status"]} for r in rows]

@@ -20,10 +20,11 @@ import pyarrow as pa
 import torch
 
 from ..config import SamplerConfig
+from ..storage import queries
 from . import embeddings, neighbours
-from .rules import (SPLITS, Units, merge_negatives, random_negatives, rank_units,
-                       read_activations, row_lengths, selection_of, spread, start_of, test_pool,
-                       train_of, units_of, window_lengths, windows_per_row)
+from .rules import (SPLITS, Units, merge_negatives, random_negatives, rank_units, read_activations, row_lengths,
+                    selection_of, spread, start_of, test_pool, train_of, units_of, window_lengths, windows_per_row)
+
 
 @dataclass
 class Built:
@@ -94,8 +95,7 @@ def build_examples(con, cfg: SamplerConfig, ctx_len: int, max_per_range: int | N
             neighbours.neighbour_negatives(con, cfg, n_neg)
         else:
             embeddings.hard_negatives(con, cfg, ctx_len, corpus_fp, embedding_key, n_neg)
-        primary = con.execute("SELECT latent, row_id, win, coalesce(neighbour, -1) AS neighbour, similarity, ord "
-                              "FROM _neg_primary").fetchnumpy()
+        primary = con.execute(queries.NEG_PRIMARY_ROWS).fetchnumpy()
     if source != "neighbours":
         con.unregister("_neighbours")  # an earlier build's on this connection (a view or a temp table)
         con.execute("DROP TABLE IF EXISTS _neighbours")
@@ -179,7 +179,7 @@ def _temp_table(con, name: str, table: pa.Table) -> None:
     con.unregister(name)  # an earlier build on this connection may have registered it as a view
     con.register("_arrow_in", table)
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM _arrow_in")
+        con.execute(queries.TEMP_TABLE_FROM_ARROW.format(name=name))
     finally:
         con.unregister("_arrow_in")
 

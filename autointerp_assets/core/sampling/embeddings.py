@@ -23,6 +23,7 @@ import torch
 
 from ..config import SamplerConfig
 from ..fingerprint import file_digest
+from ..storage import queries
 from ..storage.warehouse import arrow_table
 from .rules import windows_per_row
 
@@ -72,10 +73,7 @@ def ensure_window_embeddings(wh, corpus_fp: str, example_ctx_len: int, ctx_len: 
     nw = windows_per_row(ctx_len, w)
     key = model_key(model_name)
     with wh.read() as con:
-        rows = con.execute(
-            "SELECT row_id, token_ids FROM tokens WHERE corpus_fp = $c AND row_id NOT IN ("
-            "  SELECT DISTINCT row_id FROM window_embeddings WHERE corpus_fp = $c AND example_ctx_len = $w "
-            "  AND model = $m) ORDER BY row_id", {"c": corpus_fp, "w": w, "m": key}).fetchall()
+        rows = con.execute(queries.CORPUS_ROWS_NOT_EMBEDDED, {"c": corpus_fp, "w": w, "m": key}).fetchall()
     if not rows:
         return {"model": key, "embedded_windows": 0, "seconds": 0.0}
     model = load_embedder(model_name)
@@ -91,8 +89,7 @@ def ensure_window_embeddings(wh, corpus_fp: str, example_ctx_len: int, ctx_len: 
             "embedding": pl.Series(emb.astype(np.float32)).cast(pl.List(pl.Float32)),
         })
         with wh.write() as con:  # a batch of rows commits whole: a killed run resumes at the next row
-            con.execute("DELETE FROM window_embeddings WHERE corpus_fp = ? AND example_ctx_len = ? AND model = ? "
-                        "AND row_id BETWEEN ? AND ?", [corpus_fp, w, key, batch[0][0], batch[-1][0]])
+            con.execute(queries.DELETE_WINDOW_EMBEDDINGS_ROWS, [corpus_fp, w, key, batch[0][0], batch[-1][0]])
             wh.insert(con, "window_embeddings", frame)
         done += len(ids)
         log(f"embedded {done} windows ({done / (time.perf_counter() - t0):.0f}/s)")
@@ -107,11 +104,9 @@ def hard_negatives(con, cfg: SamplerConfig, ctx_len: int, corpus_fp: str, key: s
     """Temp table ``_neg_primary`` (the ``n`` nearest silent windows per latent) from ``_ranked`` / ``_wins`` /
     ``_selection`` and the cached embeddings."""
     nw = windows_per_row(ctx_len, cfg.example_ctx_len)
-    n_rows = con.execute("SELECT count(*) FROM tokens WHERE corpus_fp = ?", [corpus_fp]).fetchone()[0]
+    n_rows = con.execute(queries.CORPUS_ROW_COUNT, [corpus_fp]).fetchone()[0]
     n_win = n_rows * nw
-    emb = arrow_table(con.execute(
-        f"SELECT row_id * {nw} + win AS wid, embedding FROM window_embeddings "
-        "WHERE corpus_fp = ? AND example_ctx_len = ? AND model = ? ORDER BY wid", [corpus_fp, cfg.example_ctx_len, key]))
+    emb = arrow_table(con.execute(queries.WINDOW_EMBEDDINGS_BY_WID, [nw, corpus_fp, cfg.example_ctx_len, key]))
     if emb.num_rows < n_win:
         raise RuntimeError(f"window_embeddings has {emb.num_rows} of {n_win} windows for {key}: "
                            f"run ensure_window_embeddings first")
@@ -121,18 +116,16 @@ def hard_negatives(con, cfg: SamplerConfig, ctx_len: int, corpus_fp: str, key: s
     table[wid] = flat.reshape(emb.num_rows, -1)
     e = torch.from_numpy(table)
 
-    latents = [r[0] for r in con.execute("SELECT latent FROM _selection WHERE status = 'selected' ORDER BY latent")
-               .fetchall()]
+    latents = [r[0] for r in con.execute(queries.SELECTED_OF_BUILD).fetchall()]
     pos = {lat: i for i, lat in enumerate(latents)}
     q = cfg.embedding_queries
-    qs = con.execute(f"SELECT latent, row_id * {nw} + win, rk_top FROM _ranked WHERE rk_top <= {q}").fetchnumpy()
-    fire = con.execute(f"SELECT w.latent, w.row_id * {nw} + w.win FROM _wins w JOIN _selection s USING (latent) "
-                       "WHERE s.status = 'selected'").fetchnumpy()
+    qs = con.execute(queries.RANKED_QUERY_WINDOWS, [nw, q]).fetchnumpy()
+    fire = con.execute(queries.SELECTED_FIRING_WINDOWS, [nw]).fetchnumpy()
     li_q = torch.tensor([pos[x] for x in qs["latent"]], dtype=torch.long)
     rk_q = torch.from_numpy(qs["rk_top"].astype(np.int64)) - 1
-    queries = torch.zeros((len(latents), q, e.shape[1]))
+    qvec = torch.zeros((len(latents), q, e.shape[1]))
     valid = torch.zeros((len(latents), q), dtype=torch.bool)
-    queries[li_q, rk_q] = e[torch.from_numpy(qs[list(qs)[1]].astype(np.int64))]
+    qvec[li_q, rk_q] = e[torch.from_numpy(qs[list(qs)[1]].astype(np.int64))]
     valid[li_q, rk_q] = True
     li_f = torch.tensor([pos[x] for x in fire["latent"]], dtype=torch.long)
     wid_f = torch.from_numpy(fire[list(fire)[1]].astype(np.int64))
@@ -142,7 +135,7 @@ def hard_negatives(con, cfg: SamplerConfig, ctx_len: int, corpus_fp: str, key: s
     step = _block_rows(q, n_win)
     for a in range(0, len(latents), step):
         b = min(a + step, len(latents))
-        sim = torch.einsum("lqd,wd->lqw", queries[a:b], e)
+        sim = torch.einsum("lqd,wd->lqw", qvec[a:b], e)
         sim.masked_fill_(~valid[a:b, :, None], -float("inf"))
         best = sim.max(dim=1).values  # (latents, windows): max cosine to any query
         sel = (li_f >= a) & (li_f < b)
@@ -163,6 +156,6 @@ def hard_negatives(con, cfg: SamplerConfig, ctx_len: int, corpus_fp: str, key: s
     })
     con.register("_hard_frame", frame.to_arrow())
     try:
-        con.execute("CREATE OR REPLACE TEMP TABLE _neg_primary AS SELECT * FROM _hard_frame")
+        con.execute(queries.NEG_PRIMARY_FROM_HARD)
     finally:
         con.unregister("_hard_frame")

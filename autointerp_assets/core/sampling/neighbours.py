@@ -23,6 +23,7 @@ import polars as pl
 import torch
 
 from ..config import SamplerConfig
+from ..storage import queries
 
 
 def cooccurrence_neighbours(latent: np.ndarray, window: np.ndarray, selected: np.ndarray, n_neighbours: int,
@@ -107,31 +108,12 @@ def neighbour_negatives(con, cfg: SamplerConfig, n: int) -> None:
     latent still short, so most latents touch only their first few neighbours' windows.
     """
     k = cfg.windows_per_neighbour
-    con.execute("CREATE OR REPLACE TEMP TABLE _neg_primary (latent INTEGER, row_id INTEGER, win INTEGER, "
-                "neighbour INTEGER, similarity REAL, ord BIGINT)")
-    max_rank = con.execute("SELECT coalesce(max(rank), 0) FROM _neighbours").fetchone()[0]
+    con.execute(queries.CREATE_NEG_PRIMARY)
+    max_rank = con.execute(queries.NEIGHBOURS_MAX_RANK).fetchone()[0]
     lo, width = 1, max(1, -(-n // k))
     while lo <= max_rank:
         hi = lo + width - 1
-        con.execute(f"""
-        INSERT INTO _neg_primary
-        WITH short AS (
-            SELECT s.latent FROM _selection s
-            LEFT JOIN (SELECT latent, count(DISTINCT (row_id, win)) AS got FROM _neg_primary GROUP BY latent) p
-                USING (latent)
-            WHERE s.status = 'selected' AND coalesce(p.got, 0) < {n}
-        ), cand AS (
-            SELECT nb.latent, nb.neighbour, nb.similarity, nb.rank, w.row_id, w.win, w.max_act
-            FROM _neighbours nb SEMI JOIN short USING (latent)
-            JOIN _wins w ON w.latent = nb.neighbour
-            ANTI JOIN _wins x ON x.latent = nb.latent AND x.row_id = w.row_id AND x.win = w.win
-            WHERE nb.rank BETWEEN {lo} AND {hi}
-        )
-        SELECT latent, row_id, win, neighbour, similarity,
-               rank * 1000000 + row_number() OVER (PARTITION BY latent, neighbour ORDER BY max_act DESC, row_id, win)
-        FROM cand
-        QUALIFY row_number() OVER (PARTITION BY latent, neighbour ORDER BY max_act DESC, row_id, win) <= {k}
-        """)
+        con.execute(queries.NEIGHBOUR_NEGATIVES_ROUND, [n, lo, hi, k])
         lo, width = hi + 1, width * 2
 
 

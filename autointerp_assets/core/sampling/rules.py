@@ -36,6 +36,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..config import SamplerConfig
+from ..storage import queries
 from ..windows import ALIVE, status_of, windows_per_row
 
 SPLITS = ("train", "test", "non_activating", "train_non_activating")
@@ -72,13 +73,10 @@ def read_activations(con, layer: str, first: int, last: int, ctx_len: int) -> Ac
     Each published partition is one scan of its cache (no join): rows come back in insertion order, i.e.
     forward-pass batches in row order, each sorted by (latent, token), so a stable radix sort by latent
     alone orders them by (latent, token). That is verified, with a full sort as the fallback."""
-    parts = con.execute("SELECT cache_fp, ctx_len, greatest(first_latent, ?) AS lo, least(last_latent, ?) AS hi "
-                        "FROM activation_partitions WHERE layer = ? AND first_latent <= ? AND last_latent >= ? "
-                        "ORDER BY first_latent", [first, last, layer, last, first]).fetchall()
+    parts = con.execute(queries.RANGE_ACTIVATION_PARTITIONS, [first, last, layer, last, first]).fetchall()
     chunks = []
     for cache_fp, p_ctx, lo, hi in parts:
-        a = con.execute("SELECT latent, token, value_bits FROM activation_cache WHERE cache_fp = ? AND layer = ? "
-                        "AND latent BETWEEN ? AND ?", [cache_fp, layer, lo, hi]).fetchnumpy()
+        a = con.execute(queries.CACHE_RANGE_ROWS, [cache_fp, layer, lo, hi]).fetchnumpy()
         token = np.asarray(a["token"])
         if p_ctx != ctx_len:  # positions re-based on the caller's row length
             token = token.astype(np.int64) // p_ctx * ctx_len + token % p_ctx
@@ -109,8 +107,8 @@ def duck_hash(con, seed: int, *cols: np.ndarray) -> np.ndarray:
     names = [f"c{i}" for i in range(len(cols))]
     con.register("_hash_in", pa.table({n: np.asarray(c) for n, c in zip(names, cols)}))
     try:
-        return con.execute(f"SELECT hash({int(seed)}, {', '.join(names)}) AS h FROM _hash_in").fetchnumpy()["h"] \
-            .astype(np.uint64)
+        sql = queries.HASH_ROWS.format(seed=int(seed), columns=", ".join(names))  # a literal seed: its type is the hash's
+        return con.execute(sql).fetchnumpy()["h"].astype(np.uint64)
     finally:
         con.unregister("_hash_in")
 
@@ -391,8 +389,7 @@ def merge_negatives(primary: dict | None, rnd: dict, source: str, n_scorer: int,
 # --- the rows of `example_windows` ----------------------------------------------------------------------
 def row_lengths(con, corpus_fp: str) -> np.ndarray:
     """Each corpus row's length in tokens (row_id = index; packing numbers rows 0..n-1)."""
-    return con.execute("SELECT len(token_ids) AS n FROM tokens WHERE corpus_fp = ? ORDER BY row_id",
-                       [corpus_fp]).fetchnumpy()["n"].astype(np.int64)
+    return con.execute(queries.CORPUS_ROW_LENGTHS, [corpus_fp]).fetchnumpy()["n"].astype(np.int64)
 
 
 def window_lengths(lengths: np.ndarray, row: np.ndarray, start: np.ndarray, w: int) -> np.ndarray:

@@ -13,9 +13,9 @@ from typing import Sequence
 
 import numpy as np
 
+from ..records import Example
 from ..sampling.embeddings import load_embedder, model_key
 from .metrics import auroc
-from ..records import Example
 
 
 @dataclass

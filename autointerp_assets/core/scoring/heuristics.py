@@ -13,15 +13,10 @@ from __future__ import annotations
 
 import polars as pl
 
-from ..separators import sql_list
+from ..storage import queries
 
 FLAGS = ("flag_positional", "flag_single_token", "flag_unigram")
 FLAG_COLUMNS = ("position_u", "top_token", "top_token_share", "tokens_for_mass", *FLAGS)
-
-
-def _hb(x: str) -> str:
-    """Binary entropy in nats of a probability expression (0 at 0 and 1)."""
-    return f"(CASE WHEN {x} <= 0 OR {x} >= 1 THEN 0 ELSE -({x} * ln({x}) + (1 - {x}) * ln(1 - {x})) END)"
 
 
 def compute_flags(con, acts_sql: str, tokens_sql: str, params: list, separators, cfg) -> pl.DataFrame:
@@ -32,41 +27,4 @@ def compute_flags(con, acts_sql: str, tokens_sql: str, params: list, separators,
     position 0 and every ``separators`` token are outside the data (a position's firing rate is over the
     rows where it holds data). ``cfg`` holds the thresholds (ScoringExtrasConfig).
     """
-    seps = sql_list(separators)
-    sql = f"""
-    WITH a AS ({acts_sql}),
-    t AS (SELECT row_id, unnest(token_ids) AS tok, generate_subscripts(token_ids, 1) - 1 AS pos FROM ({tokens_sql})),
-    valid AS (SELECT pos, count(*)::DOUBLE AS nv FROM t WHERE pos > 0 AND NOT list_contains({seps}, tok) GROUP BY pos),
-    totals AS (SELECT sum(nv) AS n, count(*) AS k FROM valid),
-    per_pos AS (SELECT a.latent, a.pos, v.nv, count(*)::DOUBLE / v.nv AS p FROM a JOIN valid v USING (pos)
-                GROUP BY a.latent, a.pos, v.nv),
-    pos_stats AS (
-        SELECT latent, sum(p * nv) / any_value(n) AS rate, sum(nv * {_hb('p')}) / any_value(n) AS h_cond,
-               any_value(n) AS n, any_value(k) AS k
-        FROM per_pos, totals GROUP BY latent),
-    pos_info AS (
-        SELECT latent, CASE WHEN {_hb('rate')} > 0
-                            THEN greatest({_hb('rate')} - h_cond - (k - 1) / (2 * n), 0) / {_hb('rate')}
-                            ELSE 0 END AS position_u,
-               rate * n AS n_firing
-        FROM pos_stats),
-    mass AS (SELECT a.latent, t.tok, sum(a.value) AS m FROM a JOIN t USING (row_id, pos) GROUP BY ALL),
-    ranked AS (
-        SELECT latent, tok, m, sum(m) OVER (PARTITION BY latent) AS total,
-               sum(m) OVER (PARTITION BY latent ORDER BY m DESC, tok ROWS UNBOUNDED PRECEDING) AS cum,
-               row_number() OVER (PARTITION BY latent ORDER BY m DESC, tok) AS rank
-        FROM mass),
-    tok_info AS (
-        SELECT latent, any_value(tok) FILTER (WHERE rank = 1) AS top_token,
-               any_value(m / total) FILTER (WHERE rank = 1) AS top_token_share,
-               count(*) FILTER (WHERE cum - m < {cfg.unigram_mass} * total) AS tokens_for_mass
-        FROM ranked WHERE total > 0 GROUP BY latent)
-    SELECT p.latent, p.position_u, t.top_token::INTEGER AS top_token, t.top_token_share,
-           t.tokens_for_mass::INTEGER AS tokens_for_mass,
-           p.position_u >= {cfg.positional_threshold} AS flag_positional,
-           coalesce(t.top_token_share >= {cfg.single_token_share}, false) AS flag_single_token,
-           coalesce(t.tokens_for_mass <= {cfg.unigram_max_tokens} AND p.n_firing >= {cfg.unigram_min_firing}, false)
-               AS flag_unigram
-    FROM pos_info p LEFT JOIN tok_info t USING (latent) ORDER BY p.latent
-    """
-    return con.execute(sql, params).pl()
+    return con.execute(queries.heuristic_flags(acts_sql, tokens_sql, separators, cfg), params).pl()

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from ..explainers import display_token, highlight
-from .classifier import true_mask
 from ..llm.base import ChatRequest, ChatResponse, Sampling
 from ..records import Example
+from .classifier import true_mask
 
 PROMPT_VERSION = "intruder-v2"  # v2: the intruder wears a held-out activating example's highlights
 

@@ -17,8 +17,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .metrics import auroc
 from ..records import Example
+from .metrics import auroc
 
 NEUTRAL = "Various unrelated pieces of text."
 PROMPT_VERSION = "surprisal-v1"

@@ -23,8 +23,9 @@ import numpy as np
 import pyarrow as pa
 
 from .. import caching, identity
-from ..storage.warehouse import arrow_table
 from ..separators import model_separators
+from ..storage import queries
+from ..storage.warehouse import arrow_table
 from .context import Context
 from .sparse_coders import check_width, coder_rows, load_coders
 
@@ -59,8 +60,7 @@ def stream_rows(ctx: Context, start_row: int, n_rows: int) -> Iterator[tuple[int
     for lo in range(start_row, n_rows, chunk):
         hi = min(lo + chunk, n_rows)
         with ctx.wh.read() as con:
-            tbl = arrow_table(con.execute("SELECT token_ids FROM tokens WHERE corpus_fp = ? AND row_id >= ? "
-                                          "AND row_id < ? ORDER BY row_id", [fp, lo, hi]))
+            tbl = arrow_table(con.execute(queries.CORPUS_ROWS_BETWEEN, [fp, lo, hi]))
         col = tbl.column("token_ids").combine_chunks()
         rows = np.asarray(col.flatten(), dtype=np.int64).reshape(tbl.num_rows, -1)
         if len(rows) != hi - lo:
@@ -97,10 +97,9 @@ def _ensure_cache(ctx: Context, on_commit: Callable[[int, int], None] | None) ->
     cfp = cache_fp(ctx, coders)
     ctx_len = cfg.corpus.ctx_len
     with ctx.wh.read() as con:
-        done = con.execute("SELECT n_tokens, n_nonzero, seconds FROM cache_complete WHERE cache_fp = ?", [cfp]).fetchone()
-        start_row = con.execute("SELECT coalesce(max(row_stop), 0) FROM cache_progress WHERE cache_fp = ?",
-                                [cfp]).fetchone()[0]
-        n_rows = con.execute("SELECT count(*) FROM tokens WHERE corpus_fp = ?", [ctx.corpus_fp()]).fetchone()[0]
+        done = con.execute(queries.CACHE_COMPLETE_OF, [cfp]).fetchone()
+        start_row = con.execute(queries.CACHE_RESUME_ROW, [cfp]).fetchone()[0]
+        n_rows = con.execute(queries.CORPUS_ROW_COUNT, [ctx.corpus_fp()]).fetchone()[0]
     if done:
         ctx.log(f"activation cache {cfp} complete: reusing it (no forward pass)")
         return cfp, {"reused": True, "tokens": done[0], "nonzero": done[1], "seconds": done[2]}
@@ -111,7 +110,7 @@ def _ensure_cache(ctx: Context, on_commit: Callable[[int, int], None] | None) ->
     if start_row:
         ctx.log(f"resuming activation cache {cfp} at row {start_row}/{n_rows} (batches before it are committed)")
     with ctx.wh.write() as con:  # rows past the resume point can only be leftovers; keep the cache exact
-        con.execute("DELETE FROM activation_cache WHERE cache_fp = ? AND token >= ?", [cfp, start_row * ctx_len])
+        con.execute(queries.DELETE_CACHE_FROM_TOKEN, [cfp, start_row * ctx_len])
     lm, _ = caching.load_subject_model(ctx.model_dir(), cfg.caching.dtype, cfg.caching.threads)
     saes = load_coders(coders)
     inputs = [h for h, c in saes.items() if c.hook_input]
@@ -212,14 +211,11 @@ def _write_group(ctx: Context, cfp: str, group: list) -> int:
             con.execute("SET enable_optimistic_write = false")
             con.register("_batch", tbl)
             try:
-                con.execute("INSERT INTO activation_cache SELECT cache_fp::VARCHAR, layer::VARCHAR, latent, token, "
-                            "value_bits FROM _batch")
+                con.execute(queries.INSERT_CACHE_BATCH)
             finally:
                 con.unregister("_batch")
         batch_rows = ctx.cfg.caching.batch_rows
-        con.executemany("INSERT INTO cache_progress (cache_fp, batch_index, row_start, row_stop, n_nonzero, seconds)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
-                        [[cfp, a // batch_rows, a, b, sum(len(ba.latent) for ba in ph), secs]
+        con.executemany(queries.INSERT_CACHE_PROGRESS, [[cfp, a // batch_rows, a, b, sum(len(ba.latent) for ba in ph), secs]
                          for a, b, ph, secs in group])
     return n
 
@@ -227,9 +223,8 @@ def _write_group(ctx: Context, cfp: str, group: list) -> int:
 def _finish(ctx: Context, cfp: str, n_rows: int, seconds: float) -> int:
     """Mark the cache complete (its rows are already in activation_cache, committed batch by batch)."""
     with ctx.wh.write() as con:
-        n_nz = con.execute("SELECT count(*) FROM activation_cache WHERE cache_fp = ?", [cfp]).fetchone()[0]
-        con.execute("INSERT INTO cache_complete (cache_fp, n_rows, n_tokens, n_nonzero, seconds) VALUES (?,?,?,?,?) "
-                    "ON CONFLICT DO NOTHING", [cfp, n_rows, n_rows * ctx.cfg.corpus.ctx_len, n_nz, seconds])
+        n_nz = con.execute(queries.CACHE_NONZEROS, [cfp]).fetchone()[0]
+        con.execute(queries.INSERT_CACHE_COMPLETE, [cfp, n_rows, n_rows * ctx.cfg.corpus.ctx_len, n_nz, seconds])
     return int(n_nz)
 
 
@@ -238,11 +233,7 @@ def publish_activations(ctx: Context, cfp: str, layer: str, first: int, last: in
     coders = coder_rows(ctx)
     afp = activations_fp(ctx, layer, coders)
     with ctx.wh.write() as con:
-        con.execute("DELETE FROM activation_partitions WHERE layer = ? AND first_latent <= ? AND last_latent >= ?",
-                    [layer, last, first])
-        n = con.execute("SELECT count(*) FROM activation_cache WHERE cache_fp = ? AND layer = ? "
-                        "AND latent BETWEEN ? AND ?", [cfp, layer, first, last]).fetchone()[0]
-        con.execute("INSERT INTO activation_partitions (layer, first_latent, last_latent, cache_fp, activations_fp, "
-                    "ctx_len, n_nonzero) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [layer, first, last, cfp, afp, ctx.cfg.corpus.ctx_len, n])
+        con.execute(queries.DELETE_ACTIVATION_PARTITION, [layer, last, first])
+        n = con.execute(queries.CACHE_RANGE_NONZEROS, [cfp, layer, first, last]).fetchone()[0]
+        con.execute(queries.INSERT_ACTIVATION_PARTITION, [layer, first, last, cfp, afp, ctx.cfg.corpus.ctx_len, n])
     return int(n)

@@ -17,8 +17,9 @@ import polars as pl
 
 from .. import explainer_baselines
 from ..explainer_baselines import is_baseline
-from ..llm import accounting
 from ..identity import explainer_fp, explainer_spec, scorer_fp, scorer_spec
+from ..llm import accounting
+from ..storage import queries
 from .context import Context
 from .examples import load_examples
 
@@ -31,8 +32,7 @@ def run_baseline_explanations(ctx: Context, layer: str, first: int, last: int) -
     efp = explainer_fp(cfg, ctx.workdir)
     t0 = time.perf_counter()
     exs = load_examples(ctx, layer, first, last, ["train"])
-    sfp = ctx.wh.scalar("SELECT any_value(sampler_fp) FROM latent_selection WHERE layer = ? AND latent BETWEEN ? AND ?",
-                        [layer, first, last]) or ""
+    sfp = ctx.wh.scalar(queries.RANGE_SELECTION_SAMPLER_FP, [layer, first, last]) or ""
     latents = sorted(lat for lat in exs if exs[lat].get("train"))
     promoted, unavailable = {}, None
     if e.kind == "logit_lens" and latents:
@@ -102,17 +102,9 @@ def explained_and_scored(ctx: Context, layer: str, first: int, last: int, scored
     sfps = [scorer_fp(scorer_spec(ctx.cfg, ctx.workdir, k)) for k in ctx.cfg.scorer.scorers] \
         if scored else []
     with ctx.wh.read() as con:
-        current = con.execute("SELECT any_value(sampler_fp) FROM latent_selection WHERE layer = ? AND latent BETWEEN "
-                              "? AND ?", [layer, first, last]).fetchone()[0]
-        stale, n = con.execute(
-            "SELECT count(*) FILTER (WHERE e.sampler_fp IS DISTINCT FROM ? OR (e.status = 'ok' AND ("
-            "  SELECT count(DISTINCT s.scorer_fp) FROM scores s WHERE s.layer = e.layer AND s.latent = e.latent"
-            "  AND s.explainer_fp = e.explainer_fp AND s.scorer_fp IN (SELECT unnest(?)) AND s.latent_range IS NOT NULL"
-            "  ) < ?)), count(*) "
-            "FROM explanations e WHERE e.layer = ? AND e.latent BETWEEN ? AND ? AND e.explainer_fp = ?",
-            [current, sfps, len(sfps), layer, first, last, efp]).fetchone()
-        selected = con.execute("SELECT count(*) FROM latent_selection WHERE layer = ? AND latent BETWEEN ? AND ? "
-                               "AND status = 'selected'", [layer, first, last]).fetchone()[0]
+        current = con.execute(queries.RANGE_SELECTION_SAMPLER_FP, [layer, first, last]).fetchone()[0]
+        stale, n = con.execute(queries.RANGE_STALE_OR_UNSCORED_EXPLANATIONS, [current, sfps, len(sfps), layer, first, last, efp]).fetchone()
+        selected = con.execute(queries.RANGE_SELECTED_COUNT, [layer, first, last]).fetchone()[0]
     cap = ctx.cfg.explainer.max_latents
     return current is not None and n == (min(selected, cap) if cap else selected) > 0 and stale == 0
 

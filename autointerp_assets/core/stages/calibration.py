@@ -19,18 +19,19 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from .. import calibration as planted_mod, identity
+from .. import calibration as planted_mod
+from .. import identity
 from ..config import BudgetConfig, LatentsConfig
 from ..scoring import embedding
 from ..separators import data_mask
-from ..storage import Warehouse
+from ..storage import Warehouse, queries
 from .activations import fp16_bits, separators_of
 from .baseline_explanations import baseline_contexts
 from .context import Context
 from .corpus import load_rows
 from .examples import _token_strings, run_examples
-from .latent_stats import run_latent_stats
 from .explanations import run_explanations
+from .latent_stats import run_latent_stats
 from .scores import run_scores
 from .scores_more import run_more_scores
 
@@ -88,8 +89,8 @@ def _plant(ctx: Context, cal: Context, cfp: str) -> list[planted_mod.Planted]:
     planted = planted_latents(ctx, rows)
     corpus_fp, ctx_len = ctx.corpus_fp(), rows.shape[1]
     with cal.wh.read() as con:
-        done = con.execute("SELECT count(*) FROM cache_complete WHERE cache_fp = ?", [cfp]).fetchone()[0]
-        have = con.execute("SELECT count(*) FROM tokens WHERE corpus_fp = ?", [corpus_fp]).fetchone()[0]
+        done = con.execute(queries.CACHE_COMPLETE_COUNT, [cfp]).fetchone()[0]
+        have = con.execute(queries.CORPUS_ROW_COUNT, [corpus_fp]).fetchone()[0]
     if done and have == len(rows):
         return planted
     lat, row, pos, val = planted_mod.planted_activations(rows, data, planted, ctx.cfg.calibration.seed)
@@ -98,18 +99,15 @@ def _plant(ctx: Context, cal: Context, cfp: str) -> list[planted_mod.Planted]:
         for table in ("tokens", "activation_cache", "cache_progress", "cache_complete", "activation_partitions",
                       "example_windows", "latent_selection", "explanations", "scores", "score_items",
                       "scorer_sensitivity"):
-            con.execute(f"DELETE FROM {table}")
+            cal.wh.delete(con, table)
         cal.wh.insert(con, "tokens", pl.DataFrame({"corpus_fp": corpus_fp, "row_id": np.arange(len(rows), dtype=np.int32),
                                                    "token_ids": rows.tolist()},
                                                   schema_overrides={"token_ids": pl.List(pl.Int32)}))
         cal.wh.insert(con, "activation_cache", pl.DataFrame({
             "cache_fp": cfp, "layer": LAYER, "latent": lat[order], "token": (row * ctx_len + pos)[order].astype(np.int32),
             "value_bits": fp16_bits(val[order])}))
-        con.execute("INSERT INTO cache_complete (cache_fp, n_rows, n_tokens, n_nonzero, seconds) VALUES (?, ?, ?, ?, 0)",
-                    [cfp, len(rows), rows.size, len(lat)])
-        con.execute("INSERT INTO activation_partitions (layer, first_latent, last_latent, cache_fp, activations_fp, "
-                    "ctx_len, n_nonzero) VALUES (?, 0, ?, ?, ?, ?, ?)",
-                    [LAYER, cal.cfg.latents.stop - 1, cfp, cfp, ctx_len, len(lat)])
+        con.execute(queries.INSERT_CACHE_COMPLETE_PLANTED, [cfp, len(rows), rows.size, len(lat)])
+        con.execute(queries.INSERT_ACTIVATION_PARTITION_PLANTED, [LAYER, cal.cfg.latents.stop - 1, cfp, cfp, ctx_len, len(lat)])
     return planted
 
 
@@ -120,11 +118,11 @@ def run_calibration(ctx: Context, explainer_client, scorer_client) -> dict:
     cfp = calibration_fp(ctx)
     planted = _plant(ctx, cal, cfp)
     last = cal.cfg.latents.stop - 1
-    calls_before = cal.wh.scalar("SELECT coalesce(max(rowid) + 1, 0) FROM llm_calls")  # append-only: new rows after it
+    calls_before = cal.wh.scalar(queries.LEDGER_NEXT_ROWID)  # append-only: new rows after it
     run_latent_stats(cal, LAYER, 0, last)  # the explainer prompt reads each latent's max activation
     run_examples(cal, LAYER, 0, last)
-    selection = dict(cal.wh.query("SELECT latent, status FROM latent_selection WHERE layer = ?", [LAYER]).iter_rows())
-    windows = dict(cal.wh.query("SELECT latent, n_windows FROM latent_selection WHERE layer = ?", [LAYER]).iter_rows())
+    selection = dict(cal.wh.query(queries.LAYER_SELECTION_STATUS, [LAYER]).iter_rows())
+    windows = dict(cal.wh.query(queries.LAYER_SELECTION_WINDOWS, [LAYER]).iter_rows())
     selected = [i for i in range(len(planted)) if selection.get(i) == "selected"]
     if len(selected) < 2:
         raise RuntimeError(f"calibration: only {len(selected)} planted latents have sampler.min_examples "
@@ -132,9 +130,9 @@ def run_calibration(ctx: Context, explainer_client, scorer_client) -> dict:
                            "or use a larger corpus")
     # (a) gold and (b) the deranged gold: the control of scores_more on the gold explanations
     gold_fp = identity.gold_explainer_fp(cfp)
-    sfp = cal.wh.scalar("SELECT any_value(sampler_fp) FROM latent_selection WHERE layer = ?", [LAYER]) or ""
+    sfp = cal.wh.scalar(queries.LAYER_SELECTION_SAMPLER_FP, [LAYER]) or ""
     with cal.wh.write() as con:
-        con.execute("DELETE FROM explanations WHERE explainer_fp = ?", [gold_fp])
+        con.execute(queries.DELETE_EXPLAINER_EXPLANATIONS, [gold_fp])
         cal.wh.insert(con, "explanations", pl.DataFrame([
             {"layer": LAYER, "latent": i, "explainer_fp": gold_fp, "status": "ok", "explanation": planted[i].gold,
              "sampler_fp": sfp} for i in selected]))
@@ -166,8 +164,7 @@ def _recovery(ctx: Context, cal: Context, planted, selected, efp: str, cfp: str)
     g = encode(golds)
     out = []
     for fp, name in explainers.items():
-        text = dict(cal.wh.query("SELECT latent, explanation FROM explanations WHERE layer = ? AND explainer_fp = ? "
-                                 "AND status = 'ok'", [LAYER, fp]).iter_rows())
+        text = dict(cal.wh.query(queries.LAYER_EXPLANATIONS_OF, [LAYER, fp]).iter_rows())
         have = [i for i in selected if text.get(i)]
         if not have:
             continue
@@ -183,10 +180,7 @@ def _recovery(ctx: Context, cal: Context, planted, selected, efp: str, cfp: str)
 
 def _publish(ctx: Context, cal: Context, planted, selection, windows, cfp, gold_fp, efp, recovery, calls_before) -> None:
     """The calibration's results into the project's warehouse, in one transaction, replacing this explainer's."""
-    scores = cal.wh.query(
-        "SELECT s.latent, s.scorer, s.scorer_fp, s.metric, s.value, s.status, s.control, s.explainer_fp, "
-        "e.explanation FROM scores s LEFT JOIN explanations e ON e.layer = s.layer AND e.latent = s.latent "
-        "AND e.explainer_fp = s.explainer_fp WHERE s.layer = ? AND s.explainer_fp IN (?, ?)", [LAYER, gold_fp, efp])
+    scores = cal.wh.query(queries.CALIBRATION_SCORES_OF, [LAYER, gold_fp, efp])
     gold = {i: planted[i].gold for i in range(len(planted))}
     rows = []
     for r in scores.iter_rows(named=True):
@@ -198,12 +192,12 @@ def _publish(ctx: Context, cal: Context, planted, selection, windows, cfp, gold_
                      "status": r["status"]})
     latents = [{"calibration_fp": cfp, "latent": i, "planted": p.name, "gold": gold[i], "n_token_ids": len(p.token_ids),
                 "n_windows": int(windows.get(i, 0)), "status": selection.get(i, "dead")} for i, p in enumerate(planted)]
-    ledger = cal.wh.query("SELECT * EXCLUDE (created_at) FROM llm_calls WHERE rowid >= ?", [calls_before])
+    ledger = cal.wh.query(queries.LEDGER_ROWS_FROM, [calls_before])
     with ctx.wh.write() as con:
         ctx.wh.record_fingerprint(con, cfp, "calibration", calibration_spec(ctx))
-        con.execute("DELETE FROM calibration_latents WHERE calibration_fp = ?", [cfp])
+        con.execute(queries.DELETE_CALIBRATION_LATENTS, [cfp])
         for table in ("calibration_scores", "calibration_recovery"):
-            con.execute(f"DELETE FROM {table} WHERE calibration_fp = ? AND explainer_fp = ?", [cfp, efp])
+            ctx.wh.delete(con, table, {"calibration_fp": cfp, "explainer_fp": efp})
         ctx.wh.insert(con, "calibration_latents", pl.DataFrame(latents))
         if rows:
             ctx.wh.insert(con, "calibration_scores", pl.DataFrame(rows, schema_overrides={
@@ -216,12 +210,9 @@ def _publish(ctx: Context, cal: Context, planted, selection, windows, cfp, gold_
 
 def calibration_summary(wh: Warehouse, cfp: str, efp: str) -> dict:
     """Per scorer its power, per explainer its recovery (views calibration_power / calibration_recovery_rate)."""
-    power = wh.query("SELECT * EXCLUDE (calibration_fp, explainer_fp) FROM calibration_power WHERE calibration_fp = ? "
-                     "AND explainer_fp = ? ORDER BY scorer", [cfp, efp])
-    rec = wh.query("SELECT * EXCLUDE (calibration_fp, explainer_fp) FROM calibration_recovery_rate "
-                   "WHERE calibration_fp = ? AND explainer_fp = ? ORDER BY explainer", [cfp, efp])
-    planted = wh.query("SELECT latent, planted, status, n_windows, gold FROM calibration_latents WHERE calibration_fp = ? "
-                       "ORDER BY latent", [cfp])
+    power = wh.query(queries.CALIBRATION_POWER_ROWS, [cfp, efp])
+    rec = wh.query(queries.CALIBRATION_RECOVERY_ROWS, [cfp, efp])
+    planted = wh.query(queries.CALIBRATION_LATENT_ROWS, [cfp])
     return {"power": power.to_dicts(), "recovery": rec.to_dicts(), "planted": planted.to_dicts()}
 
 

@@ -8,9 +8,10 @@ import numpy as np
 import polars as pl
 
 from .. import corpus
+from ..identity import corpus_spec, model_identity
+from ..storage import queries
 from ..storage.warehouse import arrow_table
 from ..vocabulary import write_vocabulary
-from ..identity import corpus_spec, model_identity
 from .context import Context
 
 
@@ -27,7 +28,7 @@ def run_corpus(ctx: Context) -> dict:
                           "token_ids": pl.Series(rows).cast(pl.List(pl.Int32))})
     with ctx.wh.write() as con:
         ctx.wh.record_fingerprint(con, fp, "corpus", corpus_spec(ctx.cfg, ctx.workdir))
-        con.execute("DELETE FROM tokens WHERE corpus_fp = ?", [fp])
+        con.execute(queries.DELETE_CORPUS_TOKENS, [fp])
         ctx.wh.insert(con, "tokens", frame)
         write_vocabulary(ctx.wh, con, ctx.model_dir(), model_identity(ctx.cfg.subject_model, ctx.workdir), fp, cfg.source)
     secs = time.perf_counter() - t0
@@ -38,7 +39,7 @@ def run_corpus(ctx: Context) -> dict:
 def ensure_vocabulary(ctx: Context) -> None:
     """The current corpus's tokenizer strings in `vocabulary` / `corpora` (a warehouse made before they existed)."""
     fp = ctx.corpus_fp()
-    if ctx.wh.scalar("SELECT count(*) FROM corpora WHERE corpus_fp = ?", [fp]):
+    if ctx.wh.scalar(queries.CORPUS_REGISTERED, [fp]):
         return
     with ctx.wh.write() as con:
         write_vocabulary(ctx.wh, con, ctx.model_dir(), model_identity(ctx.cfg.subject_model, ctx.workdir), fp,
@@ -48,9 +49,7 @@ def ensure_vocabulary(ctx: Context) -> None:
 def load_rows(ctx: Context, limit: int | None = None) -> np.ndarray:
     fp = ctx.corpus_fp()
     with ctx.wh.read() as con:
-        tbl = con.execute(
-            f"SELECT token_ids FROM tokens WHERE corpus_fp = ? ORDER BY row_id {'LIMIT ' + str(limit) if limit else ''}",
-            [fp])
+        tbl = con.execute(queries.CORPUS_TOKEN_IDS, [fp, limit or None])  # LIMIT NULL: every row
         tbl = arrow_table(tbl)
     if tbl.num_rows == 0:
         raise RuntimeError(f"no corpus rows for {fp}: materialize corpus_tokens first")

@@ -20,19 +20,19 @@ from typing import Callable, Sequence
 
 import polars as pl
 
-from ..scoring import classifier
 from ..config import LLMConfig, ProjectConfig
 from ..explainer_baselines import is_baseline
+from ..identity import OUTPUT_KINDS
 from ..records import Example
-from ..scoring import intruder, simulation
+from ..scoring import classifier, intruder, simulation
 from ..scoring.intervention import InterventionJob, Pair
 from ..scoring.intervention import requests as intervention_requests
+from ..storage import queries
 from .baseline_explanations import baseline_contexts
 from .context import Context
 from .examples import _token_strings, load_examples
 from .explanations import COUNTEREXAMPLES, explainer_request
 from .llm_runs import prompt_counter
-from ..identity import OUTPUT_KINDS
 from .steering import prompts as steering_prompts
 
 PLACEHOLDER_EXPLANATION = "Names of cities, mostly after \"in\" or \"from\", in travel sentences."
@@ -80,8 +80,7 @@ class _Windows:
         if self._rows is None:
             from .corpus import load_rows
 
-            rows = load_rows(self.ctx, limit=64) if self.ctx.wh.scalar(
-                "SELECT count(*) FROM tokens WHERE corpus_fp = ?", [self.ctx.corpus_fp()]) else None
+            rows = load_rows(self.ctx, limit=64) if self.ctx.wh.scalar(queries.CORPUS_ROW_COUNT, [self.ctx.corpus_fp()]) else None
             if rows is None or not len(rows):
                 from transformers import AutoTokenizer
 
@@ -119,8 +118,7 @@ class _Windows:
 def _pairs(ctx: Context, layer: str, first: int, last: int, lat: int, windows: _Windows) -> list[Pair]:
     """The intervention scorer's pairs of a latent: the stored continuations, else prompts with corpus text of
     the continuations' length."""
-    rows = ctx.wh.query("SELECT prompt_id, prompt, clean, steered FROM steered_texts WHERE layer = ? AND latent = ? "
-                        "ORDER BY prompt_id", [layer, lat])
+    rows = ctx.wh.query(queries.LATENT_STEERED_TEXTS, [layer, lat])
     if rows.height:
         return [Pair(*r) for r in rows.iter_rows()]
     n = ctx.cfg.steering.max_new_tokens
@@ -147,8 +145,7 @@ def estimate(ctx: Context, sample: int = 8) -> pl.DataFrame:
 
     for layer in cfg0.layer_keys():
         for first, last in cfg0.latents.ranges():
-            stored = ctx.wh.query("SELECT latent FROM latent_selection WHERE layer = ? AND latent BETWEEN ? AND ? "
-                                  "AND status = 'selected' ORDER BY latent", [layer, first, last])["latent"].to_list()
+            stored = ctx.wh.query(queries.RANGE_SELECTED_LATENTS, [layer, first, last])["latent"].to_list()
             if stored:
                 latents = stored
             else:
@@ -178,8 +175,7 @@ def _one_partition(ctx, cfg: ProjectConfig, name, layer, first, last, picked, sc
     stext = _text_counter(cfg.scorer_llm, ctx.workdir)
     steer = {}
     if e.kind in OUTPUT_KINDS:
-        rows = ctx.wh.query("SELECT latent, top_tokens, top_increases FROM steering WHERE layer = ? AND latent "
-                            "BETWEEN ? AND ?", [layer, first, last])
+        rows = ctx.wh.query(queries.RANGE_STEERING_TOKENS, [layer, first, last])
         steer = {r[0]: list(zip(r[1], r[2])) for r in rows.iter_rows()}
     max_tok = max(e.max_tokens, 160) if e.chain_of_thought else e.max_tokens
     ex_line = line("explanations", name, "", e.llm)

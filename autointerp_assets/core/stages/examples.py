@@ -6,11 +6,11 @@ from typing import Sequence
 
 import polars as pl
 
-from .. import sampling
+from .. import identity, sampling
+from ..records import Example
 from ..sampling import embeddings
 from ..sampling.neighbours import decoder_rows
-from .. import identity
-from ..records import Example
+from ..storage import queries
 from ..vocabulary import token_strings
 from ..vocabulary import token_strings as _token_strings  # noqa: F401 (the name the LLM stages import)
 from .context import Context
@@ -25,8 +25,7 @@ def _decode_fn(model_dir: str):
 
 def run_examples(ctx: Context, layer: str, first: int, last: int) -> dict:
     cfg, s = ctx.cfg, ctx.cfg.sampler
-    afp = ctx.wh.scalar("SELECT any_value(activations_fp) FROM activations WHERE layer = ? AND latent BETWEEN ? AND ?",
-                        [layer, first, last])
+    afp = ctx.wh.scalar(queries.RANGE_ACTIVATIONS_FP, [layer, first, last])
     if afp is None:
         raise RuntimeError(f"no activations for {layer} {first}-{last}: materialize activations first")
     corpus_fp = ctx.corpus_fp()
@@ -37,7 +36,7 @@ def run_examples(ctx: Context, layer: str, first: int, last: int) -> dict:
                                                        s.embedding_model, _decode_fn(ctx.model_dir()), ctx.log)
     w_dec = None
     if s.neighbour_type == "decoder":
-        path = ctx.wh.scalar("SELECT path FROM sparse_coders WHERE layer = ? ORDER BY created_at DESC LIMIT 1", [layer])
+        path = ctx.wh.scalar(queries.LAYER_CODER_PATH, [layer])
         if path is None:
             raise RuntimeError(f"neighbour_type 'decoder' needs the sparse coder of {layer}: materialize sparse_coders")
         w_dec = decoder_rows(path, first, last)
@@ -76,10 +75,7 @@ def check_examples(ctx: Context, layer: str, first: int, last: int) -> dict:
 
 def load_examples(ctx: Context, layer: str, first: int, last: int, splits: Sequence[str]) -> dict[int, dict[str, list[Example]]]:
     vocab = token_strings(ctx.model_dir())
-    frame = ctx.wh.query(
-        "SELECT latent, split, example_id, quantile, token_ids, acts FROM examples "
-        "WHERE layer = ? AND latent BETWEEN ? AND ? AND split IN (SELECT unnest(?)) ORDER BY latent, split, example_id",
-        [layer, first, last, list(splits)])
+    frame = ctx.wh.query(queries.RANGE_EXAMPLE_TOKENS, [layer, first, last, list(splits)])
     out: dict[int, dict[str, list[Example]]] = {}
     for r in frame.iter_rows(named=True):
         ex = Example(r["example_id"], tuple(vocab[t] for t in r["token_ids"]), tuple(r["acts"]),
@@ -93,10 +89,8 @@ def current_explanations(ctx: Context, layer: str, first: int, last: int, efp: s
     and their sampler fingerprint. An explanation made from other examples (an older sampler or cache, e.g.
     before every separator was excluded) is never scored against the new ones: it is left out, with a log line,
     until the explanations are re-materialized (check scores_for_every_explanation shows it meanwhile)."""
-    samp = ctx.wh.scalar("SELECT any_value(sampler_fp) FROM examples WHERE layer = ? AND latent BETWEEN ? AND ?",
-                         [layer, first, last]) or ""
-    expl = ctx.wh.query("SELECT latent, explanation, sampler_fp FROM explanations WHERE layer = ? AND latent BETWEEN ? "
-                        "AND ? AND explainer_fp = ? AND status = 'ok' ORDER BY latent", [layer, first, last, efp])
+    samp = ctx.wh.scalar(queries.RANGE_EXAMPLES_SAMPLER_FP, [layer, first, last]) or ""
+    expl = ctx.wh.query(queries.RANGE_EXPLANATIONS_OF, [layer, first, last, efp])
     stale = expl.filter(pl.col("sampler_fp") != samp)
     if stale.height:
         ctx.log(f"{layer} {first}-{last}: {stale.height} explanations of {efp} were made from other examples "

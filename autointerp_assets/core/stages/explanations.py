@@ -21,14 +21,16 @@ import polars as pl
 
 from .. import explainers, output_explainers
 from ..explainer_baselines import is_baseline
+from ..identity import OUTPUT_KINDS, engine_label, explainer_fp, explainer_spec
 from ..llm import accounting
 from ..llm.accounting import BudgetExceeded
 from ..llm.ledger import Ledger
-from ..identity import OUTPUT_KINDS, engine_label, explainer_fp, explainer_spec
-from .context import Context, rate
 from ..sampling.neighbours import decoder_rows
+from ..storage import queries
+from ..storage.monotone import merge
+from .context import Context, rate
 from .examples import _token_strings, load_examples
-from .incremental import done_latents, failed_units, merge, verdict
+from .incremental import done_latents, failed_units, verdict
 from .llm_runs import BUDGET_EXCEEDED, prompt_counter
 from .steering import load_steering
 
@@ -56,7 +58,7 @@ def logit_tokens(ctx: Context, layer: str, first: int, last: int, k: int) -> dic
     """Per latent of the range, the k tokens its decoder direction promotes through the subject model's
     unembedding (W_dec row @ W_U^T, after the final norm's gain). Reads only W_dec (any checkpoint layout) and
     the unembedding / norm tensors (never the full model), once per partition."""
-    path = ctx.wh.scalar("SELECT path FROM sparse_coders WHERE layer = ? ORDER BY created_at DESC LIMIT 1", [layer])
+    path = ctx.wh.scalar(queries.LAYER_CODER_PATH, [layer])
     try:  # sparsify, SAELens or Gemma Scope layout
         w_dec = decoder_rows(path or "", first, last)
     except ValueError as e:
@@ -124,10 +126,8 @@ def run_explanations(ctx: Context, client, layer: str, first: int, last: int, fo
     spec = explainer_spec(cfg, ctx.workdir)
     efp = explainer_fp(cfg, ctx.workdir)
     exs = explainer_examples(ctx, layer, first, last)
-    sfp = ctx.wh.scalar("SELECT any_value(sampler_fp) FROM latent_selection WHERE layer = ? AND latent BETWEEN ? AND ?",
-                        [layer, first, last]) or ""
-    maxes = dict(ctx.wh.query("SELECT latent, max_activation FROM latent_stats WHERE layer = ? AND latent BETWEEN ? AND ?",
-                              [layer, first, last]).iter_rows())
+    sfp = ctx.wh.scalar(queries.RANGE_SELECTION_SAMPLER_FP, [layer, first, last]) or ""
+    maxes = dict(ctx.wh.query(queries.RANGE_MAX_ACTIVATIONS, [layer, first, last]).iter_rows())
     units = [lat for lat in sorted(exs) if "train" in exs[lat]][:ecfg.max_latents]
     outputs = output_tokens(ctx, layer, first, last) if ecfg.kind in OUTPUT_KINDS and units else {}
     if outputs:  # an output-centric explainer explains the latents the steering stage stimulated

@@ -20,6 +20,7 @@ from .. import identity
 from ..llm.ledger import Ledger
 from ..scoring import bootstrap, controls
 from ..scoring.intervention import PROMPT_VERSION, InterventionJob, Pair, score_intervention
+from ..storage import queries
 from .context import Context
 from .examples import current_explanations
 from .explanations import partition_label
@@ -40,11 +41,7 @@ def intervention_current(ctx: Context, layer: str, first: int, last: int) -> boo
     current steering and scorer settings (a re-run would only repeat it)."""
     efp = identity.explainer_fp(ctx.cfg, ctx.workdir)
     sfp = identity.scorer_fp(intervention_spec(ctx, steering_fp(ctx, layer)))
-    ok, scored = ctx.wh.query(
-        "SELECT count(*), count(s.latent) FROM explanations e LEFT JOIN scores s ON s.layer = e.layer AND s.latent = "
-        "e.latent AND s.explainer_fp = e.explainer_fp AND s.scorer = 'intervention' AND s.scorer_fp = ? WHERE "
-        "e.layer = ? AND e.latent BETWEEN ? AND ? AND e.explainer_fp = ? AND e.status = 'ok'",
-        [sfp, layer, first, last, efp]).row(0)
+    ok, scored = ctx.wh.query(queries.RANGE_EXPLANATIONS_WITH_SCORE, [sfp, layer, first, last, efp]).row(0)
     return ok == scored
 
 
@@ -91,9 +88,7 @@ def run_intervention_scores(ctx: Context, client, layer: str, first: int, last: 
         ledger.complete(con, rows.ledger)
         failures = failed_units(con, "scores", layer, efp, latents, list(SCORERS) if donor else [SCORERS[0]])
     # the partition as it now stands (this run's rows merged with earlier ones)
-    now = ctx.wh.query("SELECT latent, scorer, status, value FROM scores WHERE layer = ? AND latent BETWEEN ? AND ? "
-                       "AND explainer_fp = ? AND scorer IN (SELECT unnest(?::VARCHAR[]))",
-                       [layer, first, last, efp, list(SCORERS)])
+    now = ctx.wh.query(queries.RANGE_INTERVENTION_SCORES, [layer, first, last, efp, list(SCORERS)])
     real = {lat: (st, v) for lat, name, st, v in now.iter_rows() if name == SCORERS[0]}
     ctl = {lat: v for lat, name, st, v in now.iter_rows() if name == SCORERS[1] and st == "ok"}
     lats = sorted(lat for lat, (st, _) in real.items() if st == "ok")

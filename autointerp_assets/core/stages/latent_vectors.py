@@ -16,13 +16,13 @@ import polars as pl
 from .. import search
 from ..sampling.embeddings import model_key
 from ..sampling.neighbours import decoder_rows
+from ..storage import queries
 from .context import Context
 
 
 def run_latent_vectors(ctx: Context, layer: str, first: int, last: int) -> dict:
     t0 = time.perf_counter()
-    coder = ctx.wh.query("SELECT path, sae_fp FROM sparse_coders WHERE layer = ? ORDER BY created_at DESC LIMIT 1",
-                         [layer])
+    coder = ctx.wh.query(queries.LAYER_CODER_PATH_AND_FP, [layer])
     # without a registered coder (a warehouse of examples brought from elsewhere) only the explanations are
     # compared: no decoder rows, coder key ''
     path, sae_fp = coder.row(0) if coder.height else (None, "")

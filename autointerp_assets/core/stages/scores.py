@@ -16,15 +16,18 @@ import time
 import numpy as np
 import polars as pl
 
-from ..scoring import classifier, metrics
+from ..identity import engine_label, scorer_fp, scorer_spec
+from ..identity import explainer_fp as explainer_fp_of
 from ..llm import accounting
 from ..llm.accounting import BudgetExceeded
 from ..llm.ledger import Ledger
-from ..identity import engine_label, explainer_fp as explainer_fp_of, scorer_fp, scorer_spec
+from ..scoring import classifier, metrics
+from ..storage import queries
+from ..storage.monotone import merge
 from .context import Context, rate
 from .examples import current_explanations, load_examples
 from .explanations import partition_label
-from .incremental import done_scores, failed_units, merge, verdict
+from .incremental import done_scores, failed_units, verdict
 from .llm_runs import BUDGET_EXCEEDED, prompt_counter
 
 F64 = ("balanced_accuracy", "accuracy", "precision", "recall", "f1", "auroc", "latency_s", "cost_usd")
@@ -122,9 +125,7 @@ def run_scores(ctx: Context, client, layer: str, first: int, last: int, explaine
         ledger.complete(con, calls)
         failures = failed_units(con, "scores", layer, efp, list(jobs), kinds)
     # the partition as it now stands (this run's rows merged with earlier ones), for the metadata
-    now = ctx.wh.query("SELECT scorer, status, balanced_accuracy, auroc, n_failed_batches FROM scores WHERE layer = ? "
-                       "AND latent BETWEEN ? AND ? AND explainer_fp = ? AND scorer IN (SELECT unnest(?::VARCHAR[]))",
-                       [layer, first, last, efp, kinds])
+    now = ctx.wh.query(queries.RANGE_CLASSIFIER_SCORES, [layer, first, last, efp, kinds])
     summary, baccs = {}, {}
     for kind in kinds:
         mine = now.filter(pl.col("scorer") == kind)

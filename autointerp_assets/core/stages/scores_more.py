@@ -19,18 +19,20 @@ import time
 
 import polars as pl
 
-from ..scoring import classifier, metrics
-from ..llm import accounting
-from ..scoring import bootstrap, controls, embedding, heuristics, intruder, sensitivity, simulation, surprisal
-from ..subject_model import resolve_model
-from ..llm.ledger import Ledger
-from .activations import separators_of
 from .. import identity
 from ..identity import llm_identity, model_identity, scorer_spec
+from ..llm import accounting
+from ..llm.ledger import Ledger
+from ..scoring import (bootstrap, classifier, controls, embedding, heuristics, intruder, metrics, sensitivity,
+                       simulation, surprisal)
+from ..storage import queries
+from ..storage.monotone import merge
+from ..subject_model import resolve_model
+from .activations import separators_of
 from .context import Context
 from .examples import current_explanations, load_examples
 from .explanations import partition_label
-from .incremental import done_scores, failed_units, merge, verdict
+from .incremental import done_scores, failed_units, verdict
 from .llm_runs import prompt_counter
 from .scores import KEY
 
@@ -148,11 +150,10 @@ def _subset(exs: list, n: int | None, seed: str) -> list:
 def _flags(ctx: Context, layer: str, first: int, last: int) -> pl.DataFrame | None:
     corpus_fp = ctx.corpus_fp()
     with ctx.wh.read() as con:
-        if not con.execute("SELECT count(*) FROM tokens WHERE corpus_fp = ?", [corpus_fp]).fetchone()[0]:
+        if not con.execute(queries.CORPUS_ROW_COUNT, [corpus_fp]).fetchone()[0]:
             return None
         return heuristics.compute_flags(
-            con, "SELECT latent, row_id, pos, value FROM activations WHERE layer = ? AND latent BETWEEN ? AND ?",
-            "SELECT row_id, token_ids FROM tokens WHERE corpus_fp = ?", [layer, first, last, corpus_fp],
+            con, queries.RANGE_ACTIVATION_ROWS, queries.CORPUS_ROWS, [layer, first, last, corpus_fp],
             separators_of(ctx), ctx.cfg.scoring_extras)
 
 
@@ -195,10 +196,7 @@ def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, exp
     # detection / fuzzing: intervals of stage scores' rows, and their controls
     ci_rows, items = [], None
     if kinds and latents:
-        items = ctx.wh.query("SELECT latent, scorer, example_id, truth, prediction, probability, batch_index FROM score_items "
-                             "WHERE layer = ? "
-                             "AND latent BETWEEN ? AND ? AND explainer_fp = ? AND scorer IN (SELECT unnest(?))",
-                             [layer, first, last, efp, kinds])
+        items = ctx.wh.query(queries.RANGE_CLASSIFIER_ITEMS, [layer, first, last, efp, kinds])
         for (lat, kind), grp in items.group_by(["latent", "scorer"], maintain_order=True):
             its = [{**r, "key": f"{layer}/{lat}:{kind}"} for r in grp.iter_rows(named=True)]
             ci, auci, _ = _classifier_cis(its, x)
@@ -325,10 +323,8 @@ def _sensitivities(con, layer: str, first: int, last: int, efp: str, kinds, x,
     transaction: the partition as it now stands (this run's pairs merged with earlier ones). ``kinds``: scorers
     answering yes/no per item (their predictions are compared), ``values``: scorers giving a value per item."""
     args = [layer, first, last, efp]
-    items = con.execute("SELECT scorer, latent, example_id, truth, prediction, value FROM score_items WHERE layer = ? "
-                        "AND latent BETWEEN ? AND ? AND explainer_fp = ?", args).pl()
-    scores = con.execute("SELECT scorer, latent, coalesce(value, balanced_accuracy) AS value FROM scores WHERE layer = ? "
-                         "AND latent BETWEEN ? AND ? AND explainer_fp = ? AND status = 'ok'", args).pl()
+    items = con.execute(queries.RANGE_CONTROLLED_ITEMS, args).pl()
+    scores = con.execute(queries.RANGE_CONTROLLED_VALUES, args).pl()
     key = lambda i: (i["latent"], i["example_id"], i["truth"])  # noqa: E731
 
     def of(name: str) -> list[dict]:
@@ -362,21 +358,15 @@ def _commit(ctx, layer, first, last, efp, rows: _Rows, ci_rows, flags, kinds, rn
     with wh.write() as con:
         kept = merge_rows(con, wh, rows)
         # stage scores' own rows: primary metric, intervals and partition label (their other columns untouched)
-        con.execute("UPDATE scores SET metric = 'balanced_accuracy', value = balanced_accuracy, control = false, "
-                    "latent_range = ? WHERE layer = ? AND latent BETWEEN ? AND ? AND explainer_fp = ? "
-                    "AND scorer IN (SELECT unnest(?))", [rng_label, layer, first, last, efp, list(kinds)])
+        con.execute(queries.SET_CLASSIFIER_METRIC, [rng_label, layer, first, last, efp, list(kinds)])
         if ci_rows:
             con.register("_ci", pl.DataFrame(ci_rows, schema_overrides={
                 k: pl.Float64 for k in ("ci_low", "ci_high", "auroc_ci_low", "auroc_ci_high")}).to_arrow())
-            con.execute("UPDATE scores SET ci_low = c.ci_low, ci_high = c.ci_high, auroc_ci_low = c.auroc_ci_low, "
-                        "auroc_ci_high = c.auroc_ci_high FROM _ci c WHERE scores.layer = c.layer AND "
-                        "scores.latent = c.latent AND scores.explainer_fp = c.explainer_fp AND scores.scorer = c.scorer")
+            con.execute(queries.SET_CLASSIFIER_CIS)
             con.unregister("_ci")
         if flags is not None and flags.height:
             con.register("_flags", flags.to_arrow())
-            cols = ", ".join(f"{c} = f.{c}" for c in heuristics.FLAG_COLUMNS)
-            con.execute(f"UPDATE latent_stats SET {cols} FROM _flags f WHERE latent_stats.layer = ? "
-                        "AND latent_stats.latent = f.latent", [layer])
+            con.execute(queries.SET_LATENT_FLAGS, [layer])
             con.unregister("_flags")
         values = ("simulation", "embedding", "surprisal")
         sens = _sensitivities(con, layer, first, last, efp, kinds, ctx.cfg.scoring_extras, values)
@@ -388,7 +378,7 @@ def _commit(ctx, layer, first, last, efp, rows: _Rows, ci_rows, flags, kinds, rn
 
 def merge_rows(con, wh, rows: _Rows) -> int:
     """Inside the caller's transaction: record the rows' scorer fingerprints and merge their score and item rows
-    monotonically (:func:`.incremental.merge`); how many failures were kept beside an ok row."""
+    monotonically (:func:`..storage.monotone.merge`); how many failures were kept beside an ok row."""
     for f, (kind, spec) in rows.fps.items():
         wh.record_fingerprint(con, f, kind, spec)
     items = pl.DataFrame(rows.items, schema_overrides={"probability": pl.Float64, "prediction": pl.Boolean,
@@ -401,8 +391,7 @@ def merge_rows(con, wh, rows: _Rows) -> int:
 
 def write_sensitivity(con, wh, layer: str, rng_label: str, efp: str, scorers, sens) -> None:
     """Inside the caller's transaction: the partition's scorer_sensitivity rows of ``scorers`` replaced by ``sens``."""
-    con.execute("DELETE FROM scorer_sensitivity WHERE layer = ? AND latent_range = ? AND explainer_fp = ? "
-                "AND scorer IN (SELECT unnest(?::VARCHAR[]))", [layer, rng_label, efp, list(scorers)])
+    con.execute(queries.DELETE_RANGE_SENSITIVITY, [layer, rng_label, efp, list(scorers)])
     if sens:
         wh.insert(con, "scorer_sensitivity", pl.DataFrame([{
             "layer": layer, "latent_range": rng_label, "explainer_fp": efp, "scorer": v.scorer, "latents": v.latents,
@@ -416,16 +405,10 @@ def write_sensitivity(con, wh, layer: str, rng_label: str, efp: str, scorers, se
 def _summary(ctx, layer, efp, rng_label, kinds, extras, rows: _Rows, flags, donor, seconds) -> dict:
     """Per scorer: median / IQR of the real per-latent values, the control's median and the median paired
     difference with its interval (the same numbers as the view scorer_summary)."""
-    real = ctx.wh.query("SELECT latent, scorer, value FROM scores WHERE layer = ? AND latent_range = ? AND "
-                        "explainer_fp = ? AND status = 'ok' AND scorer IN (SELECT unnest(?))",
-                        [layer, rng_label, efp, list(kinds) + list(extras)])
-    states = {r[0]: r[1:] for r in ctx.wh.query(
-        "SELECT scorer, count(*) FILTER (WHERE status = 'undefined'), count(*) FILTER (WHERE status = 'failed') "
-        "FROM scores WHERE layer = ? AND latent_range = ? AND explainer_fp = ? AND NOT coalesce(control, false) "
-        "GROUP BY scorer", [layer, rng_label, efp]).iter_rows()}
+    real = ctx.wh.query(queries.RANGE_REAL_VALUES, [layer, rng_label, efp, list(kinds) + list(extras)])
+    states = {r[0]: r[1:] for r in ctx.wh.query(queries.RANGE_UNDEFINED_FAILED, [layer, rng_label, efp]).iter_rows()}
     # the partition as it now stands: controls of this run merged with earlier ones
-    ctls = ctx.wh.query("SELECT latent, scorer, value FROM scores WHERE layer = ? AND latent_range = ? AND "
-                        "explainer_fp = ? AND status = 'ok' AND control AND value IS NOT NULL", [layer, rng_label, efp])
+    ctls = ctx.wh.query(queries.RANGE_CONTROL_VALUES, [layer, rng_label, efp])
     ctl = {(lat, name.removesuffix("_control")): v for lat, name, v in ctls.iter_rows()}
     out: dict = {}
     for name in list(kinds) + list(extras):

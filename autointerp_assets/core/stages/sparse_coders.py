@@ -8,9 +8,10 @@ from pathlib import Path
 import polars as pl
 
 from .. import caching, identity
+from ..separators import SEPARATOR_VERSION, model_separators
 from ..sparse_coders import (SparseCoderError, checkpoint_dir, coder_info, load_dir, resolve_source, subdir,
                              train_topk_sae)
-from ..separators import SEPARATOR_VERSION, model_separators
+from ..storage import queries
 from .context import Context
 from .corpus import load_rows
 
@@ -61,7 +62,7 @@ def run_sparse_coders(ctx: Context) -> list[dict]:
     frame = pl.DataFrame(infos, schema_overrides={"train_tokens": pl.Int64, "fvu": pl.Float64,
                                                   "dead_fraction": pl.Float64, "k": pl.Int64})
     with ctx.wh.write() as con:
-        con.execute(f"DELETE FROM sparse_coders WHERE layer IN ({','.join('?' * len(hooks))})", hooks)
+        con.execute(queries.DELETE_LAYER_CODERS, [hooks])
         for i in infos:
             ctx.wh.record_fingerprint(con, i["sae_fp"], "sae", {"layer": i["layer"], "path": i["path"],
                                                                 "format": i["format"]})
@@ -100,7 +101,7 @@ def check_width(hookpoint: str, coder, width: int | None) -> None:
 
 def coder_rows(ctx: Context) -> dict[str, dict]:
     hooks = list(ctx.cfg.hookpoints)
-    frame = ctx.wh.query("SELECT * FROM sparse_coders WHERE layer IN (" + ",".join("?" * len(hooks)) + ")", hooks)
+    frame = ctx.wh.query(queries.LAYER_CODERS, [hooks])
     got = {r["layer"]: r for r in frame.to_dicts()}
     if set(got) != set(hooks):
         raise RuntimeError(f"no sparse coder recorded for {sorted(set(hooks) - set(got))}: materialize sparse_coders")

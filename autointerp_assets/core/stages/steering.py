@@ -18,6 +18,7 @@ from ..config import ProjectConfig
 from ..corpus import bos_id
 from ..sampling.neighbours import decoder_rows
 from ..scoring.surprisal import load_base_lm
+from ..storage import queries
 from .context import Context
 
 
@@ -36,8 +37,7 @@ def prompts(cfg: ProjectConfig) -> tuple[list[str], list[str]]:
 def steering_spec(ctx: Context, layer: str) -> dict:
     """What a layer's steering rows are made from: the subject model, its dtype, the coder and the settings."""
     cfg = ctx.cfg
-    sae_fp = ctx.wh.scalar("SELECT sae_fp FROM sparse_coders WHERE layer = ? ORDER BY created_at DESC LIMIT 1",
-                           [layer])
+    sae_fp = ctx.wh.scalar(queries.LAYER_CODER_FP, [layer])
     return identity.steering_spec(cfg, ctx.workdir, steering.VERSION, sae_fp, *prompts(cfg))
 
 
@@ -46,8 +46,7 @@ def steering_fp(ctx: Context, layer: str) -> str:
 
 
 def _coder(ctx: Context, layer: str) -> dict:
-    row = ctx.wh.query("SELECT path, format, hook_input FROM sparse_coders WHERE layer = ? ORDER BY created_at DESC "
-                       "LIMIT 1", [layer])
+    row = ctx.wh.query(queries.LAYER_CODER_HOOK, [layer])
     if row.is_empty():
         raise RuntimeError(f"steering needs the sparse coder of {layer}: materialize sparse_coders first")
     return row.row(0, named=True)
@@ -67,17 +66,14 @@ def steerer(ctx: Context, layer: str, model_dir: str | None = None) -> steering.
 def run_steering(ctx: Context, layer: str, first: int, last: int) -> dict:
     cfg, s = ctx.cfg, ctx.cfg.steering
     t0 = time.perf_counter()
-    stats = ctx.wh.query("SELECT l.latent, s.max_activation FROM latent_selection l JOIN latent_stats s USING "
-                         "(layer, latent) WHERE l.layer = ? AND l.latent BETWEEN ? AND ? AND l.status = 'selected' "
-                         "ORDER BY l.latent", [layer, first, last])
+    stats = ctx.wh.query(queries.RANGE_SELECTED_MAX_ACTIVATIONS, [layer, first, last])
     latents = stats["latent"].to_list()
     spec = steering_spec(ctx, layer)
     sfp = identity.steering_fp(spec)
     explain, score = prompts(cfg)
     out = {"steering_fp": sfp, "latents": len(latents), "explain_prompts": len(explain),
            "score_prompts": len(score), "target_kl": s.target_kl}
-    have = set(ctx.wh.query("SELECT latent FROM steering WHERE layer = ? AND latent BETWEEN ? AND ? AND "
-                            "steering_fp = ?", [layer, first, last, sfp])["latent"].to_list())
+    have = set(ctx.wh.query(queries.RANGE_STEERED_LATENTS, [layer, first, last, sfp])["latent"].to_list())
     if latents and have == set(latents):  # same settings, coder and selection: the stored rows stand
         return {**out, "reused": True, "seconds": round(time.perf_counter() - t0, 2)}
     if not latents:
@@ -127,17 +123,14 @@ def load_steering(ctx: Context, layer: str, first: int, last: int, with_texts: b
     """The partition's steering rows for the current steering fingerprint (and its texts): {latent: row}, or
     ({latent: row}, {latent: [text rows]}). A missing or stale partition is an error that names the fix."""
     sfp = steering_fp(ctx, layer)
-    rows = ctx.wh.query("SELECT * FROM steering WHERE layer = ? AND latent BETWEEN ? AND ? AND steering_fp = ? "
-                        "ORDER BY latent", [layer, first, last, sfp])
-    if rows.is_empty() and ctx.wh.scalar("SELECT count(*) FROM latent_selection WHERE layer = ? AND latent BETWEEN "
-                                         "? AND ? AND status = 'selected'", [layer, first, last]):
+    rows = ctx.wh.query(queries.RANGE_STEERING, [layer, first, last, sfp])
+    if rows.is_empty() and ctx.wh.scalar(queries.RANGE_SELECTED_COUNT, [layer, first, last]):
         raise RuntimeError(f"no steering rows of {layer} {first}-{last} for the current settings ({sfp}): "
                            "materialize the steering asset of this partition first")
     by_latent = {r["latent"]: r for r in rows.iter_rows(named=True)}
     if not with_texts:
         return by_latent
     texts: dict[int, list[dict]] = {}
-    for r in ctx.wh.query("SELECT * FROM steered_texts WHERE layer = ? AND latent BETWEEN ? AND ? AND "
-                          "steering_fp = ? ORDER BY latent, prompt_id", [layer, first, last, sfp]).iter_rows(named=True):
+    for r in ctx.wh.query(queries.RANGE_STEERED_TEXTS, [layer, first, last, sfp]).iter_rows(named=True):
         texts.setdefault(r["latent"], []).append(r)
     return by_latent, texts

@@ -6,9 +6,9 @@ import json
 
 import polars as pl
 
-from ..identity import explainer_fp
+from ..identity import engine_label, explainer_fp
 from ..scoring.bootstrap import median_ci
-from ..identity import engine_label
+from ..storage import queries
 from .context import Context
 
 
@@ -21,32 +21,8 @@ def partition_summary(ctx: Context, current_fp: str | None = None) -> pl.DataFra
     explainer's row is never mistaken for this run's)."""
     cfg = ctx.cfg
     ranges = [(k, a, b) for k, (a, b) in zip(cfg.latent_keys(), cfg.latents.ranges())]
-    values = ", ".join(f"('{k}', {a}, {b})" for k, a, b in ranges)
-    frame = ctx.wh.query(f"""
-        WITH r(latents, first, last) AS (VALUES {values}), per AS (
-        SELECT s.layer, r.latents, s.explainer_fp,
-               count(DISTINCT s.latent) FILTER (WHERE s.status = 'ok' AND NOT coalesce(s.control, false))
-                   AS latents_scored,
-               round(median(s.balanced_accuracy) FILTER (WHERE s.scorer = 'detection' AND s.status = 'ok'), 3)
-                   AS median_detection_bacc,
-               round(median(s.balanced_accuracy) FILTER (WHERE s.scorer = 'fuzzing' AND s.status = 'ok'), 3)
-                   AS median_fuzzing_bacc,
-               round(median(s.auroc) FILTER (WHERE s.scorer = 'detection'), 3) AS median_detection_auroc,
-               round(median(s.auroc) FILTER (WHERE s.scorer = 'fuzzing'), 3) AS median_fuzzing_auroc
-        FROM scores s JOIN r ON s.latent BETWEEN r.first AND r.last
-        GROUP BY ALL)
-        SELECT per.*, round(d.median_control, 3) AS median_detection_control,
-               printf('%+.3f [%+.3f, %+.3f]', d.median_difference, d.difference_ci_low, d.difference_ci_high)
-                   AS detection_minus_control,
-               round(i.median, 3) AS median_intervention_bacc,
-               printf('%+.3f [%+.3f, %+.3f]', i.median_difference, i.difference_ci_low, i.difference_ci_high)
-                   AS intervention_minus_control
-        FROM per LEFT JOIN scorer_summary d ON d.layer = per.layer AND d.latent_range = per.latents
-             AND d.explainer_fp = per.explainer_fp AND d.scorer = 'detection'
-        LEFT JOIN scorer_summary i ON i.layer = per.layer AND i.latent_range = per.latents
-             AND i.explainer_fp = per.explainer_fp AND i.scorer = 'intervention'
-        ORDER BY per.layer, per.latents, per.explainer_fp
-    """)
+    frame = ctx.wh.query(queries.PARTITION_SUMMARY, [[k for k, _, _ in ranges], [a for _, a, _ in ranges],
+                                                     [b for _, _, b in ranges]])
     # the baseline explainers (no LLM) are compared in explainer_leaderboard / explainer_pairs, not listed here
     frame = frame.filter(~pl.col("explainer_fp").is_in(list(_baseline_fps(ctx))))
     if frame["median_intervention_bacc"].null_count() == frame.height:  # no intervention scorer configured
@@ -71,7 +47,7 @@ def explainer_engines(ctx: Context) -> dict[str, str]:
     """Explainer fingerprint -> its engine in words (engine, model, dtype), from the stored specs: runs made
     on machines that resolve ``dtype: auto`` differently are told apart at a glance. An explainer kind other
     than the default is named after it (e.g. "vllm smollm2 bfloat16 · token_change")."""
-    specs = ctx.wh.query("SELECT fingerprint, spec FROM fingerprints WHERE kind = 'explainer'").iter_rows()
+    specs = ctx.wh.query(queries.EXPLAINER_SPECS).iter_rows()
     out = {}
     for fp, spec in specs:
         spec = json.loads(spec)
@@ -84,11 +60,7 @@ def explainer_engines(ctx: Context) -> dict[str, str]:
 def scorer_findings(ctx: Context) -> pl.DataFrame:
     """One row per (layer, latent range, explainer, scorer with a control): does the scorer read the explanation
     (view scorer_report), with the finding in words."""
-    return ctx.wh.query("""
-        SELECT layer, latent_range, explainer_fp, scorer, reads_explanation, share_changed, median_difference,
-               difference_ci_low, difference_ci_high, finding
-        FROM scorer_report WHERE finding IS NOT NULL AND share_changed IS NOT NULL
-        ORDER BY layer, latent_range, explainer_fp, scorer""")
+    return ctx.wh.query(queries.SENSITIVITY_FINDINGS)
 
 
 def findings_lines(ctx: Context) -> list[str]:
@@ -108,10 +80,7 @@ def baseline_comparison(ctx: Context, layer: str, first: int, last: int) -> list
 
     efp = explainer_fp(ctx.cfg)
     names = {explainer_fp(b.cfg): b.cfg.explainer.kind for b in baseline_contexts(ctx)}
-    frame = ctx.wh.query(
-        "SELECT latent, explainer_fp, scorer, metric, value FROM scores WHERE layer = ? AND latent BETWEEN ? AND ? "
-        "AND NOT coalesce(control, false) AND status = 'ok' AND value IS NOT NULL AND explainer_fp IN "
-        "(SELECT unnest(?))", [layer, first, last, [efp, *names]])
+    frame = ctx.wh.query(queries.RANGE_EXPLAINER_VALUES, [layer, first, last, [efp, *names]])
     out = []
     for (scorer,), grp in frame.group_by(["scorer"], maintain_order=True):
         mine = {r["latent"]: r["value"] for r in grp.filter(pl.col("explainer_fp") == efp).iter_rows(named=True)}
@@ -139,8 +108,7 @@ def companion_controls(ctx: Context, layer: str, first: int, last: int) -> list[
 
     kinds = {explainer_fp(ctx.cfg): ctx.cfg.explainer.kind}
     kinds.update({explainer_fp(b.cfg): b.cfg.explainer.kind for b in baseline_contexts(ctx)})
-    frame = ctx.wh.query("SELECT * FROM scorer_summary WHERE layer = ? AND latent_range = ? AND explainer_fp IN "
-                         "(SELECT unnest(?))", [layer, latent_range(ctx, first, last), list(kinds)])
+    frame = ctx.wh.query(queries.RANGE_SCORER_SUMMARY, [layer, latent_range(ctx, first, last), list(kinds)])
     order = {fp: i for i, fp in enumerate(kinds)}
 
     def f(v, sign=""):
@@ -156,13 +124,11 @@ def companion_controls(ctx: Context, layer: str, first: int, last: int) -> list[
 def calibration_lines(ctx: Context) -> list[str]:
     """The latest calibration of the active explainer, in words: per scorer its power, per explainer its recovery."""
     efp = explainer_fp(ctx.cfg)
-    cfp = ctx.wh.scalar("SELECT calibration_fp FROM calibration_scores WHERE explainer_fp = ? ORDER BY created_at DESC "
-                        "LIMIT 1", [efp])
+    cfp = ctx.wh.scalar(queries.LATEST_CALIBRATION_OF, [efp])
     if cfp is None:
         return []
     out = []
-    for r in ctx.wh.query("SELECT * FROM calibration_power WHERE calibration_fp = ? AND explainer_fp = ? ORDER BY scorer",
-                          [cfp, efp]).iter_rows(named=True):
+    for r in ctx.wh.query(queries.CALIBRATION_POWER_OF, [cfp, efp]).iter_rows(named=True):
         if r["gold_wins"] is None:
             continue
         out.append(f"{r['scorer']}: the gold explanation beats a wrong one on {r['gold_wins']:.0%} of {r['latents']} "
@@ -170,8 +136,7 @@ def calibration_lines(ctx: Context) -> list[str]:
                    f"[{r['power_ci_low']:+.3f}, {r['power_ci_high']:+.3f}]; gold {r['median_gold']:.3f}, control "
                    f"{r['median_control']:.3f}" + ("" if r["median_explainer"] is None else
                                                    f", the explainer's own {r['median_explainer']:.3f}") + ")")
-    for r in ctx.wh.query("SELECT * FROM calibration_recovery_rate WHERE calibration_fp = ? AND explainer_fp = ? "
-                          "ORDER BY explainer", [cfp, efp]).iter_rows(named=True):
+    for r in ctx.wh.query(queries.CALIBRATION_RECOVERY_OF, [cfp, efp]).iter_rows(named=True):
         out.append(f"recovery, explainer {r['explainer']}: its explanation is nearest its own planted latent's gold "
                    f"for {r['recovery']:.0%} of {r['latents']} (chance {r['chance']:.0%})")
     return out

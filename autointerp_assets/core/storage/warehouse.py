@@ -25,7 +25,7 @@ import polars as pl
 from filelock import FileLock, Timeout
 
 from ..errors import StorageError, readable_database_hint, storage_cause
-from .schema import PARTITIONED, TABLES, VIEWS, create_statements, migration_statements
+from .schema import PARTITIONED, TABLES, VIEWS, columns, create_statements, migration_statements
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +203,17 @@ class Warehouse:
         finally:
             con.unregister("_frame")
         return frame.height
+
+    @staticmethod
+    def delete(con, table: str, where: Mapping | None = None) -> None:
+        """Delete the rows of ``table`` whose columns equal ``where``'s values (every row without ``where``)."""
+        if table not in TABLES:
+            raise KeyError(f"unknown table {table}")
+        unknown = set(where or {}) - set(columns(table))
+        if unknown:
+            raise KeyError(f"{table} has no column {sorted(unknown)}")
+        cond = " AND ".join(f"{k} = ?" for k in (where or {}))
+        con.execute(f"DELETE FROM {table}" + (f" WHERE {cond}" if cond else ""), list((where or {}).values()))
 
     @staticmethod
     def delete_partition(con, table: str, layer: str, first: int, last: int, where: Mapping | None = None) -> None:

@@ -10,7 +10,6 @@ from ..resources import LLMResource, ProjectResource
 from .examples import examples
 from .steering import steering
 
-
 FORCE_TAG = "autointerp/force"  # a run tagged "true" re-sends every latent's requests (ok rows still kept on failure)
 
 
