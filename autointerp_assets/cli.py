@@ -191,7 +191,7 @@ def cmd_sql(args) -> int:
         print(f"autointerp sql: {e}", file=sys.stderr)
         return 1
     except duckdb.Error as e:
-        print(f"autointerp sql: {str(e).splitlines()[0]} (tables and views: docs/reference.md 'Tables' and 'SQL'; "
+        print(f"autointerp sql: {str(e).splitlines()[0]} (tables and views: docs/tables.md and docs/sql.md; "
               f"list them with: autointerp sql \"show tables\")", file=sys.stderr)
         return 1
     return 0

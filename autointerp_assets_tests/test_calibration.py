@@ -80,7 +80,7 @@ def ctx(tmp_path_factory):
                     "n_train_non_activating": 5, "example_ctx_len": 16, "window": "fixed",
                     "non_activating_source": "embedding"},
         "scorer": {"scorers": ["detection", "fuzzing"], "logprobs": False},
-        "scoring_extras": {"scorers": ["embedding", "intruder"], "control_scorers": ["detection", "fuzzing", "embedding"],
+        "scoring": {"scorers": ["embedding", "intruder"], "control_scorers": ["detection", "fuzzing", "embedding"],
                            "bootstrap_samples": 300},
         "calibration": {"max_latents": 10}}))
     ctx = stages.Context.of(cfg)
@@ -115,7 +115,7 @@ def test_a_literal_engine_has_full_power_and_its_control_is_at_chance(ctx):
 
 def test_a_blind_scorer_has_no_power_and_a_rerun_replaces_its_rows(ctx):
     planted = stage.planted_latents(ctx)
-    no_embedding = ctx.cfg.model_copy(update={"scoring_extras": ctx.cfg.scoring_extras.model_copy(
+    no_embedding = ctx.cfg.model_copy(update={"scoring": ctx.cfg.scoring.model_copy(
         update={"scorers": ()})})  # (the embedding scorer was calibrated above; MiniLM is the slow part here)
     blind = stages.Context(no_embedding, ctx.wh, ctx.log)
     out = stages.run_calibration(blind, Engine(planted), Engine(planted, blind=True))

@@ -56,6 +56,7 @@ def test_partition_ranges_follow_the_config():
     ({"corpus": {"n_tokens": 0}}, ["corpus.n_tokens"]),
     ({"explainer": {"llm": {"engine": "nope"}}}, ["explainer.llm.engine"]),
     ({"unknown_field": 1}, ["unknown_field"]),
+    ({"scoring_extras": {"scorers": []}}, ["scoring_extras", "renamed to scoring"]),
 ])
 def test_bad_config_is_one_line_naming_the_field(patch, words):
     with pytest.raises(ConfigError) as e:

@@ -62,7 +62,7 @@ def run(tmp_root):
             con.execute(f"DELETE FROM {table}")
     cfg_path = write_config(d / "project.yaml", {
         "database": str(db), "output_explainers": ["token_change", "input_output"],
-        "scoring_extras": {"scorers": ["embedding", "intervention"], "control_scorers": CONTROLLED,
+        "scoring": {"scorers": ["embedding", "intervention"], "control_scorers": CONTROLLED,
                            "bootstrap_samples": 200},
         "steering": {"n_explain": 4, "n_score": 6, "max_new_tokens": 6}})
     cfg = load_config(cfg_path)

@@ -31,7 +31,7 @@ def _config(root, max_tokens):
     return write_config(root / "project.yaml", {
         "database": str(root / "budget.duckdb"), "explainer": {"llm": TEST_LLM, "max_tokens": 32},
         "scorer": {"scorers": ["detection"], "examples_per_prompt": 4}, "baseline_explainers": [],
-        "scoring_extras": {"scorers": [], "control": False}, "budget": {"max_tokens": max_tokens}})
+        "scoring": {"scorers": [], "control": False}, "budget": {"max_tokens": max_tokens}})
 
 
 def _materialize(instance, config_path, selection):

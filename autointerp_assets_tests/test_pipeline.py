@@ -229,7 +229,7 @@ def test_baselines_are_compared_with_the_llm_explainer_on_the_same_latents(wareh
         assert rows.height == 3 and rows["median_ci_low"].null_count() == 0, scorer
         assert (rows["median_ci_low"] <= rows["median_value"] + 1e-9).all()
     assert not lb["scorer"].str.ends_with("_control").any()  # controls are a column, not scorers
-    controlled = lb.filter((lb["explainer_fp"] == llm) & lb["scorer"].is_in(list(cfg.scoring_extras.control_scorers)))
+    controlled = lb.filter((lb["explainer_fp"] == llm) & lb["scorer"].is_in(list(cfg.scoring.control_scorers)))
     assert controlled.height == 2 and controlled["median_control"].null_count() == 0  # detection, embedding
     explained = dict(warehouse.query("SELECT explainer_fp, list_sort(list((layer, latent))) FROM explanations "
                                      "WHERE status = 'ok' GROUP BY ALL").iter_rows())

@@ -51,7 +51,7 @@ def warehouse() -> Warehouse:
 @pytest.fixture(scope="module")
 def scored(warehouse, tmp_root):
     # same database and explainer; the simulation sees 2 + 2 examples per latent to keep the suite fast
-    cfg = load_config(write_config(tmp_root / "scores-more.yaml", {"scoring_extras": {
+    cfg = load_config(write_config(tmp_root / "scores-more.yaml", {"scoring": {
         "simulation_max_examples": 2, "scorers": EXTRA, "control_scorers": CONTROLLED, "bootstrap_samples": 1000}}))
     ctx = Context.of(cfg)
     client = make_client(cfg.scorer_llm, str(ctx.workdir))
@@ -108,7 +108,7 @@ def test_the_control_uses_another_latents_explanation(warehouse, scored):
         lats = warehouse.query("SELECT latent FROM explanations WHERE layer = ? AND latent BETWEEN ? AND ? AND "
                                "status = 'ok' AND explainer_fp = ? ORDER BY latent",
                                [layer, first, first + 31, efp])["latent"].to_list()
-        d = controls.donors(lats, f"{ctx.cfg.scoring_extras.seed}:{layer}:{out['latent_range']}:{efp}")
+        d = controls.donors(lats, f"{ctx.cfg.scoring.seed}:{layer}:{out['latent_range']}:{efp}")
         assert len(d) == len(lats) == out["control_pairs"] and all(d[k] != k for k in d)
     # the control's embedding AUROC is that of the donor explanation on this latent's examples: different rows
     pair = warehouse.query("SELECT * FROM score_controls WHERE scorer = 'embedding'")
@@ -147,7 +147,7 @@ def test_flags_are_filled_for_every_latent_with_activations(warehouse, scored):
     assert ((stats["position_u"] >= 0) & (stats["position_u"] <= 1)).all()
     assert ((stats["top_token_share"] > 0) & (stats["top_token_share"] <= 1)).all()
     # the flags are what the thresholds say
-    cfg = load_config(CONFIG_PATH).scoring_extras
+    cfg = load_config(CONFIG_PATH).scoring
     assert (stats["flag_positional"] == (stats["position_u"] >= cfg.positional_threshold)).all()
     assert (stats["flag_single_token"] == (stats["top_token_share"] >= cfg.single_token_share)).all()
 
@@ -172,7 +172,7 @@ def test_every_sql_statement_the_readme_documents_runs(warehouse, scored):
     """The README's ```sql blocks and `autointerp sql "…"` lines, run as a user would paste them."""
     import re
 
-    readme = (ROOT / "README.md").read_text() + (ROOT / "docs" / "reference.md").read_text()  # front door + details
+    readme = "".join((ROOT / f).read_text() for f in ("README.md", "docs/sql.md", "docs/scoring.md"))  # front door + SQL
     blocks = re.findall(r"```sql\n(.*?)```", readme, re.S)
     stmts = [s.strip() for b in blocks for s in re.sub(r"--[^\n]*", "", b).split(";") if s.strip()]
     stmts += re.findall(r'autointerp sql "([^"…]+)"', readme)

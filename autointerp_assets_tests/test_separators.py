@@ -100,7 +100,7 @@ def test_flags_never_name_a_separator_as_top_token(built):
         f = heuristics.compute_flags(
             con, "SELECT latent, row_id, pos, value FROM activations WHERE layer = ?",
             "SELECT row_id, token_ids FROM tokens WHERE corpus_fp = ?", ["layers.1", built.corpus_fp()],
-            seps, built.cfg.scoring_extras)
+            seps, built.cfg.scoring)
     assert f.height > 20 and not f["top_token"].is_in(list(seps)).any()
     assert ((f["position_u"] >= 0) & (f["position_u"] <= 1)).all()
 

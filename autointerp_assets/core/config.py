@@ -316,8 +316,9 @@ class FailuresConfig(_Strict):
                              "failure fails it, 1 = only when every unit failed).")
 
 
-class ScoringExtrasConfig(_Strict):
-    """Scorers beyond detection/fuzzing, the random-explanation control, bootstrap CIs and heuristic flags."""
+class ScoringConfig(_Strict):
+    """The scorers beside detection / fuzzing (block ``scorer``), the random-explanation control, bootstrap
+    intervals and heuristic flags."""
 
     scorers: tuple[Literal["simulation", "embedding", "surprisal", "intruder", "intervention"], ...] = Field(
         ("simulation", "embedding", "surprisal", "intruder"),
@@ -457,7 +458,9 @@ class ProjectConfig(_Strict):
     output_explainers_max_latents: int | None = Field(
         None, gt=0, description="Explain and score the output_explainers on at most this many of each partition's "
         "selected latents (the lowest indices: a subset of the active explainer's); None = all.")
-    scoring_extras: ScoringExtrasConfig = Field(ScoringExtrasConfig(), description="Extra scorers, the random-explanation control, bootstrap CIs and heuristic flags (stage scores_more).")
+    scoring: ScoringConfig = Field(ScoringConfig(), description="The scorers beside detection / fuzzing (simulation, "
+                                   "embedding, surprisal, intruder, intervention), the random-explanation control, "
+                                   "bootstrap intervals and heuristic flags.")
     browser: BrowserConfig = Field(BrowserConfig(), description="The latent browser's pages, server and search.")
     calibration: CalibrationConfig = Field(CalibrationConfig(), description="Known-answer calibration of the explainer "
                                            "and scorers on planted latents (asset calibration).")
@@ -548,7 +551,13 @@ def load_config(path: str | os.PathLike | None = None) -> ProjectConfig:
     return cfg
 
 
+RENAMED = {"scoring_extras": "scoring"}  # old top-level key -> its name now
+
+
 def parse_config(raw: dict, source: str = "<dict>") -> ProjectConfig:
+    for old, new in RENAMED.items():
+        if old in (raw or {}):
+            raise ConfigError(f"{source}: {old}: renamed to {new} (rename the key in the config file)")
     try:
         return ProjectConfig.model_validate(raw)
     except ValidationError as e:

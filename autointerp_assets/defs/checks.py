@@ -10,11 +10,11 @@
 - ``scores_for_every_explanation``: every ok explanation of the active explainer has a score from every
   configured scorer, and at most ``failures.max_share`` of those scores failed.
 - ``control_at_chance`` (warning): the random-explanation control's median sits within
-  ``scoring_extras.control_tolerance`` of chance (0.5 for balanced accuracy / AUROC, 0 for correlation).
+  ``scoring.control_tolerance`` of chance (0.5 for balanced accuracy / AUROC, 0 for correlation).
   A control far from chance means the scorer reads something other than the explanation (a prompt
   artefact, a class bias), and the real scores of that partition cannot be taken at face value.
 - ``scorer_reads_explanation`` (warning): every controlled scorer changes at least
-  ``scoring_extras.sensitivity_min_share`` of its answers when the explanation is swapped for another latent's
+  ``scoring.sensitivity_min_share`` of its answers when the explanation is swapped for another latent's
   (table scorer_sensitivity). A scorer below it -- the upper end of the share's interval -- demonstrably does
   not read the explanation, and a control "at chance" next to a real score "at chance" says nothing then.
 """
@@ -148,7 +148,7 @@ def scores_for_every_explanation(context: dg.AssetCheckExecutionContext,
                             "(warning: otherwise the scorer reads something other than the explanation).")
 def control_at_chance(context: dg.AssetCheckExecutionContext, project: ProjectResource) -> dg.AssetCheckResult:
     ctx, cfg, layer, first, last = _partition(context, project)
-    tol = cfg.scoring_extras.control_tolerance
+    tol = cfg.scoring.control_tolerance
     passed, md = control_status(ctx.wh, explainer_fp(cfg), layer, latent_range(ctx, first, last), tol)
     return dg.AssetCheckResult(passed=passed, metadata=md, severity=dg.AssetCheckSeverity.WARN,
                                description=None if passed else f"control median off chance by more than {tol} "
@@ -157,7 +157,7 @@ def control_at_chance(context: dg.AssetCheckExecutionContext, project: ProjectRe
 
 @dg.asset_check(asset=scores, partitions_def=PARTITIONS,
                 description="Every controlled scorer reads the explanation: swapping it for another latent's changes "
-                            "at least scoring_extras.sensitivity_min_share of its answers (warning: otherwise its "
+                            "at least scoring.sensitivity_min_share of its answers (warning: otherwise its "
                             "scores say nothing about the explanation).")
 def scorer_reads_explanation(context: dg.AssetCheckExecutionContext, project: ProjectResource) -> dg.AssetCheckResult:
     ctx, cfg, layer, first, last = _partition(context, project)

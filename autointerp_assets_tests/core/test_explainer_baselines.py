@@ -62,7 +62,7 @@ def test_top_tokens_through_the_stage_and_the_registry(tmp_path):
     fp = rows["explainer_fp"][0]
     assert explainer_fp(reg.apply(llm_cfg, "free")) == fp
     assert {b.cfg.explainer.kind: explainer_fp(b.cfg) for b in baseline_contexts(Context.of(llm_cfg))}["top_tokens"] == fp
-    assert "intruder" not in baseline_contexts(Context.of(llm_cfg))[0].cfg.scoring_extras.scorers
+    assert "intruder" not in baseline_contexts(Context.of(llm_cfg))[0].cfg.scoring.scorers
 
 
 def test_logit_lens_names_the_tokens_the_decoder_row_promotes(tmp_path):

@@ -58,7 +58,7 @@ def partition(tmp_path):
         "database": str(tmp_path / "s.duckdb"),
         "explainer": {"llm": {"engine": "openai", "model": "double", "base_url": "http://127.0.0.1:9/v1"}},
         "scorer": {"scorers": ["detection", "fuzzing"], "examples_per_prompt": 4, "logprobs": False},
-        "scoring_extras": {"scorers": [], "control_scorers": ["detection", "fuzzing"], "bootstrap_samples": 400}}))
+        "scoring": {"scorers": [], "control_scorers": ["detection", "fuzzing"], "bootstrap_samples": 400}}))
     ctx = Context.of(cfg)
     latents = list(range(0, 24))
     write_partition(ctx.wh, "layers.1", latents, n_train=2, n_test=10, n_non_activating=10)
@@ -165,7 +165,7 @@ def test_undefined_metrics_are_stored_with_a_reason_and_counted(tmp_path):
         "database": str(tmp_path / "u.duckdb"),
         "explainer": {"llm": {"engine": "openai", "model": "double", "base_url": "http://127.0.0.1:9/v1"}},
         "scorer": {"scorers": ["detection"], "examples_per_prompt": 4, "logprobs": False},
-        "scoring_extras": {"scorers": ["simulation"], "simulation_mode": "json", "control_scorers": ["detection"],
+        "scoring": {"scorers": ["simulation"], "simulation_mode": "json", "control_scorers": ["detection"],
                            "bootstrap_samples": 200}}))
     ctx = Context.of(cfg)
     write_partition(ctx.wh, "layers.1", list(range(6)), n_train=2, n_test=6, n_non_activating=0)

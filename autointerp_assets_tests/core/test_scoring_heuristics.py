@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 import numpy as np
 
-from autointerp_assets.core.config import ScoringExtrasConfig
+from autointerp_assets.core.config import ScoringConfig
 from autointerp_assets.core.scoring import heuristics
 
 ROWS, CTX = 200, 33
@@ -17,7 +17,7 @@ def _flags(acts: list[tuple[int, int, int, float]], tokens: np.ndarray, separato
     con.executemany("INSERT INTO acts VALUES (?, ?, ?, ?)", acts)
     con.execute("CREATE TABLE toks (row_id INTEGER, token_ids INTEGER[])")
     con.executemany("INSERT INTO toks VALUES (?, ?)", [(r, tokens[r].tolist()) for r in range(ROWS)])
-    f = heuristics.compute_flags(con, "SELECT * FROM acts", "SELECT * FROM toks", [], separators, ScoringExtrasConfig())
+    f = heuristics.compute_flags(con, "SELECT * FROM acts", "SELECT * FROM toks", [], separators, ScoringConfig())
     return {r["latent"]: r for r in f.iter_rows(named=True)}
 
 

@@ -48,7 +48,7 @@ def project(root: Path, name: str, url: str, **over) -> Path:
     cfg = {"database": str(root / f"{name}.duckdb"), "explainer": {"llm": llm(url), "max_tokens": 32},
            "baseline_explainers": [],
            "scorer": {"scorers": ["detection"], "examples_per_prompt": 4},
-           "scoring_extras": {"scorers": [], "control_scorers": ["detection"], "bootstrap_samples": 100}}
+           "scoring": {"scorers": [], "control_scorers": ["detection"], "bootstrap_samples": 100}}
     return write_config(root / f"{name}.yaml", _deep(cfg, over))
 
 

@@ -33,6 +33,6 @@ _TINY = {
     "scorer": {"examples_per_prompt": 4},
     # asset scores also runs stage scores_more: the cheap scorer + the detection control here (every scorer
     # is exercised by test_scores_more.py)
-    "scoring_extras": {"scorers": ["embedding"], "control_scorers": ["detection", "embedding"],
+    "scoring": {"scorers": ["embedding"], "control_scorers": ["detection", "embedding"],
                        "bootstrap_samples": 200},
 }

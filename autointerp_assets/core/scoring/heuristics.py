@@ -25,6 +25,6 @@ def compute_flags(con, acts_sql: str, tokens_sql: str, params: list, separators,
     ``tokens_sql`` gives (row_id, token_ids) of the corpus rows the activations index (token at pos =
     token_ids[pos + 1]); ``params`` binds the ``?`` of acts_sql then tokens_sql. Only data positions count:
     position 0 and every ``separators`` token are outside the data (a position's firing rate is over the
-    rows where it holds data). ``cfg`` holds the thresholds (ScoringExtrasConfig).
+    rows where it holds data). ``cfg`` holds the thresholds (ScoringConfig).
     """
     return con.execute(queries.heuristic_flags(acts_sql, tokens_sql, separators, cfg), params).pl()

@@ -12,7 +12,7 @@ explanation is swapped for the control's. An item is the same example shown the 
 The prediction is the scorer's 0/1 answer; for scorers that give a value per item (embedding, surprisal,
 simulation) it is "above the median of this latent's items under this explanation", so a change means the
 explanation reordered the items. The share's interval resamples whole latents (their items are not
-independent). Verdict, with ``min_share`` (``scoring_extras.sensitivity_min_share``):
+independent). Verdict, with ``min_share`` (``scoring.sensitivity_min_share``):
 
 - **does not read the explanation** when even the interval's upper end is below ``min_share``: demonstrated;
 - **reads the explanation** when its lower end is at least ``min_share``;

@@ -340,7 +340,7 @@ def resolve_mode(mode: str, client) -> str:
     if mode == "auto":
         return "logprobs" if supports_prompt_logprobs(client) else "json"
     if mode == "logprobs" and not supports_prompt_logprobs(client):
-        raise ValueError("scoring_extras.simulation_mode 'logprobs' needs the in-process vLLM engine (prompt "
+        raise ValueError("scoring.simulation_mode 'logprobs' needs the in-process vLLM engine (prompt "
                          "logprobs): use engine vllm, or simulation_mode json / auto")
     return mode
 

@@ -75,13 +75,13 @@ def baseline_contexts(ctx: Context) -> list[Context]:
     (``output_explainers``: the active explainer's LLM and settings with their kind, on at most
     ``output_explainers_max_latents`` latents), scored with the control, like the active explainer."""
     cfg = ctx.cfg
-    extras = tuple(s for s in cfg.scoring_extras.scorers if s != "intruder")
+    extras = tuple(s for s in cfg.scoring.scorers if s != "intruder")
     out = []
     for kind in cfg.baseline_explainers:
         if kind == cfg.explainer.kind:
             continue
         b = cfg.model_copy(update={"explainer": cfg.explainer.model_copy(update={"kind": kind}),
-                                   "scoring_extras": cfg.scoring_extras.model_copy(update={"scorers": extras,
+                                   "scoring": cfg.scoring.model_copy(update={"scorers": extras,
                                                                                            "control": False})})
         out.append(Context(b, ctx.wh, ctx.log))
     for kind in cfg.output_explainers:
@@ -89,7 +89,7 @@ def baseline_contexts(ctx: Context) -> list[Context]:
             continue
         b = cfg.model_copy(update={
             "explainer": cfg.explainer.model_copy(update={"kind": kind, "max_latents": cfg.output_explainers_max_latents}),
-            "scoring_extras": cfg.scoring_extras.model_copy(update={"scorers": extras})})
+            "scoring": cfg.scoring.model_copy(update={"scorers": extras})})
         out.append(Context(b, ctx.wh, ctx.log))
     return out
 
@@ -128,7 +128,7 @@ def run_baselines(ctx: Context, client, layer: str, first: int, last: int, score
             if score:
                 run_scores(b, client, layer, first, last)
                 run_more_scores(b, client, layer, first, last)
-        if score and "intervention" in b.cfg.scoring_extras.scorers and not intervention_current(b, layer, first, last):
+        if score and "intervention" in b.cfg.scoring.scorers and not intervention_current(b, layer, first, last):
             run_intervention_scores(b, client, layer, first, last)
         out[b.cfg.explainer.kind] = explainer_fp(b.cfg, b.workdir)
     return out

@@ -59,18 +59,18 @@ def calibration_context(ctx: Context) -> Context:
     cfg = ctx.cfg
     db = cfg.resolve(cfg.database)
     n = cfg.calibration.max_latents
-    x = cfg.scoring_extras
+    x = cfg.scoring
     cal = cfg.model_copy(update={
         "database": str(db.with_name(db.stem + ".calibration.duckdb")),
         "latents": LatentsConfig(start=0, stop=n, range_size=n, max_per_range=None),
         "sampler": _sampler(ctx), "budget": BudgetConfig(), "baseline_explainers": (), "output_explainers": (),
-        "scoring_extras": x.model_copy(update={"scorers": tuple(s for s in x.scorers
+        "scoring": x.model_copy(update={"scorers": tuple(s for s in x.scorers
                                                                 if s not in ("intruder", "intervention"))})})
     return Context(cal, Warehouse(cal.resolve(cal.database)), ctx.log)
 
 
 def _variant_ctx(cal: Context, **scoring) -> Context:
-    return Context(cal.cfg.model_copy(update={"scoring_extras": cal.cfg.scoring_extras.model_copy(update=scoring)}),
+    return Context(cal.cfg.model_copy(update={"scoring": cal.cfg.scoring.model_copy(update=scoring)}),
                    cal.wh, cal.log)
 
 
@@ -160,7 +160,7 @@ def _recovery(ctx: Context, cal: Context, planted, selected, efp: str, cfp: str)
         run_explanations(b, None, LAYER, 0, cal.cfg.latents.stop - 1)
         explainers[identity.explainer_fp(b.cfg, b.workdir)] = "baseline top_tokens"
     golds = [planted[i].gold for i in selected]
-    encode = embedding.encoder(ctx.cfg.scoring_extras.embedding_model)
+    encode = embedding.encoder(ctx.cfg.scoring.embedding_model)
     g = encode(golds)
     out = []
     for fp, name in explainers.items():

@@ -170,7 +170,7 @@ def estimate(ctx: Context, sample: int = 8) -> pl.DataFrame:
 
 
 def _one_partition(ctx, cfg: ProjectConfig, name, layer, first, last, picked, scale, n_latents, exs, windows, line):
-    e, s, x = cfg.explainer, cfg.scorer, cfg.scoring_extras
+    e, s, x = cfg.explainer, cfg.scorer, cfg.scoring
     ecount, scount = prompt_counter(e.llm, ctx.workdir), prompt_counter(cfg.scorer_llm, ctx.workdir)
     stext = _text_counter(cfg.scorer_llm, ctx.workdir)
     steer = {}

@@ -53,7 +53,7 @@ def jobs_of(layer: str, texts: dict[int, list[dict]], explanation: dict[int, str
 
 def run_intervention_scores(ctx: Context, client, layer: str, first: int, last: int,
                             explainer_fp: str | None = None, force: bool = False) -> dict:
-    cfg, x = ctx.cfg, ctx.cfg.scoring_extras
+    cfg, x = ctx.cfg, ctx.cfg.scoring
     t0 = time.perf_counter()
     efp = explainer_fp or identity.explainer_fp(cfg, ctx.workdir)
     ledger = Ledger(ctx.wh, cfg.scorer_llm, cfg.budget, layer=layer, stage="scores", role="scorer", explainer_fp=efp,

@@ -154,14 +154,14 @@ def _flags(ctx: Context, layer: str, first: int, last: int) -> pl.DataFrame | No
             return None
         return heuristics.compute_flags(
             con, queries.RANGE_ACTIVATION_ROWS, queries.CORPUS_ROWS, [layer, first, last, corpus_fp],
-            separators_of(ctx), ctx.cfg.scoring_extras)
+            separators_of(ctx), ctx.cfg.scoring)
 
 
 def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, explainer_fp: str | None = None,
                     force: bool = False) -> dict:
     """``explainer_fp``: score another explainer's stored explanations (default: the configured explainer's).
     ``force``: re-send every pair, not only those without an ok row."""
-    cfg, x = ctx.cfg, ctx.cfg.scoring_extras
+    cfg, x = ctx.cfg, ctx.cfg.scoring
     kinds = [k for k in cfg.scorer.scorers]  # detection / fuzzing kinds stage scores ran
     extras = [k for k in x.scorers if k in EXTRA]  # intervention: stage intervention_scores
     if "simulation" in extras:  # a bad mode for this engine fails here, before any heavy work
@@ -369,7 +369,7 @@ def _commit(ctx, layer, first, last, efp, rows: _Rows, ci_rows, flags, kinds, rn
             con.execute(queries.SET_LATENT_FLAGS, [layer])
             con.unregister("_flags")
         values = ("simulation", "embedding", "surprisal")
-        sens = _sensitivities(con, layer, first, last, efp, kinds, ctx.cfg.scoring_extras, values)
+        sens = _sensitivities(con, layer, first, last, efp, kinds, ctx.cfg.scoring, values)
         write_sensitivity(con, wh, layer, rng_label, efp, [*kinds, *values], sens)
         ledger.complete(con, rows.ledger)
         failures = failed_units(con, "scores", layer, efp, latents, names)

@@ -24,7 +24,7 @@ from .context import Context
 
 def steering_needed(cfgs: Sequence[ProjectConfig]) -> bool:
     """Whether any of these configs (an explainer panel) scores by intervention or explains by output."""
-    return any("intervention" in c.scoring_extras.scorers or c.explainer.kind in identity.OUTPUT_KINDS for c in cfgs)
+    return any("intervention" in c.scoring.scorers or c.explainer.kind in identity.OUTPUT_KINDS for c in cfgs)
 
 
 def prompts(cfg: ProjectConfig) -> tuple[list[str], list[str]]:

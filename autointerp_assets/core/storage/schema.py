@@ -98,7 +98,7 @@ TABLES: dict[str, str] = {
     """,
     # per latent: firing statistics over the cached corpus; heuristic flags (core.scoring.heuristics, set by
     # stage scores_more): position_u = uncertainty coefficient of firing given position, top_token and its
-    # share of the activation mass, tokens_for_mass = token ids carrying scoring_extras.unigram_mass of it,
+    # share of the activation mass, tokens_for_mass = token ids carrying scoring.unigram_mass of it,
     # and the flags flag_positional / flag_single_token / flag_unigram
     "latent_stats": """
         layer VARCHAR NOT NULL,

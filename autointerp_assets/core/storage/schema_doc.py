@@ -22,8 +22,8 @@ Generated from `autointerp_assets/core/storage/schema.py` by
 `python -m autointerp_assets.core.storage.schema_doc > docs/tables.md` (a test fails when this page is
 stale). Partitioned tables ({partitioned}) are rewritten one partition (layer, latent range) at a time in
 one transaction; rows carry the fingerprints of what they were made from and `fingerprints` holds the
-JSON each fingerprint hashes ([docs/reference.md](reference.md) has the stages that write them, the
-named queries and example SQL).
+JSON each fingerprint hashes ([sql.md](sql.md) has the views to start from and example SQL; the
+named queries are in `autointerp_assets/core/storage/queries.py`).
 """
 
 

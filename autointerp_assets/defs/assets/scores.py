@@ -12,7 +12,7 @@ from .explanations import budget_failure, explanations, forced
 
 @dg.asset(group_name="scores", kinds={"vllm", "duckdb"}, partitions_def=PARTITIONS, deps=[explanations],
           description="Detection and fuzzing scores per latent (balanced accuracy, F1, precision, recall, AUROC), "
-                      "then the extra scorers (scoring_extras: simulation, embedding, surprisal, intruder, "
+                      "then the extra scorers (scoring: simulation, embedding, surprisal, intruder, "
                       "intervention), the random-explanation control, per-latent bootstrap 95 % CIs and heuristic "
                       "flags, for the active explainer and, on the same latents, the baseline and output-centric "
                       "explainers. Every LLM call is accounted in llm_calls.")
@@ -26,7 +26,7 @@ def scores(context: dg.AssetExecutionContext, project: ProjectResource, llm: LLM
         more = stages.run_more_scores(ctx, client, layer, first, last, force=force)
     except (BudgetExceeded, StageFailed) as e:
         raise budget_failure(e) from None
-    if "intervention" in ctx.cfg.scoring_extras.scorers:  # steered vs clean continuations (docs/intervention.md)
+    if "intervention" in ctx.cfg.scoring.scorers:  # steered vs clean continuations (docs/intervention.md)
         try:
             stages.merge_intervention(more, stages.run_intervention_scores(ctx, client, layer, first, last,
                                                                                 force=force))

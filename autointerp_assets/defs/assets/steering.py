@@ -15,7 +15,7 @@ from .examples import examples
 def steering(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.MaterializeResult:
     ctx = project.context(context.log)
     if not stages.steering_needed([ctx.cfg] + [b.cfg for b in stages.baseline_contexts(ctx)]):
-        return dg.MaterializeResult(metadata={"skipped": "no intervention scorer (scoring_extras.scorers) and no "
+        return dg.MaterializeResult(metadata={"skipped": "no intervention scorer (scoring.scorers) and no "
                                                          "output-centric explainer (explainer.kind, output_explainers)"})
     layer, first, last = bounds(context.partition_key)
     out = stages.run_steering(ctx, layer, first, last)

@@ -7,7 +7,7 @@
    prompt per example, one forward pass, no decoding) vs constrained JSON answers (same examples),
    seconds and tokens per simulated example.
 
-    .venv/bin/python benchmarks/scoring_extras.py [--examples 40]
+    .venv/bin/python benchmarks/scoring.py [--examples 40]
 """
 
 from __future__ import annotations
