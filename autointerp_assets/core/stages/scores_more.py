@@ -16,6 +16,7 @@ import asyncio
 import dataclasses
 import random
 import time
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -157,6 +158,213 @@ def _flags(ctx: Context, layer: str, first: int, last: int) -> pl.DataFrame | No
             separators_of(ctx), ctx.cfg.scoring)
 
 
+@dataclass
+class Run:
+    """One pass of a scorer over the latents it still has to score: with their own explanations, or (the
+    random-explanation control, scorer ``<name>_control``) with another latent's."""
+    name: str
+    idx: list[int]  # indices into the partition's latents
+    texts: list[str]
+    control: bool
+
+
+@dataclass
+class Partition:
+    """What every scorer of a partition reads: its latents with their explanations and test examples, the
+    control's donor explanations, the pairs already done, and the rows collected for the commit."""
+    ctx: Context
+    client: object
+    layer: str
+    efp: str
+    rng_label: str
+    latents: list[int]
+    keys: list[str]
+    text: dict[int, str]
+    tests: list[list]
+    nons: list[list]
+    donor: dict[int, int]  # latent -> the latent whose explanation its control run reads
+    donor_text: list[str]
+    want_control: set[str]
+    already: set
+    rows: "_Rows"
+    llm_id: dict
+
+    @property
+    def x(self):
+        return self.ctx.cfg.scoring
+
+    def pick(self, seq, idx: list[int]) -> list:
+        return [seq[i] for i in idx]
+
+    def todo(self, name: str) -> list[int]:
+        """Indices (into latents) of the latents scorer ``name`` still has to score."""
+        return [i for i, lat in enumerate(self.latents) if (lat, name) not in self.already]
+
+    def runs(self, scorer: "Scorer") -> list[Run]:
+        """The scorer's real run and, if its control is wanted, its control run; runs with nothing to do left out."""
+        out = []
+        if scorer.real:
+            out.append(Run(scorer.name, self.todo(scorer.name), [self.text[lat] for lat in self.latents], False))
+        if scorer.name in self.want_control:
+            out.append(Run(f"{scorer.name}_control", self.todo(f"{scorer.name}_control"), self.donor_text, True))
+        return [dataclasses.replace(r, texts=self.pick(r.texts, r.idx)) for r in out if r.idx]
+
+
+class Scorer:
+    """A scorer of stage scores_more: its spec (the fingerprint) and how it scores one run into the rows."""
+    name = ""
+    real = True  # False: only its control runs here (detection / fuzzing: stage scores made the real rows)
+
+    def __init__(self, mode=None):
+        self.mode = mode
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+    def prepare(self, part: Partition) -> None:
+        """Load what scoring needs (a model), once there is work."""
+
+    def spec(self, part: Partition) -> dict:
+        raise NotImplementedError
+
+    def score(self, part: Partition, run: Run, sfp: str) -> None:
+        raise NotImplementedError
+
+
+class ClassifierControl(Scorer):
+    """detection / fuzzing with another latent's explanation (their real rows: stage scores)."""
+    real = False
+
+    def __init__(self, kind: str):
+        super().__init__()
+        self.name = kind
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}_control"
+
+    def spec(self, part):
+        return scorer_spec(part.ctx.cfg, part.ctx.workdir, self.name)
+
+    def score(self, part, run, sfp):
+        jobs = [classifier.ScoreJob(k, part.text[lat], t, n)
+                for k, lat, t, n in zip(part.keys, part.latents, part.tests, part.nons)]
+        cjobs = controls.control_jobs(jobs, {k: part.text[lat] for k, lat in zip(part.keys, part.latents)},
+                                      {k: f"{part.layer}/{part.donor[lat]}" for k, lat in zip(part.keys, part.latents)})
+        results = asyncio.run(classifier.score_latents(part.client, self.name, part.pick(cjobs, run.idx),
+                                                       part.ctx.cfg.scorer))
+        for res in results:
+            _classifier_rows(part.rows, run.name, sfp, res, part.x, control=True)
+
+
+class AurocScorer(Scorer):
+    """An explanation-vs-example scorer with a value per example: AUROC of activating vs not."""
+    values = ""
+
+    def examples(self, part: Partition, run: Run):
+        raise NotImplementedError
+
+    def score(self, part, run, sfp):
+        x = part.x
+        for s in self.examples(part, run):
+            lat, vals = _lat(s.key), getattr(s, self.values)
+            ci = bootstrap.auroc_ci(s.activating, vals, x.bootstrap_samples, f"{s.key}:{run.name}", x.ci_level)
+            part.rows.add(run.name, sfp, lat, value=s.auroc, ci=(ci.low, ci.high), auroc=s.auroc,
+                          auroc_ci=(ci.low, ci.high), n=len(s.example_ids), n_failed=0, control=run.control,
+                          counts={"n_pos": sum(s.activating), "n_neg": len(s.activating) - sum(s.activating)})
+            for eid, q, a, v in zip(s.example_ids, s.quantiles, s.activating, vals):
+                part.rows.item(run.name, sfp, lat, eid, q, a, a, None, value=v)
+
+
+class EmbeddingScorer(AurocScorer):
+    name, values = "embedding", "similarity"
+
+    def prepare(self, part):
+        self.encode = embedding.encoder(part.x.embedding_model)
+
+    def spec(self, part):
+        return identity.embedding_spec(embedding.identity(part.x.embedding_model))
+
+    def examples(self, part, run):
+        both = [t + n for t, n in zip(part.tests, part.nons)]
+        return embedding.score_embedding(self.encode, part.pick(part.keys, run.idx), run.texts,
+                                         part.pick(both, run.idx))
+
+
+class SurprisalScorer(AurocScorer):
+    name, values = "surprisal", "value"
+
+    def prepare(self, part):
+        self.model_name = part.x.surprisal_model or part.ctx.cfg.subject_model
+        self.tok, self.model = surprisal.load_base_lm(resolve_model(self.model_name, part.ctx.workdir))
+
+    def spec(self, part):
+        return identity.surprisal_spec(model_identity(self.model_name, part.ctx.workdir), surprisal.PROMPT_VERSION,
+                                       str(self.model.dtype))
+
+    def examples(self, part, run):
+        both = [t + n for t, n in zip(part.tests, part.nons)]
+        return surprisal.score_surprisal(self.tok, self.model, part.pick(part.keys, run.idx), run.texts,
+                                         part.pick(both, run.idx), part.x.surprisal_batch_size)
+
+
+class SimulationScorer(Scorer):
+    """The scorer LLM predicts each token's activation from the explanation (``mode``: logprobs or json)."""
+    name = "simulation"
+
+    def spec(self, part):
+        x = part.x
+        return identity.simulation_spec(part.llm_id, self.mode, x.simulation_top_logprobs, x.simulation_max_examples,
+                                        simulation.PROMPT_VERSION)
+
+    def score(self, part, run, sfp):
+        x, n = part.x, part.x.simulation_max_examples
+        shown = [_subset(t, n, f"{x.seed}:{k}:t") + _subset(m, n, f"{x.seed}:{k}:n")
+                 for k, t, m in zip(part.keys, part.tests, part.nons)]
+        for s in simulation.score_simulation(part.client, part.pick(part.keys, run.idx), run.texts,
+                                             part.pick(shown, run.idx), self.mode, x.simulation_top_logprobs):
+            lat = _lat(s.key)
+            ok = [i for i, p in enumerate(s.predicted) if p is not None]
+            ci = bootstrap.correlation_ci([s.true[i] for i in ok], [s.predicted[i] for i in ok],
+                                          x.bootstrap_samples, f"{s.key}:{run.name}", x.ci_level)
+            part.rows.add(run.name, sfp, lat, value=s.correlation, ci=(ci.low, ci.high), n=len(s.example_ids),
+                          n_failed=s.n_failed, control=run.control, n_batches=len(s.responses),
+                          failures=s.failure_reasons, responses=s.responses)
+            for b, (eid, q, a, p) in enumerate(zip(s.example_ids, s.quantiles, s.activating, s.predicted)):
+                part.rows.item(run.name, sfp, lat, eid, q, a, a, None, value=None if p is None else float(p.max()),
+                               batch_index=b)
+
+
+class IntruderScorer(Scorer):
+    """Explanation-free: can the scorer LLM spot the non-activating example among activating ones?"""
+    name = "intruder"
+
+    def spec(self, part):
+        x = part.x
+        return identity.intruder_spec(part.llm_id, x.intruder_shown, x.intruder_rounds, part.ctx.cfg.scorer.threshold,
+                                      x.seed, intruder.PROMPT_VERSION)
+
+    def score(self, part, run, sfp):
+        x = part.x
+        for s in intruder.score_intruder(part.client, part.pick(part.keys, run.idx), part.pick(part.tests, run.idx),
+                                         part.pick(part.nons, run.idx), x.intruder_shown, x.intruder_rounds,
+                                         part.ctx.cfg.scorer.threshold, x.seed):
+            lat = _lat(s.key)
+            done = [r for r in s.rounds if r.correct is not None]
+            ci = bootstrap.accuracy_ci([r.correct for r in done], x.bootstrap_samples, f"{s.key}:intruder", x.ci_level)
+            part.rows.add("intruder", sfp, lat, value=s.accuracy, ci=(ci.low, ci.high), accuracy=s.accuracy,
+                          n=len(s.rounds), n_failed=len(s.rounds) - len(done), control=False, n_batches=len(s.rounds),
+                          failures=s.failure_reasons, responses=s.responses)
+            for b, r in enumerate(s.rounds):
+                part.rows.item("intruder", sfp, lat, r.intruder_id, -1, False, True, r.correct, r.probability,
+                               batch_index=b)
+
+
+SCORERS = {"embedding": EmbeddingScorer, "surprisal": SurprisalScorer, "simulation": SimulationScorer,
+           "intruder": IntruderScorer}
+
+
 def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, explainer_fp: str | None = None,
                     force: bool = False) -> dict:
     """``explainer_fp``: score another explainer's stored explanations (default: the configured explainer's).
@@ -164,6 +372,7 @@ def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, exp
     cfg, x = ctx.cfg, ctx.cfg.scoring
     kinds = [k for k in cfg.scorer.scorers]  # detection / fuzzing kinds stage scores ran
     extras = [k for k in x.scorers if k in EXTRA]  # intervention: stage intervention_scores
+    sim_mode = None
     if "simulation" in extras:  # a bad mode for this engine fails here, before any heavy work
         sim_mode = simulation.resolve_mode(x.simulation_mode, client)
     efp = explainer_fp or identity.explainer_fp(cfg, ctx.workdir)
@@ -178,23 +387,19 @@ def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, exp
     keys = [f"{layer}/{lat}" for lat in latents]
     tests = [exs.get(lat, {}).get("test", []) for lat in latents]
     nons = [exs.get(lat, {}).get("non_activating", []) for lat in latents]
-    both = [t + n for t, n in zip(tests, nons)]
     donor = controls.donors(latents, f"{x.seed}:{layer}:{rng_label}:{efp}") if x.control else {}
     donor_text = [text[donor[lat]] for lat in latents] if donor else []
     want_control = set(x.control_scorers) if donor else set()
     names = list(extras) + [f"{k}_control" for k in [*kinds, *extras] if k in want_control]
     already = set() if force else done_scores(ctx.wh, layer, first, last, efp, names)
 
-    def todo(name: str) -> list[int]:
-        """Indices (into latents) of the latents this scorer still has to score."""
-        return [i for i, lat in enumerate(latents) if (lat, name) not in already]
+    part = Partition(ctx, client, layer, efp, rng_label, latents, keys, text, tests, nons, donor, donor_text,
+                     want_control, already, _Rows(ctx, layer, efp, samp, rng_label, ledger.run_id),
+                     llm_identity(cfg.scorer_llm, ctx.workdir))
+    rows, seconds = part.rows, {}
 
-    rows = _Rows(ctx, layer, efp, samp, rng_label, ledger.run_id)
-    seconds: dict[str, float] = {}
-    llm_id = llm_identity(cfg.scorer_llm, ctx.workdir)
-
-    # detection / fuzzing: intervals of stage scores' rows, and their controls
-    ci_rows, items = [], None
+    # detection / fuzzing: intervals of stage scores' rows (their controls are scorers below)
+    ci_rows = []
     if kinds and latents:
         items = ctx.wh.query(queries.RANGE_CLASSIFIER_ITEMS, [layer, first, last, efp, kinds])
         for (lat, kind), grp in items.group_by(["latent", "scorer"], maintain_order=True):
@@ -202,104 +407,20 @@ def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, exp
             ci, auci, _ = _classifier_cis(its, x)
             ci_rows.append({"layer": layer, "latent": lat, "explainer_fp": efp, "scorer": kind, "ci_low": ci[0],
                             "ci_high": ci[1], "auroc_ci_low": auci[0], "auroc_ci_high": auci[1]})
-    jobs = [classifier.ScoreJob(k, text[lat], t, n) for k, lat, t, n in zip(keys, latents, tests, nons)]
-    for kind in kinds:
-        if kind not in want_control or not todo(f"{kind}_control"):
+    scorers = [ClassifierControl(k) for k in kinds] + [SCORERS[k](sim_mode if k == "simulation" else None)
+                                                       for k in ("embedding", "surprisal", "simulation", "intruder")
+                                                       if k in extras]
+    for scorer in scorers:
+        runs = part.runs(scorer)
+        if not runs:
             continue
         t0 = time.perf_counter()
-        cjobs = controls.control_jobs(jobs, {k: text[lat] for k, lat in zip(keys, latents)},
-                                      {k: f"{layer}/{donor[lat]}" for k, lat in zip(keys, latents)})
-        cjobs = [cjobs[i] for i in todo(f"{kind}_control")]
-        results = asyncio.run(classifier.score_latents(client, kind, cjobs, cfg.scorer))
-        sfp = rows.fp(identity.control_spec(scorer_spec(cfg, ctx.workdir, kind), x.seed))
-        for res in results:
-            _classifier_rows(rows, f"{kind}_control", sfp, res, x, control=True)
-        seconds[f"{kind}_control"] = round(time.perf_counter() - t0, 2)
-        ctx.log(f"{layer} {rng_label}: {kind}_control in {seconds[kind + '_control']}s")
-
-    def both_runs(name: str):
-        """(scorer name, latent indices still to do, their explanations, control?) for the real run and, if
-        wanted, the control run; runs with nothing to do are left out."""
-        runs = [(name, todo(name), [text[lat] for lat in latents], False)]
-        if name in want_control:
-            runs.append((f"{name}_control", todo(f"{name}_control"), donor_text, True))
-        return [(run, idx, [texts[i] for i in idx], ctl) for run, idx, texts, ctl in runs if idx]
-
-    def auroc_scorer(name: str, spec: dict, score, values: str) -> None:
-        """An explanation-vs-example scorer with a per-example value: AUROC activating vs not, real + control."""
-        t0 = time.perf_counter()
-        for run, idx, texts, ctl in both_runs(name):
-            sfp = rows.fp(identity.control_spec(spec, x.seed) if ctl else spec)
-            for s in score(idx, texts):
-                lat, vals = _lat(s.key), getattr(s, values)
-                ci = bootstrap.auroc_ci(s.activating, vals, x.bootstrap_samples, f"{s.key}:{run}", x.ci_level)
-                rows.add(run, sfp, lat, value=s.auroc, ci=(ci.low, ci.high), auroc=s.auroc, auroc_ci=(ci.low, ci.high),
-                         n=len(s.example_ids), n_failed=0, control=ctl,
-                         counts={"n_pos": sum(s.activating), "n_neg": len(s.activating) - sum(s.activating)})
-                for eid, q, a, v in zip(s.example_ids, s.quantiles, s.activating, vals):
-                    rows.item(run, sfp, lat, eid, q, a, a, None, value=v)
-        seconds[name] = round(time.perf_counter() - t0, 2)
-        ctx.log(f"{layer} {rng_label}: {name} in {seconds[name]}s")
-
-    def pick(seq, idx):
-        return [seq[i] for i in idx]
-
-    if "embedding" in extras and both_runs("embedding"):
-        enc = embedding.encoder(x.embedding_model)
-        auroc_scorer("embedding", identity.embedding_spec(embedding.identity(x.embedding_model)),
-                     lambda idx, texts: embedding.score_embedding(enc, pick(keys, idx), texts, pick(both, idx)),
-                     "similarity")
-
-    if "surprisal" in extras and both_runs("surprisal"):
-        model_name = x.surprisal_model or cfg.subject_model
-        tok, model = surprisal.load_base_lm(resolve_model(model_name, ctx.workdir))
-        auroc_scorer("surprisal", identity.surprisal_spec(model_identity(model_name, ctx.workdir),
-                                                          surprisal.PROMPT_VERSION, str(model.dtype)),
-                     lambda idx, texts: surprisal.score_surprisal(tok, model, pick(keys, idx), texts, pick(both, idx),
-                                                                  x.surprisal_batch_size),
-                     "value")
-
-    if "simulation" in extras and both_runs("simulation"):
-        t0 = time.perf_counter()
-        n = x.simulation_max_examples
-        shown = [_subset(t, n, f"{x.seed}:{k}:t") + _subset(m, n, f"{x.seed}:{k}:n")
-                 for k, t, m in zip(keys, tests, nons)]
-        spec = identity.simulation_spec(llm_id, sim_mode, x.simulation_top_logprobs, n, simulation.PROMPT_VERSION)
-        for name, idx, texts, ctl in both_runs("simulation"):
-            sfp = rows.fp(identity.control_spec(spec, x.seed) if ctl else spec)
-            for s in simulation.score_simulation(client, pick(keys, idx), texts, pick(shown, idx), sim_mode,
-                                                 x.simulation_top_logprobs):
-                lat = _lat(s.key)
-                ok = [i for i, p in enumerate(s.predicted) if p is not None]
-                ci = bootstrap.correlation_ci([s.true[i] for i in ok], [s.predicted[i] for i in ok],
-                                              x.bootstrap_samples, f"{s.key}:{name}", x.ci_level)
-                rows.add(name, sfp, lat, value=s.correlation, ci=(ci.low, ci.high), n=len(s.example_ids),
-                         n_failed=s.n_failed, control=ctl, n_batches=len(s.responses), failures=s.failure_reasons,
-                         responses=s.responses)
-                for b, (eid, q, a, p) in enumerate(zip(s.example_ids, s.quantiles, s.activating, s.predicted)):
-                    rows.item(name, sfp, lat, eid, q, a, a, None, value=None if p is None else float(p.max()),
-                              batch_index=b)
-        seconds["simulation"] = round(time.perf_counter() - t0, 2)
-        ctx.log(f"{layer} {rng_label}: simulation in {seconds['simulation']}s")
-
-    if "intruder" in extras and todo("intruder"):
-        t0 = time.perf_counter()
-        spec = identity.intruder_spec(llm_id, x.intruder_shown, x.intruder_rounds, cfg.scorer.threshold, x.seed,
-                                      intruder.PROMPT_VERSION)
-        sfp = rows.fp(spec)
-        idx = todo("intruder")
-        for s in intruder.score_intruder(client, pick(keys, idx), pick(tests, idx), pick(nons, idx), x.intruder_shown,
-                                         x.intruder_rounds, cfg.scorer.threshold, x.seed):
-            lat = _lat(s.key)
-            done = [r for r in s.rounds if r.correct is not None]
-            ci = bootstrap.accuracy_ci([r.correct for r in done], x.bootstrap_samples, f"{s.key}:intruder", x.ci_level)
-            rows.add("intruder", sfp, lat, value=s.accuracy, ci=(ci.low, ci.high), accuracy=s.accuracy,
-                     n=len(s.rounds), n_failed=len(s.rounds) - len(done), control=False, n_batches=len(s.rounds),
-                     failures=s.failure_reasons, responses=s.responses)
-            for b, r in enumerate(s.rounds):
-                rows.item("intruder", sfp, lat, r.intruder_id, -1, False, True, r.correct, r.probability, batch_index=b)
-        seconds["intruder"] = round(time.perf_counter() - t0, 2)
-        ctx.log(f"{layer} {rng_label}: intruder in {seconds['intruder']}s")
+        scorer.prepare(part)
+        spec = scorer.spec(part)
+        for run in runs:
+            scorer.score(part, run, rows.fp(identity.control_spec(spec, x.seed) if run.control else spec))
+        seconds[scorer.label] = round(time.perf_counter() - t0, 2)
+        ctx.log(f"{layer} {rng_label}: {scorer.label} in {seconds[scorer.label]}s")
 
     t0 = time.perf_counter()
     flags = _flags(ctx, layer, first, last)

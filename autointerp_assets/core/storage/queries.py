@@ -387,7 +387,8 @@ def latent_stats(n_tokens: int, window: int, min_examples: int, ctx_len: int, qu
                    WHERE layer = $layer AND latent BETWEEN $first AND $last),
         per AS (
             SELECT latent, count(*) AS n_firing,
-                   count(DISTINCT (row_id, {unit})) FILTER (WHERE {unit} BETWEEN 0 AND {windows_per_row(ctx_len, window) - 1})
+                   count(DISTINCT (row_id, {unit}))
+                       FILTER (WHERE {unit} BETWEEN 0 AND {windows_per_row(ctx_len, window) - 1})
                        AS n_windows,
                    max(value) AS max_activation, avg(value) AS mean_activation,
                    quantile_cont(value, {list(quantiles)}) AS quantile_edges,
@@ -915,7 +916,8 @@ LATENT_MATCHES_ROWS = """
 
 LAYER_FILTER = " WHERE layer = $layer"
 EXPORT_COUNT = "SELECT count(*) FROM {relation}{where}"
-EXPORT_BY_LAYER = "COPY (SELECT * FROM {relation}{where}) TO '{out}' (FORMAT parquet, PARTITION_BY (layer), OVERWRITE_OR_IGNORE)"
+EXPORT_BY_LAYER = ("COPY (SELECT * FROM {relation}{where}) TO '{out}' "
+                   "(FORMAT parquet, PARTITION_BY (layer), OVERWRITE_OR_IGNORE)")
 EXPORT_WHOLE = "COPY (SELECT * FROM {relation}) TO '{out}/data.parquet' (FORMAT parquet)"
 
 
@@ -932,7 +934,8 @@ TRAIN_TEST_OVERLAPS = """
 TRAIN_PEAKS_IN_TEST = """
         WITH e AS (SELECT latent, split, row_id, start_pos, start_pos + len(token_ids) AS stop,
                           start_pos + list_position(acts, list_max(acts)) - 1 AS peak
-                   FROM examples WHERE layer = $layer AND latent BETWEEN $first AND $last AND split IN ('train', 'test'))
+                   FROM examples
+                   WHERE layer = $layer AND latent BETWEEN $first AND $last AND split IN ('train', 'test'))
         SELECT count(*) FROM e a JOIN e b ON a.latent = b.latent AND a.row_id = b.row_id
             AND a.peak >= b.start_pos AND a.peak < b.stop
         WHERE a.split = 'train' AND b.split = 'test'
@@ -940,7 +943,8 @@ TRAIN_PEAKS_IN_TEST = """
 
 SHARED_NEGATIVES = """
         WITH e AS (SELECT latent, split, row_id, start_pos, start_pos + length AS stop
-                   FROM example_windows WHERE layer = $layer AND latent BETWEEN $first AND $last AND split IN ('non_activating', 'train_non_activating'))
+                   FROM example_windows WHERE layer = $layer AND latent BETWEEN $first AND $last
+                         AND split IN ('non_activating', 'train_non_activating'))
         SELECT count(*) FROM e a JOIN e b ON a.latent = b.latent AND a.row_id = b.row_id
             AND a.start_pos < b.stop AND b.start_pos < a.stop
         WHERE a.split = 'train_non_activating' AND b.split = 'non_activating'
