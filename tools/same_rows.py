@@ -24,14 +24,18 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 VOLATILE_SUFFIXES = ("_at", "_seconds", "_s")  # timestamps and durations
-VOLATILE = {"run_id", "seconds", "wall", "pid"}
+VOLATILE = {"run_id", "call_id", "seconds", "wall", "pid"}  # call_id: a random id per LLM request
+DIGITS = 10  # floats are compared rounded: DuckDB's parallel sums may differ in the last bits between runs
 
 
-def tiny_config(workdir: Path, database: Path) -> dict:
+def tiny_config(workdir: Path, database: Path, dtype: str | None = None) -> dict:
     sys.path.insert(0, str(ROOT))
     from autointerp_assets_tests.support.projects import tiny
 
-    return {**tiny(database), "workdir": str(workdir)}
+    raw = {**tiny(database), "workdir": str(workdir)}
+    if dtype:  # the LLM's dtype (float32: answers that do not depend on how vLLM happened to batch them)
+        raw["explainer"] = {**raw["explainer"], "llm": {**raw["explainer"]["llm"], "dtype": dtype}}
+    return raw
 
 
 def in_its_names(tree: Path, raw: dict) -> dict:
@@ -41,13 +45,13 @@ def in_its_names(tree: Path, raw: dict) -> dict:
     return raw
 
 
-def run_pipeline(tree: Path, out: Path) -> float:
+def run_pipeline(tree: Path, out: Path, dtype: str | None = None) -> float:
     """`autointerp run` of the tiny project with the code in ``tree``; returns seconds."""
     work = out / "work"
     work.mkdir(parents=True)
     (work / "models").symlink_to(ROOT / "data" / "models")
     cfg = out / "project.yaml"
-    cfg.write_text(yaml.safe_dump(in_its_names(tree, tiny_config(work, out / "warehouse.duckdb"))))
+    cfg.write_text(yaml.safe_dump(in_its_names(tree, tiny_config(work, out / "warehouse.duckdb", dtype))))
     (out / "dagster_home").mkdir()
     env = {**os.environ, "AUTOINTERP_CONFIG": str(cfg), "DAGSTER_HOME": str(out / "dagster_home"),
            "PYTHONPATH": str(tree), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
@@ -65,8 +69,9 @@ def volatile(column: str) -> bool:
     return column in VOLATILE or column.endswith(VOLATILE_SUFFIXES)
 
 
-def compare(a: Path, b: Path) -> list[tuple[str, int, int, int]]:
-    """(table, rows before, rows after, differing rows both ways) for every base table of either warehouse."""
+def compare(a: Path, b: Path) -> list[tuple[str, int, int, int, list[str]]]:
+    """(table, rows before, rows after, differing rows both ways, the columns that differ) for every base table
+    of either warehouse. Text is compared with each run's own directory cut out (paths of its workdir)."""
     con = duckdb.connect()
     con.execute(f"ATTACH '{a}' AS a (READ_ONLY)")
     con.execute(f"ATTACH '{b}' AS b (READ_ONLY)")
@@ -80,38 +85,60 @@ def compare(a: Path, b: Path) -> list[tuple[str, int, int, int]]:
         if not cols["a"] or not cols["b"]:
             out.append((t, -1 if not cols["a"] else 0, -1 if not cols["b"] else 0, -1))
             continue
+        types = dict(con.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = 'a' "
+                                 "AND table_name = ?", [t]).fetchall())
         keep = [c for c in cols["a"] if c in cols["b"] and not volatile(c)]
-        sel = ", ".join(f'"{c}"' for c in keep)
+
+        def expr(c: str, db: str) -> str:
+            root = str((a if db == "a" else b).parent).replace("'", "''")
+            if types[c] in ("DOUBLE", "FLOAT", "REAL"):
+                return f'round("{c}", {DIGITS}) AS "{c}"'
+            if types[c] in ("VARCHAR", "JSON"):
+                return f"replace(\"{c}\"::VARCHAR, '{root}', '<run>') AS \"{c}\""
+            return f'"{c}"'
+
+        def rows_not_in(x: str, y: str, columns: list[str]) -> int:
+            sx, sy = (", ".join(expr(c, d) for c in columns) for d in (x, y))
+            return con.execute(f"SELECT count(*) FROM (SELECT {sx} FROM {x}.{t} EXCEPT ALL SELECT {sy} FROM {y}.{t})"
+                               ).fetchone()[0]
+
         n_a, n_b = (con.execute(f"SELECT count(*) FROM {db}.{t}").fetchone()[0] for db in ("a", "b"))
-        diff = con.execute(f"SELECT count(*) FROM ((SELECT {sel} FROM a.{t} EXCEPT ALL SELECT {sel} FROM b.{t}) "
-                           f"UNION ALL (SELECT {sel} FROM b.{t} EXCEPT ALL SELECT {sel} FROM a.{t}))").fetchone()[0]
-        extra = sorted(set(cols["a"]) ^ set(cols["b"]))
-        out.append((t, n_a, n_b, diff if not extra else diff + 1_000_000))
+        diff = rows_not_in("a", "b", keep) + rows_not_in("b", "a", keep)
+        differ = [c for c in keep if diff and rows_not_in("a", "b", [c]) + rows_not_in("b", "a", [c])]
+        differ += sorted(set(cols["a"]) ^ set(cols["b"]))  # a column only one side has
+        out.append((t, n_a, n_b, diff, differ))
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--base", required=True, help="git ref of the code to compare against (e.g. a commit)")
+    p.add_argument("--after", help="git ref of the other code (default: the working tree); the same ref as --base "
+                   "measures the noise floor: what two runs of the same code differ in")
+    p.add_argument("--llm-dtype", help="the LLM's dtype in both runs, e.g. float32 (default: the project's auto)")
     p.add_argument("--keep", help="keep the runs in this directory (default: a temporary one, removed)")
     args = p.parse_args(argv)
     root = Path(args.keep or tempfile.mkdtemp(prefix="same-rows-"))
-    base_tree = root / "base-tree"
-    subprocess.run(["git", "worktree", "add", "--detach", "-q", str(base_tree), args.base], cwd=ROOT, check=True)
+    base_tree, after_tree = root / "base-tree", (root / "after-tree" if args.after else ROOT)
+    trees = [(base_tree, args.base)] + ([(after_tree, args.after)] if args.after else [])
+    for tree, ref in trees:
+        subprocess.run(["git", "worktree", "add", "--detach", "-q", str(tree), ref], cwd=ROOT, check=True)
     try:
-        secs = {name: run_pipeline(tree, root / name) for name, tree in (("before", base_tree), ("after", ROOT))}
+        secs = {name: run_pipeline(tree, root / name, args.llm_dtype)
+                for name, tree in (("before", base_tree), ("after", after_tree))}
         for db in ("warehouse.duckdb", "warehouse.calibration.duckdb"):
             rows = compare(root / "before" / db, root / "after" / db)
             print(f"{db}: before {secs['before']:.0f} s, after {secs['after']:.0f} s")
-            print(f"  {'table':<34}{'before':>10}{'after':>10}{'differ':>10}")
-            for t, n_a, n_b, d in rows:
-                print(f"  {t:<34}{n_a:>10}{n_b:>10}{d:>10}")
-            bad = [t for t, n_a, n_b, d in rows if d != 0]
+            print(f"  {'table':<34}{'before':>10}{'after':>10}{'differ':>10}  columns that differ")
+            for t, n_a, n_b, d, cols in rows:
+                print(f"  {t:<34}{n_a:>10}{n_b:>10}{d:>10}  {', '.join(cols)}")
+            bad = [t for t, n_a, n_b, d, cols in rows if d != 0 or cols]
             secs.setdefault("bad", []).extend(f"{db}:{t}" for t in bad)
         print("differences in: " + ", ".join(secs["bad"]) if secs["bad"] else "0 differences in every table")
         return 1 if secs["bad"] else 0
     finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(base_tree)], cwd=ROOT, check=False)
+        for tree, _ in trees:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=False)
 
 
 if __name__ == "__main__":
