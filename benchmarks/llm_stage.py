@@ -27,7 +27,7 @@ import duckdb  # noqa: E402
 from autointerp_assets.core.config import ExplainerConfig, ScorerConfig, parse_config  # noqa: E402
 from autointerp_assets.core.explainers import build_explainer_request  # noqa: E402
 from autointerp_assets.core.llm import make_client  # noqa: E402
-from autointerp_assets.core.llm.base import ChatRequest, Sampling  # noqa: E402
+from autointerp_assets.core.llm.base import ChatRequest  # noqa: E402
 from autointerp_assets.core.records import Example  # noqa: E402
 from autointerp_assets.core.scoring import classifier  # noqa: E402
 from autointerp_assets.core.stages.context import Context  # noqa: E402

@@ -37,7 +37,8 @@ def read_range(wh, layer: str, first: int, last: int, corpus_fp: str | None = No
             else None
         out["explainers"] = con.execute(queries.EXPLAINERS).pl()
         out["corpus_tokens"] = con.execute(queries.CORPUS_TOKENS, queries.bind(queries.CORPUS_TOKENS, p)).fetchone()[0]
-        out["coder_path"] = (con.execute(queries.CODER_PATH, {"layer": layer}).fetchone() or [None])[0]
+        coder = con.execute(queries.LATEST_CODER, {"layer": layer}).pl()
+        out["coder_path"] = coder["path"][0] if coder.height else None
         ids = [t for t in out["latents"]["top_token"].to_list() if t is not None]
         out["top_tokens"] = dict(con.execute(queries.TOKEN_TEXT, {"corpus": corpus_fp, "ids": ids}).fetchall()) \
             if corpus_fp and ids else {}

@@ -190,15 +190,16 @@ def explainer_spec(cfg: ProjectConfig, workdir: Path | None = None) -> dict:
 
 def explainer_fp(cfg: ProjectConfig, workdir: Path | None = None) -> str:
     """The key cfg's explanations and scores rows carry."""
-    return _explainer_fp(explainer_spec(cfg, workdir))
+    return explainer_spec_fp(explainer_spec(cfg, workdir))
 
 
 def gold_explainer_fp(calibration: str) -> str:
     """The calibration's gold explanations (written, not generated): one 'explainer' per calibration."""
-    return _explainer_fp({"calibration_gold": calibration})
+    return explainer_spec_fp({"calibration_gold": calibration})
 
 
-def _explainer_fp(spec: dict) -> str:
+def explainer_spec_fp(spec: dict) -> str:
+    """The explainer fingerprint of a spec already in hand (``explainer_spec``)."""
     return fingerprint("explainer", spec)
 
 

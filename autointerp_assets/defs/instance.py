@@ -19,8 +19,6 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from ..core.storage import queries
-
 LOCK = ".autointerp-instance.lock"
 READY = ".autointerp-instance-ready"  # written under the lock once every storage is created and stamped
 STORAGES = ("history/runs.db", "history/runs/index.db", "schedules/schedules.db")  # a home without storage: config
@@ -68,7 +66,7 @@ def broken(dagster_home: str | os.PathLike, everywhere: bool = True) -> list[str
         if p.is_file():
             con = sqlite3.connect(str(p))
             try:
-                n = con.execute(queries.ALEMBIC_VERSION_COUNT).fetchone()[0]
+                n = con.execute("SELECT count(*) FROM alembic_version").fetchone()[0]
             except sqlite3.Error:
                 n = 1  # not a migrated storage (or not stamped yet): nothing to judge
             finally:

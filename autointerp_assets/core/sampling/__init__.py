@@ -12,5 +12,5 @@ from .builder import THREADS, Built, build_examples, neighbours_frame, selection
 from .checks import disjointness
 from .rules import windows_per_row
 
-__all__ = ["THREADS", "Built", "build_examples", "embeddings", "neighbours", "disjointness", "neighbours_frame", "selection_frame", "windows_frame",
-           "windows_per_row"]
+__all__ = ["THREADS", "Built", "build_examples", "disjointness", "embeddings", "neighbours", "neighbours_frame",
+           "selection_frame", "windows_frame", "windows_per_row"]

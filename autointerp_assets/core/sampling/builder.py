@@ -96,10 +96,6 @@ def build_examples(con, cfg: SamplerConfig, ctx_len: int, max_per_range: int | N
         else:
             embeddings.hard_negatives(con, cfg, ctx_len, corpus_fp, embedding_key, n_neg)
         primary = con.execute(queries.NEG_PRIMARY_ROWS).fetchnumpy()
-    if source != "neighbours":
-        con.unregister("_neighbours")  # an earlier build's on this connection (a view or a temp table)
-        con.execute("DROP TABLE IF EXISTS _neighbours")
-        con.register("_neighbours", nb_table)
     # random negatives are final per latent, so their sub-ranges merged them already; other sources merge here
     neg = rnd if source == "random" else merge_negatives(primary, rnd, source, cfg.n_non_activating,
                                                           cfg.n_train_non_activating, nw)

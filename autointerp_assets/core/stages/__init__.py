@@ -21,14 +21,8 @@ from .scores import run_scores
 from .scores_more import more_scores_metadata, run_more_scores
 from .sparse_coders import coder_rows, run_sparse_coders
 from .steering import run_steering, steering_needed
-from .summary import (
-                      baseline_comparison,
-                      calibration_lines,
-                      companion_controls,
-                      findings_lines,
-                      partition_summary,
-                      scorer_findings,
-)
+from .summary import (baseline_comparison, calibration_lines, companion_controls, findings_lines, partition_summary,
+                      scorer_findings)
 
 __all__ = [
     "Context", "activations_fp", "baseline_comparison", "baseline_contexts", "cache_fp", "calibration_lines",

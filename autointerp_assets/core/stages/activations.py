@@ -204,11 +204,8 @@ def _write_group(ctx: Context, cfp: str, group: list) -> int:
         "value_bits": fp16_bits(np.concatenate([ba.value for ba in per_hook]))[order]})
     with ctx.wh.write() as con:
         if n:
-            con.execute(f"SET memory_limit = '{ctx.cfg.caching.duckdb_memory_gb}GB'")
-            con.execute("SET threads = 1")
-            # a group over one row group (122,880 rows) would be written "optimistically" as it is inserted,
-            # each column segment in blocks of its own: +20% on disk, measured. Kept in memory, it is packed
-            con.execute("SET enable_optimistic_write = false")
+            for setting in queries.CACHE_WRITER_SETTINGS:
+                con.execute(setting.format(memory_gb=float(ctx.cfg.caching.duckdb_memory_gb)))
             con.register("_batch", tbl)
             try:
                 con.execute(queries.INSERT_CACHE_BATCH)

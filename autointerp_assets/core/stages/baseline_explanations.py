@@ -17,7 +17,7 @@ import polars as pl
 
 from .. import explainer_baselines
 from ..explainer_baselines import is_baseline
-from ..identity import explainer_fp, explainer_spec, scorer_fp, scorer_spec
+from ..identity import explainer_fp, explainer_spec, explainer_spec_fp, scorer_fp, scorer_spec
 from ..llm import accounting
 from ..storage import queries
 from .context import Context
@@ -29,7 +29,7 @@ def run_baseline_explanations(ctx: Context, layer: str, first: int, last: int) -
 
     cfg, e = ctx.cfg, ctx.cfg.explainer
     spec = explainer_spec(cfg, ctx.workdir)
-    efp = explainer_fp(cfg, ctx.workdir)
+    efp = explainer_spec_fp(spec)
     t0 = time.perf_counter()
     exs = load_examples(ctx, layer, first, last, ["train"])
     sfp = ctx.wh.scalar(queries.RANGE_SELECTION_SAMPLER_FP, [layer, first, last]) or ""

@@ -14,6 +14,7 @@ from ..storage import queries
 from ..vocabulary import token_strings
 from ..vocabulary import token_strings as _token_strings  # noqa: F401 (the name the LLM stages import)
 from .context import Context
+from .sparse_coders import latest_coder
 
 
 def _decode_fn(model_dir: str):
@@ -36,10 +37,10 @@ def run_examples(ctx: Context, layer: str, first: int, last: int) -> dict:
                                                        s.embedding_model, _decode_fn(ctx.model_dir()), ctx.log)
     w_dec = None
     if s.neighbour_type == "decoder":
-        path = ctx.wh.scalar(queries.LAYER_CODER_PATH, [layer])
-        if path is None:
+        coder = latest_coder(ctx.wh, layer)
+        if coder is None:
             raise RuntimeError(f"neighbour_type 'decoder' needs the sparse coder of {layer}: materialize sparse_coders")
-        w_dec = decoder_rows(path, first, last)
+        w_dec = decoder_rows(coder["path"], first, last)
     spec = identity.sampler_spec(s, afp, cfg.latents.max_per_range, {"key": key} if key else None)
     sfp = identity.sampler_fp(spec)
     with ctx.wh.write() as con:

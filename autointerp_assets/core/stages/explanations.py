@@ -21,7 +21,7 @@ import polars as pl
 
 from .. import explainers, output_explainers
 from ..explainer_baselines import is_baseline
-from ..identity import OUTPUT_KINDS, engine_label, explainer_fp, explainer_spec
+from ..identity import OUTPUT_KINDS, engine_label, explainer_spec, explainer_spec_fp
 from ..llm import accounting
 from ..llm.accounting import BudgetExceeded
 from ..llm.ledger import Ledger
@@ -32,6 +32,7 @@ from .context import Context, rate
 from .examples import _token_strings, load_examples
 from .incremental import done_latents, failed_units, verdict
 from .llm_runs import BUDGET_EXCEEDED, prompt_counter
+from .sparse_coders import latest_coder
 from .steering import load_steering
 
 KEY = ("layer", "latent", "explainer_fp")
@@ -58,9 +59,9 @@ def logit_tokens(ctx: Context, layer: str, first: int, last: int, k: int) -> dic
     """Per latent of the range, the k tokens its decoder direction promotes through the subject model's
     unembedding (W_dec row @ W_U^T, after the final norm's gain). Reads only W_dec (any checkpoint layout) and
     the unembedding / norm tensors (never the full model), once per partition."""
-    path = ctx.wh.scalar(queries.LAYER_CODER_PATH, [layer])
+    coder = latest_coder(ctx.wh, layer)
     try:  # sparsify, SAELens or Gemma Scope layout
-        w_dec = decoder_rows(path or "", first, last)
+        w_dec = decoder_rows(coder["path"] if coder else "", first, last)
     except ValueError as e:
         raise RuntimeError(f"explainer.kind '{ctx.cfg.explainer.kind}' needs the decoder of {layer}'s sparse coder "
                            f"({e}): materialize sparse_coders first or use another explainer kind") from None
@@ -124,7 +125,7 @@ def run_explanations(ctx: Context, client, layer: str, first: int, last: int, fo
 
         return run_baseline_explanations(ctx, layer, first, last)
     spec = explainer_spec(cfg, ctx.workdir)
-    efp = explainer_fp(cfg, ctx.workdir)
+    efp = explainer_spec_fp(spec)
     exs = explainer_examples(ctx, layer, first, last)
     sfp = ctx.wh.scalar(queries.RANGE_SELECTION_SAMPLER_FP, [layer, first, last]) or ""
     maxes = dict(ctx.wh.query(queries.RANGE_MAX_ACTIVATIONS, [layer, first, last]).iter_rows())

@@ -16,16 +16,16 @@ import polars as pl
 from .. import search
 from ..sampling.embeddings import model_key
 from ..sampling.neighbours import decoder_rows
-from ..storage import queries
 from .context import Context
+from .sparse_coders import latest_coder
 
 
 def run_latent_vectors(ctx: Context, layer: str, first: int, last: int) -> dict:
     t0 = time.perf_counter()
-    coder = ctx.wh.query(queries.LAYER_CODER_PATH_AND_FP, [layer])
+    coder = latest_coder(ctx.wh, layer)
     # without a registered coder (a warehouse of examples brought from elsewhere) only the explanations are
     # compared: no decoder rows, coder key ''
-    path, sae_fp = coder.row(0) if coder.height else (None, "")
+    path, sae_fp = (coder["path"], coder["sae_fp"]) if coder else (None, "")
     if path is None:
         ctx.log(f"latent_vectors {layer}: no sparse coder registered; explanation embeddings only")
     expl, vecs, _ = search.explanation_vectors(ctx.wh, ctx.cfg.search_model, layer, first, last)

@@ -17,6 +17,7 @@ import dataclasses
 import random
 import time
 from dataclasses import dataclass
+from functools import cached_property
 
 import polars as pl
 
@@ -193,6 +194,11 @@ class Partition:
     def x(self):
         return self.ctx.cfg.scoring
 
+    @cached_property
+    def both(self) -> list[list]:
+        """Each latent's test examples, activating then non-activating."""
+        return [t + n for t, n in zip(self.tests, self.nons)]
+
     def pick(self, seq, idx: list[int]) -> list:
         return [seq[i] for i in idx]
 
@@ -287,9 +293,8 @@ class EmbeddingScorer(AurocScorer):
         return identity.embedding_spec(embedding.identity(part.x.embedding_model))
 
     def examples(self, part, run):
-        both = [t + n for t, n in zip(part.tests, part.nons)]
         return embedding.score_embedding(self.encode, part.pick(part.keys, run.idx), run.texts,
-                                         part.pick(both, run.idx))
+                                         part.pick(part.both, run.idx))
 
 
 class SurprisalScorer(AurocScorer):
@@ -304,9 +309,8 @@ class SurprisalScorer(AurocScorer):
                                        str(self.model.dtype))
 
     def examples(self, part, run):
-        both = [t + n for t, n in zip(part.tests, part.nons)]
         return surprisal.score_surprisal(self.tok, self.model, part.pick(part.keys, run.idx), run.texts,
-                                         part.pick(both, run.idx), part.x.surprisal_batch_size)
+                                         part.pick(part.both, run.idx), part.x.surprisal_batch_size)
 
 
 class SimulationScorer(Scorer):
@@ -318,12 +322,15 @@ class SimulationScorer(Scorer):
         return identity.simulation_spec(part.llm_id, self.mode, x.simulation_top_logprobs, x.simulation_max_examples,
                                         simulation.PROMPT_VERSION)
 
+    def prepare(self, part):
+        x, n = part.x, part.x.simulation_max_examples  # the examples shown: the same for the real and control runs
+        self.shown = [_subset(t, n, f"{x.seed}:{k}:t") + _subset(m, n, f"{x.seed}:{k}:n")
+                      for k, t, m in zip(part.keys, part.tests, part.nons)]
+
     def score(self, part, run, sfp):
-        x, n = part.x, part.x.simulation_max_examples
-        shown = [_subset(t, n, f"{x.seed}:{k}:t") + _subset(m, n, f"{x.seed}:{k}:n")
-                 for k, t, m in zip(part.keys, part.tests, part.nons)]
+        x = part.x
         for s in simulation.score_simulation(part.client, part.pick(part.keys, run.idx), run.texts,
-                                             part.pick(shown, run.idx), self.mode, x.simulation_top_logprobs):
+                                             part.pick(self.shown, run.idx), self.mode, x.simulation_top_logprobs):
             lat = _lat(s.key)
             ok = [i for i, p in enumerate(s.predicted) if p is not None]
             ci = bootstrap.correlation_ci([s.true[i] for i in ok], [s.predicted[i] for i in ok],

@@ -99,6 +99,12 @@ def check_width(hookpoint: str, coder, width: int | None) -> None:
                                f"there has width {width}: use the coder trained for this model and hookpoint")
 
 
+def latest_coder(wh, layer: str) -> dict | None:
+    """The row of ``sparse_coders`` the stages use for ``layer`` (the newest), or None before sparse_coders ran."""
+    rows = wh.query(queries.LATEST_CODER, {"layer": layer})
+    return rows.row(0, named=True) if rows.height else None
+
+
 def coder_rows(ctx: Context) -> dict[str, dict]:
     hooks = list(ctx.cfg.hookpoints)
     frame = ctx.wh.query(queries.LAYER_CODERS, [hooks])

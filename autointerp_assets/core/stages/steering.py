@@ -20,6 +20,7 @@ from ..sampling.neighbours import decoder_rows
 from ..scoring.surprisal import load_base_lm
 from ..storage import queries
 from .context import Context
+from .sparse_coders import latest_coder
 
 
 def steering_needed(cfgs: Sequence[ProjectConfig]) -> bool:
@@ -37,8 +38,8 @@ def prompts(cfg: ProjectConfig) -> tuple[list[str], list[str]]:
 def steering_spec(ctx: Context, layer: str) -> dict:
     """What a layer's steering rows are made from: the subject model, its dtype, the coder and the settings."""
     cfg = ctx.cfg
-    sae_fp = ctx.wh.scalar(queries.LAYER_CODER_FP, [layer])
-    return identity.steering_spec(cfg, ctx.workdir, steering.VERSION, sae_fp, *prompts(cfg))
+    coder = latest_coder(ctx.wh, layer)
+    return identity.steering_spec(cfg, ctx.workdir, steering.VERSION, coder and coder["sae_fp"], *prompts(cfg))
 
 
 def steering_fp(ctx: Context, layer: str) -> str:
@@ -46,10 +47,10 @@ def steering_fp(ctx: Context, layer: str) -> str:
 
 
 def _coder(ctx: Context, layer: str) -> dict:
-    row = ctx.wh.query(queries.LAYER_CODER_HOOK, [layer])
-    if row.is_empty():
+    coder = latest_coder(ctx.wh, layer)
+    if coder is None:
         raise RuntimeError(f"steering needs the sparse coder of {layer}: materialize sparse_coders first")
-    return row.row(0, named=True)
+    return coder
 
 
 def steerer(ctx: Context, layer: str, model_dir: str | None = None) -> steering.Steerer:
