@@ -14,7 +14,6 @@ from autointerp_assets.core.llm import make_client
 from autointerp_assets.core.stages.context import Context
 from autointerp_assets.core.stages.explanations import run_explanations
 from autointerp_assets.core.stages.scores import run_scores
-from autointerp_assets.core.stages.scores_more import run_more_scores
 from autointerp_assets_tests.conftest import ROOT
 from autointerp_assets_tests.support.fake_openai import FakeOpenAIServer
 from autointerp_assets_tests.support.llm_faults import LAYER, project, seed
@@ -44,7 +43,6 @@ def warehouse(tmp_path_factory):
         client = make_client(ctx.cfg.explainer.llm, str(ctx.workdir))
         run_explanations(ctx, client, LAYER, 0, 31)
         run_scores(ctx, client, LAYER, 0, 31)
-        run_more_scores(ctx, client, LAYER, 0, 31)
     return config, ctx.wh
 
 

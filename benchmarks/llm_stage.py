@@ -34,7 +34,7 @@ from autointerp_assets.core.stages.context import Context  # noqa: E402
 from autointerp_assets.core.stages.examples import _token_strings  # noqa: E402
 from autointerp_assets.core.stages.explanations import run_explanations  # noqa: E402
 from autointerp_assets.core.stages.llm_runs import prompt_counter  # noqa: E402
-from autointerp_assets.core.stages.scores import run_scores  # noqa: E402
+from autointerp_assets.core.stages.classifier_scores import run_classifier_scores  # noqa: E402
 from autointerp_assets.core.subject_model import resolve_model  # noqa: E402
 from autointerp_assets_tests.support.synthetic import write_partition  # noqa: E402
 
@@ -82,7 +82,7 @@ def throughput(n_latents: int, latency_s: float, capacity: int) -> dict:
         prompt_counter(cfg.explainer.llm, ctx.workdir)(ChatRequest.of([{"role": "user", "content": "hi"}]))
         t0 = time.perf_counter()
         e = run_explanations(ctx, client, "layers.1", 0, 1023)
-        s = run_scores(ctx, client, "layers.1", 0, 1023)
+        s = run_classifier_scores(ctx, client, "layers.1", 0, 1023)
         wall = time.perf_counter() - t0
         requests = e["llm_calls"] + s["llm_calls"]
         gen = e["seconds"] + s["seconds"]  # time inside generate() only

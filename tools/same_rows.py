@@ -3,7 +3,8 @@ tree, each into its own warehouse, and compare every table row by row.
 
     .venv/bin/python tools/same_rows.py --base <ref>        # e.g. the commit before a restructuring
 
-Both runs use the tests' tiny project (2 layers x 2 latent ranges, the calibration, every asset), the same
+Both runs use the tests' tiny project (2 layers x 2 latent ranges, the calibration, every asset; with
+``--every-scorer`` also every explainer kind and every scorer with its control, steering included), the same
 converted model and this tree's virtual environment; each trains its own sparse coders in a workdir of its
 own. Columns that differ by nature between two runs are left out: timestamps (``*_at``), run ids, wall-clock
 durations. Prints one line per table (rows, differences) and exits 1 when any table differs.
@@ -28,11 +29,20 @@ VOLATILE = {"run_id", "call_id", "seconds", "wall", "pid"}  # call_id: a random 
 DIGITS = 10  # floats are compared rounded: DuckDB's parallel sums may differ in the last bits between runs
 
 
-def tiny_config(workdir: Path, database: Path, dtype: str | None = None) -> dict:
+# --every-scorer: every explainer kind and every scorer with its control, steering included
+EVERY_SCORER = {
+    "baseline_explainers": ["top_tokens", "logit_lens"], "output_explainers": ["token_change", "input_output"],
+    "scoring": {"scorers": ["embedding", "surprisal", "simulation", "intruder", "intervention"],
+                "control_scorers": ["detection", "fuzzing", "embedding", "surprisal", "simulation", "intervention"],
+                "bootstrap_samples": 200},
+    "steering": {"n_explain": 4, "n_score": 6, "max_new_tokens": 6}}
+
+
+def tiny_config(workdir: Path, database: Path, dtype: str | None = None, every_scorer: bool = False) -> dict:
     sys.path.insert(0, str(ROOT))
     from autointerp_assets_tests.support.projects import tiny
 
-    raw = {**tiny(database), "workdir": str(workdir)}
+    raw = {**tiny(database), "workdir": str(workdir), **(EVERY_SCORER if every_scorer else {})}
     if dtype:  # the LLM's dtype (float32: answers that do not depend on how vLLM happened to batch them)
         raw["explainer"] = {**raw["explainer"], "llm": {**raw["explainer"]["llm"], "dtype": dtype}}
     return raw
@@ -45,13 +55,13 @@ def in_its_names(tree: Path, raw: dict) -> dict:
     return raw
 
 
-def run_pipeline(tree: Path, out: Path, dtype: str | None = None) -> float:
+def run_pipeline(tree: Path, out: Path, dtype: str | None = None, every_scorer: bool = False) -> float:
     """`autointerp run` of the tiny project with the code in ``tree``; returns seconds."""
     work = out / "work"
     work.mkdir(parents=True)
     (work / "models").symlink_to(ROOT / "data" / "models")
     cfg = out / "project.yaml"
-    cfg.write_text(yaml.safe_dump(in_its_names(tree, tiny_config(work, out / "warehouse.duckdb", dtype))))
+    cfg.write_text(yaml.safe_dump(in_its_names(tree, tiny_config(work, out / "warehouse.duckdb", dtype, every_scorer))))
     (out / "dagster_home").mkdir()
     env = {**os.environ, "AUTOINTERP_CONFIG": str(cfg), "DAGSTER_HOME": str(out / "dagster_home"),
            "PYTHONPATH": str(tree), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
@@ -116,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--after", help="git ref of the other code (default: the working tree); the same ref as --base "
                    "measures the noise floor: what two runs of the same code differ in")
     p.add_argument("--llm-dtype", help="the LLM's dtype in both runs, e.g. float32 (default: the project's auto)")
+    p.add_argument("--every-scorer", action="store_true", help="also run every explainer kind (baselines, "
+                   "output-centric) and every scorer with its control, steering and intervention included")
     p.add_argument("--keep", help="keep the runs in this directory (default: a temporary one, removed)")
     args = p.parse_args(argv)
     root = Path(args.keep or tempfile.mkdtemp(prefix="same-rows-"))
@@ -124,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     for tree, ref in trees:
         subprocess.run(["git", "worktree", "add", "--detach", "-q", str(tree), ref], cwd=ROOT, check=True)
     try:
-        secs = {name: run_pipeline(tree, root / name, args.llm_dtype)
+        secs = {name: run_pipeline(tree, root / name, args.llm_dtype, args.every_scorer)
                 for name, tree in (("before", base_tree), ("after", after_tree))}
         for db in ("warehouse.duckdb", "warehouse.calibration.duckdb"):
             rows = compare(root / "before" / db, root / "after" / db)

@@ -24,7 +24,7 @@ import dagster as dg
 
 from ..core.identity import explainer_fp
 from ..core.stages.examples import check_examples
-from ..core.stages.scores_more import latent_range
+from ..core.stages.score_rows import latent_range
 from ..core.storage import queries
 from .assets import examples, explanations, scores
 from .metadata import table_md

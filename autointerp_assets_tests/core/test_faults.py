@@ -15,7 +15,7 @@ from autointerp_assets.core.llm.accounting import BudgetExceeded
 from autointerp_assets.core.stages.context import Context
 from autointerp_assets.core.stages.examples import load_examples
 from autointerp_assets.core.stages.explanations import run_explanations
-from autointerp_assets.core.stages.scores import run_scores
+from autointerp_assets.core.stages.classifier_scores import run_classifier_scores
 from autointerp_assets_tests.conftest import write_config
 from autointerp_assets_tests.support.fake_openai import FakeOpenAIServer
 from autointerp_assets_tests.support.synthetic import write_partition
@@ -50,7 +50,7 @@ def test_partition_completes_under_faults_and_rerun_is_exact(tmp_root, monkeypat
         srv.reject = "".join(display_token(t) for t in ex.str_tokens[:6])  # text unique to its prompt
         client = make_client(ctx.cfg.explainer.llm, str(ctx.workdir))
         e1 = run_explanations(ctx, client, LAYER, 0, 11)
-        s1 = run_scores(ctx, client, LAYER, 0, 11)
+        s1 = run_classifier_scores(ctx, client, LAYER, 0, 11)
         attempts = sum(srv.outcomes.values())
         assert srv.faults / attempts >= 0.2, srv.outcomes
         assert {"hang", "429", "500", "garbage"} <= set(srv.outcomes)
@@ -93,7 +93,7 @@ def test_partition_completes_under_faults_and_rerun_is_exact(tmp_root, monkeypat
         failed_scores = ctx.wh.scalar("SELECT count(*) FROM scores WHERE status <> 'ok'")
         received = srv.received
         e2 = run_explanations(ctx, client, LAYER, 0, 11)  # only the rejected latent is sent again (and fails again)
-        s2 = run_scores(ctx, client, LAYER, 0, 11)  # only failed scores are sent again
+        s2 = run_classifier_scores(ctx, client, LAYER, 0, 11)  # only failed scores are sent again
         assert e2["latents_sent"] == 1 and e2["latents_already_done"] == 11 and e2["llm_calls"] == 1
         assert s2["latents_sent"] == failed_scores
         assert srv.received - received == e2["llm_attempts"] + s2["llm_attempts"]  # nothing else went out
@@ -132,7 +132,7 @@ def test_budget_stops_cleanly_and_a_rerun_continues(tmp_root):
         assert 0 < spent <= 5000
         # scores of what was explained: the ledger already holds the spend, so nothing fits; stops again
         with pytest.raises(BudgetExceeded):
-            run_scores(ctx, client, LAYER, 0, 11)
+            run_classifier_scores(ctx, client, LAYER, 0, 11)
         assert set(ctx.wh.query("SELECT status FROM scores")["status"]) == {"budget_exceeded"}
 
         ctx2 = _context(tmp_root, "budget", srv.url, budget={"max_tokens": 10**9})
@@ -142,7 +142,7 @@ def test_budget_stops_cleanly_and_a_rerun_continues(tmp_root):
         again = ctx2.wh.query("SELECT latent, status, raw_text, created_at FROM explanations ORDER BY latent")
         assert set(again["status"]) == {"ok"} and again.height == 12
         assert again.head(done.height).equals(done)  # the first run's results untouched
-        s = run_scores(ctx2, client, LAYER, 0, 11)
+        s = run_classifier_scores(ctx2, client, LAYER, 0, 11)
         assert s["latents_sent"] == 12 and ctx2.wh.query("SELECT DISTINCT status FROM scores")["status"].to_list() == ["ok"]
         assert ctx2.wh.scalar("SELECT count(*) FROM scores") == 12 * 3
 

@@ -19,7 +19,7 @@ import pytest
 from autointerp_assets.core.llm import make_client
 from autointerp_assets.core.llm.accounting import BudgetExceeded
 from autointerp_assets.core.stages.explanations import run_explanations
-from autointerp_assets.core.stages.scores import run_scores
+from autointerp_assets.core.stages.classifier_scores import run_classifier_scores
 from autointerp_assets_tests.conftest import ROOT
 from autointerp_assets_tests.core.test_faults import LATENTS, LAYER, _context
 from autointerp_assets_tests.support.fake_openai import FakeOpenAIServer
@@ -43,14 +43,14 @@ def test_two_capped_runs_leave_the_first_runs_ok_rows_untouched(tmp_root):
         cap = _spent(ctx) + 6000
         capped = _context(tmp_root, "capped-twice", srv.url, budget={"max_tokens": cap})
         with pytest.raises(BudgetExceeded, match="not scored"):
-            run_scores(capped, client, LAYER, 0, 11)
+            run_classifier_scores(capped, client, LAYER, 0, 11)
         first = {k: capped.wh.query(q) for k, q in RESULTS.items()}
         ok = first["ok scores"]
         assert 0 < ok["latent"].n_unique() < len(LATENTS) and set(first["not sent"]["status"]) == {"budget_exceeded"}
         received = srv.received
         # the same config again: nothing more fits; nothing is sent; every row stays as it was
         with pytest.raises(BudgetExceeded, match="not scored"):
-            run_scores(capped, client, LAYER, 0, 11)
+            run_classifier_scores(capped, client, LAYER, 0, 11)
         assert srv.received == received
         for k, q in RESULTS.items():
             assert capped.wh.query(q).equals(first[k]), k

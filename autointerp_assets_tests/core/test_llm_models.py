@@ -16,7 +16,7 @@ from autointerp_assets.core.llm import make_client
 from autointerp_assets.core.llm.base import ChatRequest, Sampling, render_chat
 from autointerp_assets.core.stages.context import Context
 from autointerp_assets.core.stages.explanations import run_explanations
-from autointerp_assets.core.stages.scores import run_scores
+from autointerp_assets.core.stages.classifier_scores import run_classifier_scores
 from autointerp_assets.core.subject_model import resolve_model
 from autointerp_assets_tests.conftest import TEST_LLM, write_config
 from autointerp_assets_tests.support.synthetic import write_partition
@@ -64,7 +64,7 @@ def test_smollm2_explains_and_gemma_scores(tmp_root):
     assert r.ok and "User:" not in r.text and r.completion_tokens <= 40
 
     e = run_explanations(ctx, explainer, LAYER, 0, 31)
-    s = run_scores(ctx, scorer, LAYER, 0, 31)
+    s = run_classifier_scores(ctx, scorer, LAYER, 0, 31)
     efp = e["explainer_fp"]
     wh = ctx.wh
     expl = wh.query("SELECT latent, explainer_fp, status FROM explanations ORDER BY latent")

@@ -25,7 +25,7 @@ from autointerp_assets.core.llm.base import ChatRequest, Sampling
 from autointerp_assets.core.llm.openai_engine import OpenAIClient
 from autointerp_assets.core.stages.context import Context
 from autointerp_assets.core.stages.explanations import run_explanations
-from autointerp_assets.core.stages.scores import run_scores
+from autointerp_assets.core.stages.classifier_scores import run_classifier_scores
 from autointerp_assets.core.subject_model import resolve_model
 from autointerp_assets_tests.conftest import TEST_LLM, write_config
 from autointerp_assets_tests.support.synthetic import write_partition
@@ -148,7 +148,7 @@ def test_stages_with_different_explainer_and_scorer_engines(server_url, tmp_root
         scorer = make_client(cfg.scorer_llm, str(ctx.workdir))
         assert explainer.engine == "vllm" and scorer.engine == "openai"
         e = run_explanations(ctx, explainer, "layers.1", 0, 31)
-        run_scores(ctx, scorer, "layers.1", 0, 31)
+        run_classifier_scores(ctx, scorer, "layers.1", 0, 31)
         fps.append(e["explainer_fp"])
     wh = ctx.wh
     assert len(set(fps)) == 2

@@ -1,7 +1,7 @@
 """Scorer sensitivity: a scorer that ignores the explanation is caught, one that reads it is not.
 
 Known answers on a synthetic partition in a real DuckDB warehouse, scored through the real stages (scores,
-scores_more) with in-process scorer doubles: a *blind* one that answers from the examples alone, and a
+scores) with in-process scorer doubles: a *blind* one that answers from the examples alone, and a
 *reading* one whose answer depends on the explanation it is shown.
 """
 
@@ -19,7 +19,7 @@ from autointerp_assets.core.llm.base import ChatResponse
 from autointerp_assets.core.scoring import sensitivity
 from autointerp_assets.core.stages.context import Context
 from autointerp_assets.core.stages.scores import run_scores
-from autointerp_assets.core.stages.scores_more import run_more_scores
+from autointerp_assets.core.stages.classifier_scores import run_classifier_scores
 from autointerp_assets.core.stages.summary import findings_lines
 from autointerp_assets.defs.checks import sensitivity_status
 from autointerp_assets_tests.conftest import write_config
@@ -74,8 +74,7 @@ def partition(tmp_path):
 def _run(ctx, reads: bool, force: bool = False):
     """``force``: re-send every pair (the stages are incremental: a done pair is otherwise kept)."""
     client = Scorer(reads)
-    run_scores(ctx, client, "layers.1", 0, 31, force=force)
-    return run_more_scores(ctx, client, "layers.1", 0, 31, force=force)
+    return run_scores(ctx, client, "layers.1", 0, 31, force=force)
 
 
 def test_a_blind_scorer_is_flagged_and_a_reading_one_is_not(partition):
@@ -136,7 +135,7 @@ def test_explanations_made_from_other_examples_are_never_scored(partition):
     ctx, efp = partition
     with ctx.wh.write() as con:
         con.execute("UPDATE explanations SET sampler_fp = 'sampler-older' WHERE latent < 4")
-    out = run_scores(ctx, Scorer(True), "layers.1", 0, 31)
+    out = run_classifier_scores(ctx, Scorer(True), "layers.1", 0, 31)
     assert out["latents"] == 20
     assert ctx.wh.scalar("SELECT count(DISTINCT latent) FROM scores WHERE latent < 4") == 0
 
@@ -175,8 +174,7 @@ def test_undefined_metrics_are_stored_with_a_reason_and_counted(tmp_path):
             {"layer": "layers.1", "latent": lat, "explainer_fp": efp, "status": "ok", "explanation": f"topic {lat}",
              "sampler_fp": SAMPLER_FP} for lat in range(6)]))
     client = ConstantSimulator(True)
-    run_scores(ctx, client, "layers.1", 0, 31)
-    out = run_more_scores(ctx, client, "layers.1", 0, 31)
+    out = run_scores(ctx, client, "layers.1", 0, 31)
     rows = ctx.wh.query("SELECT scorer, status, status_reason, value, balanced_accuracy, recall FROM scores "
                         "WHERE NOT coalesce(control, false) ORDER BY scorer, latent")
     det = rows.filter(pl.col("scorer") == "detection")

@@ -77,7 +77,8 @@ def test_the_core_never_imports_the_stages_or_the_dagster_shell():
 def test_the_registry_and_the_sensor_take_identity_from_the_identity_module():
     mods = modules()
     for name in ("autointerp_assets.core.registry", "autointerp_assets.defs.sensors",
-                 "autointerp_assets.core.stages.explanations", "autointerp_assets.core.stages.scores"):
+                 "autointerp_assets.core.stages.explanations", "autointerp_assets.core.stages.classifier_scores",
+                 "autointerp_assets.core.stages.scorers"):
         assert "autointerp_assets.core.identity" in imports(name, mods[name]) or \
             "autointerp_assets.core.identity.explainer_fp" in imports(name, mods[name]), name
 

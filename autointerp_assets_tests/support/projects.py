@@ -31,8 +31,8 @@ _TINY = {
                 "example_ctx_len": 16, "window": "centred", "non_activating_source": "embedding"},
     "explainer": {"llm": TEST_LLM, "max_tokens": 32},
     "scorer": {"examples_per_prompt": 4},
-    # asset scores also runs stage scores_more: the cheap scorer + the detection control here (every scorer
-    # is exercised by test_scores_more.py)
+    # stage scores' other scorers: the cheap one + the detection control here (every scorer is exercised by
+    # test_scorers.py)
     "scoring": {"scorers": ["embedding"], "control_scorers": ["detection", "embedding"],
                        "bootstrap_samples": 200},
 }

@@ -7,6 +7,6 @@ cosine), ``surprisal`` (AUROC of the explanation's loss reduction under a base L
 (explanation-free odd-one-out accuracy), ``metrics`` (per-latent balanced accuracy, F1, AUROC; ok / failed /
 undefined), ``controls`` (seeded derangement of explanations), ``bootstrap`` (per-latent CIs, per-partition
 medians / IQR), ``sensitivity`` (does a scorer read the explanation?), ``heuristics`` (positional / unigram
-flags). Pure code: no storage, no Dagster; the stages ``scores``, ``scores_more`` and ``intervention_scores``
+flags). Pure code: no storage, no Dagster; stage ``scores`` (core/stages/scores.py and its passes)
 drive them.
 """

@@ -1,8 +1,8 @@
 """The stages, each a function over the Warehouse: the public API the Dagster assets call, usable from a notebook.
 
 corpus_tokens -> sparse_coders -> activations -> latent_stats -> examples -> steering -> explanations -> scores
-(asset ``scores`` runs stage scores, then stage scores_more: extra scorers, controls, CIs, flags, then stage
-intervention_scores) -> latent_vectors -> analyses (unpartitioned: scorer agreement, SAE similarity).
+(stage scores: the yes/no scorers, then every other scorer behind one interface with the controls, CIs and
+flags, then the intervention scorer) -> latent_vectors -> analyses (unpartitioned: scorer agreement, SAE similarity).
 Each lives in ``core/stages/<stage>.py``; the science it drives in ``core/<topic>.py``; what identifies
 what they make in ``core/identity.py``.
 """
@@ -14,11 +14,9 @@ from .context import Context
 from .corpus import load_rows, run_corpus
 from .examples import load_examples, run_examples
 from .explanations import run_explanations
-from .intervention_scores import merge_intervention, run_intervention_scores
 from .latent_stats import run_latent_stats
 from .latent_vectors import run_latent_vectors
-from .scores import run_scores
-from .scores_more import more_scores_metadata, run_more_scores
+from .scores import run_scores, scores_metadata
 from .sparse_coders import coder_rows, run_sparse_coders
 from .steering import run_steering, steering_needed
 from .summary import (baseline_comparison, calibration_lines, companion_controls, findings_lines, partition_summary,
@@ -27,9 +25,8 @@ from .summary import (baseline_comparison, calibration_lines, companion_controls
 __all__ = [
     "Context", "activations_fp", "baseline_comparison", "baseline_contexts", "cache_fp", "calibration_lines",
     "calibration_summary", "coder_rows", "companion_controls", "ensure_cache", "explained_and_scored",
-    "findings_lines", "load_examples", "load_rows", "merge_intervention",
-    "more_scores_metadata", "partition_summary", "publish_activations", "run_baselines",
-    "run_calibration", "run_corpus", "run_examples", "run_explanations", "run_intervention_scores",
-    "run_latent_stats", "run_latent_vectors", "run_more_scores", "run_scores", "run_sparse_coders", "run_steering",
-    "scorer_findings", "steering_needed",
+    "findings_lines", "load_examples", "load_rows", "partition_summary", "publish_activations", "run_baselines",
+    "run_calibration", "run_corpus", "run_examples", "run_explanations",
+    "run_latent_stats", "run_latent_vectors", "run_scores", "run_sparse_coders", "run_steering",
+    "scorer_findings", "scores_metadata", "steering_needed",
 ]

@@ -117,7 +117,6 @@ def run_baselines(ctx: Context, client, layer: str, first: int, last: int, score
     from .explanations import run_explanations
     from .intervention_scores import intervention_current, run_intervention_scores
     from .scores import run_scores
-    from .scores_more import run_more_scores
 
     out = {}
     for b in baseline_contexts(ctx):
@@ -126,8 +125,7 @@ def run_baselines(ctx: Context, client, layer: str, first: int, last: int, score
                 llm = None if is_baseline(b.cfg.explainer.kind) or explainer_client is None else explainer_client()
                 run_explanations(b, llm, layer, first, last)
             if score:
-                run_scores(b, client, layer, first, last)
-                run_more_scores(b, client, layer, first, last)
+                run_scores(b, client, layer, first, last, intervention=False)  # below, where not current
         if score and "intervention" in b.cfg.scoring.scorers and not intervention_current(b, layer, first, last):
             run_intervention_scores(b, client, layer, first, last)
         out[b.cfg.explainer.kind] = explainer_fp(b.cfg, b.workdir)

@@ -4,7 +4,7 @@ The planted latents live in a warehouse of their own beside the project's (``<da
 the corpus rows, the planted activations as layer ``planted``, their examples, explanations and scores), so
 no summary, leaderboard or check of the real latents ever mixes them in, and a researcher can still open it.
 There the real stages run unchanged: ``examples`` (the configured sampler; negatives drawn at random),
-``scores`` + ``scores_more`` on the gold explanations (the control is then a deranged gold), and the
+``scores`` (without the intervention scorer) on the gold explanations (the control is then a deranged gold), and the
 configured explainer's ``explanations`` + scores (no control: the gold's serves). The results land in the
 project's warehouse -- tables ``calibration_latents``, ``calibration_scores``, ``calibration_recovery`` keyed by
 calibration and explainer fingerprint, views ``calibration_power`` and ``calibration_recovery_rate`` -- with
@@ -25,15 +25,15 @@ from ..config import BudgetConfig, LatentsConfig
 from ..scoring import embedding
 from ..separators import data_mask
 from ..storage import Warehouse, queries
+from ..vocabulary import token_strings
 from .activations import fp16_bits, separators_of
 from .baseline_explanations import baseline_contexts
 from .context import Context
 from .corpus import load_rows
-from .examples import _token_strings, run_examples
+from .examples import run_examples
 from .explanations import run_explanations
 from .latent_stats import run_latent_stats
 from .scores import run_scores
-from .scores_more import run_more_scores
 
 LAYER = "planted"
 
@@ -77,7 +77,7 @@ def _variant_ctx(cal: Context, **scoring) -> Context:
 def planted_latents(ctx: Context, rows: np.ndarray | None = None) -> list[planted_mod.Planted]:
     """The planted latents of this corpus and tokenizer (core.calibration.plant over the data tokens' counts)."""
     rows = load_rows(ctx) if rows is None else rows
-    vocab = _token_strings(ctx.model_dir())
+    vocab = token_strings(ctx.model_dir())
     counts = np.bincount(rows[data_mask(rows, separators_of(ctx))].ravel(), minlength=len(vocab))
     return planted_mod.plant(vocab, counts, ctx.cfg.calibration.max_latents)
 
@@ -128,7 +128,7 @@ def run_calibration(ctx: Context, explainer_client, scorer_client) -> dict:
         raise RuntimeError(f"calibration: only {len(selected)} planted latents have sampler.min_examples "
                            f"({ctx.cfg.sampler.min_examples}) activating windows in this corpus: lower min_examples "
                            "or use a larger corpus")
-    # (a) gold and (b) the deranged gold: the control of scores_more on the gold explanations
+    # (a) gold and (b) the deranged gold: the control of stage scores on the gold explanations
     gold_fp = identity.gold_explainer_fp(cfp)
     sfp = cal.wh.scalar(queries.LAYER_SELECTION_SAMPLER_FP, [LAYER]) or ""
     with cal.wh.write() as con:
@@ -137,14 +137,12 @@ def run_calibration(ctx: Context, explainer_client, scorer_client) -> dict:
             {"layer": LAYER, "latent": i, "explainer_fp": gold_fp, "status": "ok", "explanation": planted[i].gold,
              "sampler_fp": sfp} for i in selected]))
     gold_ctx = _variant_ctx(cal, control=True)
-    run_scores(gold_ctx, scorer_client, LAYER, 0, last, explainer_fp=gold_fp)
-    run_more_scores(gold_ctx, scorer_client, LAYER, 0, last, explainer_fp=gold_fp)
+    run_scores(gold_ctx, scorer_client, LAYER, 0, last, explainer_fp=gold_fp, intervention=False)
     # (c) the configured explainer, scored the same way (its control would repeat (b): not run)
     efp = identity.explainer_fp(cal.cfg, cal.workdir)
     run_explanations(cal, explainer_client, LAYER, 0, last)
     mine = _variant_ctx(cal, control=False)
-    run_scores(mine, scorer_client, LAYER, 0, last)
-    run_more_scores(mine, scorer_client, LAYER, 0, last)
+    run_scores(mine, scorer_client, LAYER, 0, last, intervention=False)
     recovery = _recovery(ctx, cal, planted, selected, efp, cfp)
     _publish(ctx, cal, planted, selection, windows, cfp, gold_fp, efp, recovery, calls_before)
     return calibration_summary(ctx.wh, cfp, efp) | {"calibration_fp": cfp, "explainer_fp": efp,

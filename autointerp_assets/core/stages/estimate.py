@@ -28,9 +28,10 @@ from ..scoring import classifier, intruder, simulation
 from ..scoring.intervention import InterventionJob, Pair
 from ..scoring.intervention import requests as intervention_requests
 from ..storage import queries
+from ..vocabulary import token_strings
 from .baseline_explanations import baseline_contexts
 from .context import Context
-from .examples import _token_strings, load_examples
+from .examples import load_examples
 from .explanations import COUNTEREXAMPLES, explainer_request
 from .llm_runs import prompt_counter
 from .steering import prompts as steering_prompts
@@ -94,7 +95,7 @@ class _Windows:
 
     def examples(self, n: int, activating: bool, seed: str) -> list[Example]:
         s = self.ctx.cfg.sampler
-        vocab = _token_strings(self.ctx.model_dir())
+        vocab = token_strings(self.ctx.model_dir())
         rows, rng, w = self.rows(), random.Random(seed), s.example_ctx_len
         out = []
         for i in range(n):

@@ -12,7 +12,6 @@ from ..sampling import embeddings
 from ..sampling.neighbours import decoder_rows
 from ..storage import queries
 from ..vocabulary import token_strings
-from ..vocabulary import token_strings as _token_strings  # noqa: F401 (the name the LLM stages import)
 from .context import Context
 from .sparse_coders import latest_coder
 

@@ -28,8 +28,9 @@ from ..llm.ledger import Ledger
 from ..sampling.neighbours import decoder_rows
 from ..storage import queries
 from ..storage.monotone import merge
+from ..vocabulary import token_strings
 from .context import Context, rate
-from .examples import _token_strings, load_examples
+from .examples import load_examples
 from .incremental import done_latents, failed_units, verdict
 from .llm_runs import BUDGET_EXCEEDED, prompt_counter
 from .sparse_coders import latest_coder
@@ -72,7 +73,7 @@ def logit_tokens(ctx: Context, layer: str, first: int, last: int, k: int) -> dic
                            "explainer.kind 'logit' needs the subject model's unembedding")
     norm = _safetensors_tensor(model_dir, ("model.norm.weight",))
     ids = explainers.promoted_tokens(w_dec, unembed, norm, k)
-    vocab = _token_strings(str(model_dir))
+    vocab = token_strings(str(model_dir))
     return {first + i: [vocab[t] for t in row] for i, row in enumerate(ids.tolist())}
 
 

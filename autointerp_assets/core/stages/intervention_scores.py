@@ -1,6 +1,6 @@
 """Stage intervention_scores: the intervention scorer and its random-explanation control for one partition
-(runs after stages scores and scores_more, on the same explainer's ok explanations and the partition's
-steering rows; the science in core.scoring.intervention).
+(stage scores' third pass, after :mod:`.classifier_scores` and :mod:`.scorers`, on the same explainer's ok
+explanations and the partition's steering rows; the science in core.scoring.intervention).
 
 Writes, in ONE transaction, rows of ``scores`` / ``score_items`` for scorers 'intervention' and
 'intervention_control' (control = true; the donor is the same seeded derangement the other scorers' controls
@@ -26,7 +26,8 @@ from .examples import current_explanations
 from .explanations import partition_label
 from .incremental import done_scores, failed_units, verdict
 from .llm_runs import prompt_counter
-from .scores_more import _classifier_rows, _Rows, _sensitivities, latent_range, merge_rows, write_sensitivity
+from .score_rows import ScoreRows, latent_of, latent_range, write_sensitivity
+from .scorers import sensitivities
 from .steering import load_steering, steering_fp
 
 SCORERS = ("intervention", "intervention_control")
@@ -63,27 +64,27 @@ def run_intervention_scores(ctx: Context, client, layer: str, first: int, last: 
     expl, samp = current_explanations(ctx, layer, first, last, efp)  # made from these examples only
     text = dict(expl.iter_rows())
     steer, texts = load_steering(ctx, layer, first, last, with_texts=True)
-    rows = _Rows(ctx, layer, efp, samp, rng_label, ledger.run_id)
+    rows = ScoreRows(ctx, layer, efp, samp, rng_label, ledger.run_id)
     spec = intervention_spec(ctx, next(iter({r["steering_fp"] for r in steer.values()}), ""))
     real_fp = rows.fp(spec)
     ctl_fp = rows.fp(identity.control_spec(spec, x.seed))
     done = set() if force else done_scores(ctx.wh, layer, first, last, efp,
                                            {SCORERS[0]: real_fp, SCORERS[1]: ctl_fp})
     every = jobs_of(layer, texts, text)
-    jobs = [j for j in every if (_lat(j), SCORERS[0]) not in done]
-    # the same derangement as the other scorers' controls (scores_more), so a latent's donor is one latent
+    jobs = [j for j in every if (latent_of(j.key), SCORERS[0]) not in done]
+    # the same derangement as the other scorers' controls (.scorers), so a latent's donor is one latent
     donor = controls.donors(sorted(text), f"{x.seed}:{layer}:{rng_label}:{efp}") \
         if x.control and "intervention" in x.control_scorers else {}
-    cjobs = [InterventionJob(j.key, text[donor[_lat(j)]], j.pairs) for j in every
-             if _lat(j) in donor and (_lat(j), SCORERS[1]) not in done]
+    cjobs = [InterventionJob(j.key, text[donor[latent_of(j.key)]], j.pairs) for j in every
+             if latent_of(j.key) in donor and (latent_of(j.key), SCORERS[1]) not in done]
     results = asyncio.run(score_intervention(client, jobs + cjobs, cfg.scorer)) if jobs + cjobs else []
     for i, res in enumerate(results):
         is_control = i >= len(jobs)
-        _classifier_rows(rows, SCORERS[is_control], ctl_fp if is_control else real_fp, res, x, control=is_control)
-    latents = [_lat(j) for j in every]
+        rows.add_classifier(SCORERS[is_control], ctl_fp if is_control else real_fp, res, x, control=is_control)
+    latents = [latent_of(j.key) for j in every]
     with ctx.wh.write() as con:
-        kept = merge_rows(con, ctx.wh, rows)
-        sens = _sensitivities(con, layer, first, last, efp, ["intervention"], x, values=())
+        kept = rows.merge(con)
+        sens = sensitivities(con, layer, first, last, efp, ["intervention"], x, values=())
         write_sensitivity(con, ctx.wh, layer, rng_label, efp, ["intervention"], sens)
         ledger.complete(con, rows.ledger)
         failures = failed_units(con, "scores", layer, efp, latents, list(SCORERS) if donor else [SCORERS[0]])
@@ -106,22 +107,7 @@ def run_intervention_scores(ctx: Context, client, layer: str, first: int, last: 
            "prompt_tokens": sum(r["prompt_tokens"] for r in rows.ledger),
            "completion_tokens": sum(r["completion_tokens"] for r in rows.ledger)}
     verdict("scores (intervention)", partition_label(layer, first, last), sent=len(rows.scores),
-            server_failures=[r["_reason"] for r in rows.scores if r["status"] != "ok" and r["_server"]],
+            server_failures=rows.server_failures(),
             units=len(latents) * (2 if donor else 1), failures=failures, max_share=cfg.failures.max_share,
             fatal=rows.fatal, unit="latent x scorer scores", summary=out)
     return out
-
-
-def _lat(job: InterventionJob) -> int:
-    return int(job.key.rsplit("/", 1)[1])
-
-
-def merge_intervention(more: dict, inter: dict) -> None:
-    """Fold this stage's result into stage scores_more's (one metadata table and summary per partition)."""
-    more["summary"].update(inter["summary"])
-    more["control_values"].update(inter["control_values"])
-    more["sensitivity"] = more.get("sensitivity", []) + inter["sensitivity"]
-    more["seconds"]["intervention"] = inter["seconds"]
-    for k in ("llm_calls", "prompt_tokens", "completion_tokens"):
-        more[k] = more.get(k, 0) + inter[k]
-    more["intervention_changed_share"] = inter["changed_share"]

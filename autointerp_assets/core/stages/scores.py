@@ -1,157 +1,69 @@
-"""Stage scores: every configured scorer of every ok explanation; per-latent metrics.
+"""Stage scores: every configured scorer of a partition's ok explanations, per latent, with the
+random-explanation control, bootstrap intervals and heuristic flags.
 
-Incremental and monotone (:mod:`.incremental`): only (latent, scorer) pairs without an ok score at least
-as new as their ok explanation are sent (all of them with ``force``); a failure never replaces an ok score.
-Every kind x latent x batch goes to the engine in ONE ``generate`` call. A malformed answer fails only its
-batch; a latent whose batches all fail gets status 'failed', one with no answered example of one class
-(balanced accuracy needs both) 'undefined', each with status_reason saying why. Requests go through the write-ahead ledger; the budget
-works as in the explanations stage; too many failures or a fatal server error fail the step after the commit.
+Three passes share one row builder (:mod:`.score_rows`) and one merge (monotone: a failure never replaces a
+done row), each committing its own transaction with its LLM calls:
+
+1. :mod:`.classifier_scores` -- the yes/no scorers (detection, fuzzing): every kind x latent x batch in ONE
+   ``generate`` call, under the budget;
+2. :mod:`.scorers` -- every other scorer behind one interface (embedding, surprisal, simulation, intruder, the
+   controls), the intervals of pass 1's rows, the scorers' sensitivity and the heuristic flags;
+3. :mod:`.intervention_scores` -- the intervention scorer on the partition's steering rows (when configured).
+
+A budget stop or too many failures end the stage after the pass that met them (its rows committed).
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-
-import numpy as np
-import polars as pl
-
-from ..identity import engine_label, scorer_fp, scorer_spec
-from ..identity import explainer_fp as explainer_fp_of
-from ..llm import accounting
-from ..llm.accounting import BudgetExceeded
-from ..llm.ledger import Ledger
-from ..scoring import classifier, metrics
-from ..storage import queries
-from ..storage.monotone import merge
-from .context import Context, rate
-from .examples import current_explanations, load_examples
-from .explanations import partition_label
-from .incremental import done_scores, failed_units, verdict
-from .llm_runs import BUDGET_EXCEEDED, prompt_counter
-
-F64 = ("balanced_accuracy", "accuracy", "precision", "recall", "f1", "auroc", "latency_s", "cost_usd")
-KEY = ("layer", "latent", "explainer_fp", "scorer")
-
-
-def _score_row(base: dict, res: classifier.ScoreResult | None, m: dict | None, cost: float) -> dict:
-    if res is None:  # not sent (budget)
-        return {**base, "status": BUDGET_EXCEEDED, "status_reason": "not sent: the budget would have been exceeded",
-                "n": 0, "n_failed": 0, "balanced_accuracy": None,
-                "accuracy": None, "precision": None, "recall": None, "f1": None, "auroc": None, "n_batches": 0,
-                "n_failed_batches": 0, "failure_reasons": ["not sent: the budget would have been exceeded"],
-                "prompt_tokens": 0, "completion_tokens": 0, "latency_s": 0.0, "cost_usd": 0.0,
-                "_reason": "not sent: the budget would have been exceeded", "_server": False}
-    status, reason = metrics.score_status(m, "balanced_accuracy")  # ok / failed / undefined (+ why)
-    reasons = list(res.failure_reasons)
-    return {**base, "status": status, "status_reason": reason, "n": m["n"], "n_failed": m["n_failed"],
-            **{k: m[k] for k in ("balanced_accuracy", "accuracy", "precision", "recall", "f1", "auroc")},
-            "n_batches": res.n_batches, "n_failed_batches": res.n_failed_batches,
-            "failure_reasons": reasons, "prompt_tokens": res.prompt_tokens,
-            "completion_tokens": res.completion_tokens, "latency_s": res.latency_s, "cost_usd": cost,
-            "_reason": (reason or (reasons[0] if reasons else status)) if status != "ok" else None,
-            "_server": any(r.transient for r in res.responses)}
+from .classifier_scores import run_classifier_scores
+from .context import Context
+from .intervention_scores import run_intervention_scores
+from .scorers import run_scorers
 
 
 def run_scores(ctx: Context, client, layer: str, first: int, last: int, explainer_fp: str | None = None,
-               force: bool = False) -> dict:
-    """``explainer_fp``: score another explainer's stored explanations (default: the configured explainer's).
-    ``force``: re-send every pair, not only those without a current ok score."""
-    cfg, scfg, llm = ctx.cfg, ctx.cfg.scorer, ctx.cfg.scorer_llm
-    efp = explainer_fp or explainer_fp_of(cfg, ctx.workdir)
-    expl, samp = current_explanations(ctx, layer, first, last, efp)  # made from these examples only
-    exs = load_examples(ctx, layer, first, last, ["test", "non_activating"])
-    kinds = list(scfg.scorers)
-    specs = {k: scorer_spec(cfg, ctx.workdir, k) for k in kinds}
-    sfps = {k: scorer_fp(specs[k]) for k in kinds}
-    done = set() if force else done_scores(ctx.wh, layer, first, last, efp, {k: sfps[k] for k in kinds})
-    jobs = {lat: classifier.ScoreJob(f"{layer}/{lat}", text, exs.get(lat, {}).get("test", []),
-                                  exs.get(lat, {}).get("non_activating", [])) for lat, text in expl.iter_rows()}
-    todo = {k: [lat for lat in jobs if (lat, k) not in done] for k in kinds}
-    latents = sorted({lat for k in kinds for lat in todo[k]})  # the units admitted by the budget, in order
-    per = classifier.build_all({k: [jobs[lat] for lat in todo[k]] for k in kinds}, scfg)
-    unit: dict[int, list] = {lat: [] for lat in latents}
-    for k in kinds:
-        for lat, batches in zip(todo[k], per[k]):
-            unit[lat] += [(b, {"latent": lat, "scorer": k, "fingerprint": sfps[k], "batch_index": i})
-                          for i, b in enumerate(batches)]
-    ledger = Ledger(ctx.wh, llm, cfg.budget, layer=layer, stage="scores", role="scorer", explainer_fp=efp,
-                    count=prompt_counter(llm, ctx.workdir))
-    n_sent, admitted = ledger.admit([[(b.request, keys) for b, keys in unit[lat]] for lat in latents])
-    for lat, reqs in zip(latents, admitted):
-        for (batch, _), req in zip(unit[lat], reqs):
-            batch.request = req  # now carrying its ledger row's call id
-    sending = set(latents[:n_sent])
-    send_jobs = {k: [jobs[lat] for lat in todo[k] if lat in sending] for k in kinds}
-    send_per = {k: [b for lat, b in zip(todo[k], per[k]) if lat in sending] for k in kinds}
-    t0 = time.perf_counter()
-    results = asyncio.run(classifier.send_all(client, send_jobs, send_per)) if n_sent else {k: [] for k in kinds}
-    secs = time.perf_counter() - t0
-    item_rows, score_rows, calls = [], [], []
-    for kind in kinds:
-        got = dict(zip([lat for lat in todo[kind] if lat in sending], zip(results[kind], send_per[kind])))
-        for lat in todo[kind]:
-            base = {"layer": layer, "latent": lat, "explainer_fp": efp, "scorer": kind, "scorer_fp": sfps[kind],
-                    "sampler_fp": samp}
-            if lat not in got:
-                score_rows.append(_score_row(base, None, None, 0.0))
-                continue
-            res, batches = got[lat]
-            for b, resp in enumerate(res.responses):
-                resp.call_id = batches[b].request.call_id
-            mine = [accounting.call_row(llm, resp, run_id=ledger.run_id, layer=layer, latent=lat, stage="scores",
-                                        role="scorer", explainer_fp=efp, fingerprint=sfps[kind], scorer=kind,
-                                        batch_index=b) for b, resp in enumerate(res.responses)]
-            calls += mine
-            if any(r.fatal for r in res.responses):  # the stage stops; nothing is recorded for this latent
-                continue
-            m = metrics.classification_metrics([i.truth for i in res.items], [i.prediction for i in res.items],
-                                               [i.probability for i in res.items])
-            for i in res.items:
-                item_rows.append({"layer": layer, "latent": lat, "explainer_fp": efp, "scorer": kind,
-                                  "scorer_fp": sfps[kind], "example_id": i.example_id, "batch_index": i.batch_index,
-                                  "quantile": i.quantile, "activating": i.activating, "truth": i.truth,
-                                  "prediction": i.prediction, "probability": i.probability})
-            score_rows.append(_score_row(base, res, m, sum(c["cost_usd"] for c in mine)))
-    items = pl.DataFrame(item_rows, schema_overrides={"probability": pl.Float64, "prediction": pl.Boolean}) \
-        if item_rows else pl.DataFrame()
-    frame = pl.DataFrame(score_rows, schema_overrides={k: pl.Float64 for k in F64}
-                         | {"failure_reasons": pl.List(pl.Utf8), "status_reason": pl.Utf8, "_reason": pl.Utf8, "_server": pl.Boolean}) \
-        if score_rows else pl.DataFrame()
-    with ctx.wh.write() as con:
-        for k in kinds:
-            ctx.wh.record_fingerprint(con, sfps[k], "scorer", specs[k])
-        merged = merge(con, ctx.wh, "scores", frame, KEY, "_reason", {"score_items": items})
-        ledger.complete(con, calls)
-        failures = failed_units(con, "scores", layer, efp, list(jobs), kinds)
-    # the partition as it now stands (this run's rows merged with earlier ones), for the metadata
-    now = ctx.wh.query(queries.RANGE_CLASSIFIER_SCORES, [layer, first, last, efp, kinds])
-    summary, baccs = {}, {}
-    for kind in kinds:
-        mine = now.filter(pl.col("scorer") == kind)
-        ok = mine.filter(pl.col("status") == "ok")
-        vals, aucs = ok["balanced_accuracy"].drop_nulls().to_list(), mine["auroc"].drop_nulls().to_list()
-        baccs[kind] = vals
-        summary[kind] = {"latents_scored": len(vals), "latents_failed": mine.filter(pl.col("status") == "failed").height,
-                         "median_balanced_accuracy": float(np.median(vals)) if vals else None,
-                         "median_auroc": float(np.median(aucs)) if aucs else None,
-                         "failed_batches": int(mine["n_failed_batches"].sum() or 0)}
-    sent_rows = [r for r in score_rows if r["status"] != BUDGET_EXCEEDED]
-    out = {"explainer_fp": efp, "scorer_engine": engine_label(specs[kinds[0]]["llm"]), "latents": len(jobs),
-           "latents_sent": n_sent, "resumed": bool(done), "forced": force,
-           "scores_already_done": len(done), "failures_kept_beside_ok": merged["kept"], "seconds": round(secs, 2),
-           "latents_per_s": rate(n_sent, secs), "scorers": summary,
-           "balanced_accuracies": baccs,
-           **accounting.totals(calls)}
-    fatal = next((r.error for k in kinds for res in results[k] for r in res.responses if r.fatal), None)
-    verdict("scores", partition_label(layer, first, last), sent=len(sent_rows),
-            server_failures=[r["_reason"] for r in sent_rows if r["status"] != "ok" and r.get("_server")],
-            units=len(jobs) * len(kinds), failures=failures, max_share=cfg.failures.max_share, fatal=fatal,
-            unit="latent x scorer scores", summary=out)
-    if n_sent < len(latents):
-        err = BudgetExceeded(f"budget reached: {len(latents) - n_sent} of {len(latents)} latents of {layer} "
-                             f"{first}-{last} not scored (status budget_exceeded); raise budget.max_cost_usd / "
-                             "budget.max_tokens and re-run to continue")
-        err.summary = out
-        raise err
-    return out
+               force: bool = False, intervention: bool = True) -> dict:
+    """Score the partition with every configured scorer; the result of pass 2 (per-scorer summary, controls,
+    sensitivity, flags, seconds, ledger totals) with pass 3's folded in and pass 1's under ``classifiers``.
+    ``explainer_fp``: score another explainer's stored explanations (default: the configured explainer's);
+    ``force``: re-send every pair, not only those without a done score; ``intervention``: run pass 3 when
+    ``scoring.scorers`` names it."""
+    first_pass = run_classifier_scores(ctx, client, layer, first, last, explainer_fp=explainer_fp, force=force)
+    out = run_scorers(ctx, client, layer, first, last, explainer_fp=explainer_fp, force=force)
+    if intervention and "intervention" in ctx.cfg.scoring.scorers:  # steered vs clean (docs/intervention.md)
+        _fold_intervention(out, run_intervention_scores(ctx, client, layer, first, last, explainer_fp=explainer_fp,
+                                                        force=force))
+    return {**out, "classifiers": first_pass}
+
+
+def _fold_intervention(out: dict, inter: dict) -> None:
+    """Pass 3's result folded into pass 2's (one metadata table and summary per partition)."""
+    out["summary"].update(inter["summary"])
+    out["control_values"].update(inter["control_values"])
+    out["sensitivity"] = out.get("sensitivity", []) + inter["sensitivity"]
+    out["seconds"]["intervention"] = inter["seconds"]
+    for k in ("llm_calls", "prompt_tokens", "completion_tokens"):
+        out[k] = out.get(k, 0) + inter[k]
+    out["intervention_changed_share"] = inter["changed_share"]
+
+
+def scores_metadata(out: dict) -> dict:
+    """Flat Dagster metadata from run_scores' result: per scorer median, IQR, control median, median
+    difference and its 95 % interval; flag counts; passes 2 and 3's seconds and ledger totals."""
+    md: dict = {}
+    for name, s in out["summary"].items():
+        md[f"{name}_median_{s['metric']}"] = s["median"]
+        md[f"{name}_iqr"] = [s["q25"], s["q75"]]
+        md[f"{name}_latents_undefined"] = s["latents_undefined"]
+        if "median_control" in s:
+            md[f"{name}_median_control"] = s["median_control"]
+            md[f"{name}_median_difference"] = s["median_difference"]
+            md[f"{name}_difference_ci95"] = [s["difference_ci_low"], s["difference_ci_high"]]
+    for v in out.get("sensitivity", []):
+        md[f"{v['scorer']}_share_changed_by_control"] = v["share"]
+        md[f"{v['scorer']}_reads_explanation"] = {True: "yes", False: "NO", None: "unclear"}[v["reads_explanation"]]
+    md.update({k if k.startswith("flag_") else f"flag_{k}": v for k, v in out["flags"].items()})
+    md.update({f"scorers_{k}": out[k] for k in ("llm_calls", "prompt_tokens", "completion_tokens", "cost_usd")
+               if k in out})
+    md["scorers_seconds"] = out["seconds"]
+    return md

@@ -104,7 +104,7 @@ def companion_controls(ctx: Context, layer: str, first: int, last: int) -> list[
     scorer: the median of the primary metric, the random-explanation control's median and the median paired
     difference with its 95 % interval (view scorer_summary; baselines run without the control)."""
     from .baseline_explanations import baseline_contexts
-    from .scores_more import latent_range
+    from .score_rows import latent_range
 
     kinds = {explainer_fp(ctx.cfg): ctx.cfg.explainer.kind}
     kinds.update({explainer_fp(b.cfg): b.cfg.explainer.kind for b in baseline_contexts(ctx)})

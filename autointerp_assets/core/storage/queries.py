@@ -224,7 +224,7 @@ LAYER_CODERS = """
 """
 
 
-# --- core/stages/scores.py ---
+# --- core/stages/classifier_scores.py ---
 
 RANGE_CLASSIFIER_SCORES = """
     SELECT scorer, status, balanced_accuracy, auroc, n_failed_batches FROM scores WHERE layer = ? AND latent
@@ -549,7 +549,7 @@ LAYER_EXPLANATIONS_OF = """
 """
 
 
-# --- core/stages/scores_more.py ---
+# --- core/stages/scorers.py ---
 
 DELETE_RANGE_SENSITIVITY = """
     DELETE FROM scorer_sensitivity WHERE layer = ? AND latent_range = ? AND explainer_fp = ? AND scorer IN

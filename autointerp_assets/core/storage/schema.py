@@ -97,7 +97,7 @@ TABLES: dict[str, str] = {
         published_at TIMESTAMP DEFAULT current_timestamp
     """,
     # per latent: firing statistics over the cached corpus; heuristic flags (core.scoring.heuristics, set by
-    # stage scores_more): position_u = uncertainty coefficient of firing given position, top_token and its
+    # stage scores): position_u = uncertainty coefficient of firing given position, top_token and its
     # share of the activation mass, tokens_for_mass = token ids carrying scoring.unigram_mass of it,
     # and the flags flag_positional / flag_single_token / flag_unigram
     "latent_stats": """
@@ -218,7 +218,7 @@ TABLES: dict[str, str] = {
         probability DOUBLE,
         value DOUBLE
     """,
-    # per (latent, explainer, scorer): metrics. Stage scores_more adds the scorer's primary metric
+    # per (latent, explainer, scorer): metrics. Stage scores adds the scorer's primary metric
     # (balanced_accuracy, auroc, correlation, accuracy) as metric/value with its per-latent bootstrap interval
     # (ci_low/ci_high; auroc_ci_* for AUROC). Detection / fuzzing intervals resample whole prompts (their 5
     # answers are not independent), stratified by the prompt's majority class: a cluster bootstrap; simulation
@@ -277,7 +277,7 @@ TABLES: dict[str, str] = {
     # per partition, explainer and scorer with a control (core.scoring.sensitivity): does the scorer read the
     # explanation? items answered with both the real and the control explanation, how many answers changed,
     # the share with its interval (latents resampled), the threshold, the verdict (NULL = unclear) and the
-    # finding in words. Written by stage scores_more in the transaction of the scores it describes.
+    # finding in words. Written by stage scores in the transaction of the scores it describes.
     "scorer_sensitivity": """
         layer VARCHAR NOT NULL,
         latent_range VARCHAR NOT NULL,

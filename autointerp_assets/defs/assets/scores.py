@@ -22,16 +22,10 @@ def scores(context: dg.AssetExecutionContext, project: ProjectResource, llm: LLM
     client = llm.client(ctx.cfg.scorer_llm, ctx.workdir)
     force = forced(context)
     try:
-        out = stages.run_scores(ctx, client, layer, first, last, force=force)
-        more = stages.run_more_scores(ctx, client, layer, first, last, force=force)
+        more = stages.run_scores(ctx, client, layer, first, last, force=force)
     except (BudgetExceeded, StageFailed) as e:
         raise budget_failure(e) from None
-    if "intervention" in ctx.cfg.scoring.scorers:  # steered vs clean continuations (docs/intervention.md)
-        try:
-            stages.merge_intervention(more, stages.run_intervention_scores(ctx, client, layer, first, last,
-                                                                                force=force))
-        except (BudgetExceeded, StageFailed) as e:
-            raise budget_failure(e) from None
+    out = more.pop("classifiers")
     # the key result first: every scorer's median against its random-explanation control, then the plots
     md = {"controls": table_md(control_rows(more))}
     if more.get("sensitivity"):  # does each scorer read the explanation? in words, right after the controls
@@ -50,7 +44,7 @@ def scores(context: dg.AssetExecutionContext, project: ProjectResource, llm: LLM
     md["score_histogram_plot"] = plot_md(histogram_png({**baccs, **ctl}, title="balanced accuracy per latent "
                                                        "(real vs random-explanation control)"), "score histogram")
     md.update(scorer_plots(ctx, layer, first, last, more["explainer_fp"]))
-    md.update(stages.more_scores_metadata(more))
+    md.update(stages.scores_metadata(more))
     for kind, s in out.pop("scorers").items():
         md.update({f"{kind}_{k}": v for k, v in s.items()})
     for kind, vals in baccs.items():

@@ -1,5 +1,5 @@
-"""Stage scores_more on the tiny pipeline's warehouse: real SmolLM2 (vLLM + transformers), real MiniLM,
-real DuckDB, after a Dagster materialization of every partition (the test_pipeline fixture pattern)."""
+"""Stage scores' scorers (core/stages/scorers.py) on the tiny pipeline's warehouse: real SmolLM2 (vLLM +
+transformers), real MiniLM, real DuckDB, after a Dagster materialization of every partition (the test_pipeline fixture pattern)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from autointerp_assets.core.identity import explainer_spec
 from autointerp_assets.core.llm import make_client
 from autointerp_assets.core.scoring import controls
 from autointerp_assets.core.stages.context import Context
-from autointerp_assets.core.stages.scores_more import more_scores_metadata, run_more_scores
+from autointerp_assets.core.stages.scorers import run_scorers
+from autointerp_assets.core.stages.scores import scores_metadata
 from autointerp_assets.core.storage import Warehouse
 from autointerp_assets.defs.assets import ALL, PARTITIONED_ASSETS, corpus_tokens, sparse_coders
 from autointerp_assets.defs.partitions import PARTITIONS
@@ -58,7 +59,7 @@ def scored(warehouse, tmp_root):
     outs = {}
     for layer in cfg.layer_keys():
         for first, last in cfg.latents.ranges():
-            outs[(layer, first)] = run_more_scores(ctx, client, layer, first, last)
+            outs[(layer, first)] = run_scorers(ctx, client, layer, first, last)
     return ctx, client, outs
 
 
@@ -135,7 +136,7 @@ def test_summary_view_matches_the_stage_summary(warehouse, scored):
                 assert row["difference_ci_high"] == pytest.approx(s["difference_ci_high"])
             else:
                 assert "median_control" not in s and row["median_control"] is None
-        md = more_scores_metadata(out)
+        md = scores_metadata(out)
         assert md["embedding_median_difference"] == out["summary"]["embedding"]["median_difference"]
         assert len(md["simulation_difference_ci95"]) == 2 and "intruder_median_accuracy" in md
 
@@ -159,7 +160,7 @@ def test_rerun_replaces_exactly_its_own_rows(warehouse, scored):
         before = con.execute(f"SELECT layer, latent, scorer, value, ci_low FROM scores WHERE {others} ORDER BY ALL").fetchall()
         n_own = con.execute("SELECT count(*) FROM scores WHERE layer = 'layers.3' AND latent BETWEEN 32 AND 63").fetchone()[0]
         n_items = con.execute("SELECT count(*) FROM score_items").fetchone()[0]
-    out = run_more_scores(ctx, client, "layers.3", 32, 63)
+    out = run_scorers(ctx, client, "layers.3", 32, 63)
     with warehouse.read() as con:
         assert con.execute(f"SELECT layer, latent, scorer, value, ci_low FROM scores WHERE {others} ORDER BY ALL").fetchall() == before
         assert con.execute("SELECT count(*) FROM scores WHERE layer = 'layers.3' AND latent BETWEEN 32 AND 63").fetchone()[0] == n_own

@@ -1,11 +1,12 @@
-"""Stage scores_more: the extra scorers, the random-explanation control, bootstrap CIs and heuristic flags
-of one partition (runs after stage scores, on the same explainer's ok explanations).
+"""Stage scores, second pass: the scorers behind one interface (:class:`Scorer`: embedding, surprisal,
+simulation, intruder, and every configured random-explanation control), bootstrap CIs and heuristic flags
+of one partition (after the yes/no pass of :mod:`.classifier_scores`, on the same explainer's ok explanations).
 
 Writes, in ONE transaction: rows of ``scores`` / ``score_items`` for scorers 'simulation', 'embedding',
 'surprisal', 'intruder' and every '<scorer>_control' (control = true) — only for the (latent, scorer) pairs
 that had no done row yet (all with ``force``), merged monotonically (:mod:`.incremental`: a failure never
 replaces an ok row); the bootstrap intervals, metric/value and latent_range of the detection/fuzzing
-rows stage scores wrote; ``scorer_sensitivity`` (does each controlled scorer read the explanation?); the
+rows the first pass wrote; ``scorer_sensitivity`` (does each controlled scorer read the explanation?); the
 heuristic flag columns of ``latent_stats``; the LLM calls in ``llm_calls`` (recorded before they are sent:
 :mod:`..llm.ledger`).
 """
@@ -25,10 +26,9 @@ from .. import identity
 from ..identity import llm_identity, model_identity, scorer_spec
 from ..llm import accounting
 from ..llm.ledger import Ledger
-from ..scoring import (bootstrap, classifier, controls, embedding, heuristics, intruder, metrics, sensitivity,
-                       simulation, surprisal)
+from ..scoring import (bootstrap, classifier, controls, embedding, heuristics, intruder, sensitivity, simulation,
+                       surprisal)
 from ..storage import queries
-from ..storage.monotone import merge
 from ..subject_model import resolve_model
 from .activations import separators_of
 from .context import Context
@@ -36,110 +36,9 @@ from .examples import current_explanations, load_examples
 from .explanations import partition_label
 from .incremental import done_scores, failed_units, verdict
 from .llm_runs import prompt_counter
-from .scores import KEY
+from .score_rows import PRIMARY, ScoreRows, classifier_cis, latent_of, latent_range, write_sensitivity
 
 EXTRA = ("simulation", "embedding", "surprisal", "intruder")
-PRIMARY = {"detection": "balanced_accuracy", "fuzzing": "balanced_accuracy", "fuzzing_active": "balanced_accuracy",
-           "simulation": "correlation", "embedding": "auroc", "surprisal": "auroc", "intruder": "accuracy",
-           "intervention": "balanced_accuracy"}
-F64 = ("balanced_accuracy", "accuracy", "precision", "recall", "f1", "auroc", "latency_s", "cost_usd", "value",
-       "ci_low", "ci_high", "auroc_ci_low", "auroc_ci_high")
-
-
-def latent_range(ctx: Context, first: int, last: int) -> str:
-    width = max(5, len(str(ctx.cfg.latents.stop - 1)))
-    return f"{first:0{width}d}-{last:0{width}d}"
-
-
-def _lat(key: str) -> int:
-    return int(key.rsplit("/", 1)[1])
-
-
-class _Rows:
-    """Collects the partition's score rows, item rows and ledger rows."""
-
-    def __init__(self, ctx: Context, layer: str, efp: str, sampler_fp: str, rng: str, run_id: str):
-        self.ctx, self.layer, self.efp, self.samp, self.rng = ctx, layer, efp, sampler_fp, rng
-        self.scores: list[dict] = []
-        self.items: list[dict] = []
-        self.ledger: list[dict] = []
-        self.fps: dict[str, tuple[str, dict]] = {}
-        self.run_id = run_id
-        self.fatal: str | None = None  # a fatal server error met by one of the requests
-
-    def fp(self, spec: dict) -> str:
-        f = identity.scorer_fp(spec)
-        self.fps[f] = ("scorer", spec)
-        return f
-
-    def add(self, scorer: str, sfp: str, latent: int, *, value, ci, n: int, n_failed: int, control: bool,
-            auroc=None, auroc_ci=(None, None), accuracy=None, balanced=None, n_batches: int = 0,
-            failures=(), responses=(), extra: dict | None = None, counts: dict | None = None) -> None:
-        """``counts``: n_pos / n_neg of the scored items where the metric needs both classes (says why it is
-        undefined when it is)."""
-        llm = self.ctx.cfg.scorer_llm
-        self.fatal = self.fatal or next((r.error for r in responses if r.fatal), None)
-        server = any(r.transient for r in responses)
-        failures = list(failures)
-        calls = [accounting.call_row(llm, r, run_id=self.run_id, layer=self.layer, latent=latent, stage="scores",
-                                     role="scorer", explainer_fp=self.efp, fingerprint=sfp, scorer=scorer,
-                                     batch_index=b) for b, r in enumerate(responses)]
-        self.ledger += calls
-        if any(r.fatal for r in responses):  # the stage stops; nothing is recorded for this latent
-            return
-        base = PRIMARY[scorer.removesuffix("_control")]
-        status, reason = metrics.score_status({"n": n, "n_failed": n_failed, **(counts or {})}, base, value)
-        self.scores.append({
-            "layer": self.layer, "latent": latent, "explainer_fp": self.efp, "scorer": scorer, "scorer_fp": sfp,
-            "sampler_fp": self.samp, "status": status, "status_reason": reason, "n": n, "n_failed": n_failed,
-            "balanced_accuracy": balanced, "accuracy": accuracy, "precision": None, "recall": None, "f1": None,
-            "auroc": auroc, "n_batches": n_batches, "n_failed_batches": len(list(failures)),
-            "failure_reasons": [str(f)[:300] for f in failures],
-            "prompt_tokens": sum(r.prompt_tokens for r in responses),
-            "completion_tokens": sum(r.completion_tokens for r in responses),
-            "latency_s": float(sum(r.latency_s for r in responses)), "cost_usd": float(sum(c["cost_usd"] for c in calls)),
-            "control": control, "metric": base, "value": value, "ci_low": ci[0], "ci_high": ci[1],
-            "auroc_ci_low": auroc_ci[0], "auroc_ci_high": auroc_ci[1], "latent_range": self.rng,
-            "_reason": None if status == "ok" else (reason or (str(failures[0])[:300] if failures else status)),
-            "_server": server,
-            **(extra or {})})
-
-    def item(self, scorer: str, sfp: str, latent: int, example_id: int, quantile: int, activating: bool,
-             truth: bool, prediction, probability=None, value=None, batch_index: int = 0) -> None:
-        self.items.append({"layer": self.layer, "latent": latent, "explainer_fp": self.efp, "scorer": scorer,
-                           "scorer_fp": sfp, "example_id": example_id, "batch_index": batch_index,
-                           "quantile": quantile, "activating": activating, "truth": truth, "prediction": prediction,
-                           "probability": probability, "value": value})
-
-
-def _classifier_cis(items: list, x) -> tuple[tuple, tuple, str]:
-    """Bootstrap intervals (balanced accuracy, AUROC) of one latent's detection/fuzzing items: whole prompts
-    (``batch_index``) resampled, stratified (a cluster bootstrap: a prompt's answers are not independent)."""
-    n, lvl = x.bootstrap_samples, x.ci_level
-    done = [i for i in items if i["prediction"] is not None]
-    ba = bootstrap.balanced_accuracy_ci([i["truth"] for i in done], [i["prediction"] == i["truth"] for i in done],
-                                        n, items[0]["key"] if items else 0, lvl, [i["batch_index"] for i in done])
-    probs = [i for i in done if i["probability"] is not None]
-    au = bootstrap.auroc_ci([i["truth"] for i in probs], [i["probability"] for i in probs], n,
-                            items[0]["key"] if items else 0, lvl, [i["batch_index"] for i in probs])
-    return (ba.low, ba.high), (au.low, au.high), ba.value
-
-
-def _classifier_rows(rows: _Rows, name: str, sfp: str, res: classifier.ScoreResult, x, control: bool) -> None:
-    lat = _lat(res.key)
-    m = metrics.classification_metrics([i.truth for i in res.items], [i.prediction for i in res.items],
-                                       [i.probability for i in res.items])
-    items = [{"truth": i.truth, "prediction": i.prediction, "probability": i.probability, "key": f"{res.key}:{name}",
-              "batch_index": i.batch_index} for i in res.items]
-    ci, auci, _ = _classifier_cis(items, x)
-    rows.add(name, sfp, lat, value=m["balanced_accuracy"], ci=ci, n=m["n"], n_failed=m["n_failed"],
-             control=control, auroc=m["auroc"], auroc_ci=auci, accuracy=m["accuracy"], balanced=m["balanced_accuracy"],
-             n_batches=res.n_batches, failures=res.failure_reasons, responses=res.responses,
-             extra={"precision": m["precision"], "recall": m["recall"], "f1": m["f1"]},
-             counts={"n_pos": m["n_pos"], "n_neg": m["n_neg"]})
-    for i in res.items:
-        rows.item(name, sfp, lat, i.example_id, i.quantile, i.activating, i.truth, i.prediction, i.probability,
-                  batch_index=i.batch_index)
 
 
 def _subset(exs: list, n: int | None, seed: str) -> list:
@@ -187,7 +86,7 @@ class Partition:
     donor_text: list[str]
     want_control: set[str]
     already: set
-    rows: "_Rows"
+    rows: "ScoreRows"
     llm_id: dict
 
     @property
@@ -217,9 +116,9 @@ class Partition:
 
 
 class Scorer:
-    """A scorer of stage scores_more: its spec (the fingerprint) and how it scores one run into the rows."""
+    """A scorer of stage scores: its spec (the fingerprint) and how it scores one run into the rows."""
     name = ""
-    real = True  # False: only its control runs here (detection / fuzzing: stage scores made the real rows)
+    real = True  # False: only its control runs here (detection / fuzzing: the first pass made the real rows)
 
     def __init__(self, mode=None):
         self.mode = mode
@@ -239,7 +138,7 @@ class Scorer:
 
 
 class ClassifierControl(Scorer):
-    """detection / fuzzing with another latent's explanation (their real rows: stage scores)."""
+    """detection / fuzzing with another latent's explanation (their real rows: the first pass, :mod:`.classifier_scores`)."""
     real = False
 
     def __init__(self, kind: str):
@@ -261,7 +160,7 @@ class ClassifierControl(Scorer):
         results = asyncio.run(classifier.score_latents(part.client, self.name, part.pick(cjobs, run.idx),
                                                        part.ctx.cfg.scorer))
         for res in results:
-            _classifier_rows(part.rows, run.name, sfp, res, part.x, control=True)
+            part.rows.add_classifier(run.name, sfp, res, part.x, control=True)
 
 
 class AurocScorer(Scorer):
@@ -274,7 +173,7 @@ class AurocScorer(Scorer):
     def score(self, part, run, sfp):
         x = part.x
         for s in self.examples(part, run):
-            lat, vals = _lat(s.key), getattr(s, self.values)
+            lat, vals = latent_of(s.key), getattr(s, self.values)
             ci = bootstrap.auroc_ci(s.activating, vals, x.bootstrap_samples, f"{s.key}:{run.name}", x.ci_level)
             part.rows.add(run.name, sfp, lat, value=s.auroc, ci=(ci.low, ci.high), auroc=s.auroc,
                           auroc_ci=(ci.low, ci.high), n=len(s.example_ids), n_failed=0, control=run.control,
@@ -331,7 +230,7 @@ class SimulationScorer(Scorer):
         x = part.x
         for s in simulation.score_simulation(part.client, part.pick(part.keys, run.idx), run.texts,
                                              part.pick(self.shown, run.idx), self.mode, x.simulation_top_logprobs):
-            lat = _lat(s.key)
+            lat = latent_of(s.key)
             ok = [i for i, p in enumerate(s.predicted) if p is not None]
             ci = bootstrap.correlation_ci([s.true[i] for i in ok], [s.predicted[i] for i in ok],
                                           x.bootstrap_samples, f"{s.key}:{run.name}", x.ci_level)
@@ -357,7 +256,7 @@ class IntruderScorer(Scorer):
         for s in intruder.score_intruder(part.client, part.pick(part.keys, run.idx), part.pick(part.tests, run.idx),
                                          part.pick(part.nons, run.idx), x.intruder_shown, x.intruder_rounds,
                                          part.ctx.cfg.scorer.threshold, x.seed):
-            lat = _lat(s.key)
+            lat = latent_of(s.key)
             done = [r for r in s.rounds if r.correct is not None]
             ci = bootstrap.accuracy_ci([r.correct for r in done], x.bootstrap_samples, f"{s.key}:intruder", x.ci_level)
             part.rows.add("intruder", sfp, lat, value=s.accuracy, ci=(ci.low, ci.high), accuracy=s.accuracy,
@@ -372,12 +271,12 @@ SCORERS = {"embedding": EmbeddingScorer, "surprisal": SurprisalScorer, "simulati
            "intruder": IntruderScorer}
 
 
-def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, explainer_fp: str | None = None,
+def run_scorers(ctx: Context, client, layer: str, first: int, last: int, explainer_fp: str | None = None,
                     force: bool = False) -> dict:
     """``explainer_fp``: score another explainer's stored explanations (default: the configured explainer's).
     ``force``: re-send every pair, not only those without an ok row."""
     cfg, x = ctx.cfg, ctx.cfg.scoring
-    kinds = [k for k in cfg.scorer.scorers]  # detection / fuzzing kinds stage scores ran
+    kinds = [k for k in cfg.scorer.scorers]  # detection / fuzzing kinds the first pass ran
     extras = [k for k in x.scorers if k in EXTRA]  # intervention: stage intervention_scores
     sim_mode = None
     if "simulation" in extras:  # a bad mode for this engine fails here, before any heavy work
@@ -401,17 +300,17 @@ def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, exp
     already = set() if force else done_scores(ctx.wh, layer, first, last, efp, names)
 
     part = Partition(ctx, client, layer, efp, rng_label, latents, keys, text, tests, nons, donor, donor_text,
-                     want_control, already, _Rows(ctx, layer, efp, samp, rng_label, ledger.run_id),
+                     want_control, already, ScoreRows(ctx, layer, efp, samp, rng_label, ledger.run_id),
                      llm_identity(cfg.scorer_llm, ctx.workdir))
     rows, seconds = part.rows, {}
 
-    # detection / fuzzing: intervals of stage scores' rows (their controls are scorers below)
+    # detection / fuzzing: intervals of the first pass's rows (their controls are scorers below)
     ci_rows = []
     if kinds and latents:
         items = ctx.wh.query(queries.RANGE_CLASSIFIER_ITEMS, [layer, first, last, efp, kinds])
         for (lat, kind), grp in items.group_by(["latent", "scorer"], maintain_order=True):
             its = [{**r, "key": f"{layer}/{lat}:{kind}"} for r in grp.iter_rows(named=True)]
-            ci, auci, _ = _classifier_cis(its, x)
+            ci, auci, _ = classifier_cis(its, x)
             ci_rows.append({"layer": layer, "latent": lat, "explainer_fp": efp, "scorer": kind, "ci_low": ci[0],
                             "ci_high": ci[1], "auroc_ci_low": auci[0], "auroc_ci_high": auci[1]})
     scorers = [ClassifierControl(k) for k in kinds] + [SCORERS[k](sim_mode if k == "simulation" else None)
@@ -438,13 +337,13 @@ def run_more_scores(ctx: Context, client, layer: str, first: int, last: int, exp
     out["sensitivity"] = [dataclasses.asdict(v) for v in sens]
     out.update(pairs_already_done=len(already), failures_kept_beside_ok=kept, forced=force)
     verdict("scores (extra scorers and controls)", partition_label(layer, first, last), sent=len(rows.scores),
-            server_failures=[r["_reason"] for r in rows.scores if r["status"] != "ok" and r["_server"]],
+            server_failures=rows.server_failures(),
             units=len(latents) * len(names), failures=failures, max_share=cfg.failures.max_share, fatal=rows.fatal,
             unit="latent x scorer scores", summary=out)
     return out
 
 
-def _sensitivities(con, layer: str, first: int, last: int, efp: str, kinds, x,
+def sensitivities(con, layer: str, first: int, last: int, efp: str, kinds, x,
                    values=("simulation", "embedding", "surprisal")) -> list[sensitivity.Sensitivity]:
     """Per scorer with a control: the share of answers that change with the control's explanation, next to the
     median paired difference real - control (see core.scoring.sensitivity). Read inside the commit's
@@ -480,12 +379,12 @@ def _sensitivities(con, layer: str, first: int, last: int, efp: str, kinds, x,
     return out
 
 
-def _commit(ctx, layer, first, last, efp, rows: _Rows, ci_rows, flags, kinds, rng_label, ledger, latents,
+def _commit(ctx, layer, first, last, efp, rows: ScoreRows, ci_rows, flags, kinds, rng_label, ledger, latents,
             names) -> tuple[int, list[str], list[sensitivity.Sensitivity]]:
     wh = ctx.wh
     with wh.write() as con:
-        kept = merge_rows(con, wh, rows)
-        # stage scores' own rows: primary metric, intervals and partition label (their other columns untouched)
+        kept = rows.merge(con)
+        # the first pass's rows: primary metric, intervals and partition label (their other columns untouched)
         con.execute(queries.SET_CLASSIFIER_METRIC, [rng_label, layer, first, last, efp, list(kinds)])
         if ci_rows:
             con.register("_ci", pl.DataFrame(ci_rows, schema_overrides={
@@ -497,40 +396,14 @@ def _commit(ctx, layer, first, last, efp, rows: _Rows, ci_rows, flags, kinds, rn
             con.execute(queries.SET_LATENT_FLAGS, [layer])
             con.unregister("_flags")
         values = ("simulation", "embedding", "surprisal")
-        sens = _sensitivities(con, layer, first, last, efp, kinds, ctx.cfg.scoring, values)
+        sens = sensitivities(con, layer, first, last, efp, kinds, ctx.cfg.scoring, values)
         write_sensitivity(con, wh, layer, rng_label, efp, [*kinds, *values], sens)
         ledger.complete(con, rows.ledger)
         failures = failed_units(con, "scores", layer, efp, latents, names)
     return kept, failures, sens
 
 
-def merge_rows(con, wh, rows: _Rows) -> int:
-    """Inside the caller's transaction: record the rows' scorer fingerprints and merge their score and item rows
-    monotonically (:func:`..storage.monotone.merge`); how many failures were kept beside an ok row."""
-    for f, (kind, spec) in rows.fps.items():
-        wh.record_fingerprint(con, f, kind, spec)
-    items = pl.DataFrame(rows.items, schema_overrides={"probability": pl.Float64, "prediction": pl.Boolean,
-                                                       "value": pl.Float64}) if rows.items else pl.DataFrame()
-    frame = pl.DataFrame(rows.scores, schema_overrides={k: pl.Float64 for k in F64} | {
-        "failure_reasons": pl.List(pl.Utf8), "control": pl.Boolean, "status_reason": pl.Utf8, "_reason": pl.Utf8,
-        "_server": pl.Boolean}) if rows.scores else pl.DataFrame()
-    return merge(con, wh, "scores", frame, KEY, "_reason", {"score_items": items})["kept"]
-
-
-def write_sensitivity(con, wh, layer: str, rng_label: str, efp: str, scorers, sens) -> None:
-    """Inside the caller's transaction: the partition's scorer_sensitivity rows of ``scorers`` replaced by ``sens``."""
-    con.execute(queries.DELETE_RANGE_SENSITIVITY, [layer, rng_label, efp, list(scorers)])
-    if sens:
-        wh.insert(con, "scorer_sensitivity", pl.DataFrame([{
-            "layer": layer, "latent_range": rng_label, "explainer_fp": efp, "scorer": v.scorer, "latents": v.latents,
-            "items": v.items, "changed": v.changed, "share_changed": v.share, "share_ci_low": v.share_low,
-            "share_ci_high": v.share_high, "min_share": v.min_share, "reads_explanation": v.reads_explanation,
-            "finding": v.finding} for v in sens], schema_overrides={
-            "share_changed": pl.Float64, "share_ci_low": pl.Float64, "share_ci_high": pl.Float64,
-            "reads_explanation": pl.Boolean}))
-
-
-def _summary(ctx, layer, efp, rng_label, kinds, extras, rows: _Rows, flags, donor, seconds) -> dict:
+def _summary(ctx, layer, efp, rng_label, kinds, extras, rows: ScoreRows, flags, donor, seconds) -> dict:
     """Per scorer: median / IQR of the real per-latent values, the control's median and the median paired
     difference with its interval (the same numbers as the view scorer_summary)."""
     real = ctx.wh.query(queries.RANGE_REAL_VALUES, [layer, rng_label, efp, list(kinds) + list(extras)])
@@ -559,25 +432,3 @@ def _summary(ctx, layer, efp, rng_label, kinds, extras, rows: _Rows, flags, dono
             "flags": flag_counts,
             "flagged_latents": {c: flags.filter(pl.col(c))["latent"].to_list() for c in flag_counts} if flags is not None
             else {}, **accounting.totals(rows.ledger)}
-
-
-def more_scores_metadata(out: dict) -> dict:
-    """Flat Dagster metadata from run_more_scores' result: per scorer median, IQR, control median, median
-    difference and its 95 % interval; flag counts; ledger totals."""
-    md: dict = {}
-    for name, s in out["summary"].items():
-        md[f"{name}_median_{s['metric']}"] = s["median"]
-        md[f"{name}_iqr"] = [s["q25"], s["q75"]]
-        md[f"{name}_latents_undefined"] = s["latents_undefined"]
-        if "median_control" in s:
-            md[f"{name}_median_control"] = s["median_control"]
-            md[f"{name}_median_difference"] = s["median_difference"]
-            md[f"{name}_difference_ci95"] = [s["difference_ci_low"], s["difference_ci_high"]]
-    for v in out.get("sensitivity", []):
-        md[f"{v['scorer']}_share_changed_by_control"] = v["share"]
-        md[f"{v['scorer']}_reads_explanation"] = {True: "yes", False: "NO", None: "unclear"}[v["reads_explanation"]]
-    md.update({k if k.startswith("flag_") else f"flag_{k}": v for k, v in out["flags"].items()})
-    md.update({f"more_{k}": out[k] for k in ("llm_calls", "prompt_tokens", "completion_tokens", "cost_usd")
-               if k in out})
-    md["more_seconds"] = out["seconds"]
-    return md
