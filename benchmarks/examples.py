@@ -9,7 +9,8 @@ copies of their tokens and activations: the ``examples`` view joins those in); t
 sides build the same splits (train, test, non_activating, train_non_activating), nearly the same rows.
 Printed: end to end (build + write + commit) and the build alone (rows in memory) for each side, the best
 of 2 rounds that interleave the sides (3 vectorized builds per round, on ``examples.THREADS`` threads and
-on one).
+on one); the read-back of the windows with their tokens and activations (view vs by columns) and the
+end to end with it; the load average before and after (a busy machine gives numbers, no headline).
 
     .venv/bin/python benchmarks/examples.py [--layer layers.6] [--first 0] [--last 1023] [--embedding]
 """
@@ -30,11 +31,13 @@ import polars as pl
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from autointerp_assets.core import sampling as ex  # noqa: E402
 from autointerp_assets.core.config import load_config  # noqa: E402
 from autointerp_assets.core.storage import Warehouse  # noqa: E402
 from autointerp_assets_tests.support.examples_data import AFP, CORPUS, write_activations, write_tokens  # noqa: E402
+from machine import describe, load, verdict  # noqa: E402
 
 
 def load_source(path: Path, layer: str, first: int, last: int, batch_rows: int):
@@ -181,6 +184,8 @@ def main() -> None:
         write_tokens(wh, rows)
         write_activations(wh, args.layer, args.first, args.last, ctx_len, acts)
         rng = (args.layer, args.first, args.last)
+        print(describe())
+        load_before = load()
         print(f"{args.layer} latents {args.first}-{args.last}: {len(acts):,} activations, {len(rows)} rows of "
               f"{ctx_len}; sampler: example_ctx_len {s.example_ctx_len}, min_examples {s.min_examples}, "
               f"{s.n_quantiles} quantiles, train {s.n_train} / test {s.n_test} / non-activating {s.n_non_activating}")
@@ -207,14 +212,30 @@ def main() -> None:
         print(f"  end to end: {t_py / t_sql:.1f}x / {t_pyb / t_sql:.1f}x faster; "
               f"build: {b_py / b_sql:.1f}x / {b_pyb / b_sql:.1f}x faster ({b_py / b_one:.1f}x / {b_pyb / b_one:.1f}x "
               f"on one thread)")
-        # the tokens and activations are joined in when read (view `examples`), not copied at build time:
-        # what that costs a reader, for the whole range and for one stage's read of 24 latents
+        # the tokens and activations are not copied at build time: a reader gathers them from the corpus and the
+        # cache -- through the view `examples` (SQL joins) or by columns (sampling.read_windows, what the LLM
+        # stages read) -- for the whole range and for one stage's read of 24 latents
         view = "SELECT * FROM examples WHERE layer = ? AND latent BETWEEN ? AND ?"
+        splits = ["train", "test", "non_activating", "train_non_activating"]
         eligible = [r[0] for r in wh.query("SELECT DISTINCT latent FROM example_windows ORDER BY 1").rows()][:24]
         t_all, n_all = timed(lambda: wh.query(view, list(rng)).height, repeat=3)
         t_24, n_24 = timed(lambda: wh.query(view, [args.layer, eligible[0], eligible[-1]]).height, repeat=3)
-        print(f"reading them back with token_ids + acts (view `examples`): whole range {t_all:.2f} s "
-              f"({n_all:,} rows); latents {eligible[0]}-{eligible[-1]} (a stage's read) {t_24:.3f} s ({n_24:,} rows)")
+
+        def columns(a: int, b: int) -> int:
+            with wh.read() as con:
+                return len(ex.read_windows(con, args.layer, a, b, splits))
+
+        c_all, m_all = timed(lambda: columns(args.first, args.last), repeat=3)
+        c_24, m_24 = timed(lambda: columns(eligible[0], eligible[-1]), repeat=3)
+        print(f"read back with token ids + activations, whole range ({n_all:,} rows): view `examples` {t_all:.2f} s, "
+              f"by columns {c_all:.3f} s ({t_all / c_all:.1f}x); latents {eligible[0]}-{eligible[-1]} (a stage's "
+              f"read, {n_24:,} rows): view {t_24:.3f} s, by columns {c_24:.3f} s")
+        assert m_all == n_all and m_24 == n_24, "the columnar read and the view disagree on the rows"
+        e2e = t_sql + c_all
+        print(f"  end to end with the read-back by columns: {e2e:.2f} s = {t_py / e2e:.1f}x / {t_pyb / e2e:.1f}x "
+              "faster than the per-latent sides (which hold their examples in memory: no read-back)")
+        quiet, line = verdict(load_before, load())
+        print(line)
         variants = {
             "centred windows": s.model_copy(update={"window": "centred"}),
             "mix train": s.model_copy(update={"train_type": "mix"}),

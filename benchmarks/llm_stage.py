@@ -31,7 +31,7 @@ from autointerp_assets.core.llm.base import ChatRequest  # noqa: E402
 from autointerp_assets.core.records import Example  # noqa: E402
 from autointerp_assets.core.scoring import classifier  # noqa: E402
 from autointerp_assets.core.stages.context import Context  # noqa: E402
-from autointerp_assets.core.stages.examples import _token_strings  # noqa: E402
+from autointerp_assets.core.vocabulary import token_strings  # noqa: E402
 from autointerp_assets.core.stages.explanations import run_explanations  # noqa: E402
 from autointerp_assets.core.stages.llm_runs import prompt_counter  # noqa: E402
 from autointerp_assets.core.stages.classifier_scores import run_classifier_scores  # noqa: E402
@@ -78,7 +78,7 @@ def throughput(n_latents: int, latency_s: float, capacity: int) -> dict:
         write_partition(ctx.wh, "layers.1", list(range(n_latents)), n_train=40, n_test=50, n_non_activating=50, ctx=32)
         client = make_client(cfg.explainer.llm, str(ctx.workdir))
         # a warm process (as in a backfill): vocabulary and tokenizer loaded once, before timing
-        _token_strings(ctx.model_dir())
+        token_strings(ctx.model_dir())
         prompt_counter(cfg.explainer.llm, ctx.workdir)(ChatRequest.of([{"role": "user", "content": "hi"}]))
         t0 = time.perf_counter()
         e = run_explanations(ctx, client, "layers.1", 0, 1023)
@@ -138,7 +138,7 @@ def tokens_per_latent(n_latents: int) -> dict:
     if not db.exists():
         return {"error": f"{db} missing: run `make run` first"}
     model = resolve_model("smollm2", ROOT / "data")
-    vocab = _token_strings(model)
+    vocab = token_strings(model)
     count = prompt_counter(parse_config({}).explainer.llm, ROOT / "data")
     scfg = ScorerConfig(examples_per_prompt=5)
     res = {"detection": [], "fuzzing": [], "explanation": []}

@@ -291,3 +291,38 @@ def test_every_setting_is_in_the_fingerprint():
     for change in ({"window": "centred"}, {"non_activating_source": "neighbours"}, {"neighbour_type": "decoder"},
                    {"ratio_top": 0.3}, {"embedding_queries": 3}, {"windows_per_neighbour": 2}):
         assert identity.sampler_spec(SamplerConfig(**change), "a", None) != base
+
+
+def _view_rows(con, splits) -> list[tuple]:
+    return [(r[0], r[1], r[2], r[3], list(r[4]), list(r[5])) for r in con.execute(
+        "SELECT latent, split, example_id, quantile, token_ids, acts FROM examples WHERE layer = 'L' AND latent "
+        "BETWEEN 0 AND 3 AND split IN (SELECT unnest(?)) ORDER BY latent, split, example_id", [splits]).fetchall()]
+
+
+def _columnar_rows(con, splits) -> list[tuple]:
+    w = ex.read_windows(con, "L", 0, 3, splits)
+    return [(int(w.latent[i]), w.split[i], int(w.example_id[i]), int(w.quantile[i]),
+             w.token_ids[i, :w.length[i]].tolist(), w.acts[i, :w.length[i]].tolist()) for i in range(len(w))]
+
+
+def test_windows_read_back_by_columns_are_the_views_rows(wh):
+    """read_windows (three scans + numpy gathers, what the LLM stages read) gives the ``examples`` view's rows:
+    the same windows, order, token ids and activations, 0 where the latent is silent; a window of an earlier
+    publication drops out and a short window keeps its own length, in both."""
+    acts = (strong_latent(0) + strong_latent(2, rows=range(3, 18))
+            + [(3, r, 1 + k * W + j, unit_value(r, k) / (j + 1)) for r in range(8, 30) for k in range(NW)
+               for j in (0, 2, 5)])
+    e, _ = build(wh, acts, window="centred", centre_offset=3, n_non_activating=6, n_train_non_activating=2)
+    with wh.write() as con:
+        con.execute("INSERT INTO example_windows SELECT * REPLACE (example_id + 1000 AS example_id, "
+                    "'older-activations' AS activations_fp) FROM example_windows WHERE latent = 0 LIMIT 3")
+        con.execute("INSERT INTO example_windows SELECT * REPLACE (example_id + 2000 AS example_id, "
+                    "(length - 3)::SMALLINT AS length) FROM example_windows WHERE latent = 3 AND split = 'test' LIMIT 2")
+    with wh.read() as con:
+        for splits in (["train", "test", "non_activating", "train_non_activating"], ["test", "non_activating"]):
+            view = _view_rows(con, splits)
+            assert _columnar_rows(con, splits) == view
+            assert not any(r[2] >= 1000 and r[0] == 0 for r in view)  # the earlier publication's windows
+            assert sum(len(r[4]) == W - 3 for r in view) == 2
+        assert {r[0] for r in view} == {0, 2, 3} and any(a > 0 for r in view for a in r[5])
+        assert any(a == 0 for r in view if r[1] == "test" for a in r[5])  # silent tokens inside firing windows

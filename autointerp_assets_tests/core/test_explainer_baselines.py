@@ -15,7 +15,7 @@ from autointerp_assets.core.records import Example
 from autointerp_assets.core.registry import load_registry
 from autointerp_assets.core.stages.baseline_explanations import baseline_contexts
 from autointerp_assets.core.stages.context import Context
-from autointerp_assets.core.stages.examples import _token_strings
+from autointerp_assets.core.vocabulary import token_strings
 from autointerp_assets.core.stages.explanations import run_explanations
 from autointerp_assets.core.subject_model import resolve_model
 from autointerp_assets_tests.conftest import ROOT, write_config
@@ -46,7 +46,7 @@ def test_top_tokens_through_the_stage_and_the_registry(tmp_path):
     out = run_explanations(ctx, None, "layers.1", 0, 31)  # no client: a baseline sends no request
     assert out["status"] == {"ok": 3} and out["explainer_kind"] == "top_tokens" and out["llm_calls"] == 0
     rows = ctx.wh.query("SELECT latent, explanation, explainer_fp, prompt_tokens FROM explanations ORDER BY latent")
-    vocab = _token_strings(resolve_model("smollm2", ROOT / "data"))
+    vocab = token_strings(resolve_model("smollm2", ROOT / "data"))
     for r in rows.iter_rows(named=True):
         fired = ctx.wh.query("SELECT token_ids, acts FROM examples WHERE layer = 'layers.1' AND latent = ? "
                              "AND split = 'train'", [r["latent"]])
@@ -69,7 +69,7 @@ def test_logit_lens_names_the_tokens_the_decoder_row_promotes(tmp_path):
     model = resolve_model("smollm2", ROOT / "data")
     with safe_open(f"{model}/model.safetensors", "pt") as st:
         unembed, norm = st.get_tensor("model.embed_tokens.weight").float(), st.get_tensor("model.norm.weight").float()
-    vocab = _token_strings(model)
+    vocab = token_strings(model)
     targets = dict(zip((8, 9), self_promoting(unembed, 2, 2000, 991, keep=lambda t: vocab[t].strip().isalpha())))
     w_dec = torch.randn(16, unembed.shape[1]) * 0.01
     for lat, tok in targets.items():

@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 from autointerp_assets.core.config import load_config
 from autointerp_assets.core.llm import make_client
 from autointerp_assets.core.stages.context import Context
-from autointerp_assets.core.stages.examples import _token_strings
+from autointerp_assets.core.vocabulary import token_strings
 from autointerp_assets.core.stages.explanations import logit_tokens, run_explanations
 from autointerp_assets.core.subject_model import resolve_model
 from autointerp_assets_tests.conftest import ROOT, write_config
@@ -40,7 +40,7 @@ def test_logit_explainer_lists_the_tokens_the_decoder_row_promotes(tmp_root):
         ctx = Context.of(cfg)
         write_partition(ctx.wh, "layers.1", list(TARGETS))
         record_sparse_coder(ctx.wh, "layers.1", sae_dir, w_dec)
-        vocab = _token_strings(model)
+        vocab = token_strings(model)
         promoted = logit_tokens(ctx, "layers.1", 8, 15, 5)
         assert sorted(promoted) == list(range(8, 16)) and all(len(v) == 5 for v in promoted.values())
         for lat, tok in TARGETS.items():

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import polars as pl
 
 from .. import identity, sampling
 from ..records import Example
 from ..sampling import embeddings
 from ..sampling.neighbours import decoder_rows
+from ..sampling.readback import read_windows
 from ..storage import queries
 from ..vocabulary import token_strings
 from .context import Context
@@ -74,13 +76,17 @@ def check_examples(ctx: Context, layer: str, first: int, last: int) -> dict:
 
 
 def load_examples(ctx: Context, layer: str, first: int, last: int, splits: Sequence[str]) -> dict[int, dict[str, list[Example]]]:
-    vocab = token_strings(ctx.model_dir())
-    frame = ctx.wh.query(queries.RANGE_EXAMPLE_TOKENS, [layer, first, last, list(splits)])
+    """The partition's examples of ``splits`` with their token strings and activations: {latent: {split: [...]}}
+    (the ``examples`` view's rows, read by columns: :mod:`..sampling.readback`)."""
+    vocab = np.asarray(token_strings(ctx.model_dir()), dtype=object)
+    with ctx.wh.read() as con:
+        w = read_windows(con, layer, first, last, splits)
+    strs, acts = vocab[w.token_ids], w.acts.tolist()
     out: dict[int, dict[str, list[Example]]] = {}
-    for r in frame.iter_rows(named=True):
-        ex = Example(r["example_id"], tuple(vocab[t] for t in r["token_ids"]), tuple(r["acts"]),
-                     r["split"] in ("train", "test"), r["quantile"])
-        out.setdefault(r["latent"], {}).setdefault(r["split"], []).append(ex)
+    for i, (lat, split, n) in enumerate(zip(w.latent.tolist(), w.split, w.length.tolist())):
+        ex = Example(int(w.example_id[i]), tuple(strs[i, :n]), tuple(acts[i][:n]), split in ("train", "test"),
+                     int(w.quantile[i]))
+        out.setdefault(lat, {}).setdefault(split, []).append(ex)
     return out
 
 

@@ -162,6 +162,17 @@ RANGE_EXAMPLE_TOKENS = """
     BETWEEN ? AND ? AND split IN (SELECT unnest(?)) ORDER BY latent, split, example_id
 """
 
+RANGE_PUBLISHED_WINDOWS = """
+    SELECT w.latent, w.split, w.example_id, w.quantile, w.row_id, w.start_pos, w.length, w.corpus_fp, p.ctx_len
+    FROM example_windows w JOIN activation_partitions p ON p.layer = w.layer AND w.latent BETWEEN p.first_latent
+    AND p.last_latent AND p.activations_fp = w.activations_fp WHERE w.layer = ? AND w.latent BETWEEN ? AND ? AND
+    w.split IN (SELECT unnest(?)) ORDER BY w.latent, w.split, w.example_id
+"""
+
+CORPUS_ROWS_OF = """
+    SELECT row_id, token_ids FROM tokens WHERE corpus_fp = ? AND row_id IN (SELECT unnest(?))
+"""
+
 RANGE_EXAMPLES_SAMPLER_FP = """
     SELECT any_value(sampler_fp) FROM examples WHERE layer = ? AND latent BETWEEN ? AND ?
 """

@@ -1,0 +1,94 @@
+"""Reading a partition's example windows back with their tokens and activations, by columns.
+
+The ``examples`` view gives the same rows in SQL (a join of every window with its corpus row and a grouped
+join of the activations it covers); for a whole range that costs more than building the windows. Here the
+range is read in three scans -- the windows, their corpus rows, the range's activations from the cache
+(:func:`.rules.read_activations`) -- and each window's tokens and activations are gathered with numpy.
+Same rows, same values, same order as the view (tested)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from ..storage import queries
+from ..storage.warehouse import arrow_table
+from .rules import read_activations
+
+
+@dataclass
+class Windows:
+    """Example windows in (latent, split, example_id) order; ``token_ids`` / ``acts``: one row per window,
+    its first ``length`` entries valid (the rest padding)."""
+    latent: np.ndarray
+    split: np.ndarray  # object: 'train', 'test', ...
+    example_id: np.ndarray
+    quantile: np.ndarray
+    length: np.ndarray
+    token_ids: np.ndarray  # int32 [windows, width]
+    acts: np.ndarray  # float32 [windows, width], 0 where the latent is silent
+
+    def __len__(self) -> int:
+        return len(self.latent)
+
+
+def read_windows(con, layer: str, first: int, last: int, splits: Sequence[str]) -> Windows:
+    """The windows of (layer, first..last) in ``splits`` whose activations are the published ones (a window of an
+    earlier publication drops out, as in the view), with their token ids and activations."""
+    w = con.execute(queries.RANGE_PUBLISHED_WINDOWS, [layer, first, last, list(splits)]).fetchnumpy()
+    n = len(w["latent"])
+    length = np.asarray(w["length"], dtype=np.int64)
+    width = int(length.max()) if n else 0
+    token_ids = np.zeros((n, width), dtype=np.int32)
+    acts = np.zeros((n, width), dtype=np.float32)
+    if n:
+        latent, row, start = (np.asarray(w[c], dtype=np.int64) for c in ("latent", "row_id", "start_pos"))
+        cols = np.arange(width)
+        valid = cols[None, :] < length[:, None]
+        pos = start[:, None] + cols[None, :]  # each window's positions in its row
+        corpus = np.asarray(w["corpus_fp"], dtype=object)
+        found = np.zeros(n, dtype=bool)
+        for fp in np.unique(corpus):
+            mine = np.flatnonzero(corpus == fp)
+            token_ids[mine], found[mine] = _tokens(con, fp, row[mine], pos[mine], valid[mine])
+        acts[:] = _activations(con, layer, latent, row, pos, valid, int(w["ctx_len"].max()))
+    else:
+        found = np.zeros(0, dtype=bool)
+    keep = found  # a window whose corpus row is missing drops out, as in the view's join
+    return Windows(np.asarray(w["latent"], dtype=np.int32)[keep], np.asarray(w["split"], dtype=object)[keep],
+                   np.asarray(w["example_id"], dtype=np.int64)[keep], np.asarray(w["quantile"], dtype=np.int16)[keep],
+                   length[keep], token_ids[keep], acts[keep])
+
+
+def _tokens(con, corpus_fp: str, row: np.ndarray, pos: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids at ``pos`` of corpus rows ``row`` (0 where not ``valid``), and whether each row was found: one
+    scan of the rows needed."""
+    rows = np.unique(row)
+    table = arrow_table(con.execute(queries.CORPUS_ROWS_OF, [corpus_fp, rows.astype(np.int32)]))
+    ids = table.column("token_ids").combine_chunks()
+    order = np.asarray(table.column("row_id"))  # the order the rows came back in
+    flat = np.asarray(pa.compute.list_flatten(ids), dtype=np.int32)
+    offsets = np.asarray(ids.offsets, dtype=np.int64)
+    at = np.full(int(rows.max()) + 1, -1, dtype=np.int64)
+    at[order] = np.arange(len(order))
+    found = at[row] >= 0
+    if not len(flat):
+        return np.zeros(pos.shape, dtype=np.int32), found
+    idx = offsets[np.maximum(at[row], 0)][:, None] + np.where(valid, pos, 0)
+    return np.where(valid & found[:, None], flat[np.minimum(idx, len(flat) - 1)], 0), found
+
+
+def _activations(con, layer: str, latent: np.ndarray, row: np.ndarray, pos: np.ndarray, valid: np.ndarray,
+                 ctx_len: int) -> np.ndarray:
+    """Each window's activations of its own latent at ``pos`` (0 where silent or not ``valid``): the range's
+    non-zeros read once, sorted by (latent, token), looked up by binary search."""
+    acts = read_activations(con, layer, int(latent.min()), int(latent.max()), ctx_len)
+    keys, values = acts.key, acts.value
+    if not len(keys):
+        return np.zeros(pos.shape, dtype=np.float32)
+    want = (latent[:, None] << 32) | (row[:, None] * ctx_len + pos)
+    at = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
+    return np.where(valid & (keys[at] == want), values[at], 0).astype(np.float32)
