@@ -21,6 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import duckdb  # noqa: E402
 
@@ -30,13 +31,14 @@ from autointerp_assets.core.llm import make_client  # noqa: E402
 from autointerp_assets.core.llm.base import ChatRequest  # noqa: E402
 from autointerp_assets.core.records import Example  # noqa: E402
 from autointerp_assets.core.scoring import classifier  # noqa: E402
+from autointerp_assets.core.stages.classifier_scores import run_classifier_scores  # noqa: E402
 from autointerp_assets.core.stages.context import Context  # noqa: E402
-from autointerp_assets.core.vocabulary import token_strings  # noqa: E402
 from autointerp_assets.core.stages.explanations import run_explanations  # noqa: E402
 from autointerp_assets.core.stages.llm_runs import prompt_counter  # noqa: E402
-from autointerp_assets.core.stages.classifier_scores import run_classifier_scores  # noqa: E402
 from autointerp_assets.core.subject_model import resolve_model  # noqa: E402
+from autointerp_assets.core.vocabulary import token_strings  # noqa: E402
 from autointerp_assets_tests.support.synthetic import write_partition  # noqa: E402
+from machine import describe, load, verdict  # noqa: E402
 
 PAPER = {"detection": 17_000, "fuzzing": 19_600}
 
@@ -80,10 +82,10 @@ def throughput(n_latents: int, latency_s: float, capacity: int) -> dict:
         # a warm process (as in a backfill): vocabulary and tokenizer loaded once, before timing
         token_strings(ctx.model_dir())
         prompt_counter(cfg.explainer.llm, ctx.workdir)(ChatRequest.of([{"role": "user", "content": "hi"}]))
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         e = run_explanations(ctx, client, "layers.1", 0, 1023)
         s = run_classifier_scores(ctx, client, "layers.1", 0, 1023)
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         requests = e["llm_calls"] + s["llm_calls"]
         gen = e["seconds"] + s["seconds"]  # time inside generate() only
         per_latent = requests / n_latents
@@ -92,7 +94,7 @@ def throughput(n_latents: int, latency_s: float, capacity: int) -> dict:
                 "stage_req_s": requests / wall, "stage_latents_s": n_latents / wall,
                 "saturation_latents_s": sat / per_latent, "fraction": (requests / wall) / sat,
                 "fraction_generate_only": (requests / gen) / sat, "peak_in_flight": client.peak_in_flight,
-                "wall_s": wall}
+                "wall_s": wall, "cpu_ms_per_request": 1000 * cpu / requests}
     finally:
         proc.terminate()
         proc.wait(10)
@@ -162,13 +164,19 @@ def main():
     ap.add_argument("--capacity", type=int, default=16)
     ap.add_argument("--token-latents", type=int, default=20)
     a = ap.parse_args()
+    print(describe())
+    before = load()
     t = throughput(a.latents, a.latency_s, a.capacity)
+    quiet, line = verdict(before, load())
     print(f"server: {a.latency_s}s per request, {a.capacity} at once -> ideal {t['ideal_req_s']:.1f} req/s, "
           f"measured saturation {t['server_saturation_req_s']:.1f} req/s")
     print(f"stages (explain + detection + fuzzing, paper settings: {t['requests_per_latent']:.0f} requests/latent): "
           f"{t['latents']} latents, {t['requests']} requests in {t['wall_s']:.1f}s, peak in flight {t['peak_in_flight']}")
     print(f"  {t['stage_latents_s']:.2f} latents/s vs saturation {t['saturation_latents_s']:.2f} latents/s -> "
           f"fraction {t['fraction']:.3f} (generate() only: {t['fraction_generate_only']:.3f})")
+    print(f"  client CPU per request: {t['cpu_ms_per_request']:.2f} ms (this process: client, prompts, parsing, "
+          "ledger and warehouse I/O; the server is another process)")
+    print(f"  {line}" + ("" if quiet else " -- the fraction above is not a headline"))
     tok = tokens_per_latent(a.token_latents)
     if "error" in tok:
         print("tokens:", tok["error"])

@@ -482,6 +482,28 @@ class ProjectConfig(_Strict):
     def scorer_llm(self) -> LLMConfig:
         return self.scorer.llm or self.explainer.llm
 
+    def companions(self) -> list[tuple[str, "ProjectConfig"]]:
+        """(kind, config) of every companion explainer explained and scored beside the active one on the same
+        latents: the baselines (``baseline_explainers``) without the intruder (explanation-free: the same for
+        every explainer) and without the random-explanation control (the comparison that matters is explainer vs
+        baseline on the same latents), then the output-centric explainers (``output_explainers``: the active
+        explainer's LLM and settings with their kind, on at most ``output_explainers_max_latents`` latents),
+        with the control. A kind that is the active explainer's is left out."""
+        extras = tuple(s for s in self.scoring.scorers if s != "intruder")
+        out = []
+        for kind in self.baseline_explainers:
+            if kind != self.explainer.kind:
+                out.append((kind, self.model_copy(update={
+                    "explainer": self.explainer.model_copy(update={"kind": kind}),
+                    "scoring": self.scoring.model_copy(update={"scorers": extras, "control": False})})))
+        for kind in self.output_explainers:
+            if kind != self.explainer.kind:
+                out.append((kind, self.model_copy(update={
+                    "explainer": self.explainer.model_copy(update={"kind": kind,
+                                                                   "max_latents": self.output_explainers_max_latents}),
+                    "scoring": self.scoring.model_copy(update={"scorers": extras})})))
+        return out
+
     # --- partitions -------------------------------------------------------------------------
     def layer_keys(self) -> list[str]:
         return list(self.hookpoints)

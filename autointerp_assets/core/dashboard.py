@@ -74,6 +74,9 @@ def _example(r: dict) -> dict:
             "similarity": None if r["similarity"] is None else round(float(r["similarity"]), 4)}
 
 
+NO_LLM = "no LLM"  # the model of a rule-made explanation (a baseline, the calibration's gold)
+
+
 def latent_records(data: dict, names: dict[str, str] | None = None, active_fp: str | None = None,
                    latents: Iterable[int] | None = None, n_neighbours: int = 10,
                    first: int | None = None, last: int | None = None) -> list[dict]:
@@ -96,7 +99,7 @@ def latent_records(data: dict, names: dict[str, str] | None = None, active_fp: s
         fp = r["explainer_fp"]
         expl.setdefault(r["latent"], []).append({
             "explainer_fp": fp, "explainer": names.get(fp, fp), "active": fp == active_fp,
-            "model": (models.get(fp) or {}).get("model") or r["explainer_model"], "status": r["status"],
+            "model": (models.get(fp) or {}).get("model") or r["explainer_model"] or NO_LLM, "status": r["status"],
             "text": r["explanation"], "error": r["error"], "scores": scores.get((r["latent"], fp), [])})
     examples: dict[int, list[dict]] = {}
     if data.get("examples") is not None:

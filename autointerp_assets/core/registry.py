@@ -126,7 +126,8 @@ def explainer_names(config_file: str | os.PathLike | None = None) -> tuple[dict[
     """({explainer fingerprint: registry name}, the active explainer's fingerprint): names for people."""
     cfg = load_config(config_file)
     reg = load_registry(cfg, registry_path(config_file))
-    names = {explainer_fp(cfg.model_copy(update={"explainer": cfg.explainer.model_copy(update={"kind": k})})):
-             f"baseline {k}" for k in cfg.baseline_explainers}  # the free explainers scored beside the active one
+    # the companions explained beside the active one: baselines (no LLM) and output-centric explainers
+    names = {explainer_fp(c): (f"baseline {k}" if k in cfg.baseline_explainers else f"output-centric {k}")
+             for k, c in cfg.companions()}
     names.update({explainer_fp(reg.apply(cfg, n)): n for n in reg.explainers})
     return names, explainer_fp(reg.apply(cfg))

@@ -114,3 +114,24 @@ def test_latent_page_and_index_rows(tmp_path):
     assert "b = brief" in compare and "+0.100" in compare  # paired difference of the two explainers
     assert (tmp_path / "static" / "browser.js").exists() and (tmp_path / "index.html").exists()
     assert pages.esc('<a href="x">') == "&lt;a href=&quot;x&quot;&gt;"
+
+
+def test_companion_explainers_are_named_for_people(tmp_path):
+    """The card, the pages and the exports name every explainer stored beside the active one: a baseline and an
+    output-centric explainer by their kind (their fingerprints as the stages compute them), not by a hash."""
+    from autointerp_assets.core.config import load_config
+    from autointerp_assets.core.identity import explainer_fp
+    from autointerp_assets.core.registry import explainer_names
+    from autointerp_assets.core.stages import Context, baseline_contexts
+    from autointerp_assets_tests.conftest import write_config
+
+    path = write_config(tmp_path / "project.yaml", {"database": str(tmp_path / "w.duckdb"),
+                                                     "baseline_explainers": ["top_tokens", "logit_lens"],
+                                                     "output_explainers": ["token_change"]})
+    names, active = explainer_names(path)
+    cfg = load_config(path)
+    made = {b.cfg.explainer.kind: explainer_fp(b.cfg) for b in baseline_contexts(Context.of(cfg))}
+    assert {names[fp] for fp in made.values()} == {"baseline top_tokens", "baseline logit_lens",
+                                                   "output-centric token_change"}
+    assert names[made["token_change"]] == "output-centric token_change" and active not in made.values()
+    assert names[active] == "project"

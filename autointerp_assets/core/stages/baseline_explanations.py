@@ -68,30 +68,9 @@ def run_baseline_explanations(ctx: Context, layer: str, first: int, last: int) -
 
 
 def baseline_contexts(ctx: Context) -> list[Context]:
-    """One Context per companion explainer not already the active one, explained and scored beside it on the same
-    latents: the configured baselines, scored like the active explainer but without the intruder (explanation-free:
-    the same for every explainer) and without the random-explanation control (the comparison that matters is
-    explainer vs baseline on the same latents: explainer_pairs); then the output-centric explainers
-    (``output_explainers``: the active explainer's LLM and settings with their kind, on at most
-    ``output_explainers_max_latents`` latents), scored with the control, like the active explainer."""
-    cfg = ctx.cfg
-    extras = tuple(s for s in cfg.scoring.scorers if s != "intruder")
-    out = []
-    for kind in cfg.baseline_explainers:
-        if kind == cfg.explainer.kind:
-            continue
-        b = cfg.model_copy(update={"explainer": cfg.explainer.model_copy(update={"kind": kind}),
-                                   "scoring": cfg.scoring.model_copy(update={"scorers": extras,
-                                                                                           "control": False})})
-        out.append(Context(b, ctx.wh, ctx.log))
-    for kind in cfg.output_explainers:
-        if kind == cfg.explainer.kind:
-            continue
-        b = cfg.model_copy(update={
-            "explainer": cfg.explainer.model_copy(update={"kind": kind, "max_latents": cfg.output_explainers_max_latents}),
-            "scoring": cfg.scoring.model_copy(update={"scorers": extras})})
-        out.append(Context(b, ctx.wh, ctx.log))
-    return out
+    """One Context per companion explainer (:meth:`..config.ProjectConfig.companions`), explained and scored beside
+    the active one on the same latents."""
+    return [Context(c, ctx.wh, ctx.log) for _, c in ctx.cfg.companions()]
 
 
 def explained_and_scored(ctx: Context, layer: str, first: int, last: int, scored: bool = True) -> bool:
