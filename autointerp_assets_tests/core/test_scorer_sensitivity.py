@@ -188,3 +188,25 @@ def test_undefined_metrics_are_stored_with_a_reason_and_counted(tmp_path):
     assert (summary["detection"]["latents"], summary["detection"]["latents_undefined"]) == (0, 6)
     assert (summary["simulation"]["latents"], summary["simulation"]["latents_undefined"]) == (0, 6)
     assert out["summary"]["simulation"]["latents_undefined"] == 6
+
+
+def test_a_changed_scorer_setting_rescores_that_scorer_only(partition):
+    """A pair is done only under its scorer's current fingerprint: a re-run with the same settings sends nothing;
+    another control seed (in the controls' fingerprint, not the real scorers') re-sends every control pair and
+    no real one, and the stored control rows carry the new fingerprint."""
+    ctx, _ = partition
+    first = _run(ctx, reads=True)
+    again = _run(ctx, reads=True)
+    assert again["llm_calls"] == 0 and again["pairs_already_done"] == 48  # 24 latents x 2 controls
+    assert again["classifiers"]["latents_sent"] == 0
+    reseeded = Context(ctx.cfg.model_copy(update={"scoring": ctx.cfg.scoring.model_copy(
+        update={"seed": ctx.cfg.scoring.seed + 1})}), ctx.wh, ctx.log)
+    out = run_scores(reseeded, Scorer(True), "layers.1", 0, 31)
+    assert out["classifiers"]["latents_sent"] == 0 and out["pairs_already_done"] == 0
+    assert out["llm_calls"] == first["llm_calls"] > 0
+    fps = ctx.wh.query("SELECT scorer, count(DISTINCT scorer_fp) AS n, count(*) AS rows FROM scores "
+                       "WHERE scorer LIKE '%_control' GROUP BY 1 ORDER BY 1").rows()
+    assert fps == [("detection_control", 1, 24), ("fuzzing_control", 1, 24)]
+    assert ctx.wh.scalar("SELECT count(*) FROM scores s JOIN fingerprints f ON f.fingerprint = s.scorer_fp "
+                         "WHERE s.scorer LIKE '%_control' AND (f.spec->>'$.control.seed') = ?",
+                         [str(ctx.cfg.scoring.seed + 1)]) == 48

@@ -39,6 +39,14 @@ class SurprisalScore:
 
 
 @lru_cache(maxsize=2)
+def dtype_name(dtype: str = "auto") -> str:
+    """The torch dtype ``load_base_lm`` loads the base LM in, as ``str(model.dtype)`` spells it (a fingerprint
+    input known before the model is loaded)."""
+    from ..caching import resolve_dtype
+
+    return f"torch.{resolve_dtype(dtype)}"
+
+
 def load_base_lm(model_dir: str, dtype: str = "auto"):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -131,6 +131,8 @@ class Scorer:
         """Load what scoring needs (a model), once there is work."""
 
     def spec(self, part: Partition) -> dict:
+        """What the scorer's rows are made from (its fingerprint), known before ``prepare``: a changed setting
+        makes every stored score of the scorer not done."""
         raise NotImplementedError
 
     def score(self, part: Partition, run: Run, sfp: str) -> None:
@@ -200,12 +202,16 @@ class SurprisalScorer(AurocScorer):
     name, values = "surprisal", "value"
 
     def prepare(self, part):
-        self.model_name = part.x.surprisal_model or part.ctx.cfg.subject_model
-        self.tok, self.model = surprisal.load_base_lm(resolve_model(self.model_name, part.ctx.workdir))
+        self.tok, self.model = surprisal.load_base_lm(resolve_model(self._model(part), part.ctx.workdir))
+        assert str(self.model.dtype) == surprisal.dtype_name(), "the spec's dtype is the one loaded"
 
     def spec(self, part):
-        return identity.surprisal_spec(model_identity(self.model_name, part.ctx.workdir), surprisal.PROMPT_VERSION,
-                                       str(self.model.dtype))
+        return identity.surprisal_spec(model_identity(self._model(part), part.ctx.workdir), surprisal.PROMPT_VERSION,
+                                       surprisal.dtype_name())
+
+    @staticmethod
+    def _model(part) -> str:
+        return part.x.surprisal_model or part.ctx.cfg.subject_model
 
     def examples(self, part, run):
         return surprisal.score_surprisal(self.tok, self.model, part.pick(part.keys, run.idx), run.texts,
@@ -296,13 +302,23 @@ def run_scorers(ctx: Context, client, layer: str, first: int, last: int, explain
     donor = controls.donors(latents, f"{x.seed}:{layer}:{rng_label}:{efp}") if x.control else {}
     donor_text = [text[donor[lat]] for lat in latents] if donor else []
     want_control = set(x.control_scorers) if donor else set()
-    names = list(extras) + [f"{k}_control" for k in [*kinds, *extras] if k in want_control]
-    already = set() if force else done_scores(ctx.wh, layer, first, last, efp, names)
-
     part = Partition(ctx, client, layer, efp, rng_label, latents, keys, text, tests, nons, donor, donor_text,
-                     want_control, already, ScoreRows(ctx, layer, efp, samp, rng_label, ledger.run_id),
+                     want_control, set(), ScoreRows(ctx, layer, efp, samp, rng_label, ledger.run_id),
                      llm_identity(cfg.scorer_llm, ctx.workdir))
     rows, seconds = part.rows, {}
+    scorers = [ClassifierControl(k) for k in kinds] + [SCORERS[k](sim_mode if k == "simulation" else None)
+                                                       for k in ("embedding", "surprisal", "simulation", "intruder")
+                                                       if k in extras]
+    # each scorer's real and control fingerprint: a pair is done only under the current one
+    specs = {s.label: s.spec(part) for s in scorers}
+    fps = {}
+    for s in scorers:
+        if s.real:
+            fps[s.name] = identity.scorer_fp(specs[s.label])
+        if s.name in want_control:
+            fps[f"{s.name}_control"] = identity.scorer_fp(identity.control_spec(specs[s.label], x.seed))
+    names = list(fps)
+    part.already = already = set() if force else done_scores(ctx.wh, layer, first, last, efp, fps)
 
     # detection / fuzzing: intervals of the first pass's rows (their controls are scorers below)
     ci_rows = []
@@ -313,16 +329,13 @@ def run_scorers(ctx: Context, client, layer: str, first: int, last: int, explain
             ci, auci, _ = classifier_cis(its, x)
             ci_rows.append({"layer": layer, "latent": lat, "explainer_fp": efp, "scorer": kind, "ci_low": ci[0],
                             "ci_high": ci[1], "auroc_ci_low": auci[0], "auroc_ci_high": auci[1]})
-    scorers = [ClassifierControl(k) for k in kinds] + [SCORERS[k](sim_mode if k == "simulation" else None)
-                                                       for k in ("embedding", "surprisal", "simulation", "intruder")
-                                                       if k in extras]
     for scorer in scorers:
         runs = part.runs(scorer)
         if not runs:
             continue
         t0 = time.perf_counter()
         scorer.prepare(part)
-        spec = scorer.spec(part)
+        spec = specs[scorer.label]
         for run in runs:
             scorer.score(part, run, rows.fp(identity.control_spec(spec, x.seed) if run.control else spec))
         seconds[scorer.label] = round(time.perf_counter() - t0, 2)
