@@ -24,6 +24,42 @@ class LLMServerError(RuntimeError):
     """A fatal server problem (one line: server, error, fix); stops the stage that met it."""
 
 
+# What one request met, named as OpenAI's SDK names them (the names people search for):
+class APIConnectionError(Exception):
+    """No complete answer: the connection was refused, dropped or cut short (``__cause__``: the socket error)."""
+
+    def __init__(self, message: str = "Connection error."):
+        super().__init__(message)
+
+
+class APITimeoutError(APIConnectionError):
+    def __init__(self, message: str = "Request timed out."):
+        super().__init__(message)
+
+
+class APIStatusError(Exception):
+    """An HTTP error status; ``headers`` (Retry-After) and ``body`` (its start) as the server sent them."""
+
+    def __init__(self, status_code: int, headers, body: str):
+        super().__init__(f"Error code: {status_code} - {body[:500]}")
+        self.status_code, self.headers, self.body = status_code, headers, body
+
+
+class BadRequestError(APIStatusError): ...
+class AuthenticationError(APIStatusError): ...
+class PermissionDeniedError(APIStatusError): ...
+class NotFoundError(APIStatusError): ...
+class RateLimitError(APIStatusError): ...
+class InternalServerError(APIStatusError): ...
+
+
+def status_error(status_code: int, headers, body: str) -> APIStatusError:
+    """The error of an HTTP status >= 400, of the class OpenAI's SDK would raise."""
+    cls = {400: BadRequestError, 401: AuthenticationError, 403: PermissionDeniedError, 404: NotFoundError,
+           429: RateLimitError}.get(status_code, InternalServerError if status_code >= 500 else APIStatusError)
+    return cls(status_code, headers, body)
+
+
 def is_local(base_url: str) -> bool:
     """A server on this machine (loopback or localhost), where a key is usually not required."""
     host = (urlsplit(base_url).hostname or "").lower()
@@ -42,11 +78,12 @@ def _key_hint(key_env: str) -> str:
 
 
 def fatal_reason(exc: BaseException, base_url: str, model: str, key_env: str) -> str | None:
-    """The one-line message when ``exc`` means every request to this server will fail the same way, else None."""
+    """The one-line message when ``exc`` means every request to this server will fail the same way, else None.
+    ``exc``: one of this module's errors (the chat client's) or OpenAI's SDK's (the probe's)."""
     import openai
 
     server = redact_url(base_url)
-    if isinstance(exc, openai.APIStatusError):
+    if isinstance(exc, (APIStatusError, openai.APIStatusError)):
         code = exc.status_code
         if code in (401, 403):
             return f"LLM server {server} answered {code} {'Unauthorized' if code == 401 else 'Forbidden'}: {_key_hint(key_env)}"
@@ -54,7 +91,8 @@ def fatal_reason(exc: BaseException, base_url: str, model: str, key_env: str) ->
             return (f"LLM server {server} answered 404 Not Found for model {model!r}: fix llm.model (a model the server "
                     "serves) or llm.base_url (OpenAI-compatible servers usually end in /v1)")
         return None
-    if isinstance(exc, openai.APIConnectionError) and not isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, (APIConnectionError, openai.APIConnectionError)) and \
+            not isinstance(exc, (APITimeoutError, openai.APITimeoutError)):
         chain, x = [], exc.__cause__ or exc.__context__
         while x is not None and len(chain) < 8:  # the SDK wraps the socket error in its HTTP library's errors
             chain.append(x)
@@ -62,8 +100,9 @@ def fatal_reason(exc: BaseException, base_url: str, model: str, key_env: str) ->
         if any(isinstance(x, socket.gaierror) for x in chain) or \
                 any("name or service not known" in str(x).lower() or "name resolution" in str(x).lower() for x in chain):
             return f"cannot resolve the host of {server}: fix llm.base_url"
-        if any(isinstance(x, ConnectionRefusedError) for x in chain) or \
-                any(type(x).__name__ == "ConnectError" and "refused" in str(x).lower() for x in chain):
+        if any(isinstance(x, ConnectionRefusedError) or getattr(x, "errno", None) == 111 for x in chain) or \
+                any(type(x).__name__ in ("ConnectError", "ClientConnectorError") and "refused" in str(x).lower()
+                    for x in chain):
             return f"cannot connect to LLM server {server} (connection refused): start the server or fix llm.base_url"
     return None
 
