@@ -20,7 +20,6 @@ import polars as pl
 from ..identity import engine_label, scorer_fp, scorer_spec
 from ..identity import explainer_fp as explainer_fp_of
 from ..llm import accounting
-from ..llm.accounting import BudgetExceeded
 from ..llm.ledger import Ledger
 from ..scoring import classifier
 from ..storage import queries
@@ -28,7 +27,7 @@ from .context import Context, rate
 from .examples import current_explanations, load_examples
 from .explanations import partition_label
 from .incremental import done_scores, failed_units, verdict
-from .llm_runs import BUDGET_EXCEEDED, prompt_counter
+from .llm_runs import BUDGET_EXCEEDED, budget_stop, prompt_counter
 from .score_rows import ScoreRows
 
 
@@ -108,9 +107,5 @@ def run_classifier_scores(ctx: Context, client, layer: str, first: int, last: in
             units=len(jobs) * len(kinds), failures=failures, max_share=cfg.failures.max_share, fatal=fatal,
             unit="latent x scorer scores", summary=out)
     if n_sent < len(latents):
-        err = BudgetExceeded(f"budget reached: {len(latents) - n_sent} of {len(latents)} latents of {layer} "
-                             f"{first}-{last} not scored (status budget_exceeded); raise budget.max_cost_usd / "
-                             "budget.max_tokens and re-run to continue")
-        err.summary = out
-        raise err
+        raise budget_stop(len(latents) - n_sent, len(latents), "scored", layer, first, last, out)
     return out

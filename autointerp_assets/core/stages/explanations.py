@@ -23,7 +23,6 @@ from .. import explainers, output_explainers
 from ..explainer_baselines import is_baseline
 from ..identity import OUTPUT_KINDS, engine_label, explainer_spec, explainer_spec_fp
 from ..llm import accounting
-from ..llm.accounting import BudgetExceeded
 from ..llm.ledger import Ledger
 from ..sampling.neighbours import decoder_rows
 from ..storage import queries
@@ -32,7 +31,7 @@ from ..vocabulary import token_strings
 from .context import Context, rate
 from .examples import load_examples
 from .incremental import done_latents, failed_units, verdict
-from .llm_runs import BUDGET_EXCEEDED, prompt_counter
+from .llm_runs import BUDGET_EXCEEDED, budget_stop, prompt_counter
 from .sparse_coders import latest_coder
 from .steering import load_steering
 
@@ -187,9 +186,5 @@ def run_explanations(ctx: Context, client, layer: str, first: int, last: int, fo
             server_failures=[r.error for r in responses if r.transient], units=len(units), failures=failures,
             max_share=cfg.failures.max_share, fatal=fatal, summary=out)
     if n_sent < len(reqs):
-        err = BudgetExceeded(f"budget reached: {len(reqs) - n_sent} of {len(reqs)} latents of {layer} "
-                             f"{first}-{last} not explained (status budget_exceeded); raise budget.max_cost_usd / "
-                             "budget.max_tokens and re-run to continue")
-        err.summary = out
-        raise err
+        raise budget_stop(len(reqs) - n_sent, len(reqs), "explained", layer, first, last, out)
     return out

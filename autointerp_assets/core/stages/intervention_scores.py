@@ -17,16 +17,13 @@ import dataclasses
 import time
 
 from .. import identity
-from ..llm.ledger import Ledger
 from ..scoring import bootstrap, controls
 from ..scoring.intervention import PROMPT_VERSION, InterventionJob, Pair, score_intervention
 from ..storage import queries
 from .context import Context
-from .examples import current_explanations
 from .explanations import partition_label
 from .incremental import done_scores, failed_units, verdict
-from .llm_runs import prompt_counter
-from .score_rows import ScoreRows, latent_of, latent_range, write_sensitivity
+from .score_rows import latent_of, start_scoring, write_sensitivity
 from .scorers import sensitivities
 from .steering import load_steering, steering_fp
 
@@ -56,15 +53,11 @@ def run_intervention_scores(ctx: Context, client, layer: str, first: int, last: 
                             explainer_fp: str | None = None, force: bool = False) -> dict:
     cfg, x = ctx.cfg, ctx.cfg.scoring
     t0 = time.perf_counter()
-    efp = explainer_fp or identity.explainer_fp(cfg, ctx.workdir)
-    ledger = Ledger(ctx.wh, cfg.scorer_llm, cfg.budget, layer=layer, stage="scores", role="scorer", explainer_fp=efp,
-                    count=prompt_counter(cfg.scorer_llm, ctx.workdir))
-    client = ledger.client(client)  # every request recorded before it is sent
-    rng_label = latent_range(ctx, first, last)
-    expl, samp = current_explanations(ctx, layer, first, last, efp)  # made from these examples only
-    text = dict(expl.iter_rows())
+    run = start_scoring(ctx, client, layer, first, last, explainer_fp)
+    efp, ledger, client, rng_label = run.efp, run.ledger, run.client, run.rng_label
+    text = dict(run.explanations.iter_rows())
     steer, texts = load_steering(ctx, layer, first, last, with_texts=True)
-    rows = ScoreRows(ctx, layer, efp, samp, rng_label, ledger.run_id)
+    rows = run.rows(ctx, layer)
     spec = intervention_spec(ctx, next(iter({r["steering_fp"] for r in steer.values()}), ""))
     real_fp = rows.fp(spec)
     ctl_fp = rows.fp(identity.control_spec(spec, x.seed))

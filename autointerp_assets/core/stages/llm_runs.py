@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..config import LLMConfig
+from ..llm.accounting import BudgetExceeded
 from ..llm.base import render_chat
 from ..subject_model import resolve_model
 
@@ -34,3 +35,12 @@ def prompt_counter(llm: LLMConfig, workdir: Path) -> Callable:
         return len(tok(render_chat(tok, req.messages, req.prefill), add_special_tokens=False)["input_ids"])
 
     return count
+
+
+def budget_stop(not_sent: int, of: int, what: str, layer: str, first: int, last: int, summary: dict) -> BudgetExceeded:
+    """The error a stage raises after its commit when the budget kept ``not_sent`` of ``of`` latents from being
+    sent (``what``: 'explained', 'scored'); ``summary``: the stage's result so far (its metadata)."""
+    err = BudgetExceeded(f"budget reached: {not_sent} of {of} latents of {layer} {first}-{last} not {what} (status "
+                         f"{BUDGET_EXCEEDED}); raise budget.max_cost_usd / budget.max_tokens and re-run to continue")
+    err.summary = summary
+    return err

@@ -4,14 +4,19 @@ transaction (monotone: :func:`..storage.monotone.merge`, a failure never replace
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import polars as pl
 
 from .. import identity
 from ..llm import accounting
+from ..llm.ledger import Ledger
 from ..scoring import bootstrap, classifier, metrics
 from ..storage import queries
 from ..storage.monotone import merge
 from .context import Context
+from .examples import current_explanations
+from .llm_runs import prompt_counter
 
 KEY = ("layer", "latent", "explainer_fp", "scorer")
 # each scorer's primary metric: the ``value`` of its rows
@@ -32,6 +37,31 @@ def latent_range(ctx: Context, first: int, last: int) -> str:
 def latent_of(key: str) -> int:
     """The latent of a job key '<layer>/<latent>'."""
     return int(key.rsplit("/", 1)[1])
+
+
+@dataclass
+class ScoringRun:
+    """What a scoring pass over one partition starts from: the explainer scored, the ledger (and the client
+    that records every request before sending it), the partition's label, the explanations and their sampler."""
+    efp: str
+    ledger: Ledger
+    client: object
+    rng_label: str
+    explanations: pl.DataFrame  # (latent, explanation): made from the partition's current examples only
+    sampler_fp: str
+
+    def rows(self, ctx: Context, layer: str) -> "ScoreRows":
+        return ScoreRows(ctx, layer, self.efp, self.sampler_fp, self.rng_label, self.ledger.run_id)
+
+
+def start_scoring(ctx: Context, client, layer: str, first: int, last: int, explainer_fp: str | None) -> ScoringRun:
+    """``explainer_fp``: another explainer's stored explanations (default: the configured explainer's)."""
+    cfg = ctx.cfg
+    efp = explainer_fp or identity.explainer_fp(cfg, ctx.workdir)
+    ledger = Ledger(ctx.wh, cfg.scorer_llm, cfg.budget, layer=layer, stage="scores", role="scorer", explainer_fp=efp,
+                    count=prompt_counter(cfg.scorer_llm, ctx.workdir))
+    expl, samp = current_explanations(ctx, layer, first, last, efp)
+    return ScoringRun(efp, ledger, ledger.client(client), latent_range(ctx, first, last), expl, samp)
 
 
 class ScoreRows:

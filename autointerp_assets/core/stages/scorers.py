@@ -25,18 +25,16 @@ import polars as pl
 from .. import identity
 from ..identity import llm_identity, model_identity, scorer_spec
 from ..llm import accounting
-from ..llm.ledger import Ledger
 from ..scoring import (bootstrap, classifier, controls, embedding, heuristics, intruder, sensitivity, simulation,
                        surprisal)
 from ..storage import queries
 from ..subject_model import resolve_model
 from .activations import separators_of
 from .context import Context
-from .examples import current_explanations, load_examples
+from .examples import load_examples
 from .explanations import partition_label
 from .incremental import done_scores, failed_units, verdict
-from .llm_runs import prompt_counter
-from .score_rows import PRIMARY, ScoreRows, classifier_cis, latent_of, latent_range, write_sensitivity
+from .score_rows import PRIMARY, ScoreRows, classifier_cis, latent_of, start_scoring, write_sensitivity
 
 EXTRA = ("simulation", "embedding", "surprisal", "intruder")
 
@@ -287,12 +285,8 @@ def run_scorers(ctx: Context, client, layer: str, first: int, last: int, explain
     sim_mode = None
     if "simulation" in extras:  # a bad mode for this engine fails here, before any heavy work
         sim_mode = simulation.resolve_mode(x.simulation_mode, client)
-    efp = explainer_fp or identity.explainer_fp(cfg, ctx.workdir)
-    ledger = Ledger(ctx.wh, cfg.scorer_llm, cfg.budget, layer=layer, stage="scores", role="scorer", explainer_fp=efp,
-                    count=prompt_counter(cfg.scorer_llm, ctx.workdir))
-    client = ledger.client(client)  # every request recorded before it is sent
-    rng_label = latent_range(ctx, first, last)
-    expl, samp = current_explanations(ctx, layer, first, last, efp)  # made from these examples only
+    run = start_scoring(ctx, client, layer, first, last, explainer_fp)
+    efp, ledger, client, rng_label, expl = run.efp, run.ledger, run.client, run.rng_label, run.explanations
     exs = load_examples(ctx, layer, first, last, ["test", "non_activating"])
     latents = expl["latent"].to_list()
     text = dict(expl.iter_rows())
@@ -303,7 +297,7 @@ def run_scorers(ctx: Context, client, layer: str, first: int, last: int, explain
     donor_text = [text[donor[lat]] for lat in latents] if donor else []
     want_control = set(x.control_scorers) if donor else set()
     part = Partition(ctx, client, layer, efp, rng_label, latents, keys, text, tests, nons, donor, donor_text,
-                     want_control, set(), ScoreRows(ctx, layer, efp, samp, rng_label, ledger.run_id),
+                     want_control, set(), run.rows(ctx, layer),
                      llm_identity(cfg.scorer_llm, ctx.workdir))
     rows, seconds = part.rows, {}
     scorers = [ClassifierControl(k) for k in kinds] + [SCORERS[k](sim_mode if k == "simulation" else None)
