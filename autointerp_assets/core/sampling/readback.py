@@ -51,8 +51,9 @@ def read_windows(con, layer: str, first: int, last: int, splits: Sequence[str]) 
         pos = start[:, None] + cols[None, :]  # each window's positions in its row
         corpus = np.asarray(w["corpus_fp"], dtype=object)
         found = np.zeros(n, dtype=bool)
-        for fp in np.unique(corpus):
-            mine = np.flatnonzero(corpus == fp)
+        fps = set(corpus.tolist())  # (one, nearly always)
+        for fp in sorted(fps):
+            mine = np.flatnonzero(corpus == fp) if len(fps) > 1 else slice(None)
             token_ids[mine], found[mine] = _tokens(con, fp, row[mine], pos[mine], valid[mine])
         acts[:] = _activations(con, layer, latent, row, pos, valid, int(w["ctx_len"].max()))
     else:
@@ -84,11 +85,18 @@ def _tokens(con, corpus_fp: str, row: np.ndarray, pos: np.ndarray, valid: np.nda
 def _activations(con, layer: str, latent: np.ndarray, row: np.ndarray, pos: np.ndarray, valid: np.ndarray,
                  ctx_len: int) -> np.ndarray:
     """Each window's activations of its own latent at ``pos`` (0 where silent or not ``valid``): the range's
-    non-zeros read once, sorted by (latent, token), looked up by binary search."""
+    non-zeros read once, sorted by (latent, token); each window's run of them found by two binary searches and
+    scattered to their offsets in the window."""
     acts = read_activations(con, layer, int(latent.min()), int(latent.max()), ctx_len)
-    keys, values = acts.key, acts.value
+    out = np.zeros(pos.shape, dtype=np.float32)
+    keys = acts.key
     if not len(keys):
-        return np.zeros(pos.shape, dtype=np.float32)
-    want = (latent[:, None] << 32) | (row[:, None] * ctx_len + pos)
-    at = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
-    return np.where(valid & (keys[at] == want), values[at], 0).astype(np.float32)
+        return out
+    length = valid.sum(axis=1)
+    start = (latent << 32) | (row * ctx_len + pos[:, 0])  # each window's first token's key
+    lo = np.searchsorted(keys, start)
+    n = np.searchsorted(keys, start + length) - lo  # the latent's non-zeros inside the window
+    which = np.repeat(np.arange(len(lo)), n)
+    at = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n - lo, n)  # indices into keys, run by run
+    out[which, keys[at] - start[which]] = acts.value[at]
+    return out
