@@ -9,7 +9,7 @@ import pytest
 from autointerp_assets.core import identity
 from autointerp_assets.core import sampling as ex
 from autointerp_assets.core.config import ConfigError, SamplerConfig, parse_config
-from autointerp_assets.core.storage import Warehouse
+from autointerp_assets.core.storage import Warehouse, queries
 from autointerp_assets_tests.support.examples_data import AFP, CORPUS, write_activations, write_tokens
 
 CTX, W, NW = 33, 8, 4  # rows of 33 tokens (BOS + 32): 4 fixed windows of 8 per row
@@ -294,9 +294,8 @@ def test_every_setting_is_in_the_fingerprint():
 
 
 def _view_rows(con, splits) -> list[tuple]:
-    return [(r[0], r[1], r[2], r[3], list(r[4]), list(r[5])) for r in con.execute(
-        "SELECT latent, split, example_id, quantile, token_ids, acts FROM examples WHERE layer = 'L' AND latent "
-        "BETWEEN 0 AND 3 AND split IN (SELECT unnest(?)) ORDER BY latent, split, example_id", [splits]).fetchall()]
+    return [(r[0], r[1], r[2], r[3], list(r[4]), list(r[5]))
+            for r in con.execute(queries.RANGE_EXAMPLE_TOKENS, ["L", 0, 3, splits]).fetchall()]
 
 
 def _columnar_rows(con, splits) -> list[tuple]:

@@ -4,8 +4,8 @@ Requests are plain JSON over one aiohttp session per ``generate`` call (a connec
 ``max_concurrency``): the body is serialized once and the answer parsed as a dict, which costs the client
 a fraction of what OpenAI's SDK spends per request (its type-driven request transform alone is
 milliseconds). Errors carry the SDK's names (:mod:`.server_errors`). We retry timeouts, dropped
-connections, 429, 5xx and malformed bodies ourselves with exponential backoff and full jitter, honouring ``Retry-After``
-(seconds). Other 4xx are not retried. A *fatal* error (refused connection, 401 / 403, 404: see
+connections, 429, 5xx and malformed bodies ourselves with exponential backoff and full jitter, honouring
+``Retry-After`` (seconds). Other 4xx are not retried. A *fatal* error (refused connection, 401 / 403, 404: see
 :mod:`.server_errors`) stops the whole ``generate`` call: requests not yet sent come back unsent
 (``attempts=0``) with the same one-line error and ``fatal=True``. At most ``max_concurrency`` requests are
 in flight per event loop. The API key is read from the environment only and never logged, returned or
@@ -164,11 +164,10 @@ class OpenAIClient:
                         self.in_flight -= 1
                 if status >= 400:
                     raise status_error(status, got, raw.decode("utf-8", "replace"))
+                body = json.loads(raw)  # not JSON: retried like a dropped connection
                 try:
-                    resp = self._response(json.loads(raw), req, time.perf_counter() - t0)
-                except (KeyError, TypeError, ValueError, AttributeError) as e:
-                    if isinstance(e, json.JSONDecodeError):
-                        raise
+                    resp = self._response(body, req, time.perf_counter() - t0)
+                except (KeyError, TypeError, ValueError, AttributeError) as e:  # JSON, not a chat completion
                     raise _BadResponse(f"not a chat completion ({type(e).__name__}: {e}): {raw[:120]!r}") from e
                 resp.attempts = made
                 return resp

@@ -55,13 +55,13 @@ def read_windows(con, layer: str, first: int, last: int, splits: Sequence[str]) 
         for fp in sorted(fps):
             mine = np.flatnonzero(corpus == fp) if len(fps) > 1 else slice(None)
             token_ids[mine], found[mine] = _tokens(con, fp, row[mine], pos[mine], valid[mine])
-        acts[:] = _activations(con, layer, latent, row, pos, valid, int(w["ctx_len"].max()))
+        acts[:] = _activations(con, layer, latent, row, start, length, width, int(w["ctx_len"].max()))
     else:
         found = np.zeros(0, dtype=bool)
-    keep = found  # a window whose corpus row is missing drops out, as in the view's join
-    return Windows(np.asarray(w["latent"], dtype=np.int32)[keep], np.asarray(w["split"], dtype=object)[keep],
-                   np.asarray(w["example_id"], dtype=np.int64)[keep], np.asarray(w["quantile"], dtype=np.int16)[keep],
-                   length[keep], token_ids[keep], acts[keep])
+    # a window whose corpus row is missing drops out, as in the view's join
+    return Windows(np.asarray(w["latent"], dtype=np.int32)[found], np.asarray(w["split"], dtype=object)[found],
+                   np.asarray(w["example_id"], dtype=np.int64)[found], np.asarray(w["quantile"], dtype=np.int16)[found],
+                   length[found], token_ids[found], acts[found])
 
 
 def _tokens(con, corpus_fp: str, row: np.ndarray, pos: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -82,18 +82,17 @@ def _tokens(con, corpus_fp: str, row: np.ndarray, pos: np.ndarray, valid: np.nda
     return np.where(valid & found[:, None], flat[np.minimum(idx, len(flat) - 1)], 0), found
 
 
-def _activations(con, layer: str, latent: np.ndarray, row: np.ndarray, pos: np.ndarray, valid: np.ndarray,
-                 ctx_len: int) -> np.ndarray:
-    """Each window's activations of its own latent at ``pos`` (0 where silent or not ``valid``): the range's
-    non-zeros read once, sorted by (latent, token); each window's run of them found by two binary searches and
-    scattered to their offsets in the window."""
+def _activations(con, layer: str, latent: np.ndarray, row: np.ndarray, start: np.ndarray, length: np.ndarray,
+                 width: int, ctx_len: int) -> np.ndarray:
+    """Each window's activations of its own latent (0 where silent; ``width`` columns, the first ``length``
+    its tokens): the range's non-zeros read once, sorted by (latent, token); each window's run of them found by
+    two binary searches and scattered to their offsets in the window."""
     acts = read_activations(con, layer, int(latent.min()), int(latent.max()), ctx_len)
-    out = np.zeros(pos.shape, dtype=np.float32)
+    out = np.zeros((len(latent), width), dtype=np.float32)
     keys = acts.key
     if not len(keys):
         return out
-    length = valid.sum(axis=1)
-    start = (latent << 32) | (row * ctx_len + pos[:, 0])  # each window's first token's key
+    start = (latent << 32) | (row * ctx_len + start)  # each window's first token's key
     lo = np.searchsorted(keys, start)
     n = np.searchsorted(keys, start + length) - lo  # the latent's non-zeros inside the window
     which = np.repeat(np.arange(len(lo)), n)

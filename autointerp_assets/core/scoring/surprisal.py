@@ -38,7 +38,6 @@ class SurprisalScore:
     auroc: float | None
 
 
-@lru_cache(maxsize=2)
 def dtype_name(dtype: str = "auto") -> str:
     """The torch dtype ``load_base_lm`` loads the base LM in, as ``str(model.dtype)`` spells it (a fingerprint
     input known before the model is loaded)."""
@@ -47,6 +46,7 @@ def dtype_name(dtype: str = "auto") -> str:
     return f"torch.{resolve_dtype(dtype)}"
 
 
+@lru_cache(maxsize=2)
 def load_base_lm(model_dir: str, dtype: str = "auto"):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

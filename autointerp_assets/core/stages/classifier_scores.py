@@ -18,26 +18,24 @@ import numpy as np
 import polars as pl
 
 from ..identity import engine_label, scorer_fp, scorer_spec
-from ..identity import explainer_fp as explainer_fp_of
 from ..llm import accounting
-from ..llm.ledger import Ledger
 from ..scoring import classifier
 from ..storage import queries
 from .context import Context, rate
-from .examples import current_explanations, load_examples
+from .examples import load_examples
 from .explanations import partition_label
 from .incremental import done_scores, failed_units, verdict
-from .llm_runs import BUDGET_EXCEEDED, budget_stop, prompt_counter
-from .score_rows import ScoreRows
+from .llm_runs import BUDGET_EXCEEDED, budget_stop
+from .score_rows import start_scoring
 
 
 def run_classifier_scores(ctx: Context, client, layer: str, first: int, last: int,
                           explainer_fp: str | None = None, force: bool = False) -> dict:
     """``explainer_fp``: score another explainer's stored explanations (default: the configured explainer's).
     ``force``: re-send every pair, not only those without a current ok score."""
-    cfg, scfg, llm = ctx.cfg, ctx.cfg.scorer, ctx.cfg.scorer_llm
-    efp = explainer_fp or explainer_fp_of(cfg, ctx.workdir)
-    expl, samp = current_explanations(ctx, layer, first, last, efp)  # made from these examples only
+    cfg, scfg = ctx.cfg, ctx.cfg.scorer
+    setup = start_scoring(ctx, client, layer, first, last, explainer_fp)  # its client unused: sent after admit
+    efp, ledger, expl = setup.efp, setup.ledger, setup.explanations
     exs = load_examples(ctx, layer, first, last, ["test", "non_activating"])
     kinds = list(scfg.scorers)
     specs = {k: scorer_spec(cfg, ctx.workdir, k) for k in kinds}
@@ -53,8 +51,6 @@ def run_classifier_scores(ctx: Context, client, layer: str, first: int, last: in
         for lat, batches in zip(todo[k], per[k]):
             unit[lat] += [(b, {"latent": lat, "scorer": k, "fingerprint": sfps[k], "batch_index": i})
                           for i, b in enumerate(batches)]
-    ledger = Ledger(ctx.wh, llm, cfg.budget, layer=layer, stage="scores", role="scorer", explainer_fp=efp,
-                    count=prompt_counter(llm, ctx.workdir))
     n_sent, admitted = ledger.admit([[(b.request, keys) for b, keys in unit[lat]] for lat in latents])
     for lat, reqs in zip(latents, admitted):
         for (batch, _), req in zip(unit[lat], reqs):
@@ -65,7 +61,7 @@ def run_classifier_scores(ctx: Context, client, layer: str, first: int, last: in
     t0 = time.perf_counter()
     results = asyncio.run(classifier.send_all(client, send_jobs, send_per)) if n_sent else {k: [] for k in kinds}
     secs = time.perf_counter() - t0
-    rows = ScoreRows(ctx, layer, efp, samp, None, ledger.run_id)  # stage scores' next pass sets latent_range
+    rows = setup.rows(ctx, layer, labelled=False)  # stage scores' next pass sets latent_range
     for k in kinds:
         rows.fp(specs[k])
     for kind in kinds:

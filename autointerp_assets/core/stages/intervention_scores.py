@@ -53,11 +53,11 @@ def run_intervention_scores(ctx: Context, client, layer: str, first: int, last: 
                             explainer_fp: str | None = None, force: bool = False) -> dict:
     cfg, x = ctx.cfg, ctx.cfg.scoring
     t0 = time.perf_counter()
-    run = start_scoring(ctx, client, layer, first, last, explainer_fp)
-    efp, ledger, client, rng_label = run.efp, run.ledger, run.client, run.rng_label
-    text = dict(run.explanations.iter_rows())
+    setup = start_scoring(ctx, client, layer, first, last, explainer_fp)
+    efp, ledger, client, rng_label = setup.efp, setup.ledger, setup.client, setup.rng_label
+    text = dict(setup.explanations.iter_rows())
     steer, texts = load_steering(ctx, layer, first, last, with_texts=True)
-    rows = run.rows(ctx, layer)
+    rows = setup.rows(ctx, layer)
     spec = intervention_spec(ctx, next(iter({r["steering_fp"] for r in steer.values()}), ""))
     real_fp = rows.fp(spec)
     ctl_fp = rows.fp(identity.control_spec(spec, x.seed))

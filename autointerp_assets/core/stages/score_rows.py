@@ -50,8 +50,10 @@ class ScoringRun:
     explanations: pl.DataFrame  # (latent, explanation): made from the partition's current examples only
     sampler_fp: str
 
-    def rows(self, ctx: Context, layer: str) -> "ScoreRows":
-        return ScoreRows(ctx, layer, self.efp, self.sampler_fp, self.rng_label, self.ledger.run_id)
+    def rows(self, ctx: Context, layer: str, labelled: bool = True) -> "ScoreRows":
+        """The pass's row builder; ``labelled=False``: rows without the partition label (a later pass sets it)."""
+        return ScoreRows(ctx, layer, self.efp, self.sampler_fp, self.rng_label if labelled else None,
+                         self.ledger.run_id)
 
 
 def start_scoring(ctx: Context, client, layer: str, first: int, last: int, explainer_fp: str | None) -> ScoringRun:

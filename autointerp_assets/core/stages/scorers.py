@@ -276,7 +276,7 @@ SCORERS = {"embedding": EmbeddingScorer, "surprisal": SurprisalScorer, "simulati
 
 
 def run_scorers(ctx: Context, client, layer: str, first: int, last: int, explainer_fp: str | None = None,
-                    force: bool = False) -> dict:
+                force: bool = False) -> dict:
     """``explainer_fp``: score another explainer's stored explanations (default: the configured explainer's).
     ``force``: re-send every pair, not only those without an ok row."""
     cfg, x = ctx.cfg, ctx.cfg.scoring
@@ -285,8 +285,8 @@ def run_scorers(ctx: Context, client, layer: str, first: int, last: int, explain
     sim_mode = None
     if "simulation" in extras:  # a bad mode for this engine fails here, before any heavy work
         sim_mode = simulation.resolve_mode(x.simulation_mode, client)
-    run = start_scoring(ctx, client, layer, first, last, explainer_fp)
-    efp, ledger, client, rng_label, expl = run.efp, run.ledger, run.client, run.rng_label, run.explanations
+    setup = start_scoring(ctx, client, layer, first, last, explainer_fp)
+    efp, ledger, client, rng_label, expl = setup.efp, setup.ledger, setup.client, setup.rng_label, setup.explanations
     exs = load_examples(ctx, layer, first, last, ["test", "non_activating"])
     latents = expl["latent"].to_list()
     text = dict(expl.iter_rows())
@@ -297,7 +297,7 @@ def run_scorers(ctx: Context, client, layer: str, first: int, last: int, explain
     donor_text = [text[donor[lat]] for lat in latents] if donor else []
     want_control = set(x.control_scorers) if donor else set()
     part = Partition(ctx, client, layer, efp, rng_label, latents, keys, text, tests, nons, donor, donor_text,
-                     want_control, set(), run.rows(ctx, layer),
+                     want_control, set(), setup.rows(ctx, layer),
                      llm_identity(cfg.scorer_llm, ctx.workdir))
     rows, seconds = part.rows, {}
     scorers = [ClassifierControl(k) for k in kinds] + [SCORERS[k](sim_mode if k == "simulation" else None)
@@ -351,7 +351,7 @@ def run_scorers(ctx: Context, client, layer: str, first: int, last: int, explain
 
 
 def sensitivities(con, layer: str, first: int, last: int, efp: str, kinds, x,
-                   values=("simulation", "embedding", "surprisal")) -> list[sensitivity.Sensitivity]:
+                  values=("simulation", "embedding", "surprisal")) -> list[sensitivity.Sensitivity]:
     """Per scorer with a control: the share of answers that change with the control's explanation, next to the
     median paired difference real - control (see core.scoring.sensitivity). Read inside the commit's
     transaction: the partition as it now stands (this run's pairs merged with earlier ones). ``kinds``: scorers

@@ -156,7 +156,8 @@ RANGE_ACTIVATIONS_FP = """
     SELECT any_value(activations_fp) FROM activations WHERE layer = ? AND latent BETWEEN ? AND ?
 """
 
-
+# the examples view's rows of a range (for SQL readers; the stages read them by columns, sampling.read_windows,
+# which must give exactly these rows: tested)
 RANGE_EXAMPLE_TOKENS = """
     SELECT latent, split, example_id, quantile, token_ids, acts FROM examples WHERE layer = ? AND latent
     BETWEEN ? AND ? AND split IN (SELECT unnest(?)) ORDER BY latent, split, example_id
@@ -257,10 +258,7 @@ RANGE_EXPLANATIONS_WITH_SCORE = """
 """
 
 
-
 # --- core/stages/steering.py ---
-
-
 
 RANGE_SELECTED_MAX_ACTIVATIONS = """
     SELECT l.latent, s.max_activation FROM latent_selection l JOIN latent_stats s USING (layer, latent)
@@ -730,7 +728,6 @@ def heuristic_flags(acts_sql: str, tokens_sql: str, separators, cfg) -> str:
 SELECTION_COUNT = """
     SELECT count(*) FROM latent_selection
 """
-
 
 
 # --- core/stages/estimate.py ---
