@@ -33,6 +33,7 @@ from autointerp_assets.core.records import Example  # noqa: E402
 from autointerp_assets.core.scoring import classifier  # noqa: E402
 from autointerp_assets.core.stages.classifier_scores import run_classifier_scores  # noqa: E402
 from autointerp_assets.core.stages.context import Context  # noqa: E402
+from autointerp_assets.core.stages.explain_and_score import run_explain_and_score  # noqa: E402
 from autointerp_assets.core.stages.explanations import run_explanations  # noqa: E402
 from autointerp_assets.core.stages.llm_runs import prompt_counter  # noqa: E402
 from autointerp_assets.core.subject_model import resolve_model  # noqa: E402
@@ -64,7 +65,7 @@ async def saturate(url: str, n: int, concurrency: int) -> float:
         return n / (time.perf_counter() - t0)
 
 
-def throughput(n_latents: int, latency_s: float, capacity: int) -> dict:
+def throughput(n_latents: int, latency_s: float, capacity: int, pipelined: bool = True) -> dict:
     proc, url = start_server(latency_s, capacity)
     try:
         sat = asyncio.run(saturate(url, capacity * 20, capacity * 2))
@@ -83,8 +84,11 @@ def throughput(n_latents: int, latency_s: float, capacity: int) -> dict:
         token_strings(ctx.model_dir())
         prompt_counter(cfg.explainer.llm, ctx.workdir)(ChatRequest.of([{"role": "user", "content": "hi"}]))
         t0, cpu0 = time.perf_counter(), time.process_time()
-        e = run_explanations(ctx, client, "layers.1", 0, 1023)
-        s = run_classifier_scores(ctx, client, "layers.1", 0, 1023)
+        if pipelined:
+            e, s = run_explain_and_score(ctx, client, client, "layers.1", 0, 1023)
+        else:
+            e = run_explanations(ctx, client, "layers.1", 0, 1023)
+            s = run_classifier_scores(ctx, client, "layers.1", 0, 1023)
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         requests = e["llm_calls"] + s["llm_calls"]
         gen = e["seconds"] + s["seconds"]  # time inside generate() only
@@ -163,10 +167,11 @@ def main():
     ap.add_argument("--latency-s", type=float, default=0.25)
     ap.add_argument("--capacity", type=int, default=16)
     ap.add_argument("--token-latents", type=int, default=20)
+    ap.add_argument("--sequential", action="store_true", help="explain every latent, then score (the stages apart)")
     a = ap.parse_args()
     print(describe())
     before = load()
-    t = throughput(a.latents, a.latency_s, a.capacity)
+    t = throughput(a.latents, a.latency_s, a.capacity, not a.sequential)
     quiet, line = verdict(before, load())
     print(f"server: {a.latency_s}s per request, {a.capacity} at once -> ideal {t['ideal_req_s']:.1f} req/s, "
           f"measured saturation {t['server_saturation_req_s']:.1f} req/s")

@@ -11,8 +11,9 @@ explainer prompts, a list of n 0/1 values with logprobs for scorer prompts). Wha
 - ``reject``: requests whose last user message contains this string always get a 400 (not retried);
 - ``latency_s`` + ``capacity``: each answer takes latency_s and at most ``capacity`` are served at once
   (the rest queue), so saturation throughput is capacity / latency_s requests per second.
-It counts what it received: ``outcomes`` per answer kind, ``received`` chat requests, and ``call_ids`` (the
-ledger ids clients send as the header X-Autointerp-Call).
+It counts what it received: ``outcomes`` per answer kind, ``received`` chat requests, ``call_ids`` (the
+ledger ids clients send as the header X-Autointerp-Call), ``arrived`` and ``answered``: (monotonic time,
+"explainer" or "scorer") of each chat request as it arrives and of each valid answer as it is sent.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import json
 import random
 import re
 import threading
+import time
 from collections import Counter
 
 from aiohttp import web
@@ -68,6 +70,8 @@ class FakeOpenAIServer:
         self.outcomes: Counter = Counter()  # ok / hang / 429 / 500 / garbage / 400
         self.models: Counter = Counter()
         self.bodies: list[dict] = []
+        self.arrived: list[tuple[float, str]] = []
+        self.answered: list[tuple[float, str]] = []
         self.in_flight = self.max_in_flight = 0
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -119,6 +123,7 @@ class FakeOpenAIServer:
         self.bodies.append(body)
         self.models[body.get("model")] += 1
         user = next((m["content"] for m in reversed(body["messages"]) if m["role"] == "user"), "")
+        self.arrived.append((time.monotonic(), "scorer" if _N_RE.search(user) else "explainer"))
         if self.reject and self.reject in user:
             self.outcomes["400"] += 1
             return web.json_response({"error": {"message": "rejected by the fake server", "type": "invalid_request",
@@ -159,7 +164,9 @@ class FakeOpenAIServer:
             if self.latency_s:
                 await asyncio.sleep(self.latency_s)
             self.outcomes["ok"] += 1
-            return self._completion(body, *answer_for(body))
+            text, lps = answer_for(body)
+            self.answered.append((time.monotonic(), "explainer" if lps is None else "scorer"))
+            return self._completion(body, text, lps)
         finally:
             self.in_flight -= 1
 

@@ -73,6 +73,10 @@ class LLMClient(Protocol):
 
     engine: str  # "vllm" | "openai"
     model: str
+    # overlapping generate() calls in one event loop share the engine's in-flight bound (a server): a stage may
+    # send one latent's next requests while others are in flight. False (vLLM in-process): one call at a time,
+    # so a stage sends everything in one call.
+    concurrent: bool
 
     def identity(self) -> dict:
         """What makes this engine's answers what they are (engine, model, revision...), for fingerprints."""

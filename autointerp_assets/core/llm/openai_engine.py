@@ -1,15 +1,17 @@
 """Any OpenAI-compatible chat server (a ``vllm serve``, a hosted API) behind :class:`LLMClient`.
 
-Requests are plain JSON over one aiohttp session per ``generate`` call (a connection pool of
-``max_concurrency``): the body is serialized once and the answer parsed as a dict, which costs the client
-a fraction of what OpenAI's SDK spends per request (its type-driven request transform alone is
-milliseconds). Errors carry the SDK's names (:mod:`.server_errors`). We retry timeouts, dropped
-connections, 429, 5xx and malformed bodies ourselves with exponential backoff and full jitter, honouring
-``Retry-After`` (seconds). Other 4xx are not retried. A *fatal* error (refused connection, 401 / 403, 404: see
-:mod:`.server_errors`) stops the whole ``generate`` call: requests not yet sent come back unsent
-(``attempts=0``) with the same one-line error and ``fatal=True``. At most ``max_concurrency`` requests are
-in flight per event loop. The API key is read from the environment only and never logged, returned or
-stored; a key written into ``base_url`` is redacted from the identity and from every error.
+Requests are plain JSON over one aiohttp session per event loop (a connection pool of ``max_concurrency``,
+shared by overlapping ``generate`` calls and closed when the last of them returns): the body is serialized
+once and the answer parsed as a dict, which costs the client a fraction of what OpenAI's SDK spends per
+request (its type-driven request transform alone is milliseconds). Errors carry the SDK's names
+(:mod:`.server_errors`). We retry timeouts, dropped connections, 429, 5xx and malformed bodies ourselves with
+exponential backoff and full jitter, honouring ``Retry-After`` (seconds). Other 4xx are not retried. A *fatal*
+error (refused connection, 401 / 403, 404: see :mod:`.server_errors`) stops the whole ``generate`` call and
+every later or overlapping call in its event loop: requests not yet sent come back unsent (``attempts=0``) with the same one-line
+error and ``fatal=True``. At most ``max_concurrency`` requests are in flight per event loop, however many ``generate`` calls overlap
+(``concurrent``: a stage may send a latent's next requests while other latents' are in flight). The API key
+is read from the environment only and never logged, returned or stored; a key written into ``base_url`` is
+redacted from the identity and from every error.
 
 vLLM-server extensions are sent only when a request needs them: ``prefill`` adds a final assistant
 message with ``continue_final_message=True, add_generation_prompt=False``; ``regex`` is sent as
@@ -25,6 +27,7 @@ import os
 import random
 import time
 import weakref
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from autointerp_assets.core.llm.base import ChatRequest, ChatResponse, TokenLogprob
@@ -53,8 +56,18 @@ def _retry_after(e: BaseException) -> float | None:
     return min(max(secs, 0.0), RETRY_AFTER_MAX_S)
 
 
+@dataclass
+class _Pool:
+    """One event loop's in-flight bound and HTTP session, shared by its overlapping ``generate`` calls."""
+    sem: asyncio.Semaphore
+    session: object = None
+    users: int = 0
+    stop: list = field(default_factory=list)  # the fatal error once met: this loop sends nothing more
+
+
 class OpenAIClient:
     engine = "openai"
+    concurrent = True  # overlapping generate() calls share one in-flight bound and one connection pool
 
     def __init__(
         self,
@@ -75,7 +88,7 @@ class OpenAIClient:
         self.max_retries = max_retries
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
-        self._semaphores: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # per event loop
+        self._pools: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # per event loop: _Pool
         self._closed = False
         self.in_flight = 0  # requests awaiting the server now, and the most ever (throughput checks)
         self.peak_in_flight = 0
@@ -98,19 +111,25 @@ class OpenAIClient:
         import aiohttp
 
         loop = asyncio.get_running_loop()
-        sem = self._semaphores.get(loop)
-        if sem is None:
-            sem = self._semaphores[loop] = asyncio.Semaphore(self.max_concurrency)
-        headers = {"Authorization": f"Bearer {os.environ.get(self.api_key_env) or 'EMPTY'}",
-                   "Content-Type": "application/json", "Accept": "application/json"}
-        session = aiohttp.ClientSession(headers=headers, timeout=aiohttp.ClientTimeout(total=self.timeout_s),
-                                        connector=aiohttp.TCPConnector(limit=self.max_concurrency))
+        pool = self._pools.get(loop)
+        if pool is None:
+            pool = self._pools[loop] = _Pool(asyncio.Semaphore(self.max_concurrency))
+        if pool.session is None:
+            headers = {"Authorization": f"Bearer {os.environ.get(self.api_key_env) or 'EMPTY'}",
+                       "Content-Type": "application/json", "Accept": "application/json"}
+            pool.session = aiohttp.ClientSession(
+                headers=headers, timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                connector=aiohttp.TCPConnector(limit=self.max_concurrency))
+        session = pool.session
+        pool.users += 1
         url = self.base_url.rstrip("/") + "/chat/completions"
-        stop: list[str] = []  # the fatal error, once one is met: nothing more is sent
         try:
-            return list(await asyncio.gather(*(self._one(session, url, sem, r, stop) for r in requests)))
+            return list(await asyncio.gather(*(self._one(session, url, pool.sem, r, pool.stop) for r in requests)))
         finally:
-            await session.close()
+            pool.users -= 1
+            if pool.users == 0:  # the last overlapping call closes the session (connections are not kept idle)
+                pool.session = None
+                await session.close()
 
     def _body(self, req: ChatRequest) -> dict:
         """The request's JSON body; vLLM's extensions only where the request needs them."""

@@ -137,6 +137,7 @@ class VLLMClient:
     """
 
     engine = "vllm"
+    concurrent = False  # one blocking batch at a time: stages send everything in one generate() call
 
     def __init__(
         self,

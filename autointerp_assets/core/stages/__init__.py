@@ -13,6 +13,7 @@ from .calibration import calibration_summary, run_calibration
 from .context import Context
 from .corpus import load_rows, run_corpus
 from .examples import load_examples, run_examples
+from .explain_and_score import pipelined, run_explain_and_score
 from .explanations import run_explanations
 from .latent_stats import run_latent_stats
 from .latent_vectors import run_latent_vectors
@@ -25,8 +26,8 @@ from .summary import (baseline_comparison, calibration_lines, companion_controls
 __all__ = [
     "Context", "activations_fp", "baseline_comparison", "baseline_contexts", "cache_fp", "calibration_lines",
     "calibration_summary", "coder_rows", "companion_controls", "ensure_cache", "explained_and_scored",
-    "findings_lines", "load_examples", "load_rows", "partition_summary", "publish_activations", "run_baselines",
-    "run_calibration", "run_corpus", "run_examples", "run_explanations",
+    "findings_lines", "load_examples", "load_rows", "partition_summary", "pipelined", "publish_activations",
+    "run_baselines", "run_calibration", "run_corpus", "run_examples", "run_explain_and_score", "run_explanations",
     "run_latent_stats", "run_latent_vectors", "run_scores", "run_sparse_coders", "run_steering",
     "scorer_findings", "scores_metadata", "steering_needed",
 ]

@@ -26,82 +26,134 @@ from .examples import load_examples
 from .explanations import partition_label
 from .incremental import done_scores, failed_units, verdict
 from .llm_runs import BUDGET_EXCEEDED, budget_stop
-from .score_rows import start_scoring
+from .score_rows import latent_of, start_scoring
+
+
+class ClassifierPass:
+    """One partition's yes/no scoring: the explanations to score are added (:meth:`add`), admitted by the budget
+    and recorded in the ledger (:meth:`admit`), sent (:meth:`send`), and everything is merged in one transaction
+    at the end (:meth:`finish`). :func:`run_classifier_scores` does each step once for the whole partition; the
+    pipelined stage (:mod:`.explain_and_score`) adds and sends latent by latent as their explanations land."""
+
+    def __init__(self, ctx: Context, client, layer: str, first: int, last: int, explainer_fp: str | None = None,
+                 force: bool = False):
+        cfg = ctx.cfg
+        self.ctx, self.client, self.layer, self.first, self.last, self.force = ctx, client, layer, first, last, force
+        self.setup = start_scoring(ctx, client, layer, first, last, explainer_fp)  # its client unused: admit first
+        self.efp, self.ledger = self.setup.efp, self.setup.ledger
+        self.exs = load_examples(ctx, layer, first, last, ["test", "non_activating"])
+        self.kinds = list(cfg.scorer.scorers)
+        self.specs = {k: scorer_spec(cfg, ctx.workdir, k) for k in self.kinds}
+        self.sfps = {k: scorer_fp(self.specs[k]) for k in self.kinds}
+        self.done = set() if force else done_scores(ctx.wh, layer, first, last, self.efp, self.sfps)
+        self.jobs: dict[int, classifier.ScoreJob] = {}
+        self.todo: dict[int, list[str]] = {}                 # latent -> kinds to send
+        self.batches: dict[tuple[int, str], list] = {}       # (latent, kind) -> its batches
+        self.latents: list[int] = []                         # the units offered to the budget, in order
+        self.refused: list[int] = []                         # of those, the ones it kept from being sent
+        self.results: dict[tuple[int, str], classifier.ScoreResult] = {}
+        self.secs = 0.0
+
+    def add(self, explanations) -> list[int]:
+        """Jobs of (latent, explanation) pairs; the latents with something to send, in order."""
+        scfg, out = self.ctx.cfg.scorer, []
+        for lat, text in explanations:
+            job = self.jobs[lat] = classifier.ScoreJob(f"{self.layer}/{lat}", text,
+                                                       self.exs.get(lat, {}).get("test", []),
+                                                       self.exs.get(lat, {}).get("non_activating", []))
+            kinds = [k for k in self.kinds if (lat, k) not in self.done]
+            if kinds:
+                self.todo[lat] = kinds
+                for k in kinds:
+                    self.batches[(lat, k)] = classifier.build_scorer_batches(k, text, job.test, job.non_activating,
+                                                                             scfg, job.key)
+                out.append(lat)
+        return out
+
+    def admit(self, latents: list[int]) -> list[int]:
+        """The leading ``latents`` that fit the budget, recorded as sent (their requests get call ids)."""
+        units = [[(b, {"latent": lat, "scorer": k, "fingerprint": self.sfps[k], "batch_index": i})
+                  for k in self.todo[lat] for i, b in enumerate(self.batches[(lat, k)])] for lat in latents]
+        n, admitted = self.ledger.admit([[(b.request, keys) for b, keys in u] for u in units])
+        for u, reqs in zip(units, admitted):
+            for (batch, _), req in zip(u, reqs):
+                batch.request = req  # now carrying its ledger row's call id
+        self.latents += latents
+        self.refused += latents[n:]
+        return latents[:n]
+
+    async def send(self, latents: list[int]) -> None:
+        """Every kind's batches of admitted ``latents`` in one generate call."""
+        if not latents:
+            return
+        jobs = {k: [self.jobs[lat] for lat in latents if k in self.todo[lat]] for k in self.kinds}
+        per = {k: [self.batches[(latent_of(j.key), k)] for j in js] for k, js in jobs.items()}
+        t0 = time.perf_counter()
+        results = await classifier.send_all(self.client, jobs, per)
+        self.secs += time.perf_counter() - t0
+        for k, res in results.items():
+            for job, r in zip(jobs[k], res):
+                self.results[(latent_of(job.key), k)] = r
+
+    def finish(self) -> dict:
+        """Rows of every added latent merged with the ledger in one transaction; the pass's result (or
+        StageFailed / BudgetExceeded after the commit)."""
+        ctx, cfg, layer, kinds, efp = self.ctx, self.ctx.cfg, self.layer, self.kinds, self.efp
+        rows = self.setup.rows(ctx, layer, labelled=False)  # stage scores' next pass sets latent_range
+        for k in kinds:
+            rows.fp(self.specs[k])
+        for kind in kinds:
+            for lat in self.todo:
+                if kind not in self.todo[lat]:
+                    continue
+                res = self.results.get((lat, kind))
+                if res is None:
+                    rows.not_sent(kind, self.sfps[kind], lat, BUDGET_EXCEEDED)
+                    continue
+                for b, resp in enumerate(res.responses):
+                    resp.call_id = self.batches[(lat, kind)][b].request.call_id
+                rows.add_classifier(kind, self.sfps[kind], res, cfg.scoring, control=False, intervals=False)
+        with ctx.wh.write() as con:
+            kept = rows.merge(con)
+            self.ledger.complete(con, rows.ledger)
+            failures = failed_units(con, "scores", layer, efp, list(self.jobs), kinds)
+        # the partition as it now stands (this run's rows merged with earlier ones), for the metadata
+        now = ctx.wh.query(queries.RANGE_CLASSIFIER_SCORES, [layer, self.first, self.last, efp, kinds])
+        summary, baccs = {}, {}
+        for kind in kinds:
+            mine = now.filter(pl.col("scorer") == kind)
+            ok = mine.filter(pl.col("status") == "ok")
+            vals, aucs = ok["balanced_accuracy"].drop_nulls().to_list(), mine["auroc"].drop_nulls().to_list()
+            baccs[kind] = vals
+            summary[kind] = {"latents_scored": len(vals),
+                             "latents_failed": mine.filter(pl.col("status") == "failed").height,
+                             "median_balanced_accuracy": float(np.median(vals)) if vals else None,
+                             "median_auroc": float(np.median(aucs)) if aucs else None,
+                             "failed_batches": int(mine["n_failed_batches"].sum() or 0)}
+        n_sent = len(self.latents) - len(self.refused)
+        sent_rows = [r for r in rows.scores if r["status"] != BUDGET_EXCEEDED]
+        out = {"explainer_fp": efp, "scorer_engine": engine_label(self.specs[kinds[0]]["llm"]),
+               "latents": len(self.jobs), "latents_sent": n_sent, "resumed": bool(self.done), "forced": self.force,
+               "scores_already_done": len(self.done), "failures_kept_beside_ok": kept, "seconds": round(self.secs, 2),
+               "latents_per_s": rate(n_sent, self.secs), "scorers": summary, "balanced_accuracies": baccs,
+               **accounting.totals(rows.ledger)}
+        fatal = next((r.error for res in self.results.values() for r in res.responses if r.fatal), None)
+        verdict("scores", partition_label(layer, self.first, self.last), sent=len(sent_rows),
+                server_failures=rows.server_failures(), units=len(self.jobs) * len(kinds), failures=failures,
+                max_share=cfg.failures.max_share, fatal=fatal, unit="latent x scorer scores", summary=out)
+        if self.refused:
+            raise budget_stop(len(self.refused), len(self.latents), "scored", layer, self.first, self.last, out)
+        return out
 
 
 def run_classifier_scores(ctx: Context, client, layer: str, first: int, last: int,
                           explainer_fp: str | None = None, force: bool = False) -> dict:
     """``explainer_fp``: score another explainer's stored explanations (default: the configured explainer's).
     ``force``: re-send every pair, not only those without a current ok score."""
-    cfg, scfg = ctx.cfg, ctx.cfg.scorer
-    setup = start_scoring(ctx, client, layer, first, last, explainer_fp)  # its client unused: sent after admit
-    efp, ledger, expl = setup.efp, setup.ledger, setup.explanations
-    exs = load_examples(ctx, layer, first, last, ["test", "non_activating"])
-    kinds = list(scfg.scorers)
-    specs = {k: scorer_spec(cfg, ctx.workdir, k) for k in kinds}
-    sfps = {k: scorer_fp(specs[k]) for k in kinds}
-    done = set() if force else done_scores(ctx.wh, layer, first, last, efp, {k: sfps[k] for k in kinds})
-    jobs = {lat: classifier.ScoreJob(f"{layer}/{lat}", text, exs.get(lat, {}).get("test", []),
-                                  exs.get(lat, {}).get("non_activating", [])) for lat, text in expl.iter_rows()}
-    todo = {k: [lat for lat in jobs if (lat, k) not in done] for k in kinds}
-    latents = sorted({lat for k in kinds for lat in todo[k]})  # the units admitted by the budget, in order
-    per = classifier.build_all({k: [jobs[lat] for lat in todo[k]] for k in kinds}, scfg)
-    unit: dict[int, list] = {lat: [] for lat in latents}
-    for k in kinds:
-        for lat, batches in zip(todo[k], per[k]):
-            unit[lat] += [(b, {"latent": lat, "scorer": k, "fingerprint": sfps[k], "batch_index": i})
-                          for i, b in enumerate(batches)]
-    n_sent, admitted = ledger.admit([[(b.request, keys) for b, keys in unit[lat]] for lat in latents])
-    for lat, reqs in zip(latents, admitted):
-        for (batch, _), req in zip(unit[lat], reqs):
-            batch.request = req  # now carrying its ledger row's call id
-    sending = set(latents[:n_sent])
-    send_jobs = {k: [jobs[lat] for lat in todo[k] if lat in sending] for k in kinds}
-    send_per = {k: [b for lat, b in zip(todo[k], per[k]) if lat in sending] for k in kinds}
-    t0 = time.perf_counter()
-    results = asyncio.run(classifier.send_all(client, send_jobs, send_per)) if n_sent else {k: [] for k in kinds}
-    secs = time.perf_counter() - t0
-    rows = setup.rows(ctx, layer, labelled=False)  # stage scores' next pass sets latent_range
-    for k in kinds:
-        rows.fp(specs[k])
-    for kind in kinds:
-        got = dict(zip([lat for lat in todo[kind] if lat in sending], zip(results[kind], send_per[kind])))
-        for lat in todo[kind]:
-            if lat not in got:
-                rows.not_sent(kind, sfps[kind], lat, BUDGET_EXCEEDED)
-                continue
-            res, batches = got[lat]
-            for b, resp in enumerate(res.responses):
-                resp.call_id = batches[b].request.call_id
-            rows.add_classifier(kind, sfps[kind], res, cfg.scoring, control=False, intervals=False)
-    with ctx.wh.write() as con:
-        kept = rows.merge(con)
-        ledger.complete(con, rows.ledger)
-        failures = failed_units(con, "scores", layer, efp, list(jobs), kinds)
-    # the partition as it now stands (this run's rows merged with earlier ones), for the metadata
-    now = ctx.wh.query(queries.RANGE_CLASSIFIER_SCORES, [layer, first, last, efp, kinds])
-    summary, baccs = {}, {}
-    for kind in kinds:
-        mine = now.filter(pl.col("scorer") == kind)
-        ok = mine.filter(pl.col("status") == "ok")
-        vals, aucs = ok["balanced_accuracy"].drop_nulls().to_list(), mine["auroc"].drop_nulls().to_list()
-        baccs[kind] = vals
-        summary[kind] = {"latents_scored": len(vals), "latents_failed": mine.filter(pl.col("status") == "failed").height,
-                         "median_balanced_accuracy": float(np.median(vals)) if vals else None,
-                         "median_auroc": float(np.median(aucs)) if aucs else None,
-                         "failed_batches": int(mine["n_failed_batches"].sum() or 0)}
-    sent_rows = [r for r in rows.scores if r["status"] != BUDGET_EXCEEDED]
-    out = {"explainer_fp": efp, "scorer_engine": engine_label(specs[kinds[0]]["llm"]), "latents": len(jobs),
-           "latents_sent": n_sent, "resumed": bool(done), "forced": force,
-           "scores_already_done": len(done), "failures_kept_beside_ok": kept, "seconds": round(secs, 2),
-           "latents_per_s": rate(n_sent, secs), "scorers": summary,
-           "balanced_accuracies": baccs,
-           **accounting.totals(rows.ledger)}
-    fatal = next((r.error for k in kinds for res in results[k] for r in res.responses if r.fatal), None)
-    verdict("scores", partition_label(layer, first, last), sent=len(sent_rows),
-            server_failures=rows.server_failures(),
-            units=len(jobs) * len(kinds), failures=failures, max_share=cfg.failures.max_share, fatal=fatal,
-            unit="latent x scorer scores", summary=out)
-    if n_sent < len(latents):
-        raise budget_stop(len(latents) - n_sent, len(latents), "scored", layer, first, last, out)
-    return out
+    with ctx.wh.session():  # one open database for the set-up's reads and the ledger's write
+        p = ClassifierPass(ctx, client, layer, first, last, explainer_fp, force)
+        sending = p.admit(p.add(p.setup.explanations.iter_rows()))
+    if sending:
+        asyncio.run(p.send(sending))
+    with ctx.wh.session():
+        return p.finish()

@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import polars as pl
 
@@ -104,26 +106,55 @@ def explainer_request(ecfg, exs: dict, latent_max: float, count, logit_toks=(), 
                                             output_tokens=output_toks)[0]
 
 
-def _outcome(req, resp) -> tuple[str, str | None, str | None]:
-    """(status, explanation, error) of one answer."""
-    if not resp.ok:
-        return "llm_error", None, resp.error
-    text = explainers.parse_explanation(resp.text, req.prefill)
-    if not text:
-        return "parse_error", None, "parse_error: no explanation after the marker line"
-    return "ok", text, None
-
-
 def partition_label(layer: str, first: int, last: int) -> str:
     return f"{layer} latents {first}-{last}"
 
 
-def run_explanations(ctx: Context, client, layer: str, first: int, last: int, force: bool = False) -> dict:
-    cfg, ecfg = ctx.cfg, ctx.cfg.explainer
-    if is_baseline(ecfg.kind):  # top_tokens / logit_lens: no LLM (client unused, may be None)
-        from .baseline_explanations import run_baseline_explanations
+@dataclass
+class ExplainPlan:
+    """One explanations run: the explainer, the latents to explain and, as they are built (:meth:`build`) and
+    admitted by the budget into the ledger (:meth:`admit`), their requests: ``sent`` (with their call ids) are
+    the leading latents' until the budget stops admitting."""
+    layer: str
+    first: int
+    last: int
+    force: bool
+    efp: str
+    spec: dict
+    sampler_fp: str
+    units: list[int]    # the latents the explainer covers
+    done: set[int]      # of those, already explained (not sent again)
+    latents: list[int]  # to explain, in order
+    make: Callable      # latent -> its request
+    ledger: Ledger
+    built: list = field(default_factory=list)
+    sent: list = field(default_factory=list)
+    stopped: bool = False  # the budget refused a latent: no later one is sent
 
-        return run_baseline_explanations(ctx, layer, first, last)
+    def build(self, n: int) -> list:
+        """The next ``n`` latents' requests (prompts fitted to the context: the tokenizer's work)."""
+        new = [self.make(lat) for lat in self.latents[len(self.built):len(self.built) + n]]
+        self.built += new
+        return new
+
+    def admit(self, requests: list) -> list:
+        """The leading ``requests`` (the latest built) that fit the budget, recorded as sent: they may be sent."""
+        if self.stopped or not requests:
+            return []
+        lats = self.latents[len(self.sent):len(self.sent) + len(requests)]
+        n, admitted = self.ledger.admit([[(r, {"latent": lat})] for lat, r in zip(lats, requests)])
+        self.stopped = n < len(requests)
+        self.sent += [unit[0] for unit in admitted]
+        return [unit[0] for unit in admitted]
+
+    @property
+    def n_sent(self) -> int:
+        return len(self.sent)
+
+
+def plan_explanations(ctx: Context, layer: str, first: int, last: int, force: bool = False) -> ExplainPlan:
+    """The explanations run of the latents without an ok explanation (all with ``force``); nothing built yet."""
+    cfg, ecfg = ctx.cfg, ctx.cfg.explainer
     spec = explainer_spec(cfg, ctx.workdir)
     efp = explainer_spec_fp(spec)
     exs = explainer_examples(ctx, layer, first, last)
@@ -137,31 +168,62 @@ def run_explanations(ctx: Context, client, layer: str, first: int, last: int, fo
     latents = [lat for lat in units if lat not in done]
     logits = logit_tokens(ctx, layer, first, last, ecfg.n_logit_tokens) if ecfg.kind == "logit" and latents else {}
     count = prompt_counter(ecfg.llm, ctx.workdir)
-    reqs = [explainer_request(ecfg, exs[lat], float(maxes.get(lat) or 0.0), count, logits.get(lat, ()),
-                              outputs.get(lat, ())) for lat in latents]
+
+    def make(lat: int):
+        return explainer_request(ecfg, exs[lat], float(maxes.get(lat) or 0.0), count, logits.get(lat, ()),
+                                 outputs.get(lat, ()))
+
     ledger = Ledger(ctx.wh, ecfg.llm, cfg.budget, layer=layer, stage="explanations", role="explainer",
                     explainer_fp=efp, count=count)
-    n_sent, admitted = ledger.admit([[(r, {"latent": lat})] for lat, r in zip(latents, reqs)])
-    sent = [unit[0] for unit in admitted]
+    return ExplainPlan(layer, first, last, force, efp, spec, sfp, units, done, latents, make, ledger)
+
+
+def run_explanations(ctx: Context, client, layer: str, first: int, last: int, force: bool = False) -> dict:
+    if is_baseline(ctx.cfg.explainer.kind):  # top_tokens / logit_lens: no LLM (client unused, may be None)
+        from .baseline_explanations import run_baseline_explanations
+
+        return run_baseline_explanations(ctx, layer, first, last)
+    with ctx.wh.session():  # one open database for the planning's reads and the ledger's write
+        plan = plan_explanations(ctx, layer, first, last, force)
+        plan.admit(plan.build(len(plan.latents)))
     t0 = time.perf_counter()
-    responses = asyncio.run(client.generate(sent)) if sent else []
-    secs = time.perf_counter() - t0
+    responses = asyncio.run(client.generate(plan.sent)) if plan.sent else []
+    with ctx.wh.session():
+        return finish_explanations(ctx, plan, responses, time.perf_counter() - t0)
+
+
+def outcome(req, resp) -> tuple[str, str | None, str | None]:
+    """(status, explanation, error) of one answer."""
+    if not resp.ok:
+        return "llm_error", None, resp.error
+    text = explainers.parse_explanation(resp.text, req.prefill)
+    if not text:
+        return "parse_error", None, "parse_error: no explanation after the marker line"
+    return "ok", text, None
+
+
+def finish_explanations(ctx: Context, plan: ExplainPlan, responses: list, secs: float) -> dict:
+    """The plan's answers (``responses[i]`` for ``plan.sent[i]``) merged with the ledger in one transaction; the
+    stage's result, or StageFailed / BudgetExceeded after the commit."""
+    cfg, ecfg, efp, sfp = ctx.cfg, ctx.cfg.explainer, plan.efp, plan.sampler_fp
+    layer, first, last, force = plan.layer, plan.first, plan.last, plan.force
+    n_sent, sent, ledger, units, done = plan.n_sent, plan.sent, plan.ledger, plan.units, plan.done
     rows, calls = [], []
-    for i, (lat, req) in enumerate(zip(latents, reqs)):
+    for i, lat in enumerate(plan.latents):
         row = {"layer": layer, "latent": lat, "explainer_fp": efp, "sampler_fp": sfp}
         if i >= n_sent:
             rows.append({**row, "status": BUDGET_EXCEEDED, "explanation": None, "raw_text": None,
                          "error": "not sent: the budget would have been exceeded", "prompt_tokens": 0,
                          "cached_tokens": 0, "completion_tokens": 0, "latency_s": 0.0, "cost_usd": 0.0})
             continue
-        resp = responses[i]
-        resp.call_id = sent[i].call_id
+        req, resp = sent[i], responses[i]
+        resp.call_id = req.call_id
         call = accounting.call_row(ecfg.llm, resp, run_id=ledger.run_id, layer=layer, latent=lat, stage="explanations",
                                    role="explainer", explainer_fp=efp, fingerprint=efp, scorer=None, batch_index=None)
         calls.append(call)
         if resp.fatal:  # the server refuses everything alike: the stage stops, nothing is recorded per latent
             continue
-        status, text, error = _outcome(req, resp)
+        status, text, error = outcome(req, resp)
         rows.append({**row, "status": status, "explanation": text, "raw_text": req.prefill + resp.text,
                      "error": error, "prompt_tokens": resp.prompt_tokens, "cached_tokens": resp.cached_tokens,
                      "completion_tokens": resp.completion_tokens, "latency_s": resp.latency_s,
@@ -170,12 +232,12 @@ def run_explanations(ctx: Context, client, layer: str, first: int, last: int, fo
                                                  "cost_usd": pl.Float64, "latency_s": pl.Float64}) \
         if rows else pl.DataFrame()
     with ctx.wh.write() as con:
-        ctx.wh.record_fingerprint(con, efp, "explainer", spec)
+        ctx.wh.record_fingerprint(con, efp, "explainer", plan.spec)
         merged = merge(con, ctx.wh, "explanations", frame, KEY, "error")
         ledger.complete(con, calls)
         failures = failed_units(con, "explanations", layer, efp, units)
     st = frame["status"].value_counts().rows() if rows else []
-    out = {"explainer_fp": efp, "explainer_kind": ecfg.kind, "explainer_engine": engine_label(spec["llm"]),
+    out = {"explainer_fp": efp, "explainer_kind": ecfg.kind, "explainer_engine": engine_label(plan.spec["llm"]),
            "status": dict(st), "latents": len(units),
            "latents_sent": n_sent, "latents_already_done": len(done), "resumed": bool(done), "forced": force,
            "failures_kept_beside_ok": merged["kept"], "seconds": round(secs, 2), "latents_per_s": rate(n_sent, secs),
@@ -185,6 +247,6 @@ def run_explanations(ctx: Context, client, layer: str, first: int, last: int, fo
     verdict("explanations", partition_label(layer, first, last), sent=n_sent,
             server_failures=[r.error for r in responses if r.transient], units=len(units), failures=failures,
             max_share=cfg.failures.max_share, fatal=fatal, summary=out)
-    if n_sent < len(reqs):
-        raise budget_stop(len(reqs) - n_sent, len(reqs), "explained", layer, first, last, out)
+    if n_sent < len(plan.latents):
+        raise budget_stop(len(plan.latents) - n_sent, len(plan.latents), "explained", layer, first, last, out)
     return out
