@@ -1,7 +1,8 @@
 """LLM stage benchmark: (1) throughput of explain + detection + fuzzing through the real stages and the
 OpenAI engine against a local OpenAI-compatible server with a fixed per-request latency and a
 concurrency limit, as a fraction of that server's saturation throughput measured in the same run;
-(2) prompt tokens per scored latent at the paper's settings (50 activating + 50 non-activating test
+pipelined (a latent's scoring starts when its explanation lands; ``--sequential``: every latent explained,
+then scored); (2) prompt tokens per scored latent at the paper's settings (50 activating + 50 non-activating test
 examples, 5 per prompt, 32-token windows), counted with the SmolLM2 chat template on real windows of
 `make run`'s DuckDB (data/autointerp.duckdb).
 
@@ -91,7 +92,8 @@ def throughput(n_latents: int, latency_s: float, capacity: int, pipelined: bool 
             s = run_classifier_scores(ctx, client, "layers.1", 0, 1023)
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         requests = e["llm_calls"] + s["llm_calls"]
-        gen = e["seconds"] + s["seconds"]  # time inside generate() only
+        # time with requests going out: the event loop when pipelined, else the two generate() calls
+        gen = e["seconds"] if pipelined else e["seconds"] + s["seconds"]
         per_latent = requests / n_latents
         return {"latents": n_latents, "requests": requests, "requests_per_latent": per_latent,
                 "server_saturation_req_s": sat, "ideal_req_s": capacity / latency_s,
@@ -177,8 +179,10 @@ def main():
           f"measured saturation {t['server_saturation_req_s']:.1f} req/s")
     print(f"stages (explain + detection + fuzzing, paper settings: {t['requests_per_latent']:.0f} requests/latent): "
           f"{t['latents']} latents, {t['requests']} requests in {t['wall_s']:.1f}s, peak in flight {t['peak_in_flight']}")
-    print(f"  {t['stage_latents_s']:.2f} latents/s vs saturation {t['saturation_latents_s']:.2f} latents/s -> "
-          f"fraction {t['fraction']:.3f} (generate() only: {t['fraction_generate_only']:.3f})")
+    inside = "the event loop" if not a.sequential else "the generate() calls"
+    print(f"  {'pipelined' if not a.sequential else 'explain all, then score'}: {t['stage_latents_s']:.2f} latents/s "
+          f"vs saturation {t['saturation_latents_s']:.2f} latents/s -> fraction {t['fraction']:.3f} "
+          f"(inside {inside}: {t['fraction_generate_only']:.3f})")
     print(f"  client CPU per request: {t['cpu_ms_per_request']:.2f} ms (this process: client, prompts, parsing, "
           "ledger and warehouse I/O; the server is another process)")
     print(f"  {line}" + ("" if quiet else " -- the fraction above is not a headline"))
