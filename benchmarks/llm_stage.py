@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import duckdb  # noqa: E402
 
-from autointerp_assets.core.config import ExplainerConfig, ScorerConfig, parse_config  # noqa: E402
+from autointerp_assets.core.config import ExplainerConfig, LLMConfig, ScorerConfig, parse_config  # noqa: E402
 from autointerp_assets.core.explainers import build_explainer_request  # noqa: E402
 from autointerp_assets.core.llm import make_client  # noqa: E402
 from autointerp_assets.core.llm.base import ChatRequest  # noqa: E402
@@ -66,12 +66,14 @@ async def saturate(url: str, n: int, concurrency: int) -> float:
         return n / (time.perf_counter() - t0)
 
 
-def throughput(n_latents: int, latency_s: float, capacity: int, pipelined: bool = True) -> dict:
+def throughput(n_latents: int, latency_s: float, capacity: int, pipelined: bool = True,
+               in_flight: int | None = None) -> dict:
+    """``in_flight``: the client's max_concurrency (default: the project's default)."""
     proc, url = start_server(latency_s, capacity)
     try:
         sat = asyncio.run(saturate(url, capacity * 20, capacity * 2))
         tmp = Path(tempfile.mkdtemp(prefix="llm-bench-"))
-        llm = {"engine": "openai", "model": "smollm2", "base_url": url, "max_concurrency": capacity * 2,
+        llm = {"engine": "openai", "model": "smollm2", "base_url": url, "max_concurrency": in_flight or LLMConfig().max_concurrency,
                "api_key_env": "AUTOINTERP_BENCH_UNSET_KEY"}
         cfg = parse_config({"database": str(tmp / "bench.duckdb"), "workdir": str(ROOT / "data"),
                             "hookpoints": ["layers.1"], "latents": {"start": 0, "stop": 1024, "range_size": 1024},
@@ -93,7 +95,7 @@ def throughput(n_latents: int, latency_s: float, capacity: int, pipelined: bool 
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         requests = e["llm_calls"] + s["llm_calls"]
         # time with requests going out: the event loop when pipelined, else the two generate() calls
-        gen = e["seconds"] if pipelined else e["seconds"] + s["seconds"]
+        gen = s["seconds"] if pipelined else e["seconds"] + s["seconds"]
         per_latent = requests / n_latents
         return {"latents": n_latents, "requests": requests, "requests_per_latent": per_latent,
                 "server_saturation_req_s": sat, "ideal_req_s": capacity / latency_s,
@@ -170,10 +172,11 @@ def main():
     ap.add_argument("--capacity", type=int, default=16)
     ap.add_argument("--token-latents", type=int, default=20)
     ap.add_argument("--sequential", action="store_true", help="explain every latent, then score (the stages apart)")
+    ap.add_argument("--in-flight", type=int, default=None, help="the client's max_concurrency (default: the project's)")
     a = ap.parse_args()
     print(describe())
     before = load()
-    t = throughput(a.latents, a.latency_s, a.capacity, not a.sequential)
+    t = throughput(a.latents, a.latency_s, a.capacity, not a.sequential, a.in_flight)
     quiet, line = verdict(before, load())
     print(f"server: {a.latency_s}s per request, {a.capacity} at once -> ideal {t['ideal_req_s']:.1f} req/s, "
           f"measured saturation {t['server_saturation_req_s']:.1f} req/s")

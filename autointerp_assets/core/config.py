@@ -221,7 +221,8 @@ class LLMConfig(_Strict):
         "auto", description="vllm: engine dtype; auto = bfloat16 where bf16 matmuls are native (GPU, AVX-512/AMX "
         "CPUs), else float32. Greedy text differs between the two, so the resolved dtype is part of the "
         "explainer / scorer fingerprints and shown by `autointerp summary`.")
-    max_concurrency: int = Field(32, gt=0, description="openai: requests in flight.")
+    max_concurrency: int = Field(64, gt=0, description="openai: requests in flight at most (above the server's "
+                                 "concurrent slots, so the server never waits for the client's round trip).")
     timeout_s: float = Field(120.0, gt=0, description="openai: per-request timeout.")
     max_retries: int = Field(6, ge=0, description="openai: retries on timeouts / 429 / 5xx.")
     backoff_base_s: float = Field(0.5, ge=0, description="openai: first retry waits up to this (full jitter), "

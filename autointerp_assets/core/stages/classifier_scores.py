@@ -52,6 +52,9 @@ class ClassifierPass:
         self.latents: list[int] = []                         # the units offered to the budget, in order
         self.refused: list[int] = []                         # of those, the ones it kept from being sent
         self.results: dict[tuple[int, str], classifier.ScoreResult] = {}
+        self.rows = self.setup.rows(ctx, layer, labelled=False)  # stage scores' next pass sets latent_range
+        for k in self.kinds:
+            self.rows.fp(self.specs[k])
         self.secs = 0.0
 
     def add(self, explanations) -> list[int]:
@@ -91,28 +94,21 @@ class ClassifierPass:
         t0 = time.perf_counter()
         results = await classifier.send_all(self.client, jobs, per)
         self.secs += time.perf_counter() - t0
-        for k, res in results.items():
+        for k, res in results.items():  # rows as the answers land (pipelined: while others are in flight)
             for job, r in zip(jobs[k], res):
-                self.results[(latent_of(job.key), k)] = r
+                lat = latent_of(job.key)
+                self.results[(lat, k)] = r
+                for b, resp in enumerate(r.responses):
+                    resp.call_id = self.batches[(lat, k)][b].request.call_id
+                self.rows.add_classifier(k, self.sfps[k], r, self.ctx.cfg.scoring, control=False, intervals=False)
 
     def finish(self) -> dict:
         """Rows of every added latent merged with the ledger in one transaction; the pass's result (or
         StageFailed / BudgetExceeded after the commit)."""
-        ctx, cfg, layer, kinds, efp = self.ctx, self.ctx.cfg, self.layer, self.kinds, self.efp
-        rows = self.setup.rows(ctx, layer, labelled=False)  # stage scores' next pass sets latent_range
-        for k in kinds:
-            rows.fp(self.specs[k])
-        for kind in kinds:
-            for lat in self.todo:
-                if kind not in self.todo[lat]:
-                    continue
-                res = self.results.get((lat, kind))
-                if res is None:
-                    rows.not_sent(kind, self.sfps[kind], lat, BUDGET_EXCEEDED)
-                    continue
-                for b, resp in enumerate(res.responses):
-                    resp.call_id = self.batches[(lat, kind)][b].request.call_id
-                rows.add_classifier(kind, self.sfps[kind], res, cfg.scoring, control=False, intervals=False)
+        ctx, cfg, layer, kinds, efp, rows = self.ctx, self.ctx.cfg, self.layer, self.kinds, self.efp, self.rows
+        for lat in self.refused:
+            for kind in self.todo[lat]:
+                rows.not_sent(kind, self.sfps[kind], lat, BUDGET_EXCEEDED)
         with ctx.wh.write() as con:
             kept = rows.merge(con)
             self.ledger.complete(con, rows.ledger)

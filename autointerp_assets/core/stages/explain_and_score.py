@@ -29,9 +29,9 @@ def pipelined(explain_client, score_client) -> bool:
     return all(getattr(c, "concurrent", False) for c in (explain_client, score_client))
 
 
-# explanation requests built and admitted per wave: a small first wave gets the server going at once, the rest
-# are built (the tokenizer fits each prompt to the context) while earlier ones are in flight
-FIRST_WAVE, WAVE = 8, 32
+# explanation requests built and admitted in waves of 4, 8, 16, then 32 latents: the first goes out at once, the
+# next are built (the tokenizer fits each prompt to the context) while earlier ones are in flight
+FIRST_WAVE, WAVE = 4, 32
 
 
 def run_explain_and_score(ctx: Context, explain_client, score_client, layer: str, first: int, last: int,
@@ -41,78 +41,94 @@ def run_explain_and_score(ctx: Context, explain_client, score_client, layer: str
     its result's ``stopped`` (one line): stage scores meets it again when it sends what is missing."""
     with ctx.wh.session():  # one open database for the planning's reads
         plan = plan_explanations(ctx, layer, first, last, force)
-    t0 = time.perf_counter()
-    responses, scoring = asyncio.run(_loop(ctx, plan, explain_client, score_client))
-    secs = time.perf_counter() - t0
+    explained, scoring = asyncio.run(_Pipeline(ctx, plan, explain_client, score_client).run())
     with ctx.wh.session():
-        try:
-            explained = finish_explanations(ctx, plan, responses, secs)
-        except (StageFailed, BudgetExceeded):
-            try:  # what was scored is committed too (its requests were paid for); the explanations' error wins
-                scoring.finish()
-            except (StageFailed, BudgetExceeded):
-                pass
-            raise
         try:
             scored = scoring.finish()
         except (StageFailed, BudgetExceeded) as e:
             scored = {**getattr(e, "summary", {}), "stopped": str(e)}
-        return explained, scored
+    if isinstance(explained, BaseException):  # committed before the scores were; reported after them
+        raise explained
+    return explained, scored
 
 
-def _start(ctx: Context, client, plan: ExplainPlan) -> ClassifierPass:
-    with ctx.wh.session():  # the warehouse thread's work meanwhile waits for it
-        return ClassifierPass(ctx, client, plan.layer, plan.first, plan.last, plan.efp, plan.force)
+class _Pipeline:
+    """One run's event loop: explanation requests out in waves, each landed explanation's scoring requests out
+    at once, the warehouse's work (ledger rows, the scoring set-up, the explanations' commit) on one worker
+    thread."""
 
+    def __init__(self, ctx: Context, plan: ExplainPlan, explain_client, score_client):
+        self.ctx, self.plan, self.explain_client, self.score_client = ctx, plan, explain_client, score_client
+        self.landed: asyncio.Queue[int | None] = asyncio.Queue()  # indices of landed explanations; None: all out
+        self.tasks: list[asyncio.Task] = []  # tasks[j] answers plan.sent[j]
+        self.sends: list[asyncio.Task] = []
+        self.scoring: ClassifierPass | None = None
+        self.first_out = asyncio.Event()  # the first wave is out (or there is nothing to explain)
 
-async def _loop(ctx: Context, plan: ExplainPlan, explain_client, score_client) -> tuple[list, ClassifierPass]:
-    loop = asyncio.get_running_loop()
-    db = ThreadPoolExecutor(1, thread_name_prefix="warehouse")  # the loop's warehouse calls, one at a time
+    async def run(self) -> tuple[dict | BaseException, ClassifierPass]:
+        """Stage explanations' result (or its StageFailed / BudgetExceeded), committed while the last scoring
+        requests are in flight, and the scoring pass with every answer in (not yet committed)."""
+        t0, plan = time.perf_counter(), self.plan
+        self.db = ThreadPoolExecutor(1, thread_name_prefix="warehouse")  # the loop's warehouse calls, in turn
+        try:
+            producer = asyncio.create_task(self._explain())
+            await self.first_out.wait()  # the first explanation requests before the scoring set-up's reads
+            self.scoring = await self._at_warehouse(self._start)
+            explaining = set(plan.latents)  # scored when their (new) explanation lands
+            await self._score([(lat, text) for lat, text in self.scoring.setup.explanations.iter_rows()
+                               if lat not in explaining])
+            answers: dict[int, object] = {}
+            all_out = False
+            while not (all_out and len(answers) == len(self.tasks)):
+                wave = [await self.landed.get()]
+                wave += [self.landed.get_nowait() for _ in range(self.landed.qsize())]  # all landed meanwhile
+                all_out = all_out or None in wave
+                ok = []
+                for j in sorted(j for j in wave if j is not None):
+                    answers[j] = self.tasks[j].result()[0]
+                    status, text, _ = outcome(plan.sent[j], answers[j])
+                    if status == "ok":
+                        ok.append((plan.latents[j], text))
+                await self._score(ok)
+            await producer
+            committed = self._at_warehouse(self._commit_explanations, [answers[j] for j in range(len(self.tasks))],
+                                           time.perf_counter() - t0)
+            await asyncio.gather(*self.sends)
+            self.scoring.secs = time.perf_counter() - t0  # the time requests were going out
+            return await committed, self.scoring
+        finally:
+            self.db.shutdown(wait=True)
 
-    def at_warehouse(fn, *args):
-        return loop.run_in_executor(db, fn, *args)
+    def _at_warehouse(self, fn, *args):
+        return asyncio.get_running_loop().run_in_executor(self.db, fn, *args)
 
-    landed: asyncio.Queue[int | None] = asyncio.Queue()
-    tasks: list[asyncio.Task] = []  # tasks[j] answers plan.sent[j]
-
-    async def explain() -> None:
-        size = FIRST_WAVE
+    async def _explain(self) -> None:
+        plan, size = self.plan, FIRST_WAVE
         while len(plan.built) < len(plan.latents) and not plan.stopped:
             built = await asyncio.to_thread(plan.build, size)
-            for req in await at_warehouse(plan.admit, built):  # the ledger's write-ahead rows
-                task = asyncio.create_task(explain_client.generate([req]))  # one call per latent: each lands alone
-                task.add_done_callback(lambda _, j=len(tasks): landed.put_nowait(j))
-                tasks.append(task)
-            size = WAVE
-        landed.put_nowait(None)  # every explanation request is out
+            for req in await self._at_warehouse(plan.admit, built):  # the ledger's write-ahead rows
+                task = asyncio.create_task(self.explain_client.generate([req]))  # one call per latent
+                task.add_done_callback(lambda _, j=len(self.tasks): self.landed.put_nowait(j))
+                self.tasks.append(task)
+            self.first_out.set()
+            size = min(2 * size, WAVE)
+        self.first_out.set()
+        self.landed.put_nowait(None)
 
-    async def score(explained: list[tuple[int, str]]) -> None:
-        latents = scoring.add(explained)  # builds the latents' scoring prompts
+    async def _score(self, explained: list[tuple[int, str]]) -> None:
+        latents = self.scoring.add(explained)  # builds the latents' scoring prompts
         if latents:
-            admitted = await at_warehouse(scoring.admit, latents)
-            sends.append(asyncio.create_task(scoring.send(admitted)))
+            admitted = await self._at_warehouse(self.scoring.admit, latents)
+            self.sends.append(asyncio.create_task(self.scoring.send(admitted)))
 
-    try:
-        producer = asyncio.create_task(explain())
-        scoring = await at_warehouse(_start, ctx, score_client, plan)
-        sends: list[asyncio.Task] = []
-        explaining = set(plan.latents)  # scored when their (new) explanation lands
-        await score([(lat, text) for lat, text in scoring.setup.explanations.iter_rows() if lat not in explaining])
-        responses: dict[int, object] = {}
-        all_out = False
-        while not (all_out and len(responses) == len(tasks)):
-            wave = [await landed.get()]
-            wave += [landed.get_nowait() for _ in range(landed.qsize())]  # everything that landed meanwhile
-            all_out = all_out or None in wave
-            explained = []
-            for j in sorted(j for j in wave if j is not None):
-                responses[j] = tasks[j].result()[0]
-                status, text, _ = outcome(plan.sent[j], responses[j])
-                if status == "ok":
-                    explained.append((plan.latents[j], text))
-            await score(explained)
-        await producer
-        await asyncio.gather(*sends)
-    finally:
-        db.shutdown(wait=True)
-    return [responses[j] for j in range(len(tasks))], scoring
+    def _start(self) -> ClassifierPass:
+        p = self.plan
+        with self.ctx.wh.session():
+            return ClassifierPass(self.ctx, self.score_client, p.layer, p.first, p.last, p.efp, p.force)
+
+    def _commit_explanations(self, answers: list, secs: float) -> dict | BaseException:
+        try:
+            with self.ctx.wh.session():
+                return finish_explanations(self.ctx, self.plan, answers, secs)
+        except (StageFailed, BudgetExceeded) as e:
+            return e
