@@ -111,6 +111,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(a.keep or tmp)
+        root.mkdir(parents=True, exist_ok=True)
         corpus, saes = root / "corpus.txt", root / "saes"
         make_corpus(corpus, a.mb)
         random_saes(saes)

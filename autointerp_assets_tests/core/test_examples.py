@@ -157,6 +157,31 @@ def test_a_range_sampled_in_sub_ranges_on_threads_gives_the_rows_of_one_pass(wh,
     assert one.neighbours.equals(three.neighbours)
 
 
+@pytest.mark.parametrize("cfg", [{}, {"train_type": "mix", "ratio_top": 0.5}, {"window": "centred"}])
+def test_a_range_built_in_bounded_chunks_gives_the_rows_of_one_pass(wh, cfg):
+    # chunks of at most 30 activations: latent 0 (80) alone, 1 + 2 (3 + 60) split, 3 (88) alone; the cap (2)
+    # counts eligible latents across chunks: 0 and 2 selected, 3 not
+    from autointerp_assets.core.sampling.builder import latent_chunks
+    from autointerp_assets.core.sampling.rules import activation_counts
+
+    acts = (strong_latent(0, rows=range(20)) + [(1, r, 2, 1.0) for r in range(3)] + strong_latent(2, rows=range(3, 18))
+            + strong_latent(3, rows=range(8, 30)))
+    write_activations(wh, "L", 0, 4, CTX, acts)
+    with wh.read() as con:
+        counts = activation_counts(con, "L", 0, 4)
+        assert counts.tolist() == [80, 3, 60, 88, 0]
+        assert latent_chunks(counts, 0, 30) == [(0, 0), (1, 1), (2, 2), (3, 4)]
+        assert latent_chunks(counts, 0, 150) == [(0, 2), (3, 4)] and latent_chunks(counts, 0, 10**9) == [(0, 4)]
+        built = [ex.build_examples(con, SamplerConfig(**{**BASE, **cfg}), CTX, 2, "L", 0, 4, CORPUS,
+                                   chunk_activations=budget) for budget in (10**9, 30, 150)]
+    rows = [pl.from_arrow(b.examples).sort("latent", "split", "example_id") for b in built]  # (chunks in turn)
+    whole = built[0]
+    assert whole.selection["status"].to_pylist() == ["selected", "too_rare", "selected", "not_selected", "dead"]
+    assert set(rows[0]["latent"]) == {0, 2} and set(rows[0]["split"]) >= {"train", "test", "non_activating"}
+    for chunked, r in zip(built[1:], rows[1:]):
+        assert r.equals(rows[0]) and whole.selection.equals(chunked.selection)
+
+
 def test_too_rare_and_dead_latents_are_listed_not_skipped(wh):
     acts = strong_latent(0) + [(1, r, 2, 1.0) for r in range(3)]
     e, sel = build(wh, acts, max_per_range=None)

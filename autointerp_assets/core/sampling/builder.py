@@ -22,7 +22,8 @@ import torch
 from ..config import SamplerConfig
 from ..storage import queries
 from . import embeddings, neighbours
-from .rules import (SPLITS, Units, merge_negatives, random_negatives, rank_units, read_activations, row_lengths,
+from .rules import (SPLITS, Units, activation_counts, merge_negatives, random_negatives, rank_units,
+                    read_activations, row_lengths,
                     selection_of, spread, start_of, test_pool, train_of, units_of, window_lengths, windows_per_row)
 
 
@@ -33,20 +34,54 @@ class Built:
     neighbours: pa.Table  # latent, neighbour, similarity, rank (empty unless the negatives need them)
 
 
+# activations read at once at most (about 10 bytes each in memory, a few times that while sorted and reduced)
+CHUNK_ACTIVATIONS = 8_000_000
 # sub-ranges sampled at once (numpy and DuckDB release the GIL); the cores this process may use, at most 4
 THREADS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 def build_examples(con, cfg: SamplerConfig, ctx_len: int, max_per_range: int | None, layer: str, first: int,
                    last: int, corpus_fp: str, w_dec: torch.Tensor | None = None,
-                   embedding_key: str | None = None, threads: int = THREADS) -> Built:
+                   embedding_key: str | None = None, threads: int = THREADS,
+                   chunk_activations: int = CHUNK_ACTIVATIONS) -> Built:
     """All rows of one partition. ``w_dec``: decoder rows first..last (neighbour_type 'decoder');
     ``embedding_key``: cached window embeddings to use (source 'embedding').
 
-    The range's activations are read once. Everything from there to the random negatives is per latent, so
-    the range is cut into ``threads`` sub-ranges sampled in parallel (their DuckDB queries on their own
-    cursors) and concatenated in latent order: the same rows as one pass (tested). The selection cap and
-    the neighbour / embedding negatives work on the whole range."""
+    Memory is bounded by ``chunk_activations``, not by the corpus: with random negatives (the default) every
+    rule is per latent but the selection cap, which counts eligible latents in id order, so the range is built
+    in consecutive chunks of latents holding at most that many activations each (one latent at least) and
+    the chunks' rows concatenated: the same rows as one pass (tested). Neighbour and embedding negatives
+    look across the whole range, which is then read at once."""
+    if cfg.non_activating_source != "random":
+        return _build(con, cfg, ctx_len, max_per_range, layer, first, last, corpus_fp, w_dec, embedding_key,
+                      threads)
+    parts, eligible = [], 0
+    for a, b in latent_chunks(activation_counts(con, layer, first, last), first, chunk_activations):
+        part = _build(con, cfg, ctx_len, max_per_range, layer, a, b, corpus_fp, None, None, threads, eligible)
+        eligible += sum(s in ("selected", "not_selected") for s in part.selection["status"].to_pylist())
+        parts.append(part)
+    return Built(pa.concat_tables([p.examples for p in parts]), pa.concat_tables([p.selection for p in parts]),
+                 _neighbours_empty())
+
+
+def latent_chunks(counts: np.ndarray, first: int, budget: int) -> list[tuple[int, int]]:
+    """Consecutive (first, last) latent ranges covering ``counts`` (activations per latent from ``first``),
+    each holding at most ``budget`` activations unless one latent alone holds more."""
+    out, start, held = [], 0, 0
+    for i, n in enumerate(counts.tolist()):
+        if n and held and held + n > budget:
+            out.append((first + start, first + i - 1))
+            start, held = i, 0
+        held += n
+    out.append((first + start, first + len(counts) - 1))
+    return out
+
+
+def _build(con, cfg: SamplerConfig, ctx_len: int, max_per_range: int | None, layer: str, first: int, last: int,
+           corpus_fp: str, w_dec: torch.Tensor | None, embedding_key: str | None, threads: int,
+           eligible_before: int = 0) -> Built:
+    """The rows of latents first..last, read at once; ``eligible_before``: eligible latents of the partition
+    below ``first`` (the selection cap counts them)."""
     source, w = cfg.non_activating_source, cfg.example_ctx_len
     if source == "neighbours" and cfg.neighbour_type == "decoder" and w_dec is None:
         raise ValueError("neighbour_type 'decoder' needs the decoder rows (w_dec) of the range")
@@ -65,7 +100,7 @@ def build_examples(con, cfg: SamplerConfig, ctx_len: int, max_per_range: int | N
         with ThreadPoolExecutor(len(subs)) as pool:
             found = list(pool.map(lambda i, j: units_of(acts.part(i, j), cfg), cuts[:-1], cuts[1:]))
             lat, row, win, max_act, peak = (np.concatenate(c) for c in zip(*found))
-            latents, n_windows, status = selection_of(lat, cfg, first, last, max_per_range)  # the cap: range-wide
+            latents, n_windows, status = selection_of(lat, cfg, first, last, max_per_range, eligible_before)
             selected = latents[status == "selected"]
             parts = list(pool.map(lambda cur, sub, units: _sample(
                 cur, cfg, ctx_len, sub[0], units, selected[(selected >= sub[0]) & (selected <= sub[1])], n_rows, nw,

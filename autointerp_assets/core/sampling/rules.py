@@ -66,6 +66,16 @@ class Acts:
         return (self.latent.astype(np.int64) << 32) | (self.row_id.astype(np.int64) * self.ctx_len + self.pos)
 
 
+def activation_counts(con, layer: str, first: int, last: int) -> np.ndarray:
+    """Published activations per latent of (layer, first..last), in latent order (one aggregate per cache)."""
+    counts = np.zeros(last - first + 1, dtype=np.int64)
+    parts = con.execute(queries.RANGE_ACTIVATION_PARTITIONS, [first, last, layer, last, first]).fetchall()
+    for cache_fp, _, lo, hi in parts:
+        got = con.execute(queries.CACHE_RANGE_COUNTS, [cache_fp, layer, lo, hi]).fetchnumpy()
+        np.add.at(counts, np.asarray(got["latent"], dtype=np.int64) - first, np.asarray(got["n"], dtype=np.int64))
+    return counts
+
+
 def read_activations(con, layer: str, first: int, last: int, ctx_len: int) -> Acts:
     """The published activations of (layer, first..last), read in the cache's compact columns (the
     ``activations`` view's rows without its float16 decode in SQL, which costs more than the rest here).
@@ -184,16 +194,16 @@ def units_of(acts: Acts, cfg: SamplerConfig) -> tuple[np.ndarray, ...]:
 
 
 def selection_of(unit_latent: np.ndarray, cfg: SamplerConfig, first: int, last: int,
-                 max_per_range: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 max_per_range: int | None, eligible_before: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(latents first..last, activating windows, status) with status dead / too_rare / not_selected / selected
-    (the cap keeps the lowest latent ids among the eligible)."""
+    (the cap keeps the lowest latent ids among the eligible; ``eligible_before`` are below ``first``)."""
     latents = np.arange(first, last + 1, dtype=np.int64)
     n_windows = np.bincount(unit_latent - first, minlength=len(latents)).astype(np.int64)
     status = status_of(n_windows, cfg.min_examples)  # the rule latent_stats uses (core.windows)
     eligible = status == ALIVE
     status[eligible] = "selected"
     if max_per_range:
-        status[eligible & (np.cumsum(eligible) > max_per_range)] = "not_selected"
+        status[eligible & (np.cumsum(eligible) + eligible_before > max_per_range)] = "not_selected"
     return latents, n_windows, status
 
 

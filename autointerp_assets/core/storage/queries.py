@@ -873,6 +873,11 @@ CACHE_RANGE_ROWS = """
     BETWEEN ? AND ?
 """
 
+CACHE_RANGE_COUNTS = """
+    SELECT latent, count(*) AS n FROM activation_cache WHERE cache_fp = ? AND layer = ? AND latent BETWEEN ? AND ?
+    GROUP BY latent
+"""
+
 CORPUS_ROW_LENGTHS = """
     SELECT len(token_ids) AS n FROM tokens WHERE corpus_fp = ? ORDER BY row_id
 """
