@@ -1,15 +1,19 @@
-"""Cost as the work grows (not a test): one 4,608-latent range of both offline hookpoints at several corpus
-sizes, each stage in its own process, wall seconds and peak RSS (ru_maxrss of that process) per stage.
+"""Cost as the work grows (not a test): one 4,608-latent range of two hookpoints at several corpus sizes, each
+stage in its own process, wall seconds and peak RSS (ru_maxrss of that process) per stage.
 
 The corpus is a plain-text file of ``--mb`` MB (cpython's English, paragraphs separated by blank lines,
 repeated); the sparse coders are random sparsify TopK SAEs of the offline default's shape (8 x 576 latents,
-k = 32: as many non-zeros per token as trained ones, so the same bytes to cache, publish and sample). Stages:
+k = 32: as many non-zeros per token as trained ones, so the same bytes to cache, publish and sample). The
+hookpoints default to ``layers.1`` and ``layers.2`` (d_in 576 like every SmolLM2 layer): the forward pass stops
+at the deepest hook, and on this 2-core CPU the offline default's ``layers.15`` caches ~900 tokens/s (4 M
+tokens: 75 min) where two early layers leave the SAE encodes and the storage as most of the work. Stages:
 ``corpus`` (the file read, tokenized, packed and stored), ``cache`` (the forward pass + encodes for both
 hookpoints), ``publish`` (both partitions' activations), ``latent_stats`` and ``examples`` (both
 partitions). Printed per corpus size: seconds and peak RSS per stage, then per stage the ratio of the largest
 to the smallest size (tokens, seconds, RSS): time should follow the tokens, memory after caching should not.
 
     .venv/bin/python benchmarks/scaling.py [--tokens 262144 1048576 4194304] [--mb 30] [--keep DIR]
+        [--hookpoints layers.1 layers.2]
 """
 
 from __future__ import annotations
@@ -32,24 +36,24 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from corpus_memory import make_corpus  # noqa: E402
 from machine import describe, load, verdict  # noqa: E402
 
-HOOKS = ["layers.6", "layers.15"]
+HOOKS = ["layers.1", "layers.2"]
 LATENTS = 4608
 STAGES = ["corpus", "cache", "publish", "latent_stats", "examples"]
 
 
-def random_saes(d: Path) -> None:
+def random_saes(d: Path, hooks: list[str]) -> None:
     """Random sparsify TopK SAEs (576 -> 4,608, k = 32) for both hookpoints."""
     import torch
     from sparsify import SparseCoder, SparseCoderConfig
 
     torch.manual_seed(0)
-    for h in HOOKS:
+    for h in hooks:
         SparseCoder(576, SparseCoderConfig(expansion_factor=8, k=32)).save_to_disk(d / h)
 
 
-def project(d: Path, corpus: Path, saes: Path, tokens: int) -> Path:
+def project(d: Path, corpus: Path, saes: Path, tokens: int, hooks: list[str]) -> Path:
     base = yaml.safe_load((ROOT / "data" / "project.yaml").read_text())
-    base.update({"database": str(d / "scaling.duckdb"), "workdir": str(ROOT / "data"), "hookpoints": HOOKS,
+    base.update({"database": str(d / "scaling.duckdb"), "workdir": str(ROOT / "data"), "hookpoints": hooks,
                  "latents": {"start": 0, "stop": LATENTS, "range_size": LATENTS, "max_per_range": None}})
     base["corpus"] = {**base["corpus"], "source": str(corpus), "n_tokens": tokens}
     base["sae"] = {**base["sae"], "source": str(saes), "format": "sparsify"}
@@ -65,6 +69,7 @@ def child(stage: str, config: str) -> dict:
     from autointerp_assets.core.stages.context import Context
 
     ctx = Context.of(load_config(config), lambda m: None)
+    hooks = list(ctx.cfg.hookpoints)
     t0 = time.perf_counter()
     out: dict = {}
     if stage == "corpus":
@@ -75,7 +80,7 @@ def child(stage: str, config: str) -> dict:
     else:
         cfp = stages.ensure_cache(ctx)[0]  # complete: reused at once
         t0 = time.perf_counter()
-        for h in HOOKS:
+        for h in hooks:
             if stage == "publish":
                 out[h] = stages.publish_activations(ctx, cfp, h, 0, LATENTS - 1)
             elif stage == "latent_stats":
@@ -104,6 +109,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, nargs="+", default=[262_144, 1_048_576, 4_194_304])
     ap.add_argument("--mb", type=int, default=30)
     ap.add_argument("--keep", help="a directory to keep the warehouses in (default: a temporary one)")
+    ap.add_argument("--hookpoints", nargs="+", default=HOOKS)
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -114,14 +120,14 @@ def main() -> None:
         root.mkdir(parents=True, exist_ok=True)
         corpus, saes = root / "corpus.txt", root / "saes"
         make_corpus(corpus, a.mb)
-        random_saes(saes)
-        print(f"{describe()}; corpus {corpus.stat().st_size / 2**20:.1f} MB plain text; {HOOKS}, one "
+        random_saes(saes, a.hookpoints)
+        print(f"{describe()}; corpus {corpus.stat().st_size / 2**20:.1f} MB plain text; {a.hookpoints}, one "
               f"{LATENTS:,}-latent range; random TopK SAEs (k 32)")
         before, res = load(), {}
         for n in a.tokens:
             d = root / f"tokens-{n}"
             d.mkdir(parents=True, exist_ok=True)
-            cfg = project(d, corpus, saes, n)
+            cfg = project(d, corpus, saes, n, a.hookpoints)
             res[n] = {}
             for stage in STAGES:
                 r = res[n][stage] = run_stage(stage, cfg)
