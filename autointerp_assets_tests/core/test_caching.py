@@ -191,6 +191,11 @@ def test_activations_view_decodes_the_compact_cache_and_latent_stats_reads_it(tm
     assert stats[1][:4] == (1, 1, 1, pytest.approx(0.3, abs=1e-3)) and stats[1][5] == [0] * 15 + [1]
     assert [s[6] for s in stats] == ["too_rare", "too_rare", "dead", "dead"] and stats[2][5] is None
     assert out["dead"] == [2, 3] and out["too_rare"] == [0, 1]
+    # in chunks of one firing latent each (0, then 1-3): the same rows, activations_fp of the dead ones included
+    every = "SELECT * FROM latent_stats ORDER BY latent"
+    whole = ctx.wh.query(every)
+    assert stages.run_latent_stats(ctx, "layers.1", 0, 3, chunk_activations=1) == out
+    assert ctx.wh.query(every).equals(whole) and set(whole["activations_fp"]) == {"activations-x"}
 
 
 def test_a_database_from_before_the_compact_cache_is_migrated(tmp_path):

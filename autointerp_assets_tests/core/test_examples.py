@@ -161,8 +161,7 @@ def test_a_range_sampled_in_sub_ranges_on_threads_gives_the_rows_of_one_pass(wh,
 def test_a_range_built_in_bounded_chunks_gives_the_rows_of_one_pass(wh, cfg):
     # chunks of at most 30 activations: latent 0 (80) alone, 1 + 2 (3 + 60) split, 3 (88) alone; the cap (2)
     # counts eligible latents across chunks: 0 and 2 selected, 3 not
-    from autointerp_assets.core.sampling.builder import latent_chunks
-    from autointerp_assets.core.sampling.rules import activation_counts
+    from autointerp_assets.core.latent_chunks import activation_counts, latent_chunks
 
     acts = (strong_latent(0, rows=range(20)) + [(1, r, 2, 1.0) for r in range(3)] + strong_latent(2, rows=range(3, 18))
             + strong_latent(3, rows=range(8, 30)))

@@ -20,10 +20,10 @@ import pyarrow as pa
 import torch
 
 from ..config import SamplerConfig
+from ..latent_chunks import CHUNK_ACTIVATIONS, chunks_of
 from ..storage import queries
 from . import embeddings, neighbours
-from .rules import (SPLITS, Units, activation_counts, merge_negatives, random_negatives, rank_units,
-                    read_activations, row_lengths,
+from .rules import (SPLITS, Units, merge_negatives, random_negatives, rank_units, read_activations, row_lengths,
                     selection_of, spread, start_of, test_pool, train_of, units_of, window_lengths, windows_per_row)
 
 
@@ -34,8 +34,6 @@ class Built:
     neighbours: pa.Table  # latent, neighbour, similarity, rank (empty unless the negatives need them)
 
 
-# activations read at once at most (about 10 bytes each in memory, a few times that while sorted and reduced)
-CHUNK_ACTIVATIONS = 8_000_000
 # sub-ranges sampled at once (numpy and DuckDB release the GIL); the cores this process may use, at most 4
 THREADS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
@@ -56,25 +54,12 @@ def build_examples(con, cfg: SamplerConfig, ctx_len: int, max_per_range: int | N
         return _build(con, cfg, ctx_len, max_per_range, layer, first, last, corpus_fp, w_dec, embedding_key,
                       threads)
     parts, eligible = [], 0
-    for a, b in latent_chunks(activation_counts(con, layer, first, last), first, chunk_activations):
+    for a, b in chunks_of(con, layer, first, last, chunk_activations):
         part = _build(con, cfg, ctx_len, max_per_range, layer, a, b, corpus_fp, None, None, threads, eligible)
         eligible += sum(s in ("selected", "not_selected") for s in part.selection["status"].to_pylist())
         parts.append(part)
     return Built(pa.concat_tables([p.examples for p in parts]), pa.concat_tables([p.selection for p in parts]),
                  _neighbours_empty())
-
-
-def latent_chunks(counts: np.ndarray, first: int, budget: int) -> list[tuple[int, int]]:
-    """Consecutive (first, last) latent ranges covering ``counts`` (activations per latent from ``first``),
-    each holding at most ``budget`` activations unless one latent alone holds more."""
-    out, start, held = [], 0, 0
-    for i, n in enumerate(counts.tolist()):
-        if n and held and held + n > budget:
-            out.append((first + start, first + i - 1))
-            start, held = i, 0
-        held += n
-    out.append((first + start, first + len(counts) - 1))
-    return out
 
 
 def _build(con, cfg: SamplerConfig, ctx_len: int, max_per_range: int | None, layer: str, first: int, last: int,

@@ -66,16 +66,6 @@ class Acts:
         return (self.latent.astype(np.int64) << 32) | (self.row_id.astype(np.int64) * self.ctx_len + self.pos)
 
 
-def activation_counts(con, layer: str, first: int, last: int) -> np.ndarray:
-    """Published activations per latent of (layer, first..last), in latent order (one aggregate per cache)."""
-    counts = np.zeros(last - first + 1, dtype=np.int64)
-    parts = con.execute(queries.RANGE_ACTIVATION_PARTITIONS, [first, last, layer, last, first]).fetchall()
-    for cache_fp, _, lo, hi in parts:
-        got = con.execute(queries.CACHE_RANGE_COUNTS, [cache_fp, layer, lo, hi]).fetchnumpy()
-        np.add.at(counts, np.asarray(got["latent"], dtype=np.int64) - first, np.asarray(got["n"], dtype=np.int64))
-    return counts
-
-
 def read_activations(con, layer: str, first: int, last: int, ctx_len: int) -> Acts:
     """The published activations of (layer, first..last), read in the cache's compact columns (the
     ``activations`` view's rows without its float16 decode in SQL, which costs more than the rest here).

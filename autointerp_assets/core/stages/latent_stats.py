@@ -3,13 +3,15 @@
 Per (layer, latent): firing count (non-zero tokens), activating windows (units as ``core.windows`` defines
 them, the same count latent_selection makes), density (firing tokens / data tokens of the corpus: every
 separator position excluded, see ``core.separators``), max / mean activation, quantile edges (10/25/50/75/90/99 %), and a
-histogram of its activations: ``HIST_BINS`` equal-width bins over (0, max_activation]. Every latent
+histogram of its activations: ``HIST_BINS`` equal-width bins over (0, max_activation], computed in chunks of
+latents of bounded activations (memory does not grow with the corpus). Every latent
 of the range gets a row: ``dead`` (never fires), ``too_rare`` (fewer than sampler.min_examples
 windows) or ``alive`` -- none is dropped silently.
 """
 
 from __future__ import annotations
 
+from ..latent_chunks import CHUNK_ACTIVATIONS, chunks_of
 from ..storage import queries
 from .activations import separators_of
 from .context import Context
@@ -18,14 +20,17 @@ HIST_BINS = 16
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
 
 
-def run_latent_stats(ctx: Context, layer: str, first: int, last: int) -> dict:
+def run_latent_stats(ctx: Context, layer: str, first: int, last: int,
+                     chunk_activations: int = CHUNK_ACTIVATIONS) -> dict:
     cfg = ctx.cfg
     n_tokens = data_tokens(ctx)
     sql = queries.latent_stats(n_tokens, cfg.sampler.example_ctx_len, cfg.sampler.min_examples, cfg.corpus.ctx_len,
                                QUANTILES, HIST_BINS)
     with ctx.wh.write() as con:
         ctx.wh.delete_partition(con, "latent_stats", layer, first, last)
-        con.execute(queries.INSERT_LATENT_STATS.format(select=sql), {"layer": layer, "first": first, "last": last})
+        # in chunks of bounded activations (every statistic is per latent; a chunk holds a latent that fires)
+        for a, b in chunks_of(con, layer, first, last, chunk_activations):
+            con.execute(queries.INSERT_LATENT_STATS.format(select=sql), {"layer": layer, "first": a, "last": b})
         counts = dict(con.execute(queries.RANGE_STATUS_COUNTS, [layer, first, last]).fetchall())
         stats = con.execute(queries.RANGE_LATENT_STATS, [layer, first, last]).fetchall()
     listed = {s: [r[0] for r in stats if r[2] == s] for s in ("dead", "too_rare")}

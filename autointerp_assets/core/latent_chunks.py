@@ -1,0 +1,41 @@
+"""A partition's latents cut into consecutive chunks of bounded activations: the memory bound of the stages
+after caching that read activations (latent_stats, examples). Every statistic and sampling rule they apply
+is per latent, so a chunk at a time gives the rows of one pass, in memory set by the chunk, not the corpus."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .storage import queries
+
+# published activations read at once at most (~10 bytes each in memory, a few times that while sorted)
+CHUNK_ACTIVATIONS = 8_000_000
+
+
+def activation_counts(con, layer: str, first: int, last: int) -> np.ndarray:
+    """Published activations per latent of (layer, first..last), in latent order (one aggregate per cache)."""
+    counts = np.zeros(last - first + 1, dtype=np.int64)
+    parts = con.execute(queries.RANGE_ACTIVATION_PARTITIONS, [first, last, layer, last, first]).fetchall()
+    for cache_fp, _, lo, hi in parts:
+        got = con.execute(queries.CACHE_RANGE_COUNTS, [cache_fp, layer, lo, hi]).fetchnumpy()
+        np.add.at(counts, np.asarray(got["latent"], dtype=np.int64) - first, np.asarray(got["n"], dtype=np.int64))
+    return counts
+
+
+def latent_chunks(counts: np.ndarray, first: int, budget: int = CHUNK_ACTIVATIONS) -> list[tuple[int, int]]:
+    """Consecutive (first, last) latent ranges covering ``counts`` (activations per latent from ``first``),
+    each holding at most ``budget`` activations unless one latent alone holds more. A latent that never fires
+    joins the chunk before it, so every chunk holds a firing latent unless none fires."""
+    out, start, held = [], 0, 0
+    for i, n in enumerate(counts.tolist()):
+        if n and held and held + n > budget:
+            out.append((first + start, first + i - 1))
+            start, held = i, 0
+        held += n
+    out.append((first + start, first + len(counts) - 1))
+    return out
+
+
+def chunks_of(con, layer: str, first: int, last: int, budget: int = CHUNK_ACTIVATIONS) -> list[tuple[int, int]]:
+    """The chunks of (layer, first..last)'s published activations."""
+    return latent_chunks(activation_counts(con, layer, first, last), first, budget)
