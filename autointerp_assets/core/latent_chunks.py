@@ -4,12 +4,15 @@ is per latent, so a chunk at a time gives the rows of one pass, in memory set by
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+
 import numpy as np
 
 from .storage import queries
 
 # published activations read at once at most (~10 bytes each in memory, a few times that while sorted)
-CHUNK_ACTIVATIONS = 8_000_000
+CHUNK_ACTIVATIONS = 2_000_000
 
 
 def activation_counts(con, layer: str, first: int, last: int) -> np.ndarray:
@@ -39,3 +42,20 @@ def latent_chunks(counts: np.ndarray, first: int, budget: int = CHUNK_ACTIVATION
 def chunks_of(con, layer: str, first: int, last: int, budget: int = CHUNK_ACTIVATIONS) -> list[tuple[int, int]]:
     """The chunks of (layer, first..last)'s published activations."""
     return latent_chunks(activation_counts(con, layer, first, last), first, budget)
+
+
+def _malloc_trim():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        return None
+
+
+_TRIM = _malloc_trim()
+
+
+def release_memory() -> None:
+    """Hand the heap pages freed by a chunk back to the OS (glibc keeps them otherwise, and the next chunk's
+    arrays land beside them: measured 1.44 GB -> 1.01 GB peak for one partition's examples at 1 M tokens)."""
+    if _TRIM is not None:
+        _TRIM(0)

@@ -20,7 +20,7 @@ import pyarrow as pa
 import torch
 
 from ..config import SamplerConfig
-from ..latent_chunks import CHUNK_ACTIVATIONS, chunks_of
+from ..latent_chunks import CHUNK_ACTIVATIONS, chunks_of, release_memory
 from ..storage import queries
 from . import embeddings, neighbours
 from .rules import (SPLITS, Units, merge_negatives, random_negatives, rank_units, read_activations, row_lengths,
@@ -58,6 +58,7 @@ def build_examples(con, cfg: SamplerConfig, ctx_len: int, max_per_range: int | N
         part = _build(con, cfg, ctx_len, max_per_range, layer, a, b, corpus_fp, None, None, threads, eligible)
         eligible += sum(s in ("selected", "not_selected") for s in part.selection["status"].to_pylist())
         parts.append(part)
+        release_memory()
     return Built(pa.concat_tables([p.examples for p in parts]), pa.concat_tables([p.selection for p in parts]),
                  _neighbours_empty())
 

@@ -11,7 +11,7 @@ windows) or ``alive`` -- none is dropped silently.
 
 from __future__ import annotations
 
-from ..latent_chunks import CHUNK_ACTIVATIONS, chunks_of
+from ..latent_chunks import CHUNK_ACTIVATIONS, chunks_of, release_memory
 from ..storage import queries
 from .activations import separators_of
 from .context import Context
@@ -31,6 +31,7 @@ def run_latent_stats(ctx: Context, layer: str, first: int, last: int,
         # in chunks of bounded activations (every statistic is per latent; a chunk holds a latent that fires)
         for a, b in chunks_of(con, layer, first, last, chunk_activations):
             con.execute(queries.INSERT_LATENT_STATS.format(select=sql), {"layer": layer, "first": a, "last": b})
+            release_memory()
         counts = dict(con.execute(queries.RANGE_STATUS_COUNTS, [layer, first, last]).fetchall())
         stats = con.execute(queries.RANGE_LATENT_STATS, [layer, first, last]).fetchall()
     listed = {s: [r[0] for r in stats if r[2] == s] for s in ("dead", "too_rare")}
