@@ -74,7 +74,12 @@ class ClassifierPass:
         return out
 
     def admit(self, latents: list[int]) -> list[int]:
-        """The leading ``latents`` that fit the budget, recorded as sent (their requests get call ids)."""
+        """The leading ``latents`` that fit the budget, recorded as sent (their requests get call ids); once the
+        budget refused a latent, every later one is refused too (latents are admitted in order)."""
+        if self.refused:
+            self.latents += latents
+            self.refused += latents
+            return []
         units = [[(b, {"latent": lat, "scorer": k, "fingerprint": self.sfps[k], "batch_index": i})
                   for k in self.todo[lat] for i, b in enumerate(self.batches[(lat, k)])] for lat in latents]
         n, admitted = self.ledger.admit([[(b.request, keys) for b, keys in u] for u in units])
