@@ -33,6 +33,9 @@ def test_scorer_agreement_is_spearman_per_partition_with_ties_and_an_interval(tm
     rows += [("layers.1", "00000-00031", "detection_control", i, 0.5, True) for i in range(30)]  # never paired
     rows += [("layers.2", "00000-00031", "detection", i, float(i), False) for i in range(3)]  # 3 latents: no interval
     rows += [("layers.2", "00000-00031", "fuzzing", i, float(-i), False) for i in range(3)]
+    # a scorer that gives every latent the same value: the correlation is undefined (NULL, not NaN)
+    rows += [("layers.3", "00000-00031", s, i, v, False) for s, vals in (("detection", [0.5] * 5),
+                                                                        ("fuzzing", range(5))) for i, v in enumerate(vals)]
     _scores(wh, rows)
     agree = analyses.agreement(wh, EFP)
     one = agree.filter(agree["layer"] == "layers.1")
@@ -47,6 +50,8 @@ def test_scorer_agreement_is_spearman_per_partition_with_ties_and_an_interval(tm
         assert r["ci_high"] == pytest.approx(np.tanh(np.arctanh(expected) + 1.959964 * se), abs=1e-9)
     two = agree.filter(agree["layer"] == "layers.2").row(0, named=True)
     assert two["spearman"] == pytest.approx(-1.0) and two["ci_low"] is None and two["latents"] == 3
+    flat = agree.filter(agree["layer"] == "layers.3").row(0, named=True)
+    assert flat["latents"] == 5 and flat["spearman"] is None and flat["ci_low"] is None and flat["ci_high"] is None
     mats = analyses.agreement_matrices(agree)
     assert mats[("layers.1", "00000-00031", EFP)][("detection", "fuzzing")] == pytest.approx(
         stats.spearmanr(x, y).statistic)

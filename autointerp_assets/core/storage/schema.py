@@ -676,7 +676,8 @@ VIEWS: dict[str, str] = {
     """,
     # scorer agreement: per partition and explainer, the Spearman rank correlation of the per-latent values of
     # every pair of scorers (real rows, latents scored by both; average ranks for ties) with a 95 % interval
-    # from Fisher's z and the Bonett-Wright standard error sqrt((1 + r^2 / 2) / (n - 3)) (null below 4 latents)
+    # from Fisher's z and the Bonett-Wright standard error sqrt((1 + r^2 / 2) / (n - 3)) (null below 4 latents);
+    # the correlation itself null where one scorer gives every shared latent the same value
     "scorer_agreement": """
         WITH v AS (
             SELECT layer, latent_range, explainer_fp, scorer, latent, value FROM scores
@@ -695,12 +696,14 @@ VIEWS: dict[str, str] = {
                       AS ry
             FROM p),
         c AS (
-            SELECT layer, latent_range, explainer_fp, scorer_a, scorer_b, count(*) AS latents, corr(rx, ry) AS spearman
+            SELECT layer, latent_range, explainer_fp, scorer_a, scorer_b, count(*) AS latents,
+                   -- NULL, not NaN, where a scorer gives every shared latent the same value (undefined)
+                   CASE WHEN NOT isnan(corr(rx, ry)) THEN corr(rx, ry) END AS spearman
             FROM r GROUP BY ALL)
-        SELECT *, CASE WHEN latents >= 4 AND spearman IS NOT NULL AND NOT isnan(spearman) THEN tanh(atanh(
+        SELECT *, CASE WHEN latents >= 4 AND spearman IS NOT NULL THEN tanh(atanh(
                       least(greatest(spearman, -0.999999), 0.999999)) - 1.959964 * sqrt((1 + spearman ^ 2 / 2)
                       / (latents - 3))) END AS ci_low,
-                  CASE WHEN latents >= 4 AND spearman IS NOT NULL AND NOT isnan(spearman) THEN tanh(atanh(
+                  CASE WHEN latents >= 4 AND spearman IS NOT NULL THEN tanh(atanh(
                       least(greatest(spearman, -0.999999), 0.999999)) + 1.959964 * sqrt((1 + spearman ^ 2 / 2)
                       / (latents - 3))) END AS ci_high
         FROM c
