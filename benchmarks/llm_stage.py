@@ -73,7 +73,8 @@ def throughput(n_latents: int, latency_s: float, capacity: int, pipelined: bool 
     try:
         sat = asyncio.run(saturate(url, capacity * 20, capacity * 2))
         tmp = Path(tempfile.mkdtemp(prefix="llm-bench-"))
-        llm = {"engine": "openai", "model": "smollm2", "base_url": url, "max_concurrency": in_flight or LLMConfig().max_concurrency,
+        llm = {"engine": "openai", "model": "smollm2", "base_url": url,
+               "max_concurrency": in_flight or LLMConfig().max_concurrency,
                "api_key_env": "AUTOINTERP_BENCH_UNSET_KEY"}
         cfg = parse_config({"database": str(tmp / "bench.duckdb"), "workdir": str(ROOT / "data"),
                             "hookpoints": ["layers.1"], "latents": {"start": 0, "stop": 1024, "range_size": 1024},

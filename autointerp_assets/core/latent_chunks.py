@@ -11,7 +11,8 @@ import numpy as np
 
 from .storage import queries
 
-# published activations read at once at most (~10 bytes each in memory, a few times that while sorted)
+# published activations read at once at most (measured, one partition's examples at 1 M tokens: 8 M -> 1.58 GB
+# peak RSS, 2 M -> 0.89 GB, the same seconds)
 CHUNK_ACTIVATIONS = 2_000_000
 
 
@@ -40,7 +41,10 @@ def latent_chunks(counts: np.ndarray, first: int, budget: int = CHUNK_ACTIVATION
 
 
 def chunks_of(con, layer: str, first: int, last: int, budget: int = CHUNK_ACTIVATIONS) -> list[tuple[int, int]]:
-    """The chunks of (layer, first..last)'s published activations."""
+    """The chunks of (layer, first..last)'s published activations: the whole range, without counting, when the
+    partitions it overlaps hold no more than ``budget`` in all (their recorded totals)."""
+    if con.execute(queries.RANGE_PUBLISHED_NONZERO, [layer, last, first]).fetchone()[0] <= budget:
+        return [(first, last)]
     return latent_chunks(activation_counts(con, layer, first, last), first, budget)
 
 

@@ -34,8 +34,8 @@ def test_scorer_agreement_is_spearman_per_partition_with_ties_and_an_interval(tm
     rows += [("layers.2", "00000-00031", "detection", i, float(i), False) for i in range(3)]  # 3 latents: no interval
     rows += [("layers.2", "00000-00031", "fuzzing", i, float(-i), False) for i in range(3)]
     # a scorer that gives every latent the same value: the correlation is undefined (NULL, not NaN)
-    rows += [("layers.3", "00000-00031", s, i, v, False) for s, vals in (("detection", [0.5] * 5),
-                                                                        ("fuzzing", range(5))) for i, v in enumerate(vals)]
+    flat = (("detection", [0.5] * 5), ("fuzzing", range(5)))
+    rows += [("layers.3", "00000-00031", s, i, v, False) for s, vals in flat for i, v in enumerate(vals)]
     _scores(wh, rows)
     agree = analyses.agreement(wh, EFP)
     one = agree.filter(agree["layer"] == "layers.1")

@@ -34,8 +34,8 @@ def _ctx(root, name: str, url: str) -> Context:
            "api_key_env": "AUTOINTERP_UNSET_KEY"}
     cfg = parse_config({"database": str(root / f"{name}.duckdb"), "workdir": str(ROOT / "data"),
                         "hookpoints": [LAYER], "latents": {"start": 0, "stop": 1024, "range_size": 1024},
-                        "sampler": {"example_ctx_len": 16, "min_examples": 11, "n_train": 6, "n_test": 5, "n_quantiles": 5,
-                                    "n_non_activating": 5},
+                        "sampler": {"example_ctx_len": 16, "min_examples": 11, "n_train": 6, "n_test": 5,
+                                    "n_quantiles": 5, "n_non_activating": 5},
                         "explainer": {"llm": llm}, "scorer": {"scorers": ["detection", "fuzzing"]}})
     ctx = Context.of(cfg)
     write_partition(ctx.wh, LAYER, list(range(N)), n_train=6, n_test=5, n_non_activating=5)

@@ -7,9 +7,10 @@ request (its type-driven request transform alone is milliseconds). Errors carry 
 (:mod:`.server_errors`). We retry timeouts, dropped connections, 429, 5xx and malformed bodies ourselves with
 exponential backoff and full jitter, honouring ``Retry-After`` (seconds). Other 4xx are not retried. A *fatal*
 error (refused connection, 401 / 403, 404: see :mod:`.server_errors`) stops the whole ``generate`` call and
-every later or overlapping call in its event loop: requests not yet sent come back unsent (``attempts=0``) with the same one-line
-error and ``fatal=True``. At most ``max_concurrency`` requests are in flight per event loop, however many ``generate`` calls overlap
-(``concurrent``: a stage may send a latent's next requests while other latents' are in flight). The API key
+every later or overlapping call in its event loop: requests not yet sent come back unsent (``attempts=0``)
+with the same one-line error and ``fatal=True``. At most ``max_concurrency`` requests are in flight per event
+loop, however many ``generate`` calls overlap (``concurrent``: a stage may send a latent's next requests while
+other latents' are in flight). The API key
 is read from the environment only and never logged, returned or stored; a key written into ``base_url`` is
 redacted from the identity and from every error.
 

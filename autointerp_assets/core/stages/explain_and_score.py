@@ -3,12 +3,12 @@
 
 A latent's yes/no scoring requests (detection, fuzzing) go out as soon as its explanation lands, while other
 latents' explanations and scores are in flight: no barrier between the two stages, so the server stays busy
-to the end. Warehouse work stays off the request path: the explanations are planned and admitted before the
-loop; the scoring pass's set-up (examples, done pairs) is read in a worker thread while the first
-explanations are in flight; each wave of landed explanations is admitted to the ledger in a worker thread
-(the next wave collects meanwhile) while other requests keep going. After the loop the two stages' rows are
-merged as when they run one after the other -- the explanations with their ledger rows, then the scores with
-theirs -- so both stages' outcomes (rows, failures, budget stops) are those of the sequential stages.
+to the end. Explanation prompts are built (the tokenizer fits each to the context) and admitted to the ledger
+in waves of 4, 8, 16, then 32 latents while earlier ones are in flight. Warehouse work stays off the event loop,
+on one worker thread: the ledger's write-ahead rows of each wave (of explanations, and of landed explanations'
+scoring), the scoring pass's set-up (after the first wave is out), and the explanations' commit (when the last
+has landed, while scoring goes on). The scores are committed last, so both stages' rows, ledger, failures and
+budget stops are those of the two stages run one after the other (tested).
 """
 
 from __future__ import annotations

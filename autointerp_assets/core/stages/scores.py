@@ -22,15 +22,14 @@ from .scorers import run_scorers
 
 
 def run_scores(ctx: Context, client, layer: str, first: int, last: int, explainer_fp: str | None = None,
-               force: bool = False, intervention: bool = True, classifiers: dict | None = None) -> dict:
+               force: bool = False, intervention: bool = True) -> dict:
     """Score the partition with every configured scorer; the result of pass 2 (per-scorer summary, controls,
     sensitivity, flags, seconds, ledger totals) with pass 3's folded in and pass 1's under ``classifiers``.
     ``explainer_fp``: score another explainer's stored explanations (default: the configured explainer's);
     ``force``: re-send every pair, not only those without a done score; ``intervention``: run pass 3 when
-    ``scoring.scorers`` names it; ``classifiers``: pass 1's result when it already ran (pipelined with the
-    explanations: :mod:`.explain_and_score`)."""
-    first_pass = classifiers or run_classifier_scores(ctx, client, layer, first, last, explainer_fp=explainer_fp,
-                                                      force=force)
+    ``scoring.scorers`` names it. Pass 1 sends only what is missing: nothing when the explanations step already
+    scored each latent as its explanation landed (:mod:`.explain_and_score`)."""
+    first_pass = run_classifier_scores(ctx, client, layer, first, last, explainer_fp=explainer_fp, force=force)
     out = run_scorers(ctx, client, layer, first, last, explainer_fp=explainer_fp, force=force)
     if intervention and "intervention" in ctx.cfg.scoring.scorers:  # steered vs clean (docs/intervention.md)
         _fold_intervention(out, run_intervention_scores(ctx, client, layer, first, last, explainer_fp=explainer_fp,

@@ -873,6 +873,11 @@ CACHE_RANGE_ROWS = """
     BETWEEN ? AND ?
 """
 
+RANGE_PUBLISHED_NONZERO = """
+    SELECT coalesce(sum(n_nonzero), 0) FROM activation_partitions WHERE layer = ? AND first_latent <= ? AND
+    last_latent >= ?
+"""
+
 CACHE_RANGE_COUNTS = """
     SELECT latent, count(*) AS n FROM activation_cache WHERE cache_fp = ? AND layer = ? AND latent BETWEEN ? AND ?
     GROUP BY latent
