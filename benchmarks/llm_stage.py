@@ -6,7 +6,11 @@ then scored); (2) prompt tokens per scored latent at the paper's settings (50 ac
 examples, 5 per prompt, 32-token windows), counted with the SmolLM2 chat template on real windows of
 `make run`'s DuckDB (data/autointerp.duckdb).
 
-    .venv/bin/python benchmarks/llm_stage.py [--latents 16] [--latency-s 0.25] [--capacity 16]
+    .venv/bin/python benchmarks/llm_stage.py [--latents 64] [--latency-s 0.2] [--capacity 32] [--sequential]
+        [--in-flight N]
+
+The defaults are issue 19's setting (a server of 32 slots at 0.2 s, the project's default client) on a
+partition of 64 latents; a default latent range holds up to 1,024.
 """
 
 from __future__ import annotations
@@ -168,9 +172,9 @@ def tokens_per_latent(n_latents: int) -> dict:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--latents", type=int, default=16)
-    ap.add_argument("--latency-s", type=float, default=0.25)
-    ap.add_argument("--capacity", type=int, default=16)
+    ap.add_argument("--latents", type=int, default=64)
+    ap.add_argument("--latency-s", type=float, default=0.2)
+    ap.add_argument("--capacity", type=int, default=32)
     ap.add_argument("--token-latents", type=int, default=20)
     ap.add_argument("--sequential", action="store_true", help="explain every latent, then score (the stages apart)")
     ap.add_argument("--in-flight", type=int, default=None, help="the client's max_concurrency (default: the project's)")
