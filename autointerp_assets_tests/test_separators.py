@@ -14,9 +14,11 @@ import random
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from autointerp_assets.core import stages
 from autointerp_assets.core.config import ConfigError, load_config, parse_config
+from autointerp_assets.core.latent_chunks import chunks_of
 from autointerp_assets.core.scoring import heuristics
 from autointerp_assets.core.separators import sql_list
 from autointerp_assets.core.stages import activations as activations_stage
@@ -98,11 +100,19 @@ def test_flags_never_name_a_separator_as_top_token(built):
     seps = activations_stage.separators_of(built)
     with built.wh.read() as con:
         f = heuristics.compute_flags(
-            con, "SELECT latent, row_id, pos, value FROM activations WHERE layer = ?",
-            "SELECT row_id, token_ids FROM tokens WHERE corpus_fp = ?", ["layers.1", built.corpus_fp()],
+            con, "SELECT a.latent, a.row_id, a.pos, a.value, t.token_ids[a.pos + 1] AS tok FROM activations a "
+                 "JOIN tokens t ON t.row_id = a.row_id AND t.corpus_fp = ? WHERE a.layer = ?",
+            "SELECT row_id, token_ids FROM tokens WHERE corpus_fp = ?", [built.corpus_fp(), "layers.1",
+                                                                           built.corpus_fp()],
             seps, built.cfg.scoring)
+        last = int(f["latent"].max())
+        # the stage's way: in chunks of latents of bounded activations, token ids gathered in numpy
+        chunked = heuristics.range_flags(con, "layers.1", 0, last, built.corpus_fp(), seps, built.cfg.scoring,
+                                         chunk_activations=500)
+        assert len(chunks_of(con, "layers.1", 0, last, 500)) > 3
     assert f.height > 20 and not f["top_token"].is_in(list(seps)).any()
     assert ((f["position_u"] >= 0) & (f["position_u"] <= 1)).all()
+    assert_frame_equal(chunked, f, check_exact=False, rtol=1e-9)
 
 
 def test_a_row_length_that_leaves_an_unsampleable_tail_is_refused_with_the_fix():

@@ -8,9 +8,10 @@ hookpoints default to ``layers.1`` and ``layers.2`` (d_in 576 like every SmolLM2
 at the deepest hook, and on this 2-core CPU the offline default's ``layers.15`` caches ~900 tokens/s (4 M
 tokens: 75 min) where two early layers leave the SAE encodes and the storage as most of the work. Stages:
 ``corpus`` (the file read, tokenized, packed and stored), ``cache`` (the forward pass + encodes for both
-hookpoints), ``publish`` (both partitions' activations), ``latent_stats`` and ``examples`` (both
-partitions). Printed per corpus size: seconds and peak RSS per stage, then per stage the ratio of the largest
-to the smallest size (tokens, seconds, RSS): time should follow the tokens, memory after caching should not.
+hookpoints), ``publish`` (both partitions' activations), ``latent_stats``, ``examples`` and ``flags`` (the
+scores stage's heuristic flags; both partitions). Printed per corpus size: seconds and peak RSS per stage,
+then per stage the ratio of the largest to the smallest size (tokens, seconds, RSS): time should follow the
+tokens, memory after caching should not.
 
     .venv/bin/python benchmarks/scaling.py [--tokens 262144 1048576 4194304] [--mb 30] [--keep DIR]
         [--hookpoints layers.1 layers.2]
@@ -38,7 +39,7 @@ from machine import describe, load, verdict  # noqa: E402
 
 HOOKS = ["layers.1", "layers.2"]
 LATENTS = 4608
-STAGES = ["corpus", "cache", "publish", "latent_stats", "examples"]
+STAGES = ["corpus", "cache", "publish", "latent_stats", "examples", "flags"]
 
 
 def random_saes(d: Path, hooks: list[str]) -> None:
@@ -66,6 +67,8 @@ def child(stage: str, config: str) -> dict:
     """One stage in this process (the parent reads its peak RSS)."""
     from autointerp_assets.core import stages
     from autointerp_assets.core.config import load_config
+    from autointerp_assets.core.scoring import heuristics
+    from autointerp_assets.core.stages.activations import separators_of
     from autointerp_assets.core.stages.context import Context
 
     ctx = Context.of(load_config(config), lambda m: None)
@@ -85,8 +88,13 @@ def child(stage: str, config: str) -> dict:
                 out[h] = stages.publish_activations(ctx, cfp, h, 0, LATENTS - 1)
             elif stage == "latent_stats":
                 out[h] = stages.run_latent_stats(ctx, h, 0, LATENTS - 1)["status_counts"]
-            else:
+            elif stage == "examples":
                 out[h] = stages.run_examples(ctx, h, 0, LATENTS - 1)["examples"]
+            else:  # the scores stage's heuristic flags
+                with ctx.wh.read() as con:
+                    flags = heuristics.range_flags(con, h, 0, LATENTS - 1, ctx.corpus_fp(), separators_of(ctx),
+                                                   ctx.cfg.scoring)
+                out[h] = {f: int(flags[f].sum()) for f in heuristics.FLAGS}
     return {"seconds": time.perf_counter() - t0, "out": out}
 
 

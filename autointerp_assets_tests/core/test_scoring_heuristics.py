@@ -17,7 +17,9 @@ def _flags(acts: list[tuple[int, int, int, float]], tokens: np.ndarray, separato
     con.executemany("INSERT INTO acts VALUES (?, ?, ?, ?)", acts)
     con.execute("CREATE TABLE toks (row_id INTEGER, token_ids INTEGER[])")
     con.executemany("INSERT INTO toks VALUES (?, ?)", [(r, tokens[r].tolist()) for r in range(ROWS)])
-    f = heuristics.compute_flags(con, "SELECT * FROM acts", "SELECT * FROM toks", [], separators, ScoringConfig())
+    f = heuristics.compute_flags(
+        con, "SELECT a.*, t.token_ids[a.pos + 1] AS tok FROM acts a JOIN toks t USING (row_id)",
+        "SELECT * FROM toks", [], separators, ScoringConfig())
     return {r["latent"]: r for r in f.iter_rows(named=True)}
 
 

@@ -20,11 +20,12 @@ import pyarrow as pa
 import torch
 
 from ..config import SamplerConfig
-from ..latent_chunks import CHUNK_ACTIVATIONS, chunks_of, release_memory
+from ..latent_chunks import CHUNK_ACTIVATIONS, chunk_rows
 from ..storage import queries
 from . import embeddings, neighbours
-from .rules import (SPLITS, Units, merge_negatives, random_negatives, rank_units, read_activations, row_lengths,
-                    selection_of, spread, start_of, test_pool, train_of, units_of, window_lengths, windows_per_row)
+from .rules import (SPLITS, Acts, Units, acts_of, merge_negatives, random_negatives, rank_units, read_activations,
+                    row_lengths, selection_of, spread, start_of, test_pool, train_of, units_of, window_lengths,
+                    windows_per_row)
 
 
 @dataclass
@@ -54,20 +55,21 @@ def build_examples(con, cfg: SamplerConfig, ctx_len: int, max_per_range: int | N
         return _build(con, cfg, ctx_len, max_per_range, layer, first, last, corpus_fp, w_dec, embedding_key,
                       threads)
     parts, eligible = [], 0
-    for a, b in chunks_of(con, layer, first, last, chunk_activations):
-        part = _build(con, cfg, ctx_len, max_per_range, layer, a, b, corpus_fp, None, None, threads, eligible)
+    for chunk in chunk_rows(con, layer, first, last, chunk_activations):
+        part = _build(con, cfg, ctx_len, max_per_range, layer, chunk.first, chunk.last, corpus_fp, None, None,
+                      threads, eligible, acts_of(chunk, ctx_len))
+        del chunk
         eligible += sum(s in ("selected", "not_selected") for s in part.selection["status"].to_pylist())
         parts.append(part)
-        release_memory()
     return Built(pa.concat_tables([p.examples for p in parts]), pa.concat_tables([p.selection for p in parts]),
                  _neighbours_empty())
 
 
 def _build(con, cfg: SamplerConfig, ctx_len: int, max_per_range: int | None, layer: str, first: int, last: int,
            corpus_fp: str, w_dec: torch.Tensor | None, embedding_key: str | None, threads: int,
-           eligible_before: int = 0) -> Built:
-    """The rows of latents first..last, read at once; ``eligible_before``: eligible latents of the partition
-    below ``first`` (the selection cap counts them)."""
+           eligible_before: int = 0, acts: Acts | None = None) -> Built:
+    """The rows of latents first..last, read at once (``acts``: their activations, already read);
+    ``eligible_before``: eligible latents of the partition below ``first`` (the selection cap counts them)."""
     source, w = cfg.non_activating_source, cfg.example_ctx_len
     if source == "neighbours" and cfg.neighbour_type == "decoder" and w_dec is None:
         raise ValueError("neighbour_type 'decoder' needs the decoder rows (w_dec) of the range")
@@ -79,7 +81,9 @@ def _build(con, cfg: SamplerConfig, ctx_len: int, max_per_range: int | None, lay
     n_rows = len(row_len)
     bounds = np.linspace(first, last + 1, max(1, min(threads, last - first + 1)) + 1).astype(np.int64)
     subs = [(int(a), int(b) - 1) for a, b in zip(bounds[:-1], bounds[1:])]
-    acts = read_activations(con, layer, first, last, ctx_len)  # one scan; sorted by latent, so cut into views
+    if acts is None:
+        acts = read_activations(con, layer, first, last, ctx_len)
+    # sorted by latent, so cut into views
     cuts = [0, *np.searchsorted(acts.latent, [a for a, _ in subs[1:]]).tolist(), len(acts.latent)]
     cursors = [con.cursor() for _ in subs]  # one connection per sub-range: DuckDB runs their queries at once
     try:

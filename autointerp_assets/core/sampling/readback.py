@@ -67,19 +67,29 @@ def read_windows(con, layer: str, first: int, last: int, splits: Sequence[str]) 
 def _tokens(con, corpus_fp: str, row: np.ndarray, pos: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Token ids at ``pos`` of corpus rows ``row`` (0 where not ``valid``), and whether each row was found: one
     scan of the rows needed."""
-    rows = np.unique(row)
-    table = arrow_table(con.execute(queries.CORPUS_ROWS_OF, [corpus_fp, rows.astype(np.int32)]))
-    ids = table.column("token_ids").combine_chunks()
-    order = np.asarray(table.column("row_id"))  # the order the rows came back in
-    flat = np.asarray(pa.compute.list_flatten(ids), dtype=np.int32)
-    offsets = np.asarray(ids.offsets, dtype=np.int64)
-    at = np.full(int(rows.max()) + 1, -1, dtype=np.int64)
-    at[order] = np.arange(len(order))
+    flat, at = corpus_token_ids(con, corpus_fp, np.unique(row))
     found = at[row] >= 0
     if not len(flat):
         return np.zeros(pos.shape, dtype=np.int32), found
-    idx = offsets[np.maximum(at[row], 0)][:, None] + np.where(valid, pos, 0)
+    idx = np.maximum(at[row], 0)[:, None] + np.where(valid, pos, 0)
     return np.where(valid & found[:, None], flat[np.minimum(idx, len(flat) - 1)], 0), found
+
+
+def corpus_token_ids(con, corpus_fp: str, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The token ids of corpus rows ``rows`` (every row when None), one scan: ``flat`` (int32, rows end to end)
+    and ``at`` (indexed by row_id: where the row starts in ``flat``, -1 for a row not read). The token at
+    (row, pos) is ``flat[at[row] + pos]``."""
+    if rows is None:
+        table = arrow_table(con.execute(queries.CORPUS_ROWS, [corpus_fp]))
+    else:
+        table = arrow_table(con.execute(queries.CORPUS_ROWS_OF, [corpus_fp, rows.astype(np.int32)]))
+    ids = table.column("token_ids").combine_chunks()
+    order = np.asarray(table.column("row_id"), dtype=np.int64)  # the order the rows came back in
+    flat = np.asarray(pa.compute.list_flatten(ids), dtype=np.int32)
+    top = max(int(order.max()) if len(order) else -1, int(rows.max()) if rows is not None and len(rows) else -1)
+    at = np.full(top + 1, -1, dtype=np.int64)
+    at[order] = np.asarray(ids.offsets, dtype=np.int64)[:-1]
+    return flat, at
 
 
 def _activations(con, layer: str, latent: np.ndarray, row: np.ndarray, start: np.ndarray, length: np.ndarray,

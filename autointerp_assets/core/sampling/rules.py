@@ -36,6 +36,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..config import SamplerConfig
+from ..latent_chunks import Chunk, read_chunk
 from ..storage import queries
 from ..windows import ALIVE, status_of, windows_per_row
 
@@ -67,31 +68,21 @@ class Acts:
 
 
 def read_activations(con, layer: str, first: int, last: int, ctx_len: int) -> Acts:
-    """The published activations of (layer, first..last), read in the cache's compact columns (the
-    ``activations`` view's rows without its float16 decode in SQL, which costs more than the rest here).
+    """The published activations of (layer, first..last), read at once (``latent_chunks.read_chunk``: the
+    cache's compact columns, without the ``activations`` view's float16 decode in SQL), as :class:`Acts`."""
+    return acts_of(read_chunk(con, layer, first, last), ctx_len)
 
-    Each published partition is one scan of its cache (no join): rows come back in insertion order, i.e.
-    forward-pass batches in row order, each sorted by (latent, token), so a stable radix sort by latent
-    alone orders them by (latent, token). That is verified, with a full sort as the fallback."""
-    parts = con.execute(queries.RANGE_ACTIVATION_PARTITIONS, [first, last, layer, last, first]).fetchall()
-    chunks = []
-    for cache_fp, p_ctx, lo, hi in parts:
-        a = con.execute(queries.CACHE_RANGE_ROWS, [cache_fp, layer, lo, hi]).fetchnumpy()
-        token = np.asarray(a["token"])
-        if p_ctx != ctx_len:  # positions re-based on the caller's row length
-            token = token.astype(np.int64) // p_ctx * ctx_len + token % p_ctx
-        chunks.append((np.asarray(a["latent"], dtype=np.int32), token, np.asarray(a["value_bits"], dtype=np.uint16)))
-    # int32 throughout when the token index fits (the cache's own column is INTEGER): half the bytes moved
-    t_type = np.int32 if all(c[1].dtype == np.int32 for c in chunks) else np.int64
 
-    def column(i: int, dtype) -> np.ndarray:  # (one partition: no copy)
-        if not chunks:
-            return np.zeros(0, dtype=dtype)
-        return (chunks[0][i] if len(chunks) == 1 else np.concatenate([c[i] for c in chunks])).astype(dtype, copy=False)
-
-    lat, token, val = column(0, np.int32), column(1, t_type), column(2, np.uint16)
-    span = last - first + 1
-    order = np.argsort((lat - first).astype(np.int16 if span <= 32767 else np.int32), kind="stable")
+def acts_of(chunk: Chunk, ctx_len: int) -> Acts:
+    """A chunk's activations sorted by (latent, token), positions on rows of ``ctx_len``. The chunk is in the
+    cache's order: forward-pass batches in row order, each sorted by (latent, token), so a stable radix sort by
+    latent alone orders them. That is verified, with a full sort as the fallback."""
+    lat, row, pos = chunk.latent, chunk.row_id, chunk.pos
+    # int32 throughout when the token index fits: half the bytes moved
+    t_type = np.int32 if (int(row.max()) + 1 if len(row) else 0) * ctx_len < 2**31 else np.int64
+    token = row.astype(t_type) * ctx_len + pos
+    span = chunk.last - chunk.first + 1
+    order = np.argsort((lat - chunk.first).astype(np.int16 if span <= 32767 else np.int32), kind="stable")
     lat, token = lat[order], token[order]
     if len(lat) > 1:  # strictly increasing (latent, token), else not in cache order: sort fully
         same = lat[1:] == lat[:-1]
@@ -99,7 +90,7 @@ def read_activations(con, layer: str, first: int, last: int, ctx_len: int) -> Ac
             o2 = np.argsort((lat.astype(np.int64) << 32) | token)
             order, lat, token = order[o2], lat[o2], token[o2]
     row = token // ctx_len
-    return Acts(lat, row, token - row * ctx_len, val[order], ctx_len)
+    return Acts(lat, row, token - row * ctx_len, chunk.bits[order], ctx_len)
 
 
 def duck_hash(con, seed: int, *cols: np.ndarray) -> np.ndarray:

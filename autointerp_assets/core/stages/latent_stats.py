@@ -11,7 +11,9 @@ windows) or ``alive`` -- none is dropped silently.
 
 from __future__ import annotations
 
-from ..latent_chunks import CHUNK_ACTIVATIONS, chunks_of, release_memory
+import pyarrow as pa
+
+from ..latent_chunks import CHUNK_ACTIVATIONS, Chunk, chunk_rows
 from ..storage import queries
 from .activations import separators_of
 from .context import Context
@@ -25,13 +27,16 @@ def run_latent_stats(ctx: Context, layer: str, first: int, last: int,
     cfg = ctx.cfg
     n_tokens = data_tokens(ctx)
     sql = queries.latent_stats(n_tokens, cfg.sampler.example_ctx_len, cfg.sampler.min_examples, cfg.corpus.ctx_len,
-                               QUANTILES, HIST_BINS)
+                               QUANTILES, HIST_BINS, source="_chunk")
     with ctx.wh.write() as con:
         ctx.wh.delete_partition(con, "latent_stats", layer, first, last)
         # in chunks of bounded activations (every statistic is per latent; a chunk holds a latent that fires)
-        for a, b in chunks_of(con, layer, first, last, chunk_activations):
-            con.execute(queries.INSERT_LATENT_STATS.format(select=sql), {"layer": layer, "first": a, "last": b})
-            release_memory()
+        for chunk in chunk_rows(con, layer, first, last, chunk_activations):
+            con.register("_chunk", _relation(chunk))
+            con.execute(queries.INSERT_LATENT_STATS.format(select=sql),
+                        {"layer": layer, "first": chunk.first, "last": chunk.last})
+            con.unregister("_chunk")
+            del chunk
         counts = dict(con.execute(queries.RANGE_STATUS_COUNTS, [layer, first, last]).fetchall())
         stats = con.execute(queries.RANGE_LATENT_STATS, [layer, first, last]).fetchall()
     listed = {s: [r[0] for r in stats if r[2] == s] for s in ("dead", "too_rare")}
@@ -42,6 +47,13 @@ def run_latent_stats(ctx: Context, layer: str, first: int, last: int,
     return {"status_counts": counts, "densities": [r[1] for r in stats], "dead": listed["dead"],
             "too_rare": listed["too_rare"], "n_tokens": n_tokens, "pooled_histogram": pooled,
             "max_activation": max((r[3] for r in stats if r[3] is not None), default=None)}
+
+
+def _relation(chunk: Chunk) -> pa.Table:
+    """A chunk's rows with the `activations` view's columns (values decoded from their float16 bits)."""
+    fps = pa.array(chunk.activations_fps or [""], pa.string())
+    return pa.table({"latent": chunk.latent, "row_id": chunk.row_id, "pos": chunk.pos, "value": chunk.value,
+                     "activations_fp": pa.DictionaryArray.from_arrays(pa.array(chunk.part), fps)})
 
 
 def data_tokens(ctx: Context) -> int:

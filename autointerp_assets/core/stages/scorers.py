@@ -51,9 +51,7 @@ def _flags(ctx: Context, layer: str, first: int, last: int) -> pl.DataFrame | No
     with ctx.wh.read() as con:
         if not con.execute(queries.CORPUS_ROW_COUNT, [corpus_fp]).fetchone()[0]:
             return None
-        return heuristics.compute_flags(
-            con, queries.RANGE_ACTIVATION_ROWS, queries.CORPUS_ROWS, [layer, first, last, corpus_fp],
-            separators_of(ctx), ctx.cfg.scoring)
+        return heuristics.range_flags(con, layer, first, last, corpus_fp, separators_of(ctx), ctx.cfg.scoring)
 
 
 @dataclass

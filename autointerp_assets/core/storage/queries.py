@@ -372,13 +372,15 @@ FAILED_SCORE_REASONS = """
 # --- core/stages/latent_stats.py ---
 
 def latent_stats(n_tokens: int, window: int, min_examples: int, ctx_len: int, quantiles: tuple[float, ...],
-                 hist_bins: int) -> str:
-    """Table latent_stats's rows of a partition, over the `activations` view; parameters: $layer, $first, $last.
-    ``n_tokens``: the corpus's data tokens; ``window``: the unit of sampling (core.windows)."""
+                 hist_bins: int, source: str = "activations") -> str:
+    """Table latent_stats's rows of latents $first..$last of $layer, over ``source``: the `activations` view or a
+    relation with its columns latent, row_id, pos, value, activations_fp holding (at least) those latents'
+    rows. ``n_tokens``: the corpus's data tokens; ``window``: the unit of sampling (core.windows)."""
     unit = unit_sql("pos", window)
+    layer = "layer = $layer AND " if source == "activations" else ""
     return f"""
-        WITH a AS (SELECT latent, row_id, pos, value, activations_fp FROM activations
-                   WHERE layer = $layer AND latent BETWEEN $first AND $last),
+        WITH a AS (SELECT latent, row_id, pos, value, activations_fp FROM {source}
+                   WHERE {layer}latent BETWEEN $first AND $last),
         per AS (
             SELECT latent, count(*) AS n_firing,
                    count(DISTINCT (row_id, {unit}))
@@ -575,8 +577,12 @@ RANGE_CONTROL_VALUES = """
     status = 'ok' AND control AND value IS NOT NULL
 """
 
-RANGE_ACTIVATION_ROWS = """
-    SELECT latent, row_id, pos, value FROM activations WHERE layer = ? AND latent BETWEEN ? AND ?
+CHUNK_FLAG_ROWS = """
+    SELECT latent, row_id, pos, value, tok FROM _chunk
+"""
+
+DATA_POSITION_ROWS = """
+    SELECT pos, nv FROM _valid
 """
 
 CORPUS_ROWS = """
@@ -681,14 +687,23 @@ def _hb(x: str) -> str:
     return f"(CASE WHEN {x} <= 0 OR {x} >= 1 THEN 0 ELSE -({x} * ln({x}) + (1 - {x}) * ln(1 - {x})) END)"
 
 
-def heuristic_flags(acts_sql: str, tokens_sql: str, separators, cfg) -> str:
-    """The heuristic flag columns per latent of ``acts_sql`` (latent, row_id, pos, value) over the corpus rows of
-    ``tokens_sql`` (row_id, token_ids); ``cfg``: the thresholds (see core.scoring.heuristics)."""
-    seps = sql_list(separators)
+def data_positions(tokens_sql: str, separators) -> str:
+    """(pos, nv): how many rows of ``tokens_sql`` (row_id, token_ids) hold data at each position (not position 0,
+    not a separator token): the denominators of the positional flag."""
+    return f"""
+    WITH t AS (SELECT unnest(token_ids) AS tok, generate_subscripts(token_ids, 1) - 1 AS pos FROM ({tokens_sql}))
+    SELECT pos, count(*)::DOUBLE AS nv FROM t WHERE pos > 0 AND NOT list_contains({sql_list(separators)}, tok)
+    GROUP BY pos
+    """
+
+
+def heuristic_flags(acts_sql: str, valid_sql: str, cfg) -> str:
+    """The heuristic flag columns per latent of ``acts_sql`` (latent, row_id, pos, value, tok: the token id at
+    the position) given ``valid_sql``'s data positions (pos, nv: ``data_positions``); ``cfg``: the thresholds
+    (see core.scoring.heuristics)."""
     return f"""
     WITH a AS ({acts_sql}),
-    t AS (SELECT row_id, unnest(token_ids) AS tok, generate_subscripts(token_ids, 1) - 1 AS pos FROM ({tokens_sql})),
-    valid AS (SELECT pos, count(*)::DOUBLE AS nv FROM t WHERE pos > 0 AND NOT list_contains({seps}, tok) GROUP BY pos),
+    valid AS ({valid_sql}),
     totals AS (SELECT sum(nv) AS n, count(*) AS k FROM valid),
     per_pos AS (SELECT a.latent, a.pos, v.nv, count(*)::DOUBLE / v.nv AS p FROM a JOIN valid v USING (pos)
                 GROUP BY a.latent, a.pos, v.nv),
@@ -702,7 +717,7 @@ def heuristic_flags(acts_sql: str, tokens_sql: str, separators, cfg) -> str:
                             ELSE 0 END AS position_u,
                rate * n AS n_firing
         FROM pos_stats),
-    mass AS (SELECT a.latent, t.tok, sum(a.value) AS m FROM a JOIN t USING (row_id, pos) GROUP BY ALL),
+    mass AS (SELECT latent, tok, sum(value) AS m FROM a GROUP BY ALL),
     ranked AS (
         SELECT latent, tok, m, sum(m) OVER (PARTITION BY latent) AS total,
                sum(m) OVER (PARTITION BY latent ORDER BY m DESC, tok ROWS UNBOUNDED PRECEDING) AS cum,
@@ -864,7 +879,7 @@ SELECTED_OF_BUILD = """
 # --- core/sampling/rules.py ---
 
 RANGE_ACTIVATION_PARTITIONS = """
-    SELECT cache_fp, ctx_len, greatest(first_latent, ?) AS lo, least(last_latent, ?) AS hi FROM
+    SELECT cache_fp, ctx_len, greatest(first_latent, ?) AS lo, least(last_latent, ?) AS hi, activations_fp FROM
     activation_partitions WHERE layer = ? AND first_latent <= ? AND last_latent >= ? ORDER BY first_latent
 """
 
@@ -872,6 +887,10 @@ CACHE_RANGE_ROWS = """
     SELECT latent, token, value_bits FROM activation_cache WHERE cache_fp = ? AND layer = ? AND latent
     BETWEEN ? AND ?
 """
+
+MEMORY_LIMIT = "SELECT current_setting('memory_limit')"
+SET_MEMORY_LIMIT = "SET memory_limit = '{limit}'"
+RESET_MEMORY_LIMIT = "RESET memory_limit"
 
 RANGE_PUBLISHED_NONZERO = """
     SELECT coalesce(sum(n_nonzero), 0) FROM activation_partitions WHERE layer = ? AND first_latent <= ? AND
