@@ -14,7 +14,7 @@ then per stage the ratio of the largest to the smallest size (tokens, seconds, R
 tokens, memory after caching should not.
 
     .venv/bin/python benchmarks/scaling.py [--tokens 262144 1048576 4194304] [--mb 30] [--keep DIR]
-        [--hookpoints layers.1 layers.2]
+        [--hookpoints layers.1 layers.2] [--stages publish latent_stats examples flags]
 """
 
 from __future__ import annotations
@@ -118,6 +118,8 @@ def main() -> None:
     ap.add_argument("--mb", type=int, default=30)
     ap.add_argument("--keep", help="a directory to keep the warehouses in (default: a temporary one)")
     ap.add_argument("--hookpoints", nargs="+", default=HOOKS)
+    ap.add_argument("--stages", nargs="+", default=STAGES, choices=STAGES,
+                    help="stages to run (the later ones on the warehouses of an earlier --keep run: its cache reused)")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -127,8 +129,10 @@ def main() -> None:
         root = Path(a.keep or tmp)
         root.mkdir(parents=True, exist_ok=True)
         corpus, saes = root / "corpus.txt", root / "saes"
-        make_corpus(corpus, a.mb)
-        random_saes(saes, a.hookpoints)
+        if not corpus.exists():  # (a kept directory's corpus and coders are reused)
+            make_corpus(corpus, a.mb)
+        if not saes.exists():
+            random_saes(saes, a.hookpoints)
         print(f"{describe()}; corpus {corpus.stat().st_size / 2**20:.1f} MB plain text; {a.hookpoints}, one "
               f"{LATENTS:,}-latent range; random TopK SAEs (k 32)")
         before, res = load(), {}
@@ -137,7 +141,7 @@ def main() -> None:
             d.mkdir(parents=True, exist_ok=True)
             cfg = project(d, corpus, saes, n, a.hookpoints)
             res[n] = {}
-            for stage in STAGES:
+            for stage in a.stages:
                 r = res[n][stage] = run_stage(stage, cfg)
                 print(f"{n:>10,} tokens  {stage:13} {r['seconds']:8.1f} s  peak RSS {r['peak_rss_mb']:7,.0f} MB  "
                       f"{json.dumps(r['out'])[:80]}", flush=True)
@@ -147,7 +151,7 @@ def main() -> None:
     lo, hi = min(a.tokens), max(a.tokens)
     print(f"\nfrom {lo:,} to {hi:,} tokens ({hi / lo:.0f}x):")
     print(f"{'stage':13} {'seconds':>16} {'x':>6} {'peak RSS MB':>18} {'x':>6}")
-    for stage in STAGES:
+    for stage in a.stages:
         s0, s1 = res[lo][stage]["seconds"], res[hi][stage]["seconds"]
         m0, m1 = res[lo][stage]["peak_rss_mb"], res[hi][stage]["peak_rss_mb"]
         print(f"{stage:13} {s0:7.1f} -> {s1:7.1f} {s1 / s0:6.2f} {m0:8,.0f} -> {m1:7,.0f} {m1 / m0:6.2f}")

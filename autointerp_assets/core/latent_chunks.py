@@ -10,23 +10,22 @@ scan (it would otherwise keep every block it read)."""
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
+from .memory import release_memory
 from .storage import queries
+from .storage.warehouse import buffer_pool
 
 # published activations read at once at most (measured, one partition's examples at 1 M tokens: 8 M -> 1.58 GB
 # peak RSS, 2 M -> 0.89 GB, the same seconds)
 CHUNK_ACTIVATIONS = 2_000_000
 SCAN_BATCH_ROWS = 1 << 20      # rows of the streamed scan handled at once
-SCAN_MEMORY_LIMIT = "256MB"    # DuckDB's buffer pool while the range is scanned for spooling
+SCAN_MEMORY_LIMIT = "32MB"     # DuckDB's buffer pool while the range is scanned (it keeps the blocks it read)
 _SPOOLED = np.dtype([("latent", "<i4"), ("row_id", "<i4"), ("pos", "<i2"), ("bits", "<u2")])
 
 
@@ -92,7 +91,7 @@ def read_chunk(con, layer: str, first: int, last: int) -> Chunk:
 def chunk_rows(con, layer: str, first: int, last: int, budget: int = CHUNK_ACTIVATIONS) -> Iterator[Chunk]:
     """The chunks of (layer, first..last) in latent order, each read whole (``chunks_of``'s ranges). One chunk:
     read directly; several: the range scanned once, streamed, each chunk's rows spooled to a temporary file."""
-    with _buffer_pool(con, SCAN_MEMORY_LIMIT):  # the counts scan the whole range too
+    with buffer_pool(con, SCAN_MEMORY_LIMIT):  # the counts scan the whole range too
         bounds = chunks_of(con, layer, first, last, budget)
     if len(bounds) == 1:
         yield read_chunk(con, layer, first, last)
@@ -101,7 +100,7 @@ def chunk_rows(con, layer: str, first: int, last: int, budget: int = CHUNK_ACTIV
     fps = [p[4] for p in parts]
     with tempfile.TemporaryDirectory(prefix="autointerp-chunks-") as tmp:
         files = [[Path(tmp) / f"{c}-{p}.bin" for p in range(len(parts))] for c in range(len(bounds))]
-        with _buffer_pool(con, SCAN_MEMORY_LIMIT):
+        with buffer_pool(con, SCAN_MEMORY_LIMIT):
             for p, (cache_fp, p_ctx, lo, hi, _) in enumerate(parts):
                 _spool(con.execute(queries.CACHE_RANGE_ROWS, [cache_fp, layer, lo, hi]), p_ctx,
                        np.array([a for a, _ in bounds], dtype=np.int64), [f[p] for f in files])
@@ -139,20 +138,6 @@ def _spool(result, p_ctx: int, lows: np.ndarray, files: list[Path]) -> None:
             h.close()
 
 
-@contextmanager
-def _buffer_pool(con, limit: str) -> Iterator[None]:
-    """DuckDB's memory limit set to ``limit`` for a stretch (a scan keeps every block it read in the buffer pool,
-    up to the limit: memory that would grow with the cache), then set back."""
-    before = con.execute(queries.MEMORY_LIMIT).fetchone()[0]
-    con.execute(queries.SET_MEMORY_LIMIT.format(limit=limit))
-    try:
-        yield
-    finally:  # DuckDB's default exactly (its shown value is rounded), else the shown value
-        con.execute(queries.RESET_MEMORY_LIMIT)
-        if con.execute(queries.MEMORY_LIMIT).fetchone()[0] != before:
-            con.execute(queries.SET_MEMORY_LIMIT.format(limit=before))
-
-
 def _partitions(con, layer: str, first: int, last: int) -> list[tuple]:
     """(cache_fp, ctx_len, lo, hi, activations_fp) of each published partition overlapping first..last."""
     return con.execute(queries.RANGE_ACTIVATION_PARTITIONS, [first, last, layer, last, first]).fetchall()
@@ -178,20 +163,3 @@ def _reader(result):
     """A result's record batches, streamed, across duckdb 1.4 (fetch_record_batch) and 1.5 (to_arrow_reader)."""
     fn = getattr(result, "to_arrow_reader", None) or result.fetch_record_batch
     return fn(SCAN_BATCH_ROWS)
-
-
-def _malloc_trim():
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        return None
-
-
-_TRIM = _malloc_trim()
-
-
-def release_memory() -> None:
-    """Hand the heap pages freed by a chunk back to the OS (glibc keeps them otherwise, and the next chunk's
-    arrays land beside them: measured 1.44 GB -> 1.01 GB peak for one partition's examples at 1 M tokens)."""
-    if _TRIM is not None:
-        _TRIM(0)

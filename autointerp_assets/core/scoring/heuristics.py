@@ -18,7 +18,7 @@ import pyarrow as pa
 from ..latent_chunks import CHUNK_ACTIVATIONS, chunk_rows
 from ..sampling.readback import corpus_token_ids
 from ..storage import queries
-from ..storage.warehouse import arrow_table
+from ..storage.warehouse import arrow_table, owned
 
 FLAGS = ("flag_positional", "flag_single_token", "flag_unigram")
 FLAG_COLUMNS = ("position_u", "top_token", "top_token_share", "tokens_for_mass", *FLAGS)
@@ -51,8 +51,8 @@ def range_flags(con, layer: str, first: int, last: int, corpus_fp: str, separato
             tok = flat[at[chunk.row_id] + chunk.pos] if len(flat) else np.zeros(0, dtype=np.int32)
             con.register("_chunk", pa.table({"latent": chunk.latent, "row_id": chunk.row_id, "pos": chunk.pos,
                                              "value": chunk.value, "tok": tok}))
-            frames.append(con.execute(queries.heuristic_flags(queries.CHUNK_FLAG_ROWS, queries.DATA_POSITION_ROWS,
-                                                              cfg)).pl())
+            sql = queries.heuristic_flags(queries.CHUNK_FLAG_ROWS, queries.DATA_POSITION_ROWS, cfg)
+            frames.append(pl.from_arrow(owned(arrow_table(con.execute(sql)))))
             con.unregister("_chunk")
             del chunk, tok
     finally:

@@ -27,7 +27,7 @@ def _decode_fn(model_dir: str):
 
 def run_examples(ctx: Context, layer: str, first: int, last: int) -> dict:
     cfg, s = ctx.cfg, ctx.cfg.sampler
-    afp = ctx.wh.scalar(queries.RANGE_ACTIVATIONS_FP, [layer, first, last])
+    afp = ctx.wh.scalar(queries.RANGE_ACTIVATIONS_FP, [layer, last, first])
     if afp is None:
         raise RuntimeError(f"no activations for {layer} {first}-{last}: materialize activations first")
     corpus_fp = ctx.corpus_fp()

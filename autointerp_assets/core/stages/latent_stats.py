@@ -11,10 +11,12 @@ windows) or ``alive`` -- none is dropped silently.
 
 from __future__ import annotations
 
+import polars as pl
 import pyarrow as pa
 
 from ..latent_chunks import CHUNK_ACTIVATIONS, Chunk, chunk_rows
 from ..storage import queries
+from ..storage.warehouse import arrow_table, owned
 from .activations import separators_of
 from .context import Context
 
@@ -28,17 +30,17 @@ def run_latent_stats(ctx: Context, layer: str, first: int, last: int,
     n_tokens = data_tokens(ctx)
     sql = queries.latent_stats(n_tokens, cfg.sampler.example_ctx_len, cfg.sampler.min_examples, cfg.corpus.ctx_len,
                                QUANTILES, HIST_BINS, source="_chunk")
-    with ctx.wh.write() as con:
-        ctx.wh.delete_partition(con, "latent_stats", layer, first, last)
-        # in chunks of bounded activations (every statistic is per latent; a chunk holds a latent that fires)
-        for chunk in chunk_rows(con, layer, first, last, chunk_activations):
-            con.register("_chunk", _relation(chunk))
-            con.execute(queries.INSERT_LATENT_STATS.format(select=sql),
-                        {"layer": layer, "first": chunk.first, "last": chunk.last})
-            con.unregister("_chunk")
-            del chunk
-        counts = dict(con.execute(queries.RANGE_STATUS_COUNTS, [layer, first, last]).fetchall())
-        stats = con.execute(queries.RANGE_LATENT_STATS, [layer, first, last]).fetchall()
+    with ctx.wh.session():
+        # in chunks of bounded activations (every statistic is per latent; a chunk holds a latent that fires),
+        # outside a transaction: one keeps every relation registered in it alive until it ends
+        with ctx.wh.read() as con:
+            rows = pa.concat_tables([_stats(con, sql, layer, chunk)
+                                     for chunk in chunk_rows(con, layer, first, last, chunk_activations)])
+        with ctx.wh.write() as con:
+            ctx.wh.delete_partition(con, "latent_stats", layer, first, last)
+            ctx.wh.insert(con, "latent_stats", pl.from_arrow(rows))
+            counts = dict(con.execute(queries.RANGE_STATUS_COUNTS, [layer, first, last]).fetchall())
+            stats = con.execute(queries.RANGE_LATENT_STATS, [layer, first, last]).fetchall()
     listed = {s: [r[0] for r in stats if r[2] == s] for s in ("dead", "too_rare")}
     pooled = [0] * HIST_BINS  # activations of alive latents, each relative to its own max
     for r in stats:
@@ -47,6 +49,15 @@ def run_latent_stats(ctx: Context, layer: str, first: int, last: int,
     return {"status_counts": counts, "densities": [r[1] for r in stats], "dead": listed["dead"],
             "too_rare": listed["too_rare"], "n_tokens": n_tokens, "pooled_histogram": pooled,
             "max_activation": max((r[3] for r in stats if r[3] is not None), default=None)}
+
+
+def _stats(con, sql: str, layer: str, chunk: Chunk) -> pa.Table:
+    """The latent_stats rows of one chunk's latents (copied out of DuckDB's result: see ``owned``)."""
+    con.register("_chunk", _relation(chunk))
+    try:
+        return owned(arrow_table(con.execute(sql, {"layer": layer, "first": chunk.first, "last": chunk.last})))
+    finally:
+        con.unregister("_chunk")
 
 
 def _relation(chunk: Chunk) -> pa.Table:

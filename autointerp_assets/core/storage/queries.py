@@ -152,8 +152,10 @@ TOP_LATENTS = """
 
 # --- core/stages/examples.py ---
 
+# the published partitions' record, not the view (which would scan the layer's cache)
 RANGE_ACTIVATIONS_FP = """
-    SELECT any_value(activations_fp) FROM activations WHERE layer = ? AND latent BETWEEN ? AND ?
+    SELECT any_value(activations_fp) FROM activation_partitions WHERE layer = ? AND first_latent <= ? AND
+    last_latent >= ?
 """
 
 # the examples view's rows of a range (for SQL readers; the stages read them by columns, sampling.read_windows,
@@ -412,8 +414,6 @@ def latent_stats(n_tokens: int, window: int, min_examples: int, ctx_len: int, qu
         ORDER BY latent
     """
 
-
-INSERT_LATENT_STATS = "INSERT INTO latent_stats BY NAME {select}"
 
 RANGE_STATUS_COUNTS = """
     SELECT status, count(*) FROM latent_stats WHERE layer = ? AND latent BETWEEN ? AND ? GROUP BY status
