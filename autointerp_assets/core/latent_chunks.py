@@ -1,5 +1,5 @@
 """A partition's latents cut into consecutive chunks of bounded activations: the memory bound of the stages
-after caching that read activations (latent_stats, examples). Every statistic and sampling rule they apply
+after caching that read activations (latent_stats, examples, the scores stage's heuristic flags). Every statistic and sampling rule they apply
 is per latent, so a chunk at a time gives the rows of one pass, in memory set by the chunk, not the corpus.
 
 The cache is stored by forward batch (every batch holds every latent), so no chunk could skip blocks of it:

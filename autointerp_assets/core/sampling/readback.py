@@ -88,7 +88,8 @@ def corpus_token_ids(con, corpus_fp: str, rows: np.ndarray | None = None) -> tup
     flat = np.asarray(pa.compute.list_flatten(ids), dtype=np.int32)
     top = max(int(order.max()) if len(order) else -1, int(rows.max()) if rows is not None and len(rows) else -1)
     at = np.full(top + 1, -1, dtype=np.int64)
-    at[order] = np.asarray(ids.offsets, dtype=np.int64)[:-1]
+    offsets = np.asarray(ids.offsets, dtype=np.int64)
+    at[order] = offsets[:-1] - offsets[0]  # (list_flatten starts at the first offset)
     return flat, at
 
 

@@ -44,6 +44,7 @@ def range_flags(con, layer: str, first: int, last: int, corpus_fp: str, separato
     the corpus's token ids read once (4 bytes a token) and gathered for each chunk's activations."""
     valid = arrow_table(con.execute(queries.data_positions(queries.CORPUS_ROWS, separators), [corpus_fp]))
     flat, at = corpus_token_ids(con, corpus_fp)
+    sql = queries.heuristic_flags(queries.CHUNK_FLAG_ROWS, queries.DATA_POSITION_ROWS, cfg)
     con.register("_valid", valid)
     frames = []
     try:
@@ -51,10 +52,9 @@ def range_flags(con, layer: str, first: int, last: int, corpus_fp: str, separato
             tok = flat[at[chunk.row_id] + chunk.pos] if len(flat) else np.zeros(0, dtype=np.int32)
             con.register("_chunk", pa.table({"latent": chunk.latent, "row_id": chunk.row_id, "pos": chunk.pos,
                                              "value": chunk.value, "tok": tok}))
-            sql = queries.heuristic_flags(queries.CHUNK_FLAG_ROWS, queries.DATA_POSITION_ROWS, cfg)
-            frames.append(pl.from_arrow(owned(arrow_table(con.execute(sql)))))
-            con.unregister("_chunk")
+            frames.append(pl.from_arrow(owned(arrow_table(con.execute(sql)))))  # (small: copied out)
             del chunk, tok
     finally:
+        con.unregister("_chunk")
         con.unregister("_valid")
     return pl.concat(frames)
