@@ -68,8 +68,8 @@ def child(stage: str, config: str) -> dict:
     from autointerp_assets.core import stages
     from autointerp_assets.core.config import load_config
     from autointerp_assets.core.scoring import heuristics
-    from autointerp_assets.core.stages.activations import separators_of
     from autointerp_assets.core.stages.context import Context
+    from autointerp_assets.core.stages.scorers import partition_flags
 
     ctx = Context.of(load_config(config), lambda m: None)
     hooks = list(ctx.cfg.hookpoints)
@@ -91,9 +91,7 @@ def child(stage: str, config: str) -> dict:
             elif stage == "examples":
                 out[h] = stages.run_examples(ctx, h, 0, LATENTS - 1)["examples"]
             else:  # the scores stage's heuristic flags
-                with ctx.wh.read() as con:
-                    flags = heuristics.range_flags(con, h, 0, LATENTS - 1, ctx.corpus_fp(), separators_of(ctx),
-                                                   ctx.cfg.scoring)
+                flags = partition_flags(ctx, h, 0, LATENTS - 1)
                 out[h] = {f: int(flags[f].sum()) for f in heuristics.FLAGS}
     return {"seconds": time.perf_counter() - t0, "out": out}
 

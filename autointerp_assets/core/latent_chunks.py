@@ -25,7 +25,6 @@ from .storage.warehouse import buffer_pool
 # peak RSS, 2 M -> 0.89 GB, the same seconds)
 CHUNK_ACTIVATIONS = 2_000_000
 SCAN_BATCH_ROWS = 1 << 20      # rows of the streamed scan handled at once
-SCAN_MEMORY_LIMIT = "32MB"     # DuckDB's buffer pool while the range is scanned (it keeps the blocks it read)
 _SPOOLED = np.dtype([("latent", "<i4"), ("row_id", "<i4"), ("pos", "<i2"), ("bits", "<u2")])
 
 
@@ -91,7 +90,7 @@ def read_chunk(con, layer: str, first: int, last: int) -> Chunk:
 def chunk_rows(con, layer: str, first: int, last: int, budget: int = CHUNK_ACTIVATIONS) -> Iterator[Chunk]:
     """The chunks of (layer, first..last) in latent order, each read whole (``chunks_of``'s ranges). One chunk:
     read directly; several: the range scanned once, streamed, each chunk's rows spooled to a temporary file."""
-    with buffer_pool(con, SCAN_MEMORY_LIMIT):  # the counts scan the whole range too
+    with buffer_pool(con):  # the counts scan the whole range too
         bounds = chunks_of(con, layer, first, last, budget)
     if len(bounds) == 1:
         yield read_chunk(con, layer, first, last)
@@ -100,7 +99,7 @@ def chunk_rows(con, layer: str, first: int, last: int, budget: int = CHUNK_ACTIV
     fps = [p[4] for p in parts]
     with tempfile.TemporaryDirectory(prefix="autointerp-chunks-") as tmp:
         files = [[Path(tmp) / f"{c}-{p}.bin" for p in range(len(parts))] for c in range(len(bounds))]
-        with buffer_pool(con, SCAN_MEMORY_LIMIT):
+        with buffer_pool(con):
             for p, (cache_fp, p_ctx, lo, hi, _) in enumerate(parts):
                 _spool(con.execute(queries.CACHE_RANGE_ROWS, [cache_fp, layer, lo, hi]), p_ctx,
                        np.array([a for a, _ in bounds], dtype=np.int64), [f[p] for f in files])

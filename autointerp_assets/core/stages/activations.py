@@ -25,7 +25,6 @@ import pyarrow as pa
 from .. import caching, identity
 from ..separators import model_separators
 from ..storage import queries
-from ..latent_chunks import SCAN_MEMORY_LIMIT
 from ..storage.warehouse import arrow_table, buffer_pool
 from .context import Context
 from .sparse_coders import check_width, coder_rows, load_coders
@@ -232,7 +231,7 @@ def publish_activations(ctx: Context, cfp: str, layer: str, first: int, last: in
     afp = activations_fp(ctx, layer, coders)
     with ctx.wh.write() as con:
         con.execute(queries.DELETE_ACTIVATION_PARTITION, [layer, last, first])
-        with buffer_pool(con, SCAN_MEMORY_LIMIT):  # (a count over the layer's cache)
+        with buffer_pool(con):  # (a count over the layer's cache)
             n = con.execute(queries.CACHE_RANGE_NONZEROS, [cfp, layer, first, last]).fetchone()[0]
         con.execute(queries.INSERT_ACTIVATION_PARTITION, [layer, first, last, cfp, afp, ctx.cfg.corpus.ctx_len, n])
     return int(n)

@@ -46,7 +46,8 @@ def _subset(exs: list, n: int | None, seed: str) -> list:
     return [ex for i, ex in enumerate(exs) if i in keep]
 
 
-def _flags(ctx: Context, layer: str, first: int, last: int) -> pl.DataFrame | None:
+def partition_flags(ctx: Context, layer: str, first: int, last: int) -> pl.DataFrame | None:
+    """The heuristic flags of the partition's latents (None without a corpus)."""
     corpus_fp = ctx.corpus_fp()
     with ctx.wh.read() as con:
         if not con.execute(queries.CORPUS_ROW_COUNT, [corpus_fp]).fetchone()[0]:
@@ -334,7 +335,7 @@ def run_scorers(ctx: Context, client, layer: str, first: int, last: int, explain
         ctx.log(f"{layer} {rng_label}: {scorer.label} in {seconds[scorer.label]}s")
 
     t0 = time.perf_counter()
-    flags = _flags(ctx, layer, first, last)
+    flags = partition_flags(ctx, layer, first, last)
     seconds["flags"] = round(time.perf_counter() - t0, 2)
     kept, failures, sens = _commit(ctx, layer, first, last, efp, rows, ci_rows, flags, kinds, rng_label, ledger,
                                    latents, names)

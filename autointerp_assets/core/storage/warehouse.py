@@ -51,8 +51,12 @@ def owned(table: pa.Table) -> pa.Table:
     return table.take(pa.array(np.arange(table.num_rows)))
 
 
+# DuckDB's memory limit while a stage scans the activation cache (whose size grows with the corpus)
+SCAN_BUFFER_POOL = "32MB"
+
+
 @contextmanager
-def buffer_pool(con, limit: str) -> Iterator[None]:
+def buffer_pool(con, limit: str = SCAN_BUFFER_POOL) -> Iterator[None]:
     """DuckDB's memory limit set to ``limit`` for a stretch, then set back: a scan keeps every block it read in
     the buffer pool up to the limit (80 % of RAM by default), memory that would grow with the table scanned."""
     before = con.execute(queries.MEMORY_LIMIT).fetchone()[0]
