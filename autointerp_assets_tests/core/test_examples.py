@@ -349,3 +349,17 @@ def test_windows_read_back_by_columns_are_the_views_rows(wh):
             assert sum(len(r[4]) == W - 3 for r in view) == 2
         assert {r[0] for r in view} == {0, 2, 3} and any(a > 0 for r in view for a in r[5])
         assert any(a == 0 for r in view if r[1] == "test" for a in r[5])  # silent tokens inside firing windows
+
+
+def test_packed_sorts_give_the_exact_orders_of_their_definitions_ties_included():
+    from autointerp_assets.core.sampling.rules import _by_hash, _first_of_each, sort_by
+
+    rng = np.random.default_rng(11)
+    for n, groups, hashes in ((5_000, 40, 2**64), (5_000, 3, 50), (1, 1, 2**64)):  # distinct hashes; many ties
+        group = rng.integers(0, groups, n)
+        h = rng.integers(0, hashes, n, dtype=np.uint64)
+        assert np.array_equal(_by_hash(group, h), np.lexsort((np.arange(n), h, group)))
+        minor = rng.integers(0, 2**16, n).astype(np.uint32)
+        assert np.array_equal(sort_by(group, minor, 16), np.lexsort((np.arange(n), minor, group)))
+        key = rng.integers(0, max(2, n // 3), n)
+        assert np.array_equal(_first_of_each(key), np.sort(np.unique(key, return_index=True)[1]))

@@ -165,11 +165,12 @@ RANGE_EXAMPLE_TOKENS = """
     BETWEEN ? AND ? AND split IN (SELECT unnest(?)) ORDER BY latent, split, example_id
 """
 
+# (in no order: read_windows orders them)
 RANGE_PUBLISHED_WINDOWS = """
     SELECT w.latent, w.split, w.example_id, w.quantile, w.row_id, w.start_pos, w.length, w.corpus_fp, p.ctx_len
     FROM example_windows w JOIN activation_partitions p ON p.layer = w.layer AND w.latent BETWEEN p.first_latent
     AND p.last_latent AND p.activations_fp = w.activations_fp WHERE w.layer = ? AND w.latent BETWEEN ? AND ? AND
-    w.split IN (SELECT unnest(?)) ORDER BY w.latent, w.split, w.example_id
+    w.split IN (SELECT unnest(?))
 """
 
 CORPUS_ROWS_OF = """
