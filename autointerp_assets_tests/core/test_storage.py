@@ -43,6 +43,18 @@ def test_insert_is_by_name_not_position(tmp_path):
     assert wh.query("SELECT layer, latent, status FROM latent_stats").rows() == [("layers.1", 7, "alive")]
 
 
+def test_a_small_insert_runs_on_one_thread_and_gives_the_connection_its_threads_back(tmp_path):
+    wh = Warehouse(tmp_path / "w.duckdb")
+    with wh.write() as con:
+        con.execute("SET threads = 3")
+        assert wh.insert(con, "latent_stats", _stats("layers.1", list(range(10)))) == 10  # small: one thread
+        assert con.execute("SELECT current_setting('threads')").fetchone()[0] == 3
+    assert wh.scalar("SELECT count(*) FROM latent_stats") == 10
+    with pytest.raises(duckdb.ConstraintException, match="status"):  # a failed insert shows its own error
+        with wh.write() as con:
+            wh.insert(con, "latent_stats", _stats("layers.2", [1]).with_columns(status=pl.lit(None, pl.Utf8)))
+
+
 def test_older_database_gains_new_columns(tmp_path):
     path = tmp_path / "old.duckdb"
     con = duckdb.connect(str(path))

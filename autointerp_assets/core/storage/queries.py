@@ -892,6 +892,8 @@ CACHE_RANGE_ROWS = """
 MEMORY_LIMIT = "SELECT current_setting('memory_limit')"
 SET_MEMORY_LIMIT = "SET memory_limit = '{limit}'"
 RESET_MEMORY_LIMIT = "RESET memory_limit"
+THREADS = "SELECT current_setting('threads')"
+SET_THREADS = "SET threads = {n}"
 
 RANGE_PUBLISHED_NONZERO = """
     SELECT coalesce(sum(n_nonzero), 0) FROM activation_partitions WHERE layer = ? AND first_latent <= ? AND
