@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE  := 1
 export TOKENIZERS_PARALLELISM := false
 export VLLM_LOGGING_LEVEL ?= WARNING
 
-.PHONY: setup browser run test ui summary clean
+.PHONY: setup browser postgres run test ui summary clean
 
 setup: $(STAMP)
 
@@ -34,7 +34,14 @@ summary: setup
 browser:
 	test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
-test: setup browser
+# Debian's PostgreSQL binaries for the lake tests (they start a server of their own on 127.0.0.1 in a temporary
+# directory); no cluster of the package's own is created or started.
+postgres:
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (mkdir -p /etc/postgresql-common/createcluster.d && \
+	  echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/autointerp.conf && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql)
+
+test: setup browser postgres
 	$(BIN)/python -m pytest -q -ra --durations=25
 
 ui: setup

@@ -55,7 +55,7 @@ def cmd_run(args) -> int:
     cfg = load_config()  # fail on bad config before anything heavy
     preflight.check(cfg)  # files, corpus, models, LLM servers: one line each, before anything heavy
     db = cfg.resolve(cfg.database)
-    if not db.exists():
+    if cfg.lake is None and not db.exists():
         print(f"[autointerp] creating the warehouse {db}", flush=True)
     t0 = time.perf_counter()
     upstream, partition_job, jobs = corpus_and_sparse_coders, latent_range_pipeline, list(JOBS)
@@ -138,7 +138,7 @@ def _existing(cfg):
     from .core.storage import Warehouse
     from .core.storage.sql_door import missing
 
-    wh = Warehouse(cfg.resolve(cfg.database))
+    wh = Warehouse.of(cfg)
     if not wh.exists():
         raise StorageError(missing(wh, f"`database:` in {_config_name()}"))
     return wh
@@ -202,8 +202,9 @@ def cmd_snapshot(args) -> int:
     from .core.storage import Warehouse
 
     cfg = load_config()
-    db = _existing(cfg).path
-    dest = Warehouse(db).snapshot(args.path or db.with_name(db.stem + ".snapshot.duckdb"))
+    wh = _existing(cfg)
+    db = wh.path
+    dest = wh.snapshot(args.path or db.with_name(db.stem + ".snapshot.duckdb"))
     print(f"snapshot of {db} written to {dest}: open it with any DuckDB client for as long as you like "
           f"(runs keep writing {db.name})")
     return 0
@@ -253,7 +254,7 @@ def cmd_estimate(args) -> int:
             "scorer": cfg.scorer.model_copy(update={"llm": cfg.scorer_llm.model_copy(update={"price": price})})})
     db = cfg.resolve(cfg.database)
     with tempfile.TemporaryDirectory() as tmp:  # no warehouse yet: estimate from the config alone, create none
-        wh = Warehouse(db if db.exists() else Path(tmp) / "empty.duckdb")
+        wh = Warehouse.of(cfg) if cfg.lake or db.exists() else Warehouse(Path(tmp) / "empty.duckdb")
         frame = estimate(Context(cfg, wh), sample=args.sample)
         sampled = bool(wh.scalar(queries.SELECTION_COUNT))
     total = frame.select(pl.lit("total").alias("stage"), pl.lit("").alias("explainer"), pl.lit("").alias("scorer"),

@@ -146,7 +146,7 @@ def cmd_search(args) -> int:
     cfg = load_config()
     names, _ = explainer_names(_config_file())
     _quiet_models()
-    res = search.search(Warehouse(cfg.resolve(cfg.database)), cfg.search_model, args.query, args.k, args.layer)
+    res = search.search(Warehouse.of(cfg), cfg.search_model, args.query, args.k, args.layer)
     if res.is_empty():
         print("autointerp search: no explanations yet: run the pipeline (autointerp run)", file=sys.stderr)
         return 1

@@ -13,111 +13,26 @@ durations. Prints one line per table (rows, differences) and exits 1 when any ta
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import duckdb
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-VOLATILE_SUFFIXES = ("_at", "_seconds", "_s")  # timestamps and durations
-VOLATILE = {"run_id", "call_id", "seconds", "wall", "pid"}  # call_id: a random id per LLM request
-DIGITS = 10  # floats are compared rounded: DuckDB's parallel sums may differ in the last bits between runs
+sys.path.insert(0, str(ROOT))
 
-
-# --every-scorer: every explainer kind and every scorer with its control, steering included
-EVERY_SCORER = {
-    "baseline_explainers": ["top_tokens", "logit_lens"], "output_explainers": ["token_change", "input_output"],
-    "scoring": {"scorers": ["embedding", "surprisal", "simulation", "intruder", "intervention"],
-                "control_scorers": ["detection", "fuzzing", "embedding", "surprisal", "simulation", "intervention"],
-                "bootstrap_samples": 200},
-    "steering": {"n_explain": 4, "n_score": 6, "max_new_tokens": 6}}
-
-
-def tiny_config(workdir: Path, database: Path, dtype: str | None = None, every_scorer: bool = False) -> dict:
-    sys.path.insert(0, str(ROOT))
-    from autointerp_assets_tests.support.projects import tiny
-
-    raw = {**tiny(database), "workdir": str(workdir), **(EVERY_SCORER if every_scorer else {})}
-    if dtype:  # the LLM's dtype (float32: answers that do not depend on how vLLM happened to batch them)
-        raw["explainer"] = {**raw["explainer"], "llm": {**raw["explainer"]["llm"], "dtype": dtype}}
-    return raw
-
-
-def in_its_names(tree: Path, raw: dict) -> dict:
-    """The config in the section names of the code in ``tree`` (older code: ``scoring`` was ``scoring_extras``)."""
-    if "scoring_extras:" in (tree / "autointerp_assets" / "core" / "config.py").read_text() and "scoring" in raw:
-        raw = {("scoring_extras" if k == "scoring" else k): v for k, v in raw.items()}
-    return raw
-
-
-def run_pipeline(tree: Path, out: Path, dtype: str | None = None, every_scorer: bool = False) -> float:
-    """`autointerp run` of the tiny project with the code in ``tree``; returns seconds."""
-    work = out / "work"
-    work.mkdir(parents=True)
-    (work / "models").symlink_to(ROOT / "data" / "models")
-    cfg = out / "project.yaml"
-    cfg.write_text(yaml.safe_dump(in_its_names(tree, tiny_config(work, out / "warehouse.duckdb", dtype, every_scorer))))
-    (out / "dagster_home").mkdir()
-    env = {**os.environ, "AUTOINTERP_CONFIG": str(cfg), "DAGSTER_HOME": str(out / "dagster_home"),
-           "PYTHONPATH": str(tree), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false"}
-    t0 = time.perf_counter()
-    with open(out / "run.log", "w") as log:
-        rc = subprocess.run([sys.executable, "-c", "import sys; from autointerp_assets.cli import main; "
-                             "sys.exit(main(['run']))"], cwd=tree, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
-    if rc != 0:
-        raise SystemExit(f"the run in {tree} failed (exit {rc}): see {out / 'run.log'}")
-    return time.perf_counter() - t0
-
-
-def volatile(column: str) -> bool:
-    return column in VOLATILE or column.endswith(VOLATILE_SUFFIXES)
+from autointerp_assets_tests.support.same_rows import compare_attached, run_pipeline  # noqa: E402
 
 
 def compare(a: Path, b: Path) -> list[tuple[str, int, int, int, list[str]]]:
     """(table, rows before, rows after, differing rows both ways, the columns that differ) for every base table
-    of either warehouse. Text is compared with each run's own directory cut out (paths of its workdir)."""
+    of either warehouse file (``support.same_rows.compare_attached``)."""
     con = duckdb.connect()
     con.execute(f"ATTACH '{a}' AS a (READ_ONLY)")
     con.execute(f"ATTACH '{b}' AS b (READ_ONLY)")
-    tables = sorted({r[0] for r in con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE database_name IN ('a', 'b') AND NOT temporary").fetchall()})
-    out = []
-    for t in tables:
-        cols = {db: [r[0] for r in con.execute(
-            "SELECT column_name FROM duckdb_columns() WHERE database_name = ? AND table_name = ? ORDER BY column_index",
-            [db, t]).fetchall()] for db in ("a", "b")}
-        if not cols["a"] or not cols["b"]:
-            out.append((t, -1 if not cols["a"] else 0, -1 if not cols["b"] else 0, -1))
-            continue
-        types = dict(con.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = 'a' "
-                                 "AND table_name = ?", [t]).fetchall())
-        keep = [c for c in cols["a"] if c in cols["b"] and not volatile(c)]
-
-        def expr(c: str, db: str) -> str:
-            root = str((a if db == "a" else b).parent).replace("'", "''")
-            if types[c] in ("DOUBLE", "FLOAT", "REAL"):
-                return f'round("{c}", {DIGITS}) AS "{c}"'
-            if types[c] in ("VARCHAR", "JSON"):
-                return f"replace(\"{c}\"::VARCHAR, '{root}', '<run>') AS \"{c}\""
-            return f'"{c}"'
-
-        def rows_not_in(x: str, y: str, columns: list[str]) -> int:
-            sx, sy = (", ".join(expr(c, d) for c in columns) for d in (x, y))
-            return con.execute(f"SELECT count(*) FROM (SELECT {sx} FROM {x}.{t} EXCEPT ALL SELECT {sy} FROM {y}.{t})"
-                               ).fetchone()[0]
-
-        n_a, n_b = (con.execute(f"SELECT count(*) FROM {db}.{t}").fetchone()[0] for db in ("a", "b"))
-        diff = rows_not_in("a", "b", keep) + rows_not_in("b", "a", keep)
-        differ = [c for c in keep if diff and rows_not_in("a", "b", [c]) + rows_not_in("b", "a", [c])]
-        differ += sorted(set(cols["a"]) ^ set(cols["b"]))  # a column only one side has
-        out.append((t, n_a, n_b, diff, differ))
-    return out
+    return compare_attached(con, a.parent, b.parent)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -430,10 +430,31 @@ class SteeringConfig(_Strict):
         return self
 
 
+class LakeConfig(_Strict):
+    """The warehouse as a DuckLake: its catalog in PostgreSQL, its data files as Parquet under ``data_path``."""
+    catalog: str = Field(..., description="libpq connection string of the PostgreSQL catalog database, e.g. "
+                         "'dbname=autointerp host=127.0.0.1 port=5432 user=autointerp'. No password here: libpq "
+                         "reads it from PGPASSWORD or ~/.pgpass.")
+    data_path: str = Field(..., description="Where the lake's Parquet files go: a directory every host reaches "
+                           "(relative to the project root) or an object store URL (s3://bucket/prefix/).")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if "password" in self.catalog.lower():
+            raise ValueError("lake.catalog holds a password: remove it and export PGPASSWORD (or use ~/.pgpass) "
+                             "so no secret is written to config, logs or the catalog")
+        if not self.catalog.strip() or not self.data_path.strip():
+            raise ValueError("lake needs both catalog (a libpq connection string) and data_path")
+        return self
+
+
 class ProjectConfig(_Strict):
     name: str = Field("offline-default", description="A label for this project.")
     database: str = Field("data/autointerp.duckdb", description="DuckDB file (relative to the project root). "
                           "`autointerp run` creates it; every other command needs it to exist.")
+    lake: LakeConfig | None = Field(None, description="Keep the warehouse in a DuckLake (catalog in PostgreSQL, "
+                                    "Parquet data files) instead of the DuckDB file `database`: writers on several "
+                                    "processes and hosts at once, analysts beside them (docs/scale_out.md).")
     workdir: str = Field("data", description="Where models, SAEs and caches are kept.")
     subject_model: str = Field("smollm2", description="'smollm2' or 'gemma3-270m' (offline), a Hugging Face name "
                                "or local dir.")

@@ -184,7 +184,7 @@ def check_llm(llm: LLMConfig, field: str, workdir: Path) -> None:
 def check_warehouse(cfg: ProjectConfig) -> None:
     from .storage import Warehouse
 
-    wh = Warehouse(cfg.resolve(cfg.database))
+    wh = Warehouse.of(cfg)
     if wh.exists():
         wh.init()  # a damaged file fails here, in one line (StorageError)
 

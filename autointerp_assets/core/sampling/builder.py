@@ -22,6 +22,7 @@ import torch
 from ..config import SamplerConfig
 from ..latent_chunks import CHUNK_ACTIVATIONS, chunk_rows
 from ..storage import queries
+from ..storage.warehouse import cursor
 from . import embeddings, neighbours
 from .rules import (SPLITS, Acts, Units, acts_of, merge_negatives, random_negatives, rank_units, read_activations,
                     row_lengths, selection_of, spread, start_of, test_pool, train_of, units_of, window_lengths,
@@ -85,7 +86,7 @@ def _build(con, cfg: SamplerConfig, ctx_len: int, max_per_range: int | None, lay
         acts = read_activations(con, layer, first, last, ctx_len)
     # sorted by latent, so cut into views
     cuts = [0, *np.searchsorted(acts.latent, [a for a, _ in subs[1:]]).tolist(), len(acts.latent)]
-    cursors = [con.cursor() for _ in subs]  # one connection per sub-range: DuckDB runs their queries at once
+    cursors = [cursor(con) for _ in subs]  # one connection per sub-range: DuckDB runs their queries at once
     try:
         with ThreadPoolExecutor(len(subs)) as pool:
             found = list(pool.map(lambda i, j: units_of(acts.part(i, j), cfg), cuts[:-1], cuts[1:]))

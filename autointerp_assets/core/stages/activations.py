@@ -206,6 +206,8 @@ def _write_group(ctx: Context, cfp: str, group: list) -> int:
         if n:
             for setting in queries.CACHE_WRITER_SETTINGS:
                 con.execute(setting.format(memory_gb=float(ctx.cfg.caching.duckdb_memory_gb)))
+            if con.execute(queries.SETTING_EXISTS, [queries.NO_OPTIMISTIC_WRITE]).fetchone()[0]:
+                con.execute(queries.SET_SETTING_FALSE.format(name=queries.NO_OPTIMISTIC_WRITE))
             con.register("_batch", tbl)
             try:
                 con.execute(queries.INSERT_CACHE_BATCH)
@@ -221,7 +223,8 @@ def _finish(ctx: Context, cfp: str, n_rows: int, seconds: float) -> int:
     """Mark the cache complete (its rows are already in activation_cache, committed batch by batch)."""
     with ctx.wh.write() as con:
         n_nz = con.execute(queries.CACHE_NONZEROS, [cfp]).fetchone()[0]
-        con.execute(queries.INSERT_CACHE_COMPLETE, [cfp, n_rows, n_rows * ctx.cfg.corpus.ctx_len, n_nz, seconds])
+        con.execute(queries.INSERT_CACHE_COMPLETE, [cfp, n_rows, n_rows * ctx.cfg.corpus.ctx_len, n_nz, seconds,
+                                                    cfp])
     return int(n_nz)
 
 

@@ -30,7 +30,7 @@ class Context:
 
     @classmethod
     def of(cls, cfg: ProjectConfig, log_fn: Log | None = None) -> "Context":
-        return cls(cfg, Warehouse(cfg.resolve(cfg.database)), log_fn or log.info)
+        return cls(cfg, Warehouse.of(cfg), log_fn or log.info)
 
     def model_dir(self) -> str:
         return resolve_model(self.cfg.subject_model, self.workdir)

@@ -816,7 +816,10 @@ _EXAMPLES_V1_TO_WINDOWS = """
     FROM examples e"""
 
 
-def create_statements() -> list[str]:
-    stmts = [f"CREATE TABLE IF NOT EXISTS {name} ({ddl.strip()})" for name, ddl in TABLES.items()]
+def create_statements(keys: bool = True) -> list[str]:
+    """Every table and view. ``keys=False``: without PRIMARY KEY constraints (a DuckLake has none; its writers
+    insert a key only where no row holds it)."""
+    stmts = [f"CREATE TABLE IF NOT EXISTS {name} ({ddl.strip() if keys else ddl.strip().replace(' PRIMARY KEY', '')})"
+             for name, ddl in TABLES.items()]
     stmts += [f"CREATE OR REPLACE VIEW {name} AS {sql.strip()}" for name, sql in VIEWS.items()]
     return stmts

@@ -6,7 +6,8 @@ locked: ``DROP`` / ``INSERT`` / ``UPDATE`` / ``CREATE`` are refused by the read-
 ``read_text`` / ``read_csv`` / ``COPY ... TO`` / ``EXPORT`` / ``ATTACH`` / ``INSTALL`` / ``LOAD`` by the
 disabled file system; ``SET`` cannot undo either. Writes are not offered: the pipeline writes (``autointerp
 run``), and a copy for free-form work comes from ``autointerp snapshot``. A missing warehouse is an error,
-never created.
+never created. A lake (``lake:`` in the config) is attached read-only the same way, its data directory the
+only one readable.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def read_only_query(wh: Warehouse, sql: str) -> pl.DataFrame:
     wh.init()  # bring our own schema (tables, views) up to date first, under the writer lock
     with wh._writer_lock():  # a consistent read between two writers' transactions
         try:
-            con = duckdb.connect(str(wh.path), read_only=True, config=CONFIG)
+            con = _lake_door(wh) if wh.lake is not None else duckdb.connect(str(wh.path), read_only=True,
+                                                                               config=CONFIG)
         except duckdb.Error as e:
             raise StorageError(readable_database_hint(e, wh.path)) from e
         try:
@@ -48,6 +50,23 @@ def read_only_query(wh: Warehouse, sql: str) -> pl.DataFrame:
             raise Refused(why) from None
         finally:
             con.close()
+
+
+def _lake_door(wh: Warehouse) -> duckdb.DuckDBPyConnection:
+    """The same door on a lake: attached read-only (the last committed snapshot; writers go on), then file access
+    off but for the lake's own data directory, and the configuration locked."""
+    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    try:
+        wh.lake.attach(con, "lake", read_only=True)
+        con.execute("USE lake")
+        if "://" not in wh.lake.data_path:
+            con.execute("SET allowed_directories = ?", [[wh.lake.data_path]])
+        for k, v in CONFIG.items():
+            con.execute(f"SET {k} = {str(v).lower()}")
+    except BaseException:
+        con.close()
+        raise
+    return con
 
 
 def explain(e: duckdb.Error) -> str | None:

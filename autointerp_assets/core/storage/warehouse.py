@@ -1,4 +1,5 @@
-"""The DuckDB warehouse: short transactions, serialized writers, partition-exact rewrites.
+"""The DuckDB warehouse: short transactions, serialized writers, partition-exact rewrites. A DuckDB file by
+default; with ``lake`` (:mod:`.lake`), a DuckLake whose writers on many processes and hosts commit without a lock.
 
 DuckDB lets one process write a file at a time. Writers here take a file lock (``<db>.lock``) and
 wait for it, saying who they wait for, instead of surfacing DuckDB's lock error; each write is one
@@ -7,11 +8,13 @@ short transaction. Inserts go BY NAME (never by column position).
 A program outside ours (an analyst's ``duckdb`` session, even a read-only one) holds DuckDB's own
 file lock, which blocks every writer. Our connections then wait too (up to ``lock_timeout_s``),
 logging the holder's PID every 10 s, rather than failing a run; ``snapshot()`` gives analysts a
-consistent copy they can keep open as long as they like.
+consistent copy they can keep open as long as they like. (A lake has neither lock: readers see the last
+committed snapshot, and a partition write that conflicts with one committed meanwhile is retried.)
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -28,6 +31,7 @@ from filelock import FileLock, Timeout
 
 from ..errors import StorageError, readable_database_hint, storage_cause
 from . import queries
+from .lake import Lake, is_conflict
 from .schema import PARTITIONED, TABLES, VIEWS, columns, create_statements, migration_statements
 
 log = logging.getLogger(__name__)
@@ -35,7 +39,8 @@ log = logging.getLogger(__name__)
 _LOCK_WAIT_LOG_S = 10.0
 # (path, inode) of files whose schema this process already created or migrated: every stage builds its own
 # Warehouse, and re-running the DDL on each would be one more write transaction per stage
-_SCHEMA_READY: set[tuple[str, int]] = set()
+_SCHEMA_READY: set[tuple] = set()
+CONFLICT_RETRIES = 20  # a lake's partition write refused for a concurrent commit: tried again, up to this often
 
 
 def arrow_table(result):
@@ -87,6 +92,16 @@ def _one_thread(con) -> Iterator[None]:
             pass
 
 
+def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """Another connection to ``con``'s database for a concurrent thread, with the same default catalog (a lake's
+    cursor would otherwise start in the in-memory one)."""
+    cur = con.cursor()
+    db = con.execute(queries.CURRENT_DATABASE).fetchone()[0]
+    if cur.execute(queries.CURRENT_DATABASE).fetchone()[0] != db:
+        cur.execute(queries.USE_DATABASE.format(name=db.replace('"', '""')))
+    return cur
+
+
 def _holder(err: Exception) -> str:
     """'PID n' from DuckDB's lock error ('Conflicting lock is held in <exe> (PID n)'), else its first line."""
     import re
@@ -96,11 +111,18 @@ def _holder(err: Exception) -> str:
 
 
 class Warehouse:
-    def __init__(self, path: str | os.PathLike, lock_timeout_s: float = 3600.0):
+    def __init__(self, path: str | os.PathLike, lock_timeout_s: float = 3600.0, lake: Lake | None = None):
+        """``path``: the DuckDB file; ``lake``: keep the tables in that DuckLake instead (``path`` unused)."""
         self.path = Path(path)
+        self.lake = lake
         self.lock_timeout_s = lock_timeout_s
         self._lock = FileLock(str(self.path) + ".lock")
         self._initialized = False
+
+    @classmethod
+    def of(cls, cfg) -> Warehouse:
+        """The project's warehouse: its lake (``cfg.lake``) or its DuckDB file (``cfg.database``)."""
+        return cls(cfg.resolve(cfg.database), lake=Lake.of(cfg))
 
     # --- connections ---------------------------------------------------------------------------
     @contextmanager
@@ -161,6 +183,8 @@ class Warehouse:
             return None if row is None else row[0]
 
     def _connect_rw(self) -> duckdb.DuckDBPyConnection:
+        if self.lake is not None:
+            return self._ensure_schema(self.lake.connect(), ("lake", self.lake))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         start, last_log = time.monotonic(), None
         while True:  # another program (not ours, so not under our lock) may hold DuckDB's own lock
@@ -182,25 +206,58 @@ class Warehouse:
                 time.sleep(0.5)
             except duckdb.Error as e:  # not a DuckDB file, a newer/older format, a damaged header
                 raise StorageError(readable_database_hint(e, self.path)) from e
-        key = (str(self.path.resolve()), self.path.stat().st_ino)
+        return self._ensure_schema(con, (str(self.path.resolve()), self.path.stat().st_ino))
+
+    def _ensure_schema(self, con: duckdb.DuckDBPyConnection, key: tuple) -> duckdb.DuckDBPyConnection:
+        """Every table and view, created or migrated once per process (``key``: the database's identity)."""
         if not self._initialized and key in _SCHEMA_READY:  # this process already brought this file up to date
             names = [*TABLES, *VIEWS]  # (a read, no DDL) unless the file was replaced under the same inode
-            self._initialized = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = "
-                                            "'main' AND table_name IN (SELECT unnest(?))", [names]).fetchone()[0] \
-                == len(names)
+            self._initialized = con.execute(queries.SCHEMA_TABLES_PRESENT, [names]).fetchone()[0] == len(names)
         if not self._initialized:
-            existing: dict[str, set[str]] = {}
-            for t, c in con.execute("SELECT table_name, column_name FROM information_schema.columns "
-                                    "WHERE table_schema = 'main'").fetchall():
-                existing.setdefault(t, set()).add(c)
-            for stmt in migration_statements(existing) + create_statements():
-                con.execute(stmt)
+            if self.lake is None:  # (under the writer lock)
+                self._apply_schema(con)
+            else:
+                self._apply_lake_schema(con)
             self._initialized = True
             _SCHEMA_READY.add(key)
         return con
 
+    def _apply_schema(self, con: duckdb.DuckDBPyConnection) -> None:
+        existing: dict[str, set[str]] = {}
+        for t, c in con.execute(queries.SCHEMA_COLUMNS).fetchall():
+            existing.setdefault(t, set()).add(c)
+        for stmt in migration_statements(existing) + create_statements(keys=self.lake is None):
+            con.execute(stmt)
+
+    def _apply_lake_schema(self, con: duckdb.DuckDBPyConnection) -> None:
+        """The schema of this code in the lake, once for every process of every host: its fingerprint is kept as
+        the comment of table ``fingerprints``, and a process finding it there runs no DDL (processes starting at
+        once would otherwise replace the views over each other and conflict); the first ones, racing, retry."""
+        statements = create_statements(keys=False)
+        fp = "schema-" + hashlib.sha256("\n".join(statements).encode()).hexdigest()[:16]
+        for attempt in range(CONFLICT_RETRIES + 1):
+            try:
+                if con.execute(queries.SCHEMA_MARK, ["fingerprints"]).fetchone() == (fp,):
+                    return
+                con.begin()
+                self._apply_schema(con)
+                con.execute(queries.SET_SCHEMA_MARK.format(mark=fp))
+                con.commit()
+                return
+            except duckdb.TransactionException as e:
+                try:
+                    con.rollback()
+                except duckdb.Error:
+                    pass
+                if not is_conflict(e) or attempt == CONFLICT_RETRIES:
+                    raise
+                time.sleep(min(2.0, 0.05 * 2 ** attempt))
+
     @contextmanager
     def _writer_lock(self):
+        if self.lake is not None:  # DuckLake's snapshots isolate readers and writers: no lock
+            yield
+            return
         start = time.monotonic()
         while True:
             try:
@@ -224,6 +281,9 @@ class Warehouse:
         """A consistent copy of the warehouse at ``dest`` (taken between writes) for long analyst sessions."""
         import shutil
 
+        if self.lake is not None:
+            raise StorageError("a lake needs no snapshot: attach it read-only beside the writers "
+                               "(docs/scale_out.md, \"Analysts\")")
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(dest.name + ".tmp")
@@ -239,17 +299,14 @@ class Warehouse:
 
     # --- helpers -------------------------------------------------------------------------------
     def exists(self) -> bool:
-        return self.path.is_file()
+        return self.lake is not None or self.path.is_file()
 
     def init(self) -> None:
         with self.write():
             pass
 
     def record_fingerprint(self, con: duckdb.DuckDBPyConnection, fp: str, kind: str, spec: Mapping) -> None:
-        con.execute(
-            "INSERT INTO fingerprints (fingerprint, kind, spec) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-            [fp, kind, json.dumps(spec, sort_keys=True, default=str)],
-        )
+        con.execute(queries.RECORD_FINGERPRINT, [fp, kind, json.dumps(spec, sort_keys=True, default=str), fp])
 
     @staticmethod
     def insert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> int:
@@ -294,11 +351,21 @@ class Warehouse:
         ``where[table]`` narrows the delete (e.g. to one explainer fingerprint, so other explainers'
         rows of the same latents stay).
         """
-        counts = {}
-        with self.write() as con:
-            for fp, (kind, spec) in (fingerprints or {}).items():
-                self.record_fingerprint(con, fp, kind, spec)
-            for table, frame in frames.items():
-                self.delete_partition(con, table, layer, first, last, (where or {}).get(table))
-                counts[table] = self.insert(con, table, frame)
-        return counts
+        for attempt in range(CONFLICT_RETRIES + 1):
+            counts = {}
+            try:
+                with self.write() as con:
+                    for fp, (kind, spec) in (fingerprints or {}).items():
+                        self.record_fingerprint(con, fp, kind, spec)
+                    for table, frame in frames.items():
+                        self.delete_partition(con, table, layer, first, last, (where or {}).get(table))
+                        counts[table] = self.insert(con, table, frame)
+                return counts
+            except (duckdb.Error, StorageError) as e:  # a lake's commit lost to a concurrent one: the same again
+                cause = e.__cause__ if isinstance(e, StorageError) else e
+                if self.lake is None or not is_conflict(cause) or attempt == CONFLICT_RETRIES:
+                    raise
+                log.info("%s %d-%d: a concurrent commit conflicted, writing again (%d)", layer, first, last,
+                         attempt + 1)
+                time.sleep(min(2.0, 0.05 * 2 ** attempt))
+        raise AssertionError("unreachable")
