@@ -47,6 +47,9 @@ def read_only_query(wh: Warehouse, sql: str) -> pl.DataFrame:
             why = explain(e)
             if why is None:
                 raise
+            if wh.lake is not None:  # a lake has no snapshot: the analyst attaches it
+                why = why.replace("open a copy (autointerp snapshot) in any DuckDB client",
+                                  "attach the lake in any DuckDB client (docs/scale_out.md)")
             raise Refused(why) from None
         finally:
             con.close()
