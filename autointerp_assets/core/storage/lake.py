@@ -102,7 +102,7 @@ class Lake:
             try:
                 self.attach(con, ALIAS)
                 return con
-            except StorageError as e:  # another process is creating the catalog's tables this moment: use its
+            except StorageError as e:  # another process is creating a new lake's catalog tables: attach again
                 con.close()
                 if "Failed to initialize DuckLake" not in str(e) or attempt == _BOOTSTRAP_RETRIES:
                     raise
