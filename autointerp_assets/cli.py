@@ -55,7 +55,10 @@ def cmd_run(args) -> int:
     cfg = load_config()  # fail on bad config before anything heavy
     preflight.check(cfg)  # files, corpus, models, LLM servers: one line each, before anything heavy
     db = cfg.resolve(cfg.database)
-    if cfg.lake is None and not db.exists():
+    if cfg.lake is not None:
+        print(f"[autointerp] warehouse: the lake with catalog '{cfg.lake.catalog}' and data in {cfg.lake.data_path}",
+              flush=True)
+    elif not db.exists():
         print(f"[autointerp] creating the warehouse {db}", flush=True)
     t0 = time.perf_counter()
     upstream, partition_job, jobs = corpus_and_sparse_coders, latent_range_pipeline, list(JOBS)
@@ -199,7 +202,6 @@ def cmd_sql(args) -> int:
 
 def cmd_snapshot(args) -> int:
     from .core.config import load_config
-    from .core.storage import Warehouse
 
     cfg = load_config()
     wh = _existing(cfg)

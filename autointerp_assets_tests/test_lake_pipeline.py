@@ -23,6 +23,8 @@ def test_the_project_in_a_lake_has_every_row_of_the_project_in_a_duckdb_file(tmp
         run_pipeline(ROOT, tmp_path / "file", dtype="float32")
         run_pipeline(ROOT, tmp_path / "lake", dtype="float32", extra={"lake": lake})
         assert not (tmp_path / "lake" / "warehouse.duckdb").exists()  # its tables went to the lake only
+        assert f"[autointerp] warehouse: the lake with catalog '{lake['catalog']}'" in \
+            (tmp_path / "lake" / "run.log").read_text()
         con = duckdb.connect()
         con.execute(f"ATTACH '{tmp_path / 'file' / 'warehouse.duckdb'}' AS a (READ_ONLY)")
         Lake(lake["catalog"], lake["data_path"] + "/").attach(con, "b", read_only=True)
