@@ -64,6 +64,11 @@ def extension_file(module: str, stem: str, name: str) -> Path:
     return link
 
 
+def bare_connection() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB that never downloads or auto-loads an extension (the lake's come from their wheels)."""
+    return duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+
+
 def _quote(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
@@ -98,7 +103,7 @@ class Lake:
 
     def _attach(self) -> duckdb.DuckDBPyConnection:
         for attempt in range(_BOOTSTRAP_RETRIES + 1):
-            con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+            con = bare_connection()
             try:
                 self.attach(con, ALIAS)
                 return con

@@ -16,6 +16,7 @@ import duckdb
 import polars as pl
 
 from ..errors import StorageError, readable_database_hint
+from .lake import bare_connection
 from .warehouse import Warehouse
 
 CONFIG = {"enable_external_access": False, "lock_configuration": True}
@@ -58,7 +59,7 @@ def read_only_query(wh: Warehouse, sql: str) -> pl.DataFrame:
 def _lake_door(wh: Warehouse) -> duckdb.DuckDBPyConnection:
     """The same door on a lake: attached read-only (the last committed snapshot; writers go on), then file access
     off but for the lake's own data directory, and the configuration locked."""
-    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    con = bare_connection()
     try:
         wh.lake.attach(con, "lake", read_only=True)
         con.execute("USE lake")
