@@ -12,6 +12,7 @@ when the file sits in a ``data/`` directory (``<root>/data/project.yaml``, the d
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -448,6 +449,37 @@ class LakeConfig(_Strict):
         return self
 
 
+SECRET_NAME = re.compile(r"(KEY|PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIALS?|_URL)$")
+
+
+class RayConfig(_Strict):
+    """Each step of a Dagster run as a Ray job on a cluster (dagster-ray's executor; docs/scale_out.md)."""
+    address: str = Field(..., description="The cluster's job-submission address (its dashboard), e.g. "
+                         "http://10.0.0.5:8265.")
+    step_cpus: float = Field(1.0, gt=0, description="CPUs each step asks of Ray (a step is one partition's asset).")
+    forward_gpus: float = Field(0.0, ge=0, description="GPUs asked by the steps that run the subject model or "
+                                "train sparse coders (sparse_coders, activations, steering): 1 on a GPU cluster, "
+                                "0 on CPUs. LLM steps ask none: they are clients of the LLM server.")
+    step_retries: int = Field(2, ge=0, description="A step whose worker died (its node lost, its process killed) or "
+                              "that failed is run again, on any node, at most this often.")
+    ship_code: bool = Field(True, description="Upload this checkout's code to the cluster with each step (Ray's "
+                            "working_dir, without data/ and .venv/); off when the nodes' image has it.")
+    env: tuple[str, ...] = Field((), description="Names of more environment variables the steps get from the "
+                                 "launching process (AUTOINTERP_CONFIG and the offline switches always). Never "
+                                 "secrets: they would show in the Ray dashboard; set those on the nodes.")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if not re.match(r"^https?://[^/]+", self.address):
+            raise ValueError(f"ray.address '{self.address}' is not the cluster's dashboard URL: use "
+                             "http://<head>:8265 (what `ray start --head` prints as the dashboard)")
+        secret = [n for n in self.env if SECRET_NAME.search(n.upper())]
+        if secret:
+            raise ValueError(f"ray.env names {', '.join(secret)}, a secret: set it in the Ray nodes' own environment "
+                             "(docs/scale_out.md), not in each job's, which the Ray dashboard shows")
+        return self
+
+
 class ProjectConfig(_Strict):
     name: str = Field("offline-default", description="A label for this project.")
     database: str = Field("data/autointerp.duckdb", description="DuckDB file (relative to the project root). "
@@ -455,6 +487,9 @@ class ProjectConfig(_Strict):
     lake: LakeConfig | None = Field(None, description="Keep the warehouse in a DuckLake (catalog in PostgreSQL, "
                                     "Parquet data files) instead of the DuckDB file `database`: writers on several "
                                     "processes and hosts at once, analysts beside them (docs/scale_out.md).")
+    ray: RayConfig | None = Field(None, description="Run each step of Dagster's runs (the UI's, the daemon's, "
+                                  "`dagster job backfill`) as a Ray job on a cluster instead of in the run's "
+                                  "process; `autointerp run` stays in one process (docs/scale_out.md).")
     workdir: str = Field("data", description="Where models, SAEs and caches are kept.")
     subject_model: str = Field("smollm2", description="'smollm2' or 'gemma3-270m' (offline), a Hugging Face name "
                                "or local dir.")

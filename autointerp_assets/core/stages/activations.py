@@ -73,22 +73,12 @@ def ensure_cache(ctx: Context, on_commit: Callable[[int, int], None] | None = No
     """One forward pass over the corpus for all hookpoints (resumable); reused when already complete.
 
     ``on_commit(row_start, row_stop)`` is called after each batch is committed. Runs that find the
-    same cache unfinished take turns on a per-cache file lock: the second waits, then reuses it,
-    instead of running the subject model again and inserting the same batches twice.
+    same cache unfinished take turns on the warehouse's per-cache lock (every host of a lake's): the second
+    waits, then reuses it, instead of running the subject model again and inserting the same batches twice.
     """
-    from filelock import FileLock, Timeout
-
     cfp = cache_fp(ctx, coder_rows(ctx))
-    lock = FileLock(f"{ctx.wh.path}.{cfp}.lock")
-    try:
-        lock.acquire(timeout=1)
-    except Timeout:
-        ctx.log(f"activation cache {cfp} is being computed by another run: waiting for it")
-        lock.acquire()
-    try:
+    with ctx.wh.lock(cfp):
         return _ensure_cache(ctx, on_commit)
-    finally:
-        lock.release()
 
 
 def _ensure_cache(ctx: Context, on_commit: Callable[[int, int], None] | None) -> tuple[str, dict]:

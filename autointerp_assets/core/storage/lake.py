@@ -16,8 +16,11 @@ import os
 import tempfile
 import threading
 import time
+import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import duckdb
 
@@ -135,6 +138,27 @@ class Lake:
             raise StorageError(f"cannot open the lake (catalog '{self.catalog}', data {self.data_path}): "
                                f"{str(e).splitlines()[0]} -- start PostgreSQL or fix lake.catalog / lake.data_path") \
                 from None
+
+
+    @contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        """Hold the lake-wide lock ``name`` (a PostgreSQL advisory lock in the catalog's database): one holder on
+        every process of every host at a time. A holder that dies releases it (its connection closes)."""
+        import psycopg2
+
+        key = zlib.crc32(f"autointerp:{name}".encode()) - 2 ** 31  # a signed 32-bit key of the name
+        try:
+            con = psycopg2.connect(self.catalog)
+        except psycopg2.Error as e:
+            raise StorageError(f"cannot reach the lake's catalog '{self.catalog}' to lock {name}: "
+                               f"{str(e).strip().splitlines()[0]} -- start PostgreSQL or fix lake.catalog") from None
+        try:
+            con.autocommit = True
+            with con.cursor() as cur:
+                cur.execute("SELECT pg_advisory_lock(%s)", [key])
+            yield
+        finally:
+            con.close()  # (ends the session: the lock goes with it)
 
 
 _INSTANCES: dict[tuple[Lake, int], duckdb.DuckDBPyConnection] = {}

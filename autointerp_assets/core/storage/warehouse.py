@@ -305,8 +305,33 @@ class Warehouse:
         with self.write():
             pass
 
+    @contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        """A named lock every writer of this warehouse respects: a file beside the DuckDB file (one host), or the
+        lake's advisory lock in PostgreSQL (every host)."""
+        if self.lake is not None:
+            with self.lake.lock(name):
+                yield
+            return
+        lock = FileLock(f"{self.path}.{name}.lock")
+        with lock:
+            yield
+
     def record_fingerprint(self, con: duckdb.DuckDBPyConnection, fp: str, kind: str, spec: Mapping) -> None:
-        con.execute(queries.RECORD_FINGERPRINT, [fp, kind, json.dumps(spec, sort_keys=True, default=str), fp])
+        """The spec of ``fp``, once. In the DuckDB file, inside the caller's transaction. In a lake, two
+        transactions of two processes would each see it absent and both insert it (DuckLake merges concurrent
+        inserts), so it commits on its own first, under the lake's lock: never twice, and kept if the caller's
+        transaction rolls back (a spec nothing refers to yet)."""
+        args = [fp, kind, json.dumps(spec, sort_keys=True, default=str), fp]
+        if self.lake is None:
+            con.execute(queries.RECORD_FINGERPRINT, args)
+            return
+        with self.lock("fingerprints"):
+            own = self.lake.connect()
+            try:
+                own.execute(queries.RECORD_FINGERPRINT, args)  # (auto-commit: a snapshot taken under the lock)
+            finally:
+                own.close()
 
     @staticmethod
     def insert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> int:

@@ -3,6 +3,7 @@ import math
 import dagster as dg
 
 from ...core import stages
+from ..execution import CLIENT, FORWARD, step_tags
 from ..metadata import histogram_md, readable
 from ..partitions import PARTITIONS, bounds
 from ..resources import ProjectResource
@@ -10,7 +11,7 @@ from .corpus import corpus_tokens
 from .sparse_coders import sparse_coders
 
 
-@dg.asset(group_name="activations", kinds={"torch", "duckdb"}, partitions_def=PARTITIONS,
+@dg.asset(op_tags=step_tags(FORWARD), group_name="activations", kinds={"torch", "duckdb"}, partitions_def=PARTITIONS,
           deps=[corpus_tokens, sparse_coders], backfill_policy=dg.BackfillPolicy.single_run(),
           description="Non-zero latent activations per partition. One forward pass over the corpus serves every "
                       "hookpoint and partition (resumable after a kill); later partitions reuse it.")
@@ -37,6 +38,7 @@ def bars_md(counts: list[int], labels: list[str], title: str) -> dg.MetadataValu
 
 
 @dg.asset(group_name="activations", kinds={"duckdb"}, partitions_def=PARTITIONS, deps=[activations],
+          op_tags=step_tags(CLIENT),
           description="Per latent: firing count, density, max/mean activation, quantile edges, a 16-bin activation "
                       "histogram, status (alive / too_rare / dead; every latent listed).")
 def latent_stats(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.MaterializeResult:

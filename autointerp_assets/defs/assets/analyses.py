@@ -2,6 +2,7 @@ import dagster as dg
 
 from ...core import analyses as an
 from ...core.identity import explainer_fp
+from ..execution import CLIENT, step_tags
 from ..metadata import heatmap_png, plot_md, scatter_png, table_md
 from ..resources import ProjectResource
 from .latent_vectors import latent_vectors
@@ -13,7 +14,7 @@ def _round(rows: list[dict]) -> list[dict]:
             for r in rows]
 
 
-@dg.asset(group_name="analyses", kinds={"duckdb"}, deps=[scores, latent_vectors],
+@dg.asset(op_tags=step_tags(CLIENT), group_name="analyses", kinds={"duckdb"}, deps=[scores, latent_vectors],
           description="Scorer agreement (Spearman between every pair of scorers per partition, with 95 % intervals; "
                       "view scorer_agreement) and SAE similarity through explanations (best matches by explanation "
                       "embedding vs decoder cosine and how often they agree; views latent_matches, sae_similarity) "

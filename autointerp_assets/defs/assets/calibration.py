@@ -2,6 +2,7 @@ import dagster as dg
 
 from ...core import stages
 from ...core.explainer_baselines import is_baseline
+from ..execution import CLIENT, step_tags
 from ..metadata import table_md
 from ..resources import LLMResource, ProjectResource
 from .corpus import corpus_tokens
@@ -11,7 +12,7 @@ def _r(v):
     return round(v, 3) if isinstance(v, float) else v
 
 
-@dg.asset(group_name="calibration", kinds={"vllm", "duckdb"}, deps=[corpus_tokens],
+@dg.asset(op_tags=step_tags(CLIENT), group_name="calibration", kinds={"vllm", "duckdb"}, deps=[corpus_tokens],
           description="Known-answer calibration before a costly run: planted latents of known meaning (token-set "
                       "indicators built from the corpus) sampled with the real sampler and scored with the configured "
                       "scorers using their gold explanation, a deranged gold one (control) and the configured "

@@ -1,6 +1,7 @@
 import dagster as dg
 
 from ...core import stages
+from ..execution import CLIENT, step_tags
 from ..partitions import PARTITIONS, bounds
 from ..resources import ProjectResource
 from .activations import activations, latent_stats
@@ -11,6 +12,7 @@ def _ids(latents: list[int], limit: int = 200) -> str:
 
 
 @dg.asset(group_name="examples", kinds={"duckdb"}, partitions_def=PARTITIONS, deps=[activations, latent_stats],
+          op_tags=step_tags(CLIENT),
           description="Train (explainer), test (scorers; disjoint from train) and non-activating windows per latent.")
 def examples(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.MaterializeResult:
     ctx = project.context(context.log)

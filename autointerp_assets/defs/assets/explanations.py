@@ -4,6 +4,7 @@ from ...core import stages
 from ...core.errors import StageFailed
 from ...core.explainer_baselines import is_baseline
 from ...core.llm.accounting import BudgetExceeded
+from ..execution import CLIENT, step_tags
 from ..metadata import readable, table_md
 from ..partitions import PARTITIONS, bounds
 from ..resources import LLMResource, ProjectResource
@@ -32,6 +33,7 @@ def scores_follow(context) -> bool:
 
 
 @dg.asset(group_name="explanations", kinds={"vllm", "duckdb"}, partitions_def=PARTITIONS, deps=[examples, steering],
+          op_tags=step_tags(CLIENT),
           description="One explanation per selected latent and explainer fingerprint: the active explainer, then the "
                       "baseline explainers (no LLM) and the output-centric explainers beside it on the same latents; "
                       "parse failures kept with their raw text (never scored). When the run also materializes "

@@ -2,12 +2,14 @@ import dagster as dg
 
 from ...core.registry import explainer_names
 from ...core.stages.latent_pages import run_latent_pages
+from ..execution import CLIENT, step_tags
 from ..partitions import PARTITIONS, bounds
 from ..resources import ProjectResource
 from .scores import scores
 
 
 @dg.asset(group_name="browser", kinds={"html", "duckdb"}, partitions_def=PARTITIONS, deps=[scores],
+          op_tags=step_tags(CLIENT),
           description="The latent browser's static pages of the partition (index, one page per latent, explainer "
                       "comparison) and the cross-partition index; open them from `open_in_browser` while "
                       "`autointerp browse` serves the site, or as files. Also stores explanation embeddings (search).")

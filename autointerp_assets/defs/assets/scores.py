@@ -4,6 +4,7 @@ from ...core import stages
 from ...core.errors import StageFailed
 from ...core.llm.accounting import BudgetExceeded
 from ...core.stages import score_plots
+from ..execution import CLIENT, step_tags
 from ..metadata import histogram_md, histogram_png, medians_png, plot_md, readable, table_md
 from ..partitions import PARTITIONS, bounds
 from ..resources import LLMResource, ProjectResource
@@ -11,6 +12,7 @@ from .explanations import budget_failure, explanations, forced
 
 
 @dg.asset(group_name="scores", kinds={"vllm", "duckdb"}, partitions_def=PARTITIONS, deps=[explanations],
+          op_tags=step_tags(CLIENT),
           description="Detection and fuzzing scores per latent (balanced accuracy, F1, precision, recall, AUROC), "
                       "then the extra scorers (scoring: simulation, embedding, surprisal, intruder, "
                       "intervention), the random-explanation control, per-latent bootstrap 95 % CIs and heuristic "

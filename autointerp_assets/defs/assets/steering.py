@@ -1,6 +1,7 @@
 import dagster as dg
 
 from ...core import stages
+from ..execution import FORWARD, step_tags
 from ..metadata import table_md
 from ..partitions import PARTITIONS, bounds
 from ..resources import ProjectResource
@@ -8,6 +9,7 @@ from .examples import examples
 
 
 @dg.asset(group_name="steering", kinds={"pytorch", "duckdb"}, partitions_def=PARTITIONS, deps=[examples],
+          op_tags=step_tags(FORWARD),
           description="Per selected latent: the strength of its decoder direction (added at its hookpoint) that "
                       "moves the next-token distribution by steering.target_kl nats, the tokens it promotes, and "
                       "continuations of neutral prompts with and without it. Read by the intervention scorer and "
