@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE  := 1
 export TOKENIZERS_PARALLELISM := false
 export VLLM_LOGGING_LEVEL ?= WARNING
 
-.PHONY: setup browser postgres run test ui summary clean
+.PHONY: setup browser postgres ray run test ui summary clean
 
 setup: $(STAMP)
 
@@ -41,7 +41,15 @@ postgres:
 	  echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/autointerp.conf && \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql)
 
-test: setup browser postgres
+# Ray and dagster-ray for the scale-out tests (they start a Ray cluster of their own on 127.0.0.1) and for running
+# steps on a cluster (the config's ray: section); resolved against cpu.lock, so nothing in it changes.
+RAY_STAMP := $(VENV)/.installed-ray
+ray: setup $(RAY_STAMP)
+$(RAY_STAMP): requirements/ray.lock
+	$(BIN)/pip install --quiet --no-deps -r requirements/ray.lock
+	touch $(RAY_STAMP)
+
+test: setup browser postgres ray
 	$(BIN)/python -m pytest -q -ra --durations=25
 
 ui: setup

@@ -1,6 +1,7 @@
 """The code location loads and exposes layer × latents partitions derived from the config."""
 
 import ast
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -80,3 +81,65 @@ def test_core_has_no_dagster_imports():
             if any(n == "dagster" or n.startswith("dagster.") or n.startswith("dagster_") for n in names):
                 offenders.append(str(path))
     assert offenders == []
+
+
+RAY = {"address": "http://127.0.0.1:8265", "forward_gpus": 1, "step_retries": 3, "env": ["MY_SETTING"]}
+
+
+def test_without_a_ray_section_steps_run_in_the_runs_process():
+    from autointerp_assets.defs import execution
+
+    cfg = parse_config(TINY)
+    assert execution.executor(cfg) is dg.in_process_executor
+    assert execution.step_tags(execution.FORWARD, cfg) == {} and execution.retry_policy(cfg) is None
+
+
+def test_a_ray_section_makes_each_step_a_ray_job_with_its_resources_code_and_retries():
+    from autointerp_assets.defs import execution
+
+    cfg = parse_config({**TINY, "ray": RAY})
+    conf = execution.executor_config(cfg)
+    assert conf["ray"]["address"] == "http://127.0.0.1:8265" and conf["retries"] == {"enabled": {}}
+    assert conf["ray"]["env_vars"][0] == "AUTOINTERP_CONFIG" and conf["ray"]["env_vars"][-1] == "MY_SETTING"
+    assert conf["ray"]["runtime_env"]["working_dir"] == str(Path(__file__).resolve().parents[1])
+    assert "data/" in conf["ray"]["runtime_env"]["excludes"] and ".venv/" in conf["ray"]["runtime_env"]["excludes"]
+    assert execution.executor(cfg).name == "ray"
+    forward, client = (json.loads(execution.step_tags(k, cfg)[execution.RAY_TAG])
+                       for k in (execution.FORWARD, execution.CLIENT))
+    assert forward == {"num_cpus": 1.0, "num_gpus": 1} and client == {"num_cpus": 1.0}  # LLM steps: clients, no GPU
+    assert execution.retry_policy(cfg).max_retries == 3
+    shipped = parse_config({**TINY, "ray": {**RAY, "ship_code": False}})
+    assert execution.executor_config(shipped)["ray"]["runtime_env"] == {}
+
+
+def test_the_code_location_of_a_ray_config_runs_its_jobs_on_ray(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from autointerp_assets_tests.conftest import write_config
+
+    cfg = write_config(tmp_path / "project.yaml", {"ray": RAY})
+    probe = ("import json\nfrom autointerp_assets.definitions import defs\n"
+             "job = defs.resolve_job_def('latent_range_pipeline')\n"
+             "tags = {a: json.loads(defs.resolve_assets_def(a).op.tags['dagster-ray/config'])\n"
+             "        for a in ('activations', 'explanations')}\n"
+             "print(json.dumps([job.executor_def.name, job.op_retry_policy.max_retries, tags]))\n")
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", probe], env={**os.environ, "AUTOINTERP_CONFIG": str(cfg)},
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.splitlines()[-1]) == [
+        "ray", 3, {"activations": {"num_cpus": 1.0, "num_gpus": 1}, "explanations": {"num_cpus": 1.0}}]
+
+
+@pytest.mark.parametrize("ray, words", [
+    ({"address": "10.0.0.5:8265"}, ["ray.address", "http://<head>:8265"]),
+    ({**RAY, "env": ["OPENAI_API_KEY"]}, ["OPENAI_API_KEY", "a secret", "Ray nodes' own environment"]),
+    ({**RAY, "env": ["DAGSTER_PG_URL"]}, ["DAGSTER_PG_URL", "a secret"]),
+    ({**RAY, "step_cpus": 0}, ["ray.step_cpus"]),
+])
+def test_a_bad_ray_section_is_one_line_with_the_fix(ray, words):
+    with pytest.raises(ConfigError) as e:
+        parse_config({**TINY, "ray": ray})
+    msg = str(e.value)
+    assert "\n" not in msg and all(w in msg for w in words), msg

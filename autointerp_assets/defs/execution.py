@@ -44,6 +44,13 @@ def runtime_env(cfg: ProjectConfig) -> dict:
     return {"working_dir": str(CODE_ROOT), "excludes": NOT_SHIPPED}
 
 
+def executor_config(cfg: ProjectConfig) -> dict:
+    """dagster-ray's executor config for ``cfg.ray``: the cluster, what each step gets, retries on."""
+    return {"ray": {"address": cfg.ray.address, "runtime_env": runtime_env(cfg), "env_vars": [*STEP_ENV, *cfg.ray.env],
+                    "inherit_job_submission_client_from_ray_run_launcher": False},
+            "retries": {"enabled": {}}}
+
+
 def executor(cfg: ProjectConfig = CONFIG) -> dg.ExecutorDefinition:
     """The code location's executor: in-process, or dagster-ray's ``ray_executor`` for ``cfg.ray``."""
     if cfg.ray is None:
@@ -53,8 +60,4 @@ def executor(cfg: ProjectConfig = CONFIG) -> dg.ExecutorDefinition:
     except ImportError:
         raise ConfigError("ray: is set in the config but Ray is not installed: run `make ray` (pip install -r "
                           "requirements/ray.lock), or remove the ray section to run steps in one process") from None
-    return ray_executor.configured({
-        "ray": {"address": cfg.ray.address, "runtime_env": runtime_env(cfg),
-                "env_vars": [*STEP_ENV, *cfg.ray.env],
-                "inherit_job_submission_client_from_ray_run_launcher": False},
-        "retries": {"enabled": {}}}, name="ray")
+    return ray_executor.configured(executor_config(cfg), name="ray")

@@ -90,6 +90,41 @@ def test_a_write_that_conflicts_with_a_concurrent_commit_is_retried_not_surfaced
         (5, "mine"), (6, "mine"), (11, "other")]
 
 
+def test_stage_writes_of_processes_committing_at_once_are_retried_never_surfaced(lake):
+    # the stages' own write blocks (Warehouse.attempts): DuckLake refuses an insert into a table another
+    # transaction deleted from meanwhile -- two partitions' steps committing at once -- and the block runs again
+    script = textwrap.dedent(f"""
+        import logging, sys, polars as pl
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        from autointerp_assets.core.storage import Warehouse
+        from autointerp_assets.core.storage.lake import Lake
+        wh = Warehouse("/x/unused.duckdb", lake=Lake({lake.catalog!r}, {lake.data_path!r}))
+        r = int(sys.argv[1])
+        wh.init()
+        print("ready", flush=True)
+        sys.stdin.readline()
+        for i in range(20):
+            for attempt in wh.attempts():
+                with attempt as con:
+                    wh.delete_partition(con, "latent_stats", "layers.1", r * 10, r * 10 + 9)
+                    wh.insert(con, "latent_stats", pl.DataFrame({{
+                        "layer": "layers.1", "latent": list(range(r * 10, r * 10 + 10)), "n_firing": [i] * 10,
+                        "n_windows": [1] * 10, "density": [0.1] * 10, "status": "alive", "activations_fp": "a"}}))
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(r)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for r in range(3)]
+    assert [p.stdout.readline().strip() for p in procs] == ["ready"] * 3
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    logs = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 3, logs
+    wh = Warehouse("/x/unused.duckdb", lake=lake)
+    assert wh.query("SELECT latent // 10 AS r, count(*), min(n_firing), max(n_firing) FROM latent_stats "
+                    "GROUP BY 1 ORDER BY 1").rows() == [(r, 10, 19, 19) for r in range(3)]
+    assert sum(log.count("writing again") for log in logs) > 0, logs  # (they did conflict, and it was retried)
+
+
 def test_writers_in_separate_processes_set_up_the_lake_and_all_commit_their_whole_partitions(lake):
     script = textwrap.dedent(f"""
         import polars as pl, sys
@@ -119,6 +154,60 @@ def test_writers_in_separate_processes_set_up_the_lake_and_all_commit_their_whol
                     "GROUP BY ALL ORDER BY ALL").rows() == [(f"layers.{k}", p, 3, "round11", "round11")
                                                             for k in (1, 2, 3) for p in (0, 1)]
     assert wh.scalar("SELECT count(*) FROM fingerprints") == 12
+
+
+def test_writers_of_several_processes_recording_one_fingerprint_at_once_record_it_once(lake):
+    # each round, every process records the same new fingerprint inside its own write transaction; unguarded, each
+    # would see it absent in its snapshot and insert it (DuckLake merges concurrent inserts): rows doubled
+    script = textwrap.dedent(f"""
+        import sys
+        from autointerp_assets.core.storage import Warehouse
+        from autointerp_assets.core.storage.lake import Lake
+        wh = Warehouse("/x/unused.duckdb", lake=Lake({lake.catalog!r}, {lake.data_path!r}))
+        wh.init()
+        print("ready", flush=True)
+        sys.stdin.readline()
+        for i in range(15):
+            with wh.write() as con:
+                wh.record_fingerprint(con, f"fp{{i}}", "k", {{"i": i}})
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    assert [p.stdout.readline().strip() for p in procs] == ["ready"] * 4
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, errors
+    wh = Warehouse("/x/unused.duckdb", lake=lake)
+    assert wh.query("SELECT fingerprint, count(*) AS n FROM fingerprints GROUP BY 1 HAVING n > 1").is_empty()
+    assert wh.scalar("SELECT count(*) FROM fingerprints") == 15
+
+
+def test_a_named_lock_has_one_holder_on_every_host_and_is_freed_when_its_holder_dies(lake):
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from autointerp_assets.core.storage.lake import Lake
+        with Lake({lake.catalog!r}, {lake.data_path!r}).lock("cache-x"):
+            print("held", flush=True)
+            time.sleep(600)
+    """)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    got = threading.Event()
+
+    def take():
+        with Lake(lake.catalog, lake.data_path).lock("cache-x"):
+            got.set()
+
+    with Lake(lake.catalog, lake.data_path).lock("cache-y"):  # another name: not held up
+        pass
+    t = threading.Thread(target=take, daemon=True)
+    t.start()
+    assert not got.wait(2.0)  # the other process holds it
+    holder.kill()  # SIGKILL: no release of its own; its PostgreSQL session ends
+    holder.wait(10)
+    assert got.wait(10.0)
+    t.join(5)
 
 
 def test_an_analyst_sees_whole_partitions_and_never_holds_up_a_writer(lake):

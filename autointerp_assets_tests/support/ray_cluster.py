@@ -71,10 +71,15 @@ class RayCluster:
     temp_dir: Path
     nodes: list[Node] = field(default_factory=list)
 
-    def alive_nodes(self) -> int:
+    def node_states(self) -> dict[str, tuple[bool, str]]:
+        """Ray's node id -> (is the head, ALIVE / DEAD), from the dashboard."""
         with urllib.request.urlopen(self.dashboard + "/nodes?view=summary", timeout=5) as r:
             body = json.load(r)
-        return sum(n["raylet"]["state"] == "ALIVE" for n in body["data"]["summary"])
+        return {n["raylet"]["nodeId"]: (bool(n["raylet"].get("isHeadNode")), n["raylet"]["state"])
+                for n in body["data"]["summary"]}
+
+    def alive_nodes(self) -> int:
+        return sum(state == "ALIVE" for _, state in self.node_states().values())
 
 
 def _start_node(name: str, args: list[str], temp_dir: Path, num_cpus: int, env: dict) -> Node:

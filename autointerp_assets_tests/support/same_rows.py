@@ -43,19 +43,26 @@ def in_its_names(tree: Path, raw: dict) -> dict:
     return raw
 
 
-def run_pipeline(tree: Path, out: Path, dtype: str | None = None, every_scorer: bool = False,
-                 extra: dict | None = None) -> float:
-    """`autointerp run` of the tiny project (with ``extra`` config sections) with the code in ``tree``, in a process
-    of its own (a fresh LLM engine: answers that depend on nothing else run before); returns seconds."""
+def tiny_project(tree: Path, out: Path, dtype: str | None = None, every_scorer: bool = False,
+                 extra: dict | None = None) -> dict:
+    """The tiny project's config (with ``extra`` sections) in ``out`` for the code in ``tree``, its work directory
+    and Dagster home there too; returns the environment that runs it."""
     work = out / "work"
     work.mkdir(parents=True)
     (work / "models").symlink_to(ROOT / "data" / "models")
     cfg = out / "project.yaml"
     cfg.write_text(yaml.safe_dump(in_its_names(tree, tiny_config(work, out / "warehouse.duckdb", dtype, every_scorer, extra))))
     (out / "dagster_home").mkdir()
-    env = {**os.environ, "AUTOINTERP_CONFIG": str(cfg), "DAGSTER_HOME": str(out / "dagster_home"),
-           "PYTHONPATH": str(tree), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false"}
+    return {**os.environ, "AUTOINTERP_CONFIG": str(cfg), "DAGSTER_HOME": str(out / "dagster_home"),
+            "PYTHONPATH": str(tree), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false"}
+
+
+def run_pipeline(tree: Path, out: Path, dtype: str | None = None, every_scorer: bool = False,
+                 extra: dict | None = None) -> float:
+    """`autointerp run` of the tiny project (with ``extra`` config sections) with the code in ``tree``, in a process
+    of its own (a fresh LLM engine: answers that depend on nothing else run before); returns seconds."""
+    env = tiny_project(tree, out, dtype, every_scorer, extra)
     t0 = time.perf_counter()
     with open(out / "run.log", "w") as log:
         rc = subprocess.run([sys.executable, "-c", "import sys; from autointerp_assets.cli import main; "

@@ -87,14 +87,15 @@ class Ledger:
     def _admit(self, units: list[list[tuple[ChatRequest, dict, int]]]) -> int:
         if not any(units):
             return len(units)  # nothing to send: no transaction
-        with self.wh.write() as con:
-            n = len(units)
-            if limited(self.budget) and units:
-                n = admit(self.budget, spent(con), [worst_case(self.llm, [r for r, _, _ in u], [c for _, _, c in u])
-                                                    for u in units])
-            rows = [self._row(r, k, c) for u in units[:n] for r, k, c in u]
-            if rows:
-                self.wh.insert(con, "llm_calls", pl.DataFrame(rows, schema_overrides=SCHEMA))
+        for attempt in self.wh.attempts():
+            with attempt as con:
+                n = len(units)
+                if limited(self.budget) and units:
+                    n = admit(self.budget, spent(con), [worst_case(self.llm, [r for r, _, _ in u], [c for _, _, c in u])
+                                                        for u in units])
+                rows = [self._row(r, k, c) for u in units[:n] for r, k, c in u]
+                if rows:
+                    self.wh.insert(con, "llm_calls", pl.DataFrame(rows, schema_overrides=SCHEMA))
         self.reserved += len(rows)
         return n
 

@@ -88,9 +88,10 @@ def ensure_window_embeddings(wh, corpus_fp: str, example_ctx_len: int, ctx_len: 
             "win": np.tile(np.arange(nw, dtype=np.int32), len(batch)),
             "embedding": pl.Series(emb.astype(np.float32)).cast(pl.List(pl.Float32)),
         })
-        with wh.write() as con:  # a batch of rows commits whole: a killed run resumes at the next row
-            con.execute(queries.DELETE_WINDOW_EMBEDDINGS_ROWS, [corpus_fp, w, key, batch[0][0], batch[-1][0]])
-            wh.insert(con, "window_embeddings", frame)
+        for attempt in wh.attempts():  # a batch of rows commits whole: a killed run resumes at the next row
+            with attempt as con:
+                con.execute(queries.DELETE_WINDOW_EMBEDDINGS_ROWS, [corpus_fp, w, key, batch[0][0], batch[-1][0]])
+                wh.insert(con, "window_embeddings", frame)
         done += len(ids)
         log(f"embedded {done} windows ({done / (time.perf_counter() - t0):.0f}/s)")
     return {"model": key, "embedded_windows": done, "seconds": time.perf_counter() - t0}

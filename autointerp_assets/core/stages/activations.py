@@ -99,8 +99,9 @@ def _ensure_cache(ctx: Context, on_commit: Callable[[int, int], None] | None) ->
         raise ValueError(f"{n_rows * ctx_len} tokens exceed the cache's 2^31 token index: lower corpus.n_tokens")
     if start_row:
         ctx.log(f"resuming activation cache {cfp} at row {start_row}/{n_rows} (batches before it are committed)")
-    with ctx.wh.write() as con:  # rows past the resume point can only be leftovers; keep the cache exact
-        con.execute(queries.DELETE_CACHE_FROM_TOKEN, [cfp, start_row * ctx_len])
+    for attempt in ctx.wh.attempts():  # rows past the resume point can only be leftovers; keep the cache exact
+        with attempt as con:
+            con.execute(queries.DELETE_CACHE_FROM_TOKEN, [cfp, start_row * ctx_len])
     lm, _ = caching.load_subject_model(ctx.model_dir(), cfg.caching.dtype, cfg.caching.threads)
     saes = load_coders(coders)
     inputs = [h for h, c in saes.items() if c.hook_input]
@@ -192,29 +193,31 @@ def _write_group(ctx: Context, cfp: str, group: list) -> int:
         "layer": pa.DictionaryArray.from_arrays(layer_rank[order], names),
         "latent": latent[order], "token": token[order],
         "value_bits": fp16_bits(np.concatenate([ba.value for ba in per_hook]))[order]})
-    with ctx.wh.write() as con:
-        if n:
-            for setting in queries.CACHE_WRITER_SETTINGS:
-                con.execute(setting.format(memory_gb=float(ctx.cfg.caching.duckdb_memory_gb)))
-            if con.execute(queries.SETTING_EXISTS, [queries.NO_OPTIMISTIC_WRITE]).fetchone()[0]:
-                con.execute(queries.SET_SETTING_FALSE.format(name=queries.NO_OPTIMISTIC_WRITE))
-            con.register("_batch", tbl)
-            try:
-                con.execute(queries.INSERT_CACHE_BATCH)
-            finally:
-                con.unregister("_batch")
-        batch_rows = ctx.cfg.caching.batch_rows
-        con.executemany(queries.INSERT_CACHE_PROGRESS, [[cfp, a // batch_rows, a, b, sum(len(ba.latent) for ba in ph), secs]
-                         for a, b, ph, secs in group])
+    for attempt in ctx.wh.attempts():
+        with attempt as con:
+            if n:
+                for setting in queries.CACHE_WRITER_SETTINGS:
+                    con.execute(setting.format(memory_gb=float(ctx.cfg.caching.duckdb_memory_gb)))
+                if con.execute(queries.SETTING_EXISTS, [queries.NO_OPTIMISTIC_WRITE]).fetchone()[0]:
+                    con.execute(queries.SET_SETTING_FALSE.format(name=queries.NO_OPTIMISTIC_WRITE))
+                con.register("_batch", tbl)
+                try:
+                    con.execute(queries.INSERT_CACHE_BATCH)
+                finally:
+                    con.unregister("_batch")
+            batch_rows = ctx.cfg.caching.batch_rows
+            con.executemany(queries.INSERT_CACHE_PROGRESS, [
+                [cfp, a // batch_rows, a, b, sum(len(ba.latent) for ba in ph), secs] for a, b, ph, secs in group])
     return n
 
 
 def _finish(ctx: Context, cfp: str, n_rows: int, seconds: float) -> int:
     """Mark the cache complete (its rows are already in activation_cache, committed batch by batch)."""
-    with ctx.wh.write() as con:
-        n_nz = con.execute(queries.CACHE_NONZEROS, [cfp]).fetchone()[0]
-        con.execute(queries.INSERT_CACHE_COMPLETE, [cfp, n_rows, n_rows * ctx.cfg.corpus.ctx_len, n_nz, seconds,
-                                                    cfp])
+    for attempt in ctx.wh.attempts():
+        with attempt as con:
+            n_nz = con.execute(queries.CACHE_NONZEROS, [cfp]).fetchone()[0]
+            con.execute(queries.INSERT_CACHE_COMPLETE, [cfp, n_rows, n_rows * ctx.cfg.corpus.ctx_len, n_nz, seconds,
+                                                        cfp])
     return int(n_nz)
 
 
@@ -222,9 +225,10 @@ def publish_activations(ctx: Context, cfp: str, layer: str, first: int, last: in
     """Make (layer, first..last) of cache ``cfp`` the partition's activations; replaces exactly it."""
     coders = coder_rows(ctx)
     afp = activations_fp(ctx, layer, coders)
-    with ctx.wh.write() as con:
-        con.execute(queries.DELETE_ACTIVATION_PARTITION, [layer, last, first])
-        with buffer_pool(con):  # (a count over the layer's cache)
-            n = con.execute(queries.CACHE_RANGE_NONZEROS, [cfp, layer, first, last]).fetchone()[0]
-        con.execute(queries.INSERT_ACTIVATION_PARTITION, [layer, first, last, cfp, afp, ctx.cfg.corpus.ctx_len, n])
+    for attempt in ctx.wh.attempts():
+        with attempt as con:
+            con.execute(queries.DELETE_ACTIVATION_PARTITION, [layer, last, first])
+            with buffer_pool(con):  # (a count over the layer's cache)
+                n = con.execute(queries.CACHE_RANGE_NONZEROS, [cfp, layer, first, last]).fetchone()[0]
+            con.execute(queries.INSERT_ACTIVATION_PARTITION, [layer, first, last, cfp, afp, ctx.cfg.corpus.ctx_len, n])
     return int(n)

@@ -55,11 +55,12 @@ def run_baseline_explanations(ctx: Context, layer: str, first: int, last: int) -
     frame = pl.DataFrame(rows, schema_overrides={"explanation": pl.Utf8, "error": pl.Utf8, "raw_text": pl.Utf8,
                                                  "cost_usd": pl.Float64, "latency_s": pl.Float64}) \
         if rows else pl.DataFrame()
-    with ctx.wh.write() as con:  # deterministic and free: the partition's rows of this baseline are replaced whole
-        ctx.wh.record_fingerprint(con, efp, "explainer", spec)
-        ctx.wh.delete_partition(con, "explanations", layer, first, last, {"explainer_fp": efp})
-        if rows:
-            ctx.wh.insert(con, "explanations", frame)
+    for attempt in ctx.wh.attempts():  # deterministic and free: the partition's rows of this baseline, replaced whole
+        with attempt as con:
+            ctx.wh.record_fingerprint(con, efp, "explainer", spec)
+            ctx.wh.delete_partition(con, "explanations", layer, first, last, {"explainer_fp": efp})
+            if rows:
+                ctx.wh.insert(con, "explanations", frame)
     secs = time.perf_counter() - t0
     st = frame["status"].value_counts().rows() if rows else []
     return {"explainer_fp": efp, "explainer_kind": e.kind, "status": dict(st), "latents": len(rows), "resumed": False,

@@ -191,19 +191,20 @@ def _publish(ctx: Context, cal: Context, planted, selection, windows, cfp, gold_
     latents = [{"calibration_fp": cfp, "latent": i, "planted": p.name, "gold": gold[i], "n_token_ids": len(p.token_ids),
                 "n_windows": int(windows.get(i, 0)), "status": selection.get(i, "dead")} for i, p in enumerate(planted)]
     ledger = cal.wh.query(queries.LEDGER_ROWS_FROM, [calls_before])
-    with ctx.wh.write() as con:
-        ctx.wh.record_fingerprint(con, cfp, "calibration", calibration_spec(ctx))
-        con.execute(queries.DELETE_CALIBRATION_LATENTS, [cfp])
-        for table in ("calibration_scores", "calibration_recovery"):
-            ctx.wh.delete(con, table, {"calibration_fp": cfp, "explainer_fp": efp})
-        ctx.wh.insert(con, "calibration_latents", pl.DataFrame(latents))
-        if rows:
-            ctx.wh.insert(con, "calibration_scores", pl.DataFrame(rows, schema_overrides={
-                "value": pl.Float64, "explanation": pl.Utf8, "metric": pl.Utf8}))
-        if recovery:
-            ctx.wh.insert(con, "calibration_recovery", pl.DataFrame(recovery))
-        if ledger.height:
-            ctx.wh.insert(con, "llm_calls", ledger.with_columns(stage=pl.lit("calibration/") + pl.col("stage")))
+    for attempt in ctx.wh.attempts():
+        with attempt as con:
+            ctx.wh.record_fingerprint(con, cfp, "calibration", calibration_spec(ctx))
+            con.execute(queries.DELETE_CALIBRATION_LATENTS, [cfp])
+            for table in ("calibration_scores", "calibration_recovery"):
+                ctx.wh.delete(con, table, {"calibration_fp": cfp, "explainer_fp": efp})
+            ctx.wh.insert(con, "calibration_latents", pl.DataFrame(latents))
+            if rows:
+                ctx.wh.insert(con, "calibration_scores", pl.DataFrame(rows, schema_overrides={
+                    "value": pl.Float64, "explanation": pl.Utf8, "metric": pl.Utf8}))
+            if recovery:
+                ctx.wh.insert(con, "calibration_recovery", pl.DataFrame(recovery))
+            if ledger.height:
+                ctx.wh.insert(con, "llm_calls", ledger.with_columns(stage=pl.lit("calibration/") + pl.col("stage")))
 
 
 def calibration_summary(wh: Warehouse, cfp: str, efp: str) -> dict:

@@ -114,10 +114,11 @@ class ClassifierPass:
         for lat in self.refused:
             for kind in self.todo[lat]:
                 rows.not_sent(kind, self.sfps[kind], lat, BUDGET_EXCEEDED)
-        with ctx.wh.write() as con:
-            kept = rows.merge(con)
-            self.ledger.complete(con, rows.ledger)
-            failures = failed_units(con, "scores", layer, efp, list(self.jobs), kinds)
+        for attempt in ctx.wh.attempts():
+            with attempt as con:
+                kept = rows.merge(con)
+                self.ledger.complete(con, rows.ledger)
+                failures = failed_units(con, "scores", layer, efp, list(self.jobs), kinds)
         # the partition as it now stands (this run's rows merged with earlier ones), for the metadata
         now = ctx.wh.query(queries.RANGE_CLASSIFIER_SCORES, [layer, self.first, self.last, efp, kinds])
         summary, baccs = {}, {}

@@ -26,11 +26,13 @@ def run_corpus(ctx: Context) -> dict:
     fp = ctx.corpus_fp()
     frame = pl.DataFrame({"corpus_fp": [fp] * n_rows, "row_id": np.arange(n_rows, dtype=np.int32),
                           "token_ids": pl.Series(rows).cast(pl.List(pl.Int32))})
-    with ctx.wh.write() as con:
-        ctx.wh.record_fingerprint(con, fp, "corpus", corpus_spec(ctx.cfg, ctx.workdir))
-        con.execute(queries.DELETE_CORPUS_TOKENS, [fp])
-        ctx.wh.insert(con, "tokens", frame)
-        write_vocabulary(ctx.wh, con, ctx.model_dir(), model_identity(ctx.cfg.subject_model, ctx.workdir), fp, cfg.source)
+    for attempt in ctx.wh.attempts():
+        with attempt as con:
+            ctx.wh.record_fingerprint(con, fp, "corpus", corpus_spec(ctx.cfg, ctx.workdir))
+            con.execute(queries.DELETE_CORPUS_TOKENS, [fp])
+            ctx.wh.insert(con, "tokens", frame)
+            write_vocabulary(ctx.wh, con, ctx.model_dir(), model_identity(ctx.cfg.subject_model, ctx.workdir), fp,
+                             cfg.source)
     secs = time.perf_counter() - t0
     ctx.log(f"corpus {cfg.source}: {n_rows} rows x {cfg.ctx_len} tokens in {secs:.1f}s ({fp})")
     return {"corpus_fp": fp, "rows": n_rows, "tokens": n_rows * cfg.ctx_len, "seconds": round(secs, 2)}
@@ -41,9 +43,10 @@ def ensure_vocabulary(ctx: Context) -> None:
     fp = ctx.corpus_fp()
     if ctx.wh.scalar(queries.CORPUS_REGISTERED, [fp]):
         return
-    with ctx.wh.write() as con:
-        write_vocabulary(ctx.wh, con, ctx.model_dir(), model_identity(ctx.cfg.subject_model, ctx.workdir), fp,
-                         ctx.cfg.corpus.source)
+    for attempt in ctx.wh.attempts():
+        with attempt as con:
+            write_vocabulary(ctx.wh, con, ctx.model_dir(), model_identity(ctx.cfg.subject_model, ctx.workdir), fp,
+                             ctx.cfg.corpus.source)
 
 
 def load_rows(ctx: Context, limit: int | None = None) -> np.ndarray:

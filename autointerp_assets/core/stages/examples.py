@@ -44,18 +44,19 @@ def run_examples(ctx: Context, layer: str, first: int, last: int) -> dict:
         w_dec = decoder_rows(coder["path"], first, last)
     spec = identity.sampler_spec(s, afp, cfg.latents.max_per_range, {"key": key} if key else None)
     sfp = identity.sampler_fp(spec)
-    with ctx.wh.write() as con:
-        ctx.wh.record_fingerprint(con, sfp, "sampler", spec)
-        built = sampling.build_examples(con, s, cfg.corpus.ctx_len, cfg.latents.max_per_range, layer, first, last,
-                                        corpus_fp, w_dec=w_dec, embedding_key=key)
-        for table in ("example_windows", "latent_selection", "latent_neighbours"):
-            ctx.wh.delete_partition(con, table, layer, first, last)
-        windows = sampling.windows_frame(built, sfp, corpus_fp, afp)
-        sel = sampling.selection_frame(built, layer, sfp)
-        ctx.wh.insert(con, "example_windows", windows)
-        ctx.wh.insert(con, "latent_selection", sel)
-        n_neighbours = ctx.wh.insert(con, "latent_neighbours",
-                                     sampling.neighbours_frame(built, layer, s.neighbour_type, sfp))
+    for attempt in ctx.wh.attempts():
+        with attempt as con:
+            ctx.wh.record_fingerprint(con, sfp, "sampler", spec)
+            built = sampling.build_examples(con, s, cfg.corpus.ctx_len, cfg.latents.max_per_range, layer, first, last,
+                                            corpus_fp, w_dec=w_dec, embedding_key=key)
+            for table in ("example_windows", "latent_selection", "latent_neighbours"):
+                ctx.wh.delete_partition(con, table, layer, first, last)
+            windows = sampling.windows_frame(built, sfp, corpus_fp, afp)
+            sel = sampling.selection_frame(built, layer, sfp)
+            ctx.wh.insert(con, "example_windows", windows)
+            ctx.wh.insert(con, "latent_selection", sel)
+            n_neighbours = ctx.wh.insert(con, "latent_neighbours",
+                                         sampling.neighbours_frame(built, layer, s.neighbour_type, sfp))
     splits = dict(windows.group_by("split", maintain_order=True).len().iter_rows())
     sources = dict(windows.filter(pl.col("split") == "non_activating").group_by("source", maintain_order=True).len().iter_rows())
     status = dict(sel.group_by("status", maintain_order=True).len().iter_rows())

@@ -231,11 +231,12 @@ def finish_explanations(ctx: Context, plan: ExplainPlan, responses: list, secs: 
     frame = pl.DataFrame(rows, schema_overrides={"explanation": pl.Utf8, "error": pl.Utf8, "raw_text": pl.Utf8,
                                                  "cost_usd": pl.Float64, "latency_s": pl.Float64}) \
         if rows else pl.DataFrame()
-    with ctx.wh.write() as con:
-        ctx.wh.record_fingerprint(con, efp, "explainer", plan.spec)
-        merged = merge(con, ctx.wh, "explanations", frame, KEY, "error")
-        ledger.complete(con, calls)
-        failures = failed_units(con, "explanations", layer, efp, units)
+    for attempt in ctx.wh.attempts():
+        with attempt as con:
+            ctx.wh.record_fingerprint(con, efp, "explainer", plan.spec)
+            merged = merge(con, ctx.wh, "explanations", frame, KEY, "error")
+            ledger.complete(con, calls)
+            failures = failed_units(con, "explanations", layer, efp, units)
     st = frame["status"].value_counts().rows() if rows else []
     out = {"explainer_fp": efp, "explainer_kind": ecfg.kind, "explainer_engine": engine_label(plan.spec["llm"]),
            "status": dict(st), "latents": len(units),

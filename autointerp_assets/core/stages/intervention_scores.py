@@ -75,12 +75,13 @@ def run_intervention_scores(ctx: Context, client, layer: str, first: int, last: 
         is_control = i >= len(jobs)
         rows.add_classifier(SCORERS[is_control], ctl_fp if is_control else real_fp, res, x, control=is_control)
     latents = [latent_of(j.key) for j in every]
-    with ctx.wh.write() as con:
-        kept = rows.merge(con)
-        sens = sensitivities(con, layer, first, last, efp, ["intervention"], x, values=())
-        write_sensitivity(con, ctx.wh, layer, rng_label, efp, ["intervention"], sens)
-        ledger.complete(con, rows.ledger)
-        failures = failed_units(con, "scores", layer, efp, latents, list(SCORERS) if donor else [SCORERS[0]])
+    for attempt in ctx.wh.attempts():
+        with attempt as con:
+            kept = rows.merge(con)
+            sens = sensitivities(con, layer, first, last, efp, ["intervention"], x, values=())
+            write_sensitivity(con, ctx.wh, layer, rng_label, efp, ["intervention"], sens)
+            ledger.complete(con, rows.ledger)
+            failures = failed_units(con, "scores", layer, efp, latents, list(SCORERS) if donor else [SCORERS[0]])
     # the partition as it now stands (this run's rows merged with earlier ones)
     now = ctx.wh.query(queries.RANGE_INTERVENTION_SCORES, [layer, first, last, efp, list(SCORERS)])
     real = {lat: (st, v) for lat, name, st, v in now.iter_rows() if name == SCORERS[0]}

@@ -36,11 +36,12 @@ def run_latent_stats(ctx: Context, layer: str, first: int, last: int,
         with ctx.wh.read() as con:
             rows = pa.concat_tables([_stats(con, sql, layer, chunk)
                                      for chunk in chunk_rows(con, layer, first, last, chunk_activations)])
-        with ctx.wh.write() as con:
-            ctx.wh.delete_partition(con, "latent_stats", layer, first, last)
-            ctx.wh.insert(con, "latent_stats", pl.from_arrow(rows))
-            counts = dict(con.execute(queries.RANGE_STATUS_COUNTS, [layer, first, last]).fetchall())
-            stats = con.execute(queries.RANGE_LATENT_STATS, [layer, first, last]).fetchall()
+        for attempt in ctx.wh.attempts():
+            with attempt as con:
+                ctx.wh.delete_partition(con, "latent_stats", layer, first, last)
+                ctx.wh.insert(con, "latent_stats", pl.from_arrow(rows))
+                counts = dict(con.execute(queries.RANGE_STATUS_COUNTS, [layer, first, last]).fetchall())
+                stats = con.execute(queries.RANGE_LATENT_STATS, [layer, first, last]).fetchall()
     listed = {s: [r[0] for r in stats if r[2] == s] for s in ("dead", "too_rare")}
     pooled = [0] * HIST_BINS  # activations of alive latents, each relative to its own max
     for r in stats:

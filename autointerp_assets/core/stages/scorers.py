@@ -388,24 +388,25 @@ def sensitivities(con, layer: str, first: int, last: int, efp: str, kinds, x,
 def _commit(ctx, layer, first, last, efp, rows: ScoreRows, ci_rows, flags, kinds, rng_label, ledger, latents,
             names) -> tuple[int, list[str], list[sensitivity.Sensitivity]]:
     wh = ctx.wh
-    with wh.write() as con:
-        kept = rows.merge(con)
-        # the first pass's rows: primary metric, intervals and partition label (their other columns untouched)
-        con.execute(queries.SET_CLASSIFIER_METRIC, [rng_label, layer, first, last, efp, list(kinds)])
-        if ci_rows:
-            con.register("_ci", pl.DataFrame(ci_rows, schema_overrides={
-                k: pl.Float64 for k in ("ci_low", "ci_high", "auroc_ci_low", "auroc_ci_high")}).to_arrow())
-            con.execute(queries.SET_CLASSIFIER_CIS)
-            con.unregister("_ci")
-        if flags is not None and flags.height:
-            con.register("_flags", flags.to_arrow())
-            con.execute(queries.SET_LATENT_FLAGS, [layer])
-            con.unregister("_flags")
-        values = ("simulation", "embedding", "surprisal")
-        sens = sensitivities(con, layer, first, last, efp, kinds, ctx.cfg.scoring, values)
-        write_sensitivity(con, wh, layer, rng_label, efp, [*kinds, *values], sens)
-        ledger.complete(con, rows.ledger)
-        failures = failed_units(con, "scores", layer, efp, latents, names)
+    for attempt in wh.attempts():
+        with attempt as con:
+            kept = rows.merge(con)
+            # the first pass's rows: primary metric, intervals and partition label (their other columns untouched)
+            con.execute(queries.SET_CLASSIFIER_METRIC, [rng_label, layer, first, last, efp, list(kinds)])
+            if ci_rows:
+                con.register("_ci", pl.DataFrame(ci_rows, schema_overrides={
+                    k: pl.Float64 for k in ("ci_low", "ci_high", "auroc_ci_low", "auroc_ci_high")}).to_arrow())
+                con.execute(queries.SET_CLASSIFIER_CIS)
+                con.unregister("_ci")
+            if flags is not None and flags.height:
+                con.register("_flags", flags.to_arrow())
+                con.execute(queries.SET_LATENT_FLAGS, [layer])
+                con.unregister("_flags")
+            values = ("simulation", "embedding", "surprisal")
+            sens = sensitivities(con, layer, first, last, efp, kinds, ctx.cfg.scoring, values)
+            write_sensitivity(con, wh, layer, rng_label, efp, [*kinds, *values], sens)
+            ledger.complete(con, rows.ledger)
+            failures = failed_units(con, "scores", layer, efp, latents, names)
     return kept, failures, sens
 
 

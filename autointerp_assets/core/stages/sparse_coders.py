@@ -61,12 +61,13 @@ def run_sparse_coders(ctx: Context) -> list[dict]:
                       "fvu": st.get("fvu"), "dead_fraction": st.get("dead_fraction")})
     frame = pl.DataFrame(infos, schema_overrides={"train_tokens": pl.Int64, "fvu": pl.Float64,
                                                   "dead_fraction": pl.Float64, "k": pl.Int64})
-    with ctx.wh.write() as con:
-        con.execute(queries.DELETE_LAYER_CODERS, [hooks])
-        for i in infos:
-            ctx.wh.record_fingerprint(con, i["sae_fp"], "sae", {"layer": i["layer"], "path": i["path"],
-                                                                "format": i["format"]})
-        ctx.wh.insert(con, "sparse_coders", frame)
+    for attempt in ctx.wh.attempts():
+        with attempt as con:
+            con.execute(queries.DELETE_LAYER_CODERS, [hooks])
+            for i in infos:
+                ctx.wh.record_fingerprint(con, i["sae_fp"], "sae", {"layer": i["layer"], "path": i["path"],
+                                                                    "format": i["format"]})
+            ctx.wh.insert(con, "sparse_coders", frame)
     return infos
 
 

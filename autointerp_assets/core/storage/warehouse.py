@@ -110,6 +110,31 @@ def _holder(err: Exception) -> str:
     return f"PID {m.group(1)}" if m else str(err).splitlines()[0][:120]
 
 
+class _Attempt:
+    """One write transaction of :meth:`Warehouse.attempts`: commits on success; a lake conflict is swallowed (the
+    loop runs the block again) unless it is the last attempt; any other error propagates as from ``write()``."""
+
+    def __init__(self, wh: Warehouse, last: bool):
+        self.wh, self.last, self.committed, self._cm = wh, last, False, None
+
+    def __enter__(self) -> duckdb.DuckDBPyConnection:
+        self._cm = self.wh.write()
+        return self._cm.__enter__()
+
+    def __exit__(self, et, ev, tb) -> bool:
+        try:
+            suppressed = self._cm.__exit__(et, ev, tb)
+        except (duckdb.Error, StorageError) as e:
+            cause = e.__cause__ if isinstance(e, StorageError) else e
+            if not self.last and is_conflict(cause):
+                return True
+            raise
+        if et is not None and not self.last and is_conflict(ev):
+            return True
+        self.committed = et is None
+        return bool(suppressed)
+
+
 class Warehouse:
     def __init__(self, path: str | os.PathLike, lock_timeout_s: float = 3600.0, lake: Lake | None = None):
         """``path``: the DuckDB file; ``lake``: keep the tables in that DuckLake instead (``path`` unused)."""
@@ -148,6 +173,25 @@ class Warehouse:
                     con.close()
                 except Exception:
                     pass
+
+    def attempts(self) -> Iterator[_Attempt]:
+        """Write transactions until one commits -- every write of a stage goes through it::
+
+            for attempt in wh.attempts():
+                with attempt as con:
+                    ...  # reads and writes of the warehouse only: on a lake, it may run again
+
+        In the DuckDB file (one writer at a time) the first attempt is the only one. In a lake, a transaction whose
+        commit conflicts with one committed meanwhile (DuckLake refuses an insert into a table another transaction
+        deleted from) is rolled back and the block runs again from a fresh snapshot, up to CONFLICT_RETRIES times
+        (logged), so writers of several processes and hosts never see the conflict."""
+        for n in range(CONFLICT_RETRIES + 1):
+            attempt = _Attempt(self, last=self.lake is None or n == CONFLICT_RETRIES)
+            yield attempt
+            if attempt.committed:
+                return
+            log.info("a concurrent commit to the lake conflicted with this one: writing again (%d)", n + 1)
+            time.sleep(min(2.0, 0.05 * 2 ** n))
 
     @contextmanager
     def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -376,21 +420,12 @@ class Warehouse:
         ``where[table]`` narrows the delete (e.g. to one explainer fingerprint, so other explainers'
         rows of the same latents stay).
         """
-        for attempt in range(CONFLICT_RETRIES + 1):
+        for attempt in self.attempts():
             counts = {}
-            try:
-                with self.write() as con:
-                    for fp, (kind, spec) in (fingerprints or {}).items():
-                        self.record_fingerprint(con, fp, kind, spec)
-                    for table, frame in frames.items():
-                        self.delete_partition(con, table, layer, first, last, (where or {}).get(table))
-                        counts[table] = self.insert(con, table, frame)
-                return counts
-            except (duckdb.Error, StorageError) as e:  # a lake's commit lost to a concurrent one: the same again
-                cause = e.__cause__ if isinstance(e, StorageError) else e
-                if self.lake is None or not is_conflict(cause) or attempt == CONFLICT_RETRIES:
-                    raise
-                log.info("%s %d-%d: a concurrent commit conflicted, writing again (%d)", layer, first, last,
-                         attempt + 1)
-                time.sleep(min(2.0, 0.05 * 2 ** attempt))
-        raise AssertionError("unreachable")
+            with attempt as con:
+                for fp, (kind, spec) in (fingerprints or {}).items():
+                    self.record_fingerprint(con, fp, kind, spec)
+                for table, frame in frames.items():
+                    self.delete_partition(con, table, layer, first, last, (where or {}).get(table))
+                    counts[table] = self.insert(con, table, frame)
+        return counts

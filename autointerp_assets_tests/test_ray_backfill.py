@@ -1,0 +1,215 @@
+"""The tiny project on a Ray cluster: its 4 partitions as one Dagster backfill (the daemon starting the runs, each
+step a Ray job of dagster-ray's executor) into a DuckLake, beside the same project run in one process into a DuckDB
+file. Every component is real and started here: PostgreSQL (the lake's catalog and the Dagster instance), a vLLM
+OpenAI server both runs ask (float32, no prefix cache: answers that do not depend on what was asked before), a Ray
+head and a second Ray node (separate processes), the Dagster daemon.
+
+Shown: every row of every table equal to the one-process run; an analyst querying the lake every second saw each
+partition of the stages that write a partition whole either absent or whole, and kept a read transaction open while
+writers committed; the second node killed (SIGKILL of it and every process it ran) in the middle of a step, the
+step retried on the head and the backfill complete, no row lost or doubled (the equality)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+
+from autointerp_assets.core.config import load_config
+from autointerp_assets.core.storage import TABLES
+from autointerp_assets.core.storage.lake import Lake
+from autointerp_assets_tests.support.llm_server import vllm_server
+from autointerp_assets_tests.support.postgres import create_database, postgres_server
+from autointerp_assets_tests.support.projects import ROOT
+from autointerp_assets_tests.support.ray_cluster import ray_cluster
+from autointerp_assets_tests.support.same_rows import compare_attached, run_pipeline, tiny_project
+
+pytestmark = pytest.mark.slow
+RANGE = 32  # the tiny project's latent range size
+WHOLE = ("latent_stats", "latent_selection", "example_windows", "latent_vectors")  # one replace per partition
+KILL_AFTER_S = 8.0  # a step running this long on the second node is past its start-up: killed mid-step
+BACKFILL_TIMEOUT_S = 1800
+
+
+def _dagster(args: list[str], env: dict, timeout: float = 1200) -> str:
+    """The dagster CLI: ``job execute`` runs here (its steps on Ray); ``job backfill`` queues runs for the daemon
+    (the code location of workspace.yaml, as the daemon loads it)."""
+    where = ["-w", "workspace.yaml"] if args[:2] == ["job", "backfill"] else ["-m", "autointerp_assets.definitions"]
+    r = subprocess.run([sys.executable, "-m", "dagster", *args, *where], env=env, cwd=ROOT,
+                       capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, (args, r.stdout[-3000:], r.stderr[-3000:])
+    return r.stdout + r.stderr
+
+
+def partition_rows(con, alias: str) -> dict:
+    """(table, layer, latent range) -> rows, for the tables a step writes whole."""
+    return {(t, layer, r): n for t in WHOLE for layer, r, n in con.execute(
+        f"SELECT layer, latent // {RANGE}, count(*) FROM {alias}.{t} GROUP BY ALL").fetchall()}
+
+
+class Analyst(threading.Thread):
+    """Queries the lake every second from its own connection: each partition's row count in the tables that a step
+    writes whole; once, a read transaction held open for a few seconds while the writers go on."""
+
+    def __init__(self, lake: Lake):
+        super().__init__(daemon=True)
+        self.lake, self.stop, self.error = lake, threading.Event(), None
+        self.seen: list[dict] = []  # {(table, layer, range): rows} per query
+        self.held: tuple[int, int, bool] | None = None  # (snapshots before, after, its counts unchanged)
+
+    def run(self):
+        try:
+            con = duckdb.connect()
+            self.lake.attach(con, "an", read_only=True)
+            other = duckdb.connect()
+            self.lake.attach(other, "an", read_only=True)
+            while not self.stop.is_set():
+                self.seen.append(partition_rows(con, 'an'))
+                if self.held is None and len(self.seen) >= 20 and len(self.seen[-1]) > 0:
+                    self.hold(con, other)
+                time.sleep(1.0)
+            con.close()
+            other.close()
+        except Exception as e:  # (seen by the test)
+            self.error = repr(e)
+
+    def hold(self, con, other, seconds: float = 5.0) -> None:
+        snapshots = "SELECT max(snapshot_id) FROM ducklake_snapshots('an')"
+        con.begin()
+        before_counts, before = partition_rows(con, 'an'), other.execute(snapshots).fetchone()[0]
+        time.sleep(seconds)
+        after = other.execute(snapshots).fetchone()[0]  # writers committed meanwhile?
+        same = partition_rows(con, 'an') == before_counts
+        con.commit()
+        self.held = (before, after, same)
+
+
+class Killer(threading.Thread):
+    """Kills the second Ray node once a step has run on it for KILL_AFTER_S seconds; records that step's Ray job."""
+
+    def __init__(self, cluster):
+        super().__init__(daemon=True)
+        from ray.job_submission import JobSubmissionClient
+
+        self.cluster, self.client, self.stop = cluster, JobSubmissionClient(cluster.dashboard), threading.Event()
+        self.killed: dict | None = None
+
+    def run(self):
+        from ray.job_submission import JobStatus
+
+        heads = {n for n, (head, _) in self.cluster.node_states().items() if head}
+        running_since: dict[str, float] = {}
+        while not self.stop.is_set() and self.killed is None:
+            for job in self.client.list_jobs():
+                if job.status == JobStatus.RUNNING and job.driver_node_id and job.driver_node_id not in heads:
+                    t0 = running_since.setdefault(job.submission_id, time.monotonic())
+                    if time.monotonic() - t0 >= KILL_AFTER_S:
+                        self.cluster.nodes[1].kill()
+                        self.killed = {"submission_id": job.submission_id, "node": job.driver_node_id,
+                                       "step": (job.metadata or {}).get("dagster/op"),
+                                       "run_id": (job.metadata or {}).get("dagster/run-id")}
+                        return
+            time.sleep(0.5)
+
+
+def _wait_for_backfill(instance, backfill_id: str) -> list:
+    import dagster as dg
+
+    deadline = time.monotonic() + BACKFILL_TIMEOUT_S
+    while time.monotonic() < deadline:
+        runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+        if len(runs) == 4 and all(r.is_finished for r in runs):
+            return runs
+        time.sleep(2)
+    raise AssertionError(f"backfill {backfill_id} not finished in {BACKFILL_TIMEOUT_S}s")
+
+
+def test_a_backfill_on_a_ray_cluster_into_a_lake_has_every_row_of_one_process(tmp_path, monkeypatch):
+    import dagster as dg
+
+    with postgres_server() as pg, vllm_server("float32", prefix_caching=False) as llm_url:
+        llm = {"engine": "openai", "model": "smollm2", "base_url": llm_url, "max_concurrency": 16,
+               "api_key_env": "AUTOINTERP_TEST_UNSET_KEY"}
+        explainer = {"llm": llm, "max_tokens": 32}
+        run_pipeline(ROOT, tmp_path / "file", extra={"explainer": explainer})  # one process, a DuckDB file
+
+        lake = Lake(create_database(pg, "lake"), str(tmp_path / "ray" / "lake") + "/")
+        create_database(pg, "dagster")
+        pg_url = f"postgresql+psycopg2://{pg['user']}@{pg['host']}:{pg['port']}/dagster"
+        env = tiny_project(ROOT, tmp_path / "ray", extra={"explainer": explainer, "lake": {
+            "catalog": lake.catalog, "data_path": lake.data_path}})
+        home = Path(env["DAGSTER_HOME"])
+        shutil.copy(ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
+        env["DAGSTER_PG_URL"] = pg_url
+        # 2 CPUs a node and a step: Ray sets a step's OMP_NUM_THREADS to its CPUs, and the forward pass and SAE
+        # training sum in the order of their thread count: 2, as the one-process run on this 2-core machine
+        with ray_cluster(workers=1, cpus_per_node=2, env=env) as cluster:
+            cfg_path = Path(env["AUTOINTERP_CONFIG"])
+            raw = yaml.safe_load(cfg_path.read_text())
+            cfg_path.write_text(yaml.safe_dump({**raw, "ray": {"address": cluster.dashboard, "step_cpus": 2,
+                                                              "step_retries": 2}}))
+            for k in ("DAGSTER_HOME", "DAGSTER_PG_URL"):
+                monkeypatch.setenv(k, env[k])
+            daemon = subprocess.Popen([str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w",
+                                       "workspace.yaml"], env=env, cwd=ROOT, stdout=open(tmp_path / "daemon.log", "w"),
+                                      stderr=subprocess.STDOUT, start_new_session=True)
+            analyst, killer = Analyst(lake), Killer(cluster)
+            try:
+                _dagster(["job", "execute", "-j", "corpus_and_sparse_coders"], env)
+                _dagster(["job", "execute", "-j", "calibrate"], env)
+                analyst.start()
+                cfg = load_config(cfg_path)
+                keys = [f"{latents}|{layer}" for layer in cfg.layer_keys() for latents in cfg.latent_keys()]
+                out = _dagster(["job", "backfill", "-j", "latent_range_pipeline", "--partitions", ",".join(keys),
+                                "--noprompt"], env)
+                backfill_id = out.split("Launched backfill job `")[1].split("`")[0]
+                killer.start()
+                with dg.DagsterInstance.get() as instance:
+                    runs = _wait_for_backfill(instance, backfill_id)
+                    retried = [e for r in runs for e in instance.all_logs(
+                        r.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)]
+                killer.stop.set()
+                _dagster(["job", "execute", "-j", "analyses_job"], env)
+                jobs = {j.submission_id: j for j in killer.client.list_jobs()}
+            finally:
+                analyst.stop.set()
+                killer.stop.set()
+                os.killpg(daemon.pid, 15)
+                daemon.wait(60)
+            analyst.join(30)
+
+        assert [r.status for r in runs] == [dg.DagsterRunStatus.SUCCESS] * 4, \
+            (tmp_path / "daemon.log").read_text()[-3000:]
+        # the kill: mid-step on the second node; that step failed its health check, was retried on the head
+        assert killer.killed is not None, "no step ran long enough on the second node to be killed"
+        k = killer.killed
+        assert any(e.step_key == k["step"] for e in retried), (k, [e.step_key for e in retried])
+        again = [j for s, j in jobs.items() if s.startswith(k["submission_id"] + "-")]
+        assert again and again[-1].status == "SUCCEEDED" and again[-1].driver_node_id != k["node"], (k, again)
+
+        con = duckdb.connect()
+        con.execute(f"ATTACH '{tmp_path / 'file' / 'warehouse.duckdb'}' AS a (READ_ONLY)")
+        lake.attach(con, "b", read_only=True)
+        rows = compare_attached(con, tmp_path / "file", tmp_path / "ray")
+        final = partition_rows(con, "b")
+        con.close()
+
+    assert {t for t, *_ in rows} == set(TABLES)
+    differ = [(t, n_a, n_b, d, cols) for t, n_a, n_b, d, cols in rows if d or cols or n_a != n_b]
+    assert differ == [], differ
+    assert analyst.error is None, analyst.error
+    # whole partitions: each partition of each table absent or with its final rows, in every one of the queries
+    half = [(key, n) for seen in analyst.seen for key, n in seen.items() if n != final.get(key)]
+    assert len(analyst.seen) >= 30 and half == [], (len(analyst.seen), half[:10])
+    assert len({len(s) for s in analyst.seen}) > 2  # it saw the partitions arrive, not only the end
+    before, after, same = analyst.held
+    assert after > before and same, analyst.held  # writers committed while its transaction was open
+
