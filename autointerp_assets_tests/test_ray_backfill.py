@@ -11,42 +11,26 @@ step retried on the head and the backfill complete, no row lost or doubled (the 
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import duckdb
 import pytest
-import yaml
 
-from autointerp_assets.core.config import load_config
 from autointerp_assets.core.storage import TABLES
 from autointerp_assets.core.storage.lake import Lake
 from autointerp_assets_tests.support.llm_server import vllm_server
-from autointerp_assets_tests.support.postgres import create_database, postgres_server
+from autointerp_assets_tests.support.postgres import postgres_server
 from autointerp_assets_tests.support.projects import ROOT
 from autointerp_assets_tests.support.ray_cluster import ray_cluster
-from autointerp_assets_tests.support.same_rows import compare_attached, run_pipeline, tiny_project
+from autointerp_assets_tests.support.ray_backfill import (cluster_project, daemon, dagster, launch_backfill,
+                                                          openai_explainer, upstream, use_cluster, wait_for_backfill)
+from autointerp_assets_tests.support.same_rows import compare_attached, run_pipeline
 
 pytestmark = pytest.mark.slow
 RANGE = 32  # the tiny project's latent range size
 WHOLE = ("latent_stats", "latent_selection", "example_windows", "latent_vectors")  # one replace per partition
 KILL_AFTER_S = 8.0  # a step running this long on the second node is past its start-up: killed mid-step
-BACKFILL_TIMEOUT_S = 1800
-
-
-def _dagster(args: list[str], env: dict, timeout: float = 1200) -> str:
-    """The dagster CLI: ``job execute`` runs here (its steps on Ray); ``job backfill`` queues runs for the daemon
-    (the code location of workspace.yaml, as the daemon loads it)."""
-    where = ["-w", "workspace.yaml"] if args[:2] == ["job", "backfill"] else ["-m", "autointerp_assets.definitions"]
-    r = subprocess.run([sys.executable, "-m", "dagster", *args, *where], env=env, cwd=ROOT,
-                       capture_output=True, text=True, timeout=timeout)
-    assert r.returncode == 0, (args, r.stdout[-3000:], r.stderr[-3000:])
-    return r.stdout + r.stderr
 
 
 def partition_rows(con, alias: str) -> dict:
@@ -120,73 +104,38 @@ class Killer(threading.Thread):
             time.sleep(0.5)
 
 
-def _wait_for_backfill(instance, backfill_id: str) -> list:
-    import dagster as dg
-
-    deadline = time.monotonic() + BACKFILL_TIMEOUT_S
-    while time.monotonic() < deadline:
-        runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
-        if len(runs) == 4 and all(r.is_finished for r in runs):
-            return runs
-        time.sleep(2)
-    raise AssertionError(f"backfill {backfill_id} not finished in {BACKFILL_TIMEOUT_S}s")
-
-
 def test_a_backfill_on_a_ray_cluster_into_a_lake_has_every_row_of_one_process(tmp_path, monkeypatch):
     import dagster as dg
 
     with postgres_server() as pg, vllm_server("float32", prefix_caching=False) as llm_url:
-        llm = {"engine": "openai", "model": "smollm2", "base_url": llm_url, "max_concurrency": 16,
-               "api_key_env": "AUTOINTERP_TEST_UNSET_KEY"}
-        explainer = {"llm": llm, "max_tokens": 32}
-        run_pipeline(ROOT, tmp_path / "file", extra={"explainer": explainer})  # one process, a DuckDB file
-
-        lake = Lake(create_database(pg, "lake"), str(tmp_path / "ray" / "lake") + "/")
-        create_database(pg, "dagster")
-        pg_url = f"postgresql+psycopg2://{pg['user']}@{pg['host']}:{pg['port']}/dagster"
-        env = tiny_project(ROOT, tmp_path / "ray", extra={"explainer": explainer, "lake": {
-            "catalog": lake.catalog, "data_path": lake.data_path}})
-        home = Path(env["DAGSTER_HOME"])
-        shutil.copy(ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
-        env["DAGSTER_PG_URL"] = pg_url
+        run_pipeline(ROOT, tmp_path / "file", extra={"explainer": openai_explainer(llm_url)})  # one process
+        env, lake = cluster_project(tmp_path / "ray", pg, llm_url, "ray")
         # 2 CPUs a node and a step: Ray sets a step's OMP_NUM_THREADS to its CPUs, and the forward pass and SAE
         # training sum in the order of their thread count: 2, as the one-process run on this 2-core machine
         with ray_cluster(workers=1, cpus_per_node=2, env=env) as cluster:
-            cfg_path = Path(env["AUTOINTERP_CONFIG"])
-            raw = yaml.safe_load(cfg_path.read_text())
-            cfg_path.write_text(yaml.safe_dump({**raw, "ray": {"address": cluster.dashboard, "step_cpus": 2,
-                                                              "step_retries": 2}}))
+            use_cluster(env, cluster.dashboard, step_cpus=2, step_retries=2)
             for k in ("DAGSTER_HOME", "DAGSTER_PG_URL"):
                 monkeypatch.setenv(k, env[k])
-            daemon = subprocess.Popen([str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w",
-                                       "workspace.yaml"], env=env, cwd=ROOT, stdout=open(tmp_path / "daemon.log", "w"),
-                                      stderr=subprocess.STDOUT, start_new_session=True)
             analyst, killer = Analyst(lake), Killer(cluster)
             try:
-                _dagster(["job", "execute", "-j", "corpus_and_sparse_coders"], env)
-                _dagster(["job", "execute", "-j", "calibrate"], env)
-                analyst.start()
-                cfg = load_config(cfg_path)
-                keys = [f"{latents}|{layer}" for layer in cfg.layer_keys() for latents in cfg.latent_keys()]
-                out = _dagster(["job", "backfill", "-j", "latent_range_pipeline", "--partitions", ",".join(keys),
-                                "--noprompt"], env)
-                backfill_id = out.split("Launched backfill job `")[1].split("`")[0]
-                killer.start()
-                with dg.DagsterInstance.get() as instance:
-                    runs = _wait_for_backfill(instance, backfill_id)
-                    retried = [e for r in runs for e in instance.all_logs(
-                        r.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)]
-                killer.stop.set()
-                _dagster(["job", "execute", "-j", "analyses_job"], env)
-                jobs = {j.submission_id: j for j in killer.client.list_jobs()}
+                with daemon(env, tmp_path / "daemon.log"):
+                    upstream(env)
+                    analyst.start()
+                    backfill_id, keys = launch_backfill(env)
+                    killer.start()
+                    with dg.DagsterInstance.get() as instance:
+                        runs = wait_for_backfill(instance, backfill_id, len(keys))
+                        retried = [e for r in runs for e in instance.all_logs(
+                            r.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)]
+                    killer.stop.set()
+                    dagster(["job", "execute", "-j", "analyses_job"], env)
+                    jobs = {j.submission_id: j for j in killer.client.list_jobs()}
             finally:
                 analyst.stop.set()
                 killer.stop.set()
-                os.killpg(daemon.pid, 15)
-                daemon.wait(60)
             analyst.join(30)
 
-        assert [r.status for r in runs] == [dg.DagsterRunStatus.SUCCESS] * 4, \
+        assert [r.status for r in runs] == [dg.DagsterRunStatus.SUCCESS] * len(keys) and len(keys) == 4, \
             (tmp_path / "daemon.log").read_text()[-3000:]
         # the kill: mid-step on the second node; that step failed its health check, was retried on the head
         assert killer.killed is not None, "no step ran long enough on the second node to be killed"

@@ -9,7 +9,13 @@ the new ones, commit -- on a warehouse already holding ``--ranges`` such ranges.
 taking turns on its lock; the lake: no lock, conflicting commits retried), the ratio lake / file, and the load
 average before and after the one-writer part (a busy machine gives numbers, no headline).
 
-    .venv/bin/python benchmarks/scale_out.py [--rows 70000] [--ranges 8] [--writers 2] [--repeat 5]
+With ``--ray``, also partitions per hour of the tiny project's 4 partitions as one Dagster backfill through
+dagster-ray's executor into a lake, on a Ray cluster of one node (the head) and of two (head + a second node as a
+process of its own), 2 CPUs a node and a step, the LLM steps asking one shared vLLM server (float32), the daemon
+starting the runs: the clock runs from the backfill's launch to its last run's end (upstream and calibration are
+run before, unclocked). Ratio: two nodes / one.
+
+    .venv/bin/python benchmarks/scale_out.py [--rows 70000] [--ranges 8] [--writers 2] [--repeat 5] [--ray]
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from autointerp_assets.core.storage import Warehouse  # noqa: E402
 from autointerp_assets.core.storage.lake import Lake  # noqa: E402
 from autointerp_assets_tests.support.postgres import create_database, postgres_server  # noqa: E402
+from autointerp_assets_tests.support import ray_backfill  # noqa: E402
 from machine import describe, load, verdict  # noqa: E402
 
 LATENTS = 1024  # per range
@@ -100,6 +107,45 @@ def many_writers(db: Path, lake: Lake | None, rows: int, writers: int, writes: i
     return writers * writes * rows / (time.perf_counter() - t0)
 
 
+def partitions_per_hour(pg: dict, llm_url: str, out: Path, nodes: int) -> tuple[float, int]:
+    """(partitions/hour of one backfill of the tiny project on ``nodes`` Ray nodes, its partitions)."""
+    import os
+
+    import dagster as dg
+
+    from autointerp_assets_tests.support.ray_cluster import ray_cluster
+
+    env, _ = ray_backfill.cluster_project(out, pg, llm_url, f"nodes{nodes}")
+    with ray_cluster(workers=nodes - 1, cpus_per_node=2, env=env) as cluster:
+        ray_backfill.use_cluster(env, cluster.dashboard, step_cpus=2)
+        os.environ.update({k: env[k] for k in ("DAGSTER_HOME", "DAGSTER_PG_URL")})
+        with ray_backfill.daemon(env, out / "daemon.log"):
+            ray_backfill.upstream(env)
+            t0 = time.perf_counter()
+            backfill_id, keys = ray_backfill.launch_backfill(env)
+            with dg.DagsterInstance.get() as instance:
+                runs = ray_backfill.wait_for_backfill(instance, backfill_id, len(keys))
+            secs = time.perf_counter() - t0
+    bad = [r.run_id for r in runs if r.status != dg.DagsterRunStatus.SUCCESS]
+    assert not bad, f"runs failed: {bad} (see {out / 'daemon.log'})"
+    return len(keys) / (secs / 3600), len(keys)
+
+
+def ray_part() -> None:
+    from autointerp_assets_tests.support.llm_server import vllm_server
+
+    with tempfile.TemporaryDirectory() as d, postgres_server() as pg, \
+            vllm_server("float32", prefix_caching=False) as llm_url:
+        before = load()
+        one, n = partitions_per_hour(pg, llm_url, Path(d) / "one", 1)
+        two, _ = partitions_per_hour(pg, llm_url, Path(d) / "two", 2)
+        _, line = verdict(before, load())
+    print(f"one backfill of {n} partitions through the Ray executor into a lake (2 CPUs a node and a step):")
+    print(f"  1 Ray node : {one:8.1f} partitions/hour")
+    print(f"  2 Ray nodes: {two:8.1f} partitions/hour   2 nodes / 1 node {two / one:.2f}x")
+    print(line)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=70_000, help="rows per partition replace")
@@ -107,6 +153,7 @@ def main() -> None:
     ap.add_argument("--writers", type=int, default=2, help="writer processes at once")
     ap.add_argument("--writes", type=int, default=5, help="replaces per writer process")
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--ray", action="store_true", help="also partitions/hour on 1 vs 2 Ray nodes (~15 min)")
     args = ap.parse_args()
     print(describe())
     with tempfile.TemporaryDirectory() as d, postgres_server() as pg:
@@ -123,6 +170,8 @@ def main() -> None:
     print(f"  {args.writers} writers at once: DuckDB file {file_many:12,.0f} rows/s   lake {lake_many:12,.0f} rows/s   "
           f"lake / file {lake_many / file_many:.2f}x  ({args.writes} replaces each)")
     print(line + " (before and after the one-writer measurements)")
+    if args.ray:
+        ray_part()
 
 
 if __name__ == "__main__":

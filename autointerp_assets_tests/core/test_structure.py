@@ -156,3 +156,23 @@ def test_the_flag_update_sets_every_flag_column():
     from autointerp_assets.core.storage import queries
 
     assert all(f"{c} = f.{c}" in " ".join(queries.SET_LATENT_FLAGS.split()) for c in FLAG_COLUMNS)
+
+
+def bare_writes(tree: ast.Module) -> list[int]:
+    """Lines of ``with <x>.write() ...`` blocks: a write transaction that a lake conflict would fail, not retry."""
+    return [item.context_expr.lineno for node in ast.walk(tree) if isinstance(node, (ast.With, ast.AsyncWith))
+            for item in node.items if isinstance(item.context_expr, ast.Call)
+            and isinstance(item.context_expr.func, ast.Attribute) and item.context_expr.func.attr == "write"
+            and not (isinstance(item.context_expr.func.value, ast.Attribute)
+                     and item.context_expr.func.value.attr == "wh"
+                     and isinstance(item.context_expr.func.value.value, ast.Name)
+                     and item.context_expr.func.value.value.id == "cal")]
+
+
+def test_every_write_outside_the_warehouse_is_retried_on_a_lake():
+    """The stages write through ``Warehouse.attempts()`` (a lake's conflicting commit runs the block again); a
+    bare ``write()`` block is the warehouse's own, or the calibration's private DuckDB file (``cal.wh``)."""
+    found = {name: bare_writes(tree) for name, tree in modules().items()
+             if name != "autointerp_assets.core.storage.warehouse"}
+    assert {name: lines for name, lines in found.items() if lines} == {}
+    assert bare_writes(ast.parse("with ctx.wh.write() as con:\n    pass\nwith cal.wh.write() as c:\n    pass\n")) == [1]
