@@ -24,13 +24,13 @@ from autointerp_assets_tests.support.postgres import postgres_server
 from autointerp_assets_tests.support.projects import ROOT
 from autointerp_assets_tests.support.ray_cluster import ray_cluster
 from autointerp_assets_tests.support.ray_backfill import (cluster_project, daemon, dagster, launch_backfill,
-                                                          openai_explainer, upstream, use_cluster, wait_for_backfill)
+                                                          shared_llm, upstream, use_cluster, wait_for_backfill)
 from autointerp_assets_tests.support.same_rows import compare_attached, run_pipeline
 
 pytestmark = pytest.mark.slow
 RANGE = 32  # the tiny project's latent range size
 WHOLE = ("latent_stats", "latent_selection", "example_windows", "latent_vectors")  # one replace per partition
-KILL_AFTER_S = 8.0  # a step running this long on the second node is past its start-up: killed mid-step
+KILL_AFTER_S = 3.0  # seconds a step executes on the second node before the node is killed
 
 
 def partition_rows(con, alias: str) -> dict:
@@ -77,7 +77,8 @@ class Analyst(threading.Thread):
 
 
 class Killer(threading.Thread):
-    """Kills the second Ray node once a step has run on it for KILL_AFTER_S seconds; records that step's Ray job."""
+    """Kills the second Ray node (SIGKILL to it and every process it runs) once a step on it has started executing
+    (its log says STEP_START) and run KILL_AFTER_S more seconds: mid-step. Records that step's Ray job."""
 
     def __init__(self, cluster):
         super().__init__(daemon=True)
@@ -90,17 +91,19 @@ class Killer(threading.Thread):
         from ray.job_submission import JobStatus
 
         heads = {n for n, (head, _) in self.cluster.node_states().items() if head}
-        running_since: dict[str, float] = {}
+        started: dict[str, float] = {}  # submission id -> when its step was first seen executing
         while not self.stop.is_set() and self.killed is None:
             for job in self.client.list_jobs():
-                if job.status == JobStatus.RUNNING and job.driver_node_id and job.driver_node_id not in heads:
-                    t0 = running_since.setdefault(job.submission_id, time.monotonic())
-                    if time.monotonic() - t0 >= KILL_AFTER_S:
-                        self.cluster.nodes[1].kill()
-                        self.killed = {"submission_id": job.submission_id, "node": job.driver_node_id,
-                                       "step": (job.metadata or {}).get("dagster/op"),
-                                       "run_id": (job.metadata or {}).get("dagster/run-id")}
-                        return
+                if job.status != JobStatus.RUNNING or not job.driver_node_id or job.driver_node_id in heads:
+                    continue
+                if job.submission_id not in started and "STEP_START" in self.client.get_job_logs(job.submission_id):
+                    started[job.submission_id] = time.monotonic()
+                if time.monotonic() - started.get(job.submission_id, float("inf")) >= KILL_AFTER_S:
+                    log = self.client.get_job_logs(job.submission_id)
+                    self.cluster.nodes[1].kill()
+                    self.killed = {"submission_id": job.submission_id, "node": job.driver_node_id,
+                                   "step": (job.metadata or {}).get("dagster/op"), "log": log}
+                    return
             time.sleep(0.5)
 
 
@@ -108,7 +111,7 @@ def test_a_backfill_on_a_ray_cluster_into_a_lake_has_every_row_of_one_process(tm
     import dagster as dg
 
     with postgres_server() as pg, vllm_server("float32", prefix_caching=False) as llm_url:
-        run_pipeline(ROOT, tmp_path / "file", extra={"explainer": openai_explainer(llm_url)})  # one process
+        run_pipeline(ROOT, tmp_path / "file", extra=shared_llm(llm_url))  # one process, a DuckDB file
         env, lake = cluster_project(tmp_path / "ray", pg, llm_url, "ray")
         # 2 CPUs a node and a step: Ray sets a step's OMP_NUM_THREADS to its CPUs, and the forward pass and SAE
         # training sum in the order of their thread count: 2, as the one-process run on this 2-core machine
@@ -140,6 +143,7 @@ def test_a_backfill_on_a_ray_cluster_into_a_lake_has_every_row_of_one_process(tm
         # the kill: mid-step on the second node; that step failed its health check, was retried on the head
         assert killer.killed is not None, "no step ran long enough on the second node to be killed"
         k = killer.killed
+        assert "STEP_START" in k["log"] and "STEP_SUCCESS" not in k["log"], k["log"][-2000:]  # killed mid-step
         assert any(e.step_key == k["step"] for e in retried), (k, [e.step_key for e in retried])
         again = [j for s, j in jobs.items() if s.startswith(k["submission_id"] + "-")]
         assert again and again[-1].status == "SUCCEEDED" and again[-1].driver_node_id != k["node"], (k, again)

@@ -27,10 +27,14 @@ from .same_rows import tiny_project
 BACKFILL_TIMEOUT_S = 1800
 
 
-def openai_explainer(llm_url: str) -> dict:
-    """The explainer (and scorer) section asking the shared server at ``llm_url``."""
-    return {"llm": {"engine": "openai", "model": "smollm2", "base_url": llm_url, "max_concurrency": 16,
-                    "api_key_env": "AUTOINTERP_TEST_UNSET_KEY"}, "max_tokens": 32}
+def shared_llm(llm_url: str) -> dict:
+    """The tiny project's sections for a cluster: the explainer (and scorer) asking the shared server at
+    ``llm_url``; the LLM explainer only, scored by detection and fuzzing (and the embedding scorer), no baselines
+    or controls -- the LLM work of a 2-core machine's CPU server kept to what the run needs to show."""
+    return {"explainer": {"llm": {"engine": "openai", "model": "smollm2", "base_url": llm_url, "max_concurrency": 32,
+                                  "api_key_env": "AUTOINTERP_TEST_UNSET_KEY"}, "max_tokens": 32},
+            "baseline_explainers": [], "scoring": {"scorers": ["embedding"], "control_scorers": [],
+                                                   "bootstrap_samples": 200}}
 
 
 def cluster_project(out: Path, pg: dict, llm_url: str, name: str) -> tuple[dict, Lake]:
@@ -38,8 +42,8 @@ def cluster_project(out: Path, pg: dict, llm_url: str, name: str) -> tuple[dict,
     ``pg``), its Dagster home the deployment's; returns the environment of its hosts and the lake."""
     lake = Lake(create_database(pg, f"{name}_lake"), str(out / "lake") + "/")
     create_database(pg, f"{name}_dagster")
-    env = tiny_project(ROOT, out, extra={"explainer": openai_explainer(llm_url), "lake": {
-        "catalog": lake.catalog, "data_path": lake.data_path}})
+    env = tiny_project(ROOT, out, extra={**shared_llm(llm_url), "lake": {"catalog": lake.catalog,
+                                                                          "data_path": lake.data_path}})
     shutil.copy(ROOT / "deploy" / "dagster.yaml", Path(env["DAGSTER_HOME"]) / "dagster.yaml")
     env["DAGSTER_PG_URL"] = f"postgresql+psycopg2://{pg['user']}@{pg['host']}:{pg['port']}/{name}_dagster"
     return env, lake

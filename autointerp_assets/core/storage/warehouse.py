@@ -31,6 +31,7 @@ from filelock import FileLock, Timeout
 
 from ..errors import StorageError, readable_database_hint, storage_cause
 from . import queries
+from .lake import ALIAS as LAKE_ALIAS
 from .lake import Lake, is_conflict
 from .schema import PARTITIONED, TABLES, VIEWS, columns, create_statements, migration_statements
 
@@ -62,8 +63,13 @@ SCAN_BUFFER_POOL = "32MB"
 
 @contextmanager
 def buffer_pool(con, limit: str = SCAN_BUFFER_POOL) -> Iterator[None]:
-    """DuckDB's memory limit set to ``limit`` for a stretch, then set back: a scan keeps every block it read in
-    the buffer pool up to the limit (80 % of RAM by default), memory that would grow with the table scanned."""
+    """DuckDB's memory limit set to ``limit`` for a stretch, then set back: a scan of a DuckDB file keeps every
+    block it read in the buffer pool up to the limit (80 % of RAM by default), memory that would grow with the
+    table scanned. Not on a lake: its tables are Parquet files, and the limit is the process's one DuckDB's, shared
+    by every cursor -- a write of another thread would need DuckLake's file lists under it."""
+    if con.execute(queries.CURRENT_DATABASE).fetchone()[0] == LAKE_ALIAS:
+        yield
+        return
     before = con.execute(queries.MEMORY_LIMIT).fetchone()[0]
     con.execute(queries.SET_MEMORY_LIMIT.format(limit=limit))
     try:
