@@ -76,9 +76,11 @@ def volatile(column: str) -> bool:
     return column in VOLATILE or column.endswith(VOLATILE_SUFFIXES)
 
 
-def compare_attached(con, a: Path, b: Path) -> list[tuple[str, int, int, int, list[str]]]:
+def compare_attached(con, a: Path, b: Path, leave_out: set[tuple[str, str]] = frozenset()
+                     ) -> list[tuple[str, int, int, int, list[str]]]:
     """(table, rows in a, rows in b, differing rows both ways, the columns that differ) for every base table of
-    the databases attached to ``con`` as ``a`` and ``b``; ``a`` / ``b``: each run's directory (cut out of text)."""
+    the databases attached to ``con`` as ``a`` and ``b``; ``a`` / ``b``: each run's directory (cut out of text);
+    ``leave_out``: (table, column) pairs the caller compares otherwise (:func:`max_difference`)."""
     tables = sorted({r[0] for r in con.execute(
         "SELECT table_name FROM duckdb_tables() WHERE database_name IN ('a', 'b') AND NOT temporary").fetchall()})
     out = []
@@ -91,7 +93,7 @@ def compare_attached(con, a: Path, b: Path) -> list[tuple[str, int, int, int, li
             continue
         types = dict(con.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = 'a' "
                                  "AND table_name = ?", [t]).fetchall())
-        keep = [c for c in cols["a"] if c in cols["b"] and not volatile(c)]
+        keep = [c for c in cols["a"] if c in cols["b"] and not volatile(c) and (t, c) not in leave_out]
 
         def expr(c: str, db: str) -> str:
             root = str(a if db == "a" else b).replace("'", "''")
@@ -114,3 +116,15 @@ def compare_attached(con, a: Path, b: Path) -> list[tuple[str, int, int, int, li
     return out
 
 
+
+
+def max_difference(con, table: str, column: str) -> tuple[int, int, float | None]:
+    """(rows of ``a.table``, of them the rows matched in ``b`` on every other kept column, the largest absolute
+    difference of ``column`` between matched rows): a float that may differ in its last bits between runs."""
+    cols = [c for c, in con.execute("SELECT column_name FROM duckdb_columns() WHERE database_name = 'a' AND "
+                                    "table_name = ? ORDER BY column_index", [table]).fetchall()]
+    on = " AND ".join(f'x."{c}" IS NOT DISTINCT FROM y."{c}"' for c in cols if c != column and not volatile(c))
+    n = con.execute(f"SELECT count(*) FROM a.{table}").fetchone()[0]
+    matched, worst = con.execute(f'SELECT count(*), max(abs(x."{column}" - y."{column}")) FROM a.{table} x '
+                                 f"JOIN b.{table} y ON {on}").fetchone()
+    return n, matched, worst
