@@ -914,6 +914,7 @@ SET_SCHEMA_MARK = "COMMENT ON TABLE fingerprints IS '{mark}'"
 CURRENT_DATABASE = "SELECT current_database()"
 USE_DATABASE = 'USE "{name}"'
 # once per fingerprint (params: fingerprint, kind, spec, fingerprint); a lake has no primary key to conflict on
+FINGERPRINT_KNOWN = "SELECT count(*) > 0 FROM fingerprints WHERE fingerprint = ?"
 RECORD_FINGERPRINT = """
     INSERT INTO fingerprints (fingerprint, kind, spec) SELECT ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM fingerprints
     WHERE fingerprint = ?)

@@ -376,12 +376,14 @@ class Warehouse:
         if self.lake is None:
             con.execute(queries.RECORD_FINGERPRINT, args)
             return
-        with self.lock("fingerprints"):
-            own = self.lake.connect()
-            try:
+        own = self.lake.connect()
+        try:
+            if own.execute(queries.FINGERPRINT_KNOWN, [fp]).fetchone()[0]:  # the usual case: no lock to take
+                return
+            with self.lock("fingerprints"):
                 own.execute(queries.RECORD_FINGERPRINT, args)  # (auto-commit: a snapshot taken under the lock)
-            finally:
-                own.close()
+        finally:
+            own.close()
 
     @staticmethod
     def insert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> int:
