@@ -39,6 +39,20 @@ def _stats(layer: str, latents: list[int], status: str = "alive") -> pl.DataFram
                          "activations_fp": "activations-x"})
 
 
+def _at_once(script: str, args: list[list[str]]) -> list[str]:
+    """``script`` in one process per ``args``, each printing "ready" when set up, then all let go at once; their
+    stderr, once every one exited 0."""
+    procs = [subprocess.Popen([sys.executable, "-c", script, *a], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for a in args]
+    assert [p.stdout.readline().strip() for p in procs] == ["ready"] * len(procs)
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * len(procs), errors
+    return errors
+
+
 def test_the_lake_holds_every_table_and_view_and_replaces_partitions_exactly(lake):
     wh = Warehouse("/nonexistent/unused.duckdb", lake=lake)
     wh.replace_partition("layers.1", 0, 9, {"latent_stats": _stats("layers.1", list(range(10)))},
@@ -111,14 +125,7 @@ def test_stage_writes_of_processes_committing_at_once_are_retried_never_surfaced
                         "layer": "layers.1", "latent": list(range(r * 10, r * 10 + 10)), "n_firing": [i] * 10,
                         "n_windows": [1] * 10, "density": [0.1] * 10, "status": "alive", "activations_fp": "a"}}))
     """)
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(r)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for r in range(3)]
-    assert [p.stdout.readline().strip() for p in procs] == ["ready"] * 3
-    for p in procs:
-        p.stdin.write("go\n")
-        p.stdin.flush()
-    logs = [p.communicate(timeout=300)[1] for p in procs]
-    assert [p.returncode for p in procs] == [0] * 3, logs
+    logs = _at_once(script, [[str(r)] for r in range(3)])
     wh = Warehouse("/x/unused.duckdb", lake=lake)
     assert wh.query("SELECT latent // 10 AS r, count(*), min(n_firing), max(n_firing) FROM latent_stats "
                     "GROUP BY 1 ORDER BY 1").rows() == [(r, 10, 19, 19) for r in range(3)]
@@ -171,14 +178,7 @@ def test_writers_of_several_processes_recording_one_fingerprint_at_once_record_i
             with wh.write() as con:
                 wh.record_fingerprint(con, f"fp{{i}}", "k", {{"i": i}})
     """)
-    procs = [subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
-    assert [p.stdout.readline().strip() for p in procs] == ["ready"] * 4
-    for p in procs:
-        p.stdin.write("go\n")
-        p.stdin.flush()
-    errors = [p.communicate(timeout=300)[1] for p in procs]
-    assert [p.returncode for p in procs] == [0] * 4, errors
+    _at_once(script, [[]] * 4)
     wh = Warehouse("/x/unused.duckdb", lake=lake)
     assert wh.query("SELECT fingerprint, count(*) AS n FROM fingerprints GROUP BY 1 HAVING n > 1").is_empty()
     assert wh.scalar("SELECT count(*) FROM fingerprints") == 15
