@@ -156,7 +156,11 @@ def browse(project):
         yield base
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # (seen once in a full run: SIGTERM not acted on in 30 s)
+            proc.kill()
+            proc.wait(timeout=30)
 
 
 def test_browse_never_blocks_the_writer(project, browse):

@@ -78,6 +78,12 @@ class RayCluster:
         return {n["raylet"]["nodeId"]: (bool(n["raylet"].get("isHeadNode")), n["raylet"]["state"])
                 for n in body["data"]["summary"]}
 
+    def add_worker(self, cpus: int, env: dict) -> Node:
+        """A worker node joining the cluster, as a process of its own (an autoscaler's replacement of a lost one)."""
+        node = _start_node(f"worker{len(self.nodes)}", ["--address", self.address], self.temp_dir, cpus, env)
+        self.nodes.append(node)
+        return node
+
     def alive_nodes(self) -> int:
         return sum(state == "ALIVE" for _, state in self.node_states().values())
 
@@ -129,9 +135,8 @@ def ray_cluster(workers: int = 1, cpus_per_node: int = 1, env: dict | None = Non
             "--dashboard-port", str(dash), "--ray-client-server-port", str(_free_port()),
             "--temp-dir", str(temp_dir / "ray")], temp_dir, cpus_per_node, env))
         _wait(cluster, 1)
-        for i in range(workers):
-            cluster.nodes.append(_start_node(f"worker{i + 1}", ["--address", cluster.address], temp_dir,
-                                             cpus_per_node, env))
+        for _ in range(workers):
+            cluster.add_worker(cpus_per_node, env)
         _wait(cluster, 1 + workers)
         yield cluster
     finally:
