@@ -88,12 +88,11 @@ class Killer(threading.Thread):
     (its log says STEP_START) and run KILL_AFTER_S more seconds: mid-step. Records that step's Ray job; then a new
     node joins, as an autoscaler replaces a lost one."""
 
-    def __init__(self, cluster, env: dict):
+    def __init__(self, cluster):
         super().__init__(daemon=True)
         from ray.job_submission import JobSubmissionClient
 
-        self.cluster, self.env = cluster, env
-        self.client, self.stop = JobSubmissionClient(cluster.dashboard), threading.Event()
+        self.cluster, self.client, self.stop = cluster, JobSubmissionClient(cluster.dashboard), threading.Event()
         self.killed: dict | None = None
 
     def run(self):
@@ -112,7 +111,7 @@ class Killer(threading.Thread):
                     self.cluster.nodes[1].kill()
                     self.killed = {"submission_id": job.submission_id, "node": job.driver_node_id,
                                    "step": (job.metadata or {}).get("dagster/op"), "log": log}
-                    self.cluster.add_worker(2, self.env)
+                    self.cluster.add_worker(2)
                     return
             time.sleep(0.5)
 
@@ -129,7 +128,7 @@ def test_a_backfill_on_a_ray_cluster_into_a_lake_has_every_row_of_one_process(tm
             use_cluster(env, cluster.dashboard, step_cpus=2, step_retries=2)
             for k in ("DAGSTER_HOME", "DAGSTER_PG_URL"):
                 monkeypatch.setenv(k, env[k])
-            analyst, killer = Analyst(lake), Killer(cluster, env)
+            analyst, killer = Analyst(lake), Killer(cluster)
             try:
                 with daemon(env, tmp_path / "daemon.log"):
                     upstream(env)

@@ -69,6 +69,7 @@ class RayCluster:
     address: str  # the GCS address worker nodes join ("127.0.0.1:port")
     dashboard: str  # the job-submission address ("http://127.0.0.1:port")
     temp_dir: Path
+    env: dict  # the nodes' environment
     nodes: list[Node] = field(default_factory=list)
 
     def node_states(self) -> dict[str, tuple[bool, str]]:
@@ -78,9 +79,9 @@ class RayCluster:
         return {n["raylet"]["nodeId"]: (bool(n["raylet"].get("isHeadNode")), n["raylet"]["state"])
                 for n in body["data"]["summary"]}
 
-    def add_worker(self, cpus: int, env: dict) -> Node:
+    def add_worker(self, cpus: int) -> Node:
         """A worker node joining the cluster, as a process of its own (an autoscaler's replacement of a lost one)."""
-        node = _start_node(f"worker{len(self.nodes)}", ["--address", self.address], self.temp_dir, cpus, env)
+        node = _start_node(f"worker{len(self.nodes)}", ["--address", self.address], self.temp_dir, cpus, self.env)
         self.nodes.append(node)
         return node
 
@@ -128,7 +129,7 @@ def ray_cluster(workers: int = 1, cpus_per_node: int = 1, env: dict | None = Non
            "RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "5",
            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
     port, dash = _free_port(), _free_port()
-    cluster = RayCluster(f"127.0.0.1:{port}", f"http://127.0.0.1:{dash}", temp_dir)
+    cluster = RayCluster(f"127.0.0.1:{port}", f"http://127.0.0.1:{dash}", temp_dir, env)
     try:
         cluster.nodes.append(_start_node("head", [
             "--head", "--port", str(port), "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
@@ -136,7 +137,7 @@ def ray_cluster(workers: int = 1, cpus_per_node: int = 1, env: dict | None = Non
             "--temp-dir", str(temp_dir / "ray")], temp_dir, cpus_per_node, env))
         _wait(cluster, 1)
         for _ in range(workers):
-            cluster.add_worker(cpus_per_node, env)
+            cluster.add_worker(cpus_per_node)
         _wait(cluster, 1 + workers)
         yield cluster
     finally:
