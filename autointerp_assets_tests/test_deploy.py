@@ -24,6 +24,7 @@ def test_the_ray_up_cluster_passes_rays_own_validation():
     assert raw["provider"]["type"] == "local" and raw["head_start_ray_commands"]
     starts = " ".join(raw["head_start_ray_commands"] + raw["worker_start_ray_commands"])
     assert "secrets.env" in starts and "--dashboard-port=8265" in starts  # secrets on the nodes, not in jobs
+    assert starts.count("export PATH=/opt/autointerp/.venv/bin:$PATH") == 2  # a step runs a bare `dagster`
     assert "make setup ray" in " ".join(raw["setup_commands"])
 
 
