@@ -70,7 +70,11 @@ def dagster(args: list[str], env: dict, timeout: float = 1200) -> str:
 
 @contextmanager
 def daemon(env: dict, log: Path) -> Iterator[subprocess.Popen]:
-    """``dagster-daemon run`` (it starts the queued runs), stopped with its process group after."""
+    """``dagster-daemon run`` (it starts the queued runs), stopped with its process group after. The instance's
+    tables are created first (`dagster instance migrate`): a daemon and a CLI creating them at once on a new
+    PostgreSQL database race (seen: the daemon died on "type alembic_version already exists")."""
+    subprocess.run([sys.executable, "-m", "dagster", "instance", "migrate"], env=env, cwd=ROOT, check=True,
+                   capture_output=True, timeout=300)
     with open(log, "w") as out:
         proc = subprocess.Popen([str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
                                 env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
