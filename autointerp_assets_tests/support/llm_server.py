@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,15 +17,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from .dagster_dev import free_port
 from .projects import ROOT
 
 START_TIMEOUT_S = 240
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
@@ -34,7 +28,7 @@ def vllm_server(dtype: str = "bfloat16", prefix_caching: bool = True, max_num_se
     """A running server of ``smollm2``; yields its base URL (``http://127.0.0.1:<port>/v1``)."""
     from autointerp_assets.core.subject_model import resolve_model
 
-    port = _free_port()
+    port = free_port()
     log = tempfile.NamedTemporaryFile(prefix="vllm-server-", suffix=".log", delete=False)
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model",
            resolve_model("smollm2", str(ROOT / "data")), "--served-model-name", "smollm2", "--host", "127.0.0.1",

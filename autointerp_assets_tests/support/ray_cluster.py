@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,13 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from .dagster_dev import free_port
+
 START_TIMEOUT_S = 180
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _ray() -> str:
@@ -91,9 +86,9 @@ class RayCluster:
 
 def _start_node(name: str, args: list[str], temp_dir: Path, num_cpus: int, env: dict) -> Node:
     log = temp_dir / f"{name}.log"
-    ports = ["--node-manager-port", _free_port(), "--object-manager-port", _free_port(),
-             "--dashboard-agent-listen-port", _free_port(), "--dashboard-agent-grpc-port", _free_port(),
-             "--metrics-export-port", _free_port(), "--runtime-env-agent-port", _free_port(),
+    ports = ["--node-manager-port", free_port(), "--object-manager-port", free_port(),
+             "--dashboard-agent-listen-port", free_port(), "--dashboard-agent-grpc-port", free_port(),
+             "--metrics-export-port", free_port(), "--runtime-env-agent-port", free_port(),
              "--min-worker-port", 0, "--max-worker-port", 0]
     cmd = [_ray(), "start", "--block", *args, "--node-ip-address", "127.0.0.1", "--num-cpus", str(num_cpus),
            "--disable-usage-stats", *map(str, ports)]
@@ -128,12 +123,12 @@ def ray_cluster(workers: int = 1, cpus_per_node: int = 1, env: dict | None = Non
            # a dead node is declared dead within ~6 s (default ~30 s), so its jobs fail over sooner
            "RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "5",
            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
-    port, dash = _free_port(), _free_port()
+    port, dash = free_port(), free_port()
     cluster = RayCluster(f"127.0.0.1:{port}", f"http://127.0.0.1:{dash}", temp_dir, env)
     try:
         cluster.nodes.append(_start_node("head", [
             "--head", "--port", str(port), "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
-            "--dashboard-port", str(dash), "--ray-client-server-port", str(_free_port()),
+            "--dashboard-port", str(dash), "--ray-client-server-port", str(free_port()),
             "--temp-dir", str(temp_dir / "ray")], temp_dir, cpus_per_node, env))
         _wait(cluster, 1)
         for _ in range(workers):
