@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE  := 1
 export TOKENIZERS_PARALLELISM := false
 export VLLM_LOGGING_LEVEL ?= WARNING
 
-.PHONY: setup browser postgres ray run test ui summary clean
+.PHONY: setup browser postgres ray s3-server run test ui summary clean
 
 setup: $(STAMP)
 
@@ -49,7 +49,15 @@ $(RAY_STAMP): requirements/ray.lock
 	$(BIN)/pip install --quiet --no-deps -r requirements/ray.lock
 	touch $(RAY_STAMP)
 
-test: setup browser postgres ray
+# An S3 API server for the object-store tests (moto's; they start it on 127.0.0.1), apart from the project's
+# packages: its own folder, never on the project's import path.
+S3_STAMP := $(VENV)/.installed-s3-server
+s3-server: setup $(S3_STAMP)
+$(S3_STAMP): requirements/s3-server.lock
+	$(BIN)/pip install --quiet --no-deps --upgrade --target $(VENV)/s3-server -r requirements/s3-server.lock
+	touch $(S3_STAMP)
+
+test: setup browser postgres ray s3-server
 	$(BIN)/python -m pytest -q -ra --durations=25
 
 ui: setup

@@ -89,7 +89,7 @@ def test_sigkill_mid_cache_then_rerun_gives_exactly_the_uninterrupted_rows(tmp_p
     assert wh.scalar("SELECT sum(n_nonzero) FROM cache_progress") == survived  # exactly the committed batches' rows
 
     resumed = run_child(killed)
-    assert any(f"resuming activation cache" in ln and f"at row {stopped}/" in ln for ln in resumed)
+    assert any("resuming activation cache" in ln and f"at row {stopped}/" in ln for ln in resumed)
     first_commit = next(ln for ln in resumed if ln.startswith("committed"))
     assert first_commit == f"committed {stopped + 4}"  # no committed batch was recomputed
     run_child(clean)

@@ -136,6 +136,7 @@ def test_the_code_location_of_a_ray_config_runs_its_jobs_on_ray(tmp_path):
     ({"address": "10.0.0.5:8265"}, ["ray.address", "http://<head>:8265"]),
     ({**RAY, "env": ["OPENAI_API_KEY"]}, ["OPENAI_API_KEY", "a secret", "Ray nodes' own environment"]),
     ({**RAY, "env": ["DAGSTER_PG_URL"]}, ["DAGSTER_PG_URL", "a secret"]),
+    ({**RAY, "env": ["AWS_ACCESS_KEY_ID"]}, ["AWS_ACCESS_KEY_ID", "a secret"]),
     ({**RAY, "step_cpus": 0}, ["ray.step_cpus"]),
 ])
 def test_a_bad_ray_section_is_one_line_with_the_fix(ray, words):

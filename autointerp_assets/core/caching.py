@@ -14,7 +14,7 @@ import difflib
 import time
 from dataclasses import dataclass
 import re
-from typing import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from typing import Collection, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch

@@ -431,6 +431,27 @@ class SteeringConfig(_Strict):
         return self
 
 
+class ObjectStoreConfig(_Strict):
+    """How DuckDB reaches an S3-compatible store holding the lake's data. The credentials are never here: DuckDB
+    reads AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN) from the environment."""
+    endpoint: str | None = Field(None, description="host:port of an S3-compatible server (MinIO, Ceph, R2, ...); "
+                                 "unset: Amazon S3.")
+    url_style: Literal["vhost", "path"] = Field("vhost", description="'path' (bucket in the path) for most "
+                                                "self-hosted servers; 'vhost' (bucket in the host name) for S3.")
+    use_ssl: bool = Field(True, description="HTTPS to the endpoint.")
+    region: str | None = Field(None, description="The bucket's region; unset: AWS_REGION or us-east-1.")
+
+    def settings(self) -> tuple[tuple[str, str], ...]:
+        """DuckDB's settings for this store (name, SQL literal)."""
+        out = [("s3_url_style", self.url_style), ("s3_use_ssl", str(self.use_ssl).lower())]
+        out += [("s3_endpoint", self.endpoint)] if self.endpoint else []
+        out += [("s3_region", self.region)] if self.region else []
+        return tuple(out)
+
+
+OBJECT_STORE_SCHEMES = ("s3://", "r2://", "gcs://", "gs://")
+
+
 class LakeConfig(_Strict):
     """The warehouse as a DuckLake: its catalog in PostgreSQL, its data files as Parquet under ``data_path``."""
     catalog: str = Field(..., description="libpq connection string of the PostgreSQL catalog database, e.g. "
@@ -438,6 +459,8 @@ class LakeConfig(_Strict):
                          "reads it from PGPASSWORD or ~/.pgpass.")
     data_path: str = Field(..., description="Where the lake's Parquet files go: a directory every host reaches "
                            "(relative to the project root) or an object store URL (s3://bucket/prefix/).")
+    object_store: ObjectStoreConfig | None = Field(None, description="For an s3:// data_path on a server other "
+                                                   "than Amazon S3: its endpoint, URL style, TLS, region.")
 
     @model_validator(mode="after")
     def _check(self):
@@ -446,10 +469,17 @@ class LakeConfig(_Strict):
                              "so no secret is written to config, logs or the catalog")
         if not self.catalog.strip() or not self.data_path.strip():
             raise ValueError("lake needs both catalog (a libpq connection string) and data_path")
+        remote = "://" in self.data_path
+        if remote and not self.data_path.startswith(OBJECT_STORE_SCHEMES):
+            raise ValueError(f"lake.data_path {self.data_path!r} is not a directory nor an object store URL: use a "
+                             f"path or one of {', '.join(OBJECT_STORE_SCHEMES)}")
+        if self.object_store is not None and not remote:
+            raise ValueError("lake.object_store applies to an object store data_path (s3://bucket/prefix/): remove "
+                             "it, or set data_path to the store's URL")
         return self
 
 
-SECRET_NAME = re.compile(r"(KEY|PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIALS?|_URL)$")
+SECRET_NAME = re.compile(r"(KEY|KEY_ID|PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIALS?|_URL)$")
 
 
 class RayConfig(_Strict):

@@ -18,6 +18,7 @@ from autointerp_assets.core.errors import StorageError
 from autointerp_assets.core.storage import TABLES, VIEWS, Warehouse
 from autointerp_assets.core.storage import lake as lake_mod
 from autointerp_assets.core.storage.lake import Lake
+from autointerp_assets_tests.support.object_store import KEYS, create_bucket, object_keys, s3_server
 from autointerp_assets_tests.support.postgres import create_database, postgres_server
 
 
@@ -264,3 +265,53 @@ def test_the_sql_door_reads_the_lake_and_refuses_writes_and_other_files(lake):
     with pytest.raises(Refused, match="file access off"):
         read_only_query(wh, "SELECT * FROM read_text('/etc/hostname')")
     assert wh.scalar("SELECT count(*) FROM latent_stats") == 10
+
+
+@pytest.fixture(scope="module")
+def s3():
+    with s3_server() as endpoint:
+        yield endpoint
+
+
+def test_a_lake_in_an_object_store_keeps_its_parquet_there_and_reads_back_exactly(pg, s3, monkeypatch):
+    from autointerp_assets.core.storage.sql_door import Refused, read_only_query
+
+    for name, value in KEYS.items():  # the credentials come from the environment only
+        monkeypatch.setenv(name, value)
+    create_bucket(s3, "lake")
+    create_bucket(s3, "elsewhere")
+    cfg = parse_config({"lake": {"catalog": create_database(pg, "lake_s3"), "data_path": "s3://lake/run-1",
+                                 "object_store": {"endpoint": s3, "url_style": "path", "use_ssl": False}}})
+    lake = Lake.of(cfg)
+    assert lake.data_path == "s3://lake/run-1/"
+    wh = Warehouse.of(cfg)
+    for lo in (0, 10):
+        wh.replace_partition("layers.1", lo, lo + 9, {"latent_stats": _stats("layers.1", list(range(lo, lo + 10)))},
+                             fingerprints={"fp-a": ("sampler", {"a": 1})})
+    wh.replace_partition("layers.1", 0, 9, {"latent_stats": _stats("layers.1", [3, 4], status="dead")})
+    for attempt in wh.attempts():  # a stage's write block, as the assets write
+        with attempt as con:
+            con.execute("DELETE FROM latent_stats WHERE latent = 19")
+    assert wh.query("SELECT latent, status FROM latent_stats ORDER BY latent").rows() == \
+        [(3, "dead"), (4, "dead")] + [(i, "alive") for i in range(10, 19)]
+    keys = object_keys(s3, "lake", "run-1/")
+    assert any(k.startswith("run-1/main/latent_stats/") and k.endswith(".parquet") for k in keys), keys
+    assert object_keys(s3, "elsewhere") == []
+
+    # an analyst's read-only door: the lake's prefix readable, the rest of the store not
+    assert read_only_query(wh, "SELECT count(*) AS n FROM latent_stats").rows() == [(11,)]
+    with pytest.raises(Refused, match="file access off"):
+        read_only_query(wh, "SELECT * FROM read_parquet('s3://elsewhere/*.parquet')")
+
+    # what is wrong with the store is said in one line when the lake is opened, before any stage runs
+    for store, why in [({"endpoint": s3, "url_style": "path", "use_ssl": False}, "NoSuchBucket"),
+                       ({"endpoint": s3, "url_style": "vhost", "use_ssl": False}, "Could not resolve")]:
+        bad = parse_config({"lake": {"catalog": cfg.lake.catalog, "data_path": "s3://nobucket/x/" if
+                                     why == "NoSuchBucket" else "s3://lake/run-2/", "object_store": store}})
+        with pytest.raises(StorageError, match=rf"cannot reach the lake's data at s3://.*{why}.*create the bucket, "
+                                               r"check lake.object_store"):
+            Lake.of(bad).connect()
+    with pytest.raises(ConfigError, match="lake.object_store applies to an object store data_path"):
+        parse_config({"lake": {"catalog": "dbname=x", "data_path": "lake", "object_store": {"endpoint": s3}}})
+    with pytest.raises(ConfigError, match="is not a directory nor an object store URL"):
+        parse_config({"lake": {"catalog": "dbname=x", "data_path": "ftp://host/lake"}})

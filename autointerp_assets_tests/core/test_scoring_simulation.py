@@ -3,7 +3,6 @@ vLLM engine in both modes (prompt logprobs and constrained JSON)."""
 
 from __future__ import annotations
 
-import asyncio
 
 import numpy as np
 import pytest

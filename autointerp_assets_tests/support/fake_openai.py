@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import random
 import re
 import threading
@@ -184,7 +183,6 @@ class FakeOpenAIServer:
 
 if __name__ == "__main__":  # a separate process for benchmarks: prints its URL, serves until killed
     import argparse
-    import time
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--latency-s", type=float, default=0.0)

@@ -9,12 +9,13 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from .dagster_dev import free_port
 
 
 def _bin(name: str) -> str:
@@ -25,12 +26,6 @@ def _bin(name: str) -> str:
     if path is None:
         raise RuntimeError(f"PostgreSQL's {name} is not installed: run `make postgres` (Debian's postgresql package)")
     return path
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _as_server_user(cmd: list[str]) -> list[str]:
@@ -45,7 +40,7 @@ def postgres_server() -> Iterator[dict]:
     base = Path(tempfile.mkdtemp(prefix="autointerp-pg-"))
     if os.geteuid() == 0:
         shutil.chown(base, "postgres")
-    data, port = base / "data", _free_port()
+    data, port = base / "data", free_port()
     try:
         subprocess.run(_as_server_user([initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8"]),
                        check=True, capture_output=True, text=True)

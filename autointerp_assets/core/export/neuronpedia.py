@@ -77,7 +77,6 @@ def to_neuronpedia(wh, dest: str | Path, layers: list[str], explainer_fp: str, c
         recs = dashboard.latent_records(data, {explainer_fp: explainer_name or explainer_fp}, explainer_fp)
         sid = source_id(layer, source_set)
         d = Path(dest) / model_id / sid
-        n_tokens = data["corpus_tokens"]
         width = (num_latents or {}).get(layer) or (max(r["latent"] for r in recs) + 1)
         _jsonl(d / "model.jsonl", [{"id": model_id, "displayNameShort": model_id, "displayName": model_id,
                                     "creatorId": creator_id, "layers": len(layers), "neuronsPerLayer": width,

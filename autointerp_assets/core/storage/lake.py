@@ -78,9 +78,11 @@ def _quote(s: str) -> str:
 
 @dataclass(frozen=True)
 class Lake:
-    """A DuckLake's catalog (libpq connection string, no password) and data path (resolved)."""
+    """A DuckLake's catalog (libpq connection string, no password), data path (resolved) and, for data in an object
+    store, DuckDB's settings to reach it (credentials excepted: the environment's)."""
     catalog: str
     data_path: str
+    store: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def of(cls, cfg) -> Lake | None:
@@ -89,7 +91,8 @@ class Lake:
         if lake is None:
             return None
         data = lake.data_path if "://" in lake.data_path else str(cfg.resolve(lake.data_path))
-        return cls(lake.catalog, data.rstrip("/") + "/")
+        store = lake.object_store.settings() if lake.object_store is not None else ()
+        return cls(lake.catalog, data.rstrip("/") + "/", store)
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """A connection to the lake: a cursor of this process's one DuckDB instance with the lake attached (loading
@@ -130,6 +133,11 @@ class Lake:
         try:
             for f in files:
                 con.execute(f"LOAD {_quote(str(f))}")
+        except duckdb.Error as e:
+            raise StorageError(f"cannot load a DuckDB extension of the lake: {str(e).splitlines()[0]}") from None
+        if remote:
+            self._reach_store(con)
+        try:
             # data inlining (small inserts kept in the catalog) is off: it reserves the column name row_id
             con.execute(f"ATTACH {_quote('ducklake:postgres:' + self.catalog)} AS {alias} "
                         f"(DATA_PATH {_quote(self.data_path)}, DATA_INLINING_ROW_LIMIT 0"
@@ -139,6 +147,18 @@ class Lake:
                                f"{str(e).splitlines()[0]} -- start PostgreSQL or fix lake.catalog / lake.data_path") \
                 from None
 
+    def _reach_store(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Apply the object store's settings to ``con`` and list the data path once, so that a wrong endpoint, a
+        missing bucket or refused credentials fail here in one line, not at a stage's first commit."""
+        for name, value in self.store:
+            con.execute(f"SET GLOBAL {name} = {_quote(value)}")  # (every cursor of the instance)
+        try:
+            con.execute("SELECT count(*) FROM glob(?)", [self.data_path + "*"]).fetchall()
+        except duckdb.Error as e:
+            why = " ".join(str(e).split("LINE 1:")[0].split())[:300]  # (without the echoed query)
+            raise StorageError(f"cannot reach the lake's data at {self.data_path}: {why} -- create the bucket, check "
+                               "lake.object_store (endpoint, url_style, use_ssl) and export AWS_ACCESS_KEY_ID and "
+                               "AWS_SECRET_ACCESS_KEY") from None
 
     @contextmanager
     def lock(self, name: str) -> Iterator[None]:

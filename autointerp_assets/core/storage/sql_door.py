@@ -63,8 +63,7 @@ def _lake_door(wh: Warehouse) -> duckdb.DuckDBPyConnection:
     try:
         wh.lake.attach(con, "lake", read_only=True)
         con.execute("USE lake")
-        if "://" not in wh.lake.data_path:
-            con.execute("SET allowed_directories = ?", [[wh.lake.data_path]])
+        con.execute("SET allowed_directories = ?", [[wh.lake.data_path]])  # (a directory or a store's prefix)
         for k, v in CONFIG.items():
             con.execute(f"SET {k} = {str(v).lower()}")
     except BaseException:
