@@ -148,12 +148,14 @@ class Lake:
                 from None
 
     def _reach_store(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Apply the object store's settings to ``con`` and list the data path once, so that a wrong endpoint, a
-        missing bucket or refused credentials fail here in one line, not at a stage's first commit."""
+        """Apply the object store's settings to ``con`` and make one listing request under the data path, so that a
+        wrong endpoint, a missing bucket or refused credentials fail here in one line, not at a stage's first
+        commit."""
         for name, value in self.store:
             con.execute(f"SET GLOBAL {name} = {_quote(value)}")  # (every cursor of the instance)
         try:
-            con.execute("SELECT count(*) FROM glob(?)", [self.data_path + "*"]).fetchall()
+            # (S3 lists the keys that start with the part before the wildcard: none, whatever the lake holds)
+            con.execute("SELECT count(*) FROM glob(?)", [self.data_path + ".autointerp-reach-*"]).fetchall()
         except duckdb.Error as e:
             why = " ".join(str(e).split("LINE 1:")[0].split())[:300]  # (without the echoed query)
             raise StorageError(f"cannot reach the lake's data at {self.data_path}: {why} -- create the bucket, check "
