@@ -23,7 +23,7 @@ from autointerp_assets.core.stages.context import Context
 from autointerp_assets.core.storage import Warehouse
 from autointerp_assets.core.vocabulary import token_strings
 from autointerp_assets_tests.support.automation_base import KEYS, base_project
-from autointerp_assets_tests.support.dagster_dev import free_port
+from autointerp_assets_tests.support.dagster_dev import free_port, stop_group
 
 pytestmark = pytest.mark.slow
 
@@ -155,12 +155,7 @@ def browse(project):
     try:
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:  # (seen once in a full run: SIGTERM not acted on in 30 s)
-            proc.kill()
-            proc.wait(timeout=30)
+        stop_group(proc)
 
 
 def test_browse_never_blocks_the_writer(project, browse):

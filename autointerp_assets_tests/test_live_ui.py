@@ -18,7 +18,7 @@ from autointerp_assets.core.identity import explainer_fp
 from autointerp_assets.core.registry import active_config
 from autointerp_assets.core.storage import Warehouse
 from autointerp_assets_tests.support.automation_base import KEYS, base_project, project_copy, write_registry
-from autointerp_assets_tests.support.dagster_dev import dagster_dev, free_port
+from autointerp_assets_tests.support.dagster_dev import dagster_dev, free_port, stop_group
 
 pytestmark = pytest.mark.slow
 
@@ -199,12 +199,7 @@ def test_dagster_ui_link_opens_the_latent_browser(server):
             finally:
                 browser.close()
     finally:
-        browse.terminate()
-        try:
-            browse.wait(timeout=30)
-        except subprocess.TimeoutExpired:  # (seen once in a full run: SIGTERM not acted on in 30 s)
-            browse.kill()
-            browse.wait(timeout=30)
+        stop_group(browse)
 
 
 def _dismiss_modal(page) -> None:

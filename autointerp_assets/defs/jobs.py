@@ -19,8 +19,8 @@ from .partitions import PARTITIONS
 
 
 def _job(name: str, selection: list, description: str, partitioned: bool = False):
-    return dg.define_asset_job(name, selection=selection, description=description, op_retry_policy=retry_policy(),
-                               **({"partitions_def": PARTITIONS} if partitioned else {}))
+    return dg.define_asset_job(name, selection=selection, partitions_def=PARTITIONS if partitioned else None,
+                               description=description, op_retry_policy=retry_policy())
 
 
 corpus_and_sparse_coders = _job(

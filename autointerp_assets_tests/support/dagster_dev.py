@@ -65,7 +65,7 @@ def stop_group(proc: subprocess.Popen, grace: float = 30.0) -> None:
         if not group_members(pgid):
             return
         time.sleep(0.25)
-    raise AssertionError(f"processes of dagster dev's group {pgid} survived SIGKILL: {group_members(pgid)}")
+    raise AssertionError(f"processes of group {pgid} survived SIGKILL: {group_members(pgid)}")
 
 
 @contextmanager

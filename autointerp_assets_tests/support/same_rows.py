@@ -116,8 +116,6 @@ def compare_attached(con, a: Path, b: Path, leave_out: set[tuple[str, str]] = fr
     return out
 
 
-
-
 def max_difference(con, table: str, column: str) -> tuple[int, int, float | None]:
     """(rows of ``a.table``, of them the rows matched in ``b`` on every other kept column, the largest absolute
     difference of ``column`` between matched rows): a float that may differ in its last bits between runs."""

@@ -920,7 +920,6 @@ RECORD_FINGERPRINT = """
     WHERE fingerprint = ?)
 """
 
-CURRENT_DATABASE = "SELECT current_database()"
 MEMORY_LIMIT = "SELECT current_setting('memory_limit')"
 SET_MEMORY_LIMIT = "SET memory_limit = '{limit}'"
 RESET_MEMORY_LIMIT = "RESET memory_limit"
